@@ -1,0 +1,1 @@
+"""Backchannel's bridge: audio ingest, the session worker, outputs, the command line."""

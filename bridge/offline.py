@@ -1,0 +1,40 @@
+"""`backchannel run`: the pipeline on files, no sockets. Same generator, same frames as `serve` gives live."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+def register(commands) -> None:
+    p = commands.add_parser("run", help="turn two audio files into a motion file offline")
+    p.add_argument("--self", dest="self_audio", required=True, metavar="SELF.wav", help="the avatar's own voice")
+    p.add_argument("--other", dest="other_audio", required=True, metavar="OTHER.wav", help="the partner's voice")
+    p.add_argument("--out", action="append", required=True, metavar="motion.jsonl|.csv|.npz",
+                   help="motion file to write (repeat for several formats)")
+    p.add_argument("--generator", default=None, help="motion generator (default: the shipped default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", type=json.loads, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
+    p.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    from backchannel.models.audio import SAMPLE_RATE, load_audio
+    from backchannel.models.generator import Style, generate, make_generator
+
+    from .motion_files import FORMATS, write_motion
+
+    for out in args.out:  # fail before the slow part
+        if Path(out).suffix.lower() not in FORMATS:
+            raise ValueError(f"--out {out}: use one of {', '.join(FORMATS)}")
+    self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
+    generator = make_generator(args.generator)
+    start = time.perf_counter()
+    block = generate(generator, self_audio, other_audio, seed=args.seed, style=Style.from_dict(args.style))
+    elapsed = time.perf_counter() - start
+    seconds = max(len(self_audio), len(other_audio)) / SAMPLE_RATE
+    for out in args.out:
+        print(f"wrote {write_motion(out, block)} ({len(block)} frames)")
+    print(f"{generator.name}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real time), "
+          f"look-ahead {generator.lookahead_s * 1000:.0f} ms")
+    return 0

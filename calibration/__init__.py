@@ -1,0 +1,1 @@
+"""Backchannel's calibration: rig maps, A/V latency, performance tiers."""

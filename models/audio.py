@@ -1,0 +1,124 @@
+"""Audio plumbing shared by every stage: decode, load, resample to the internal 16 kHz mono float32."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # every stage after ingest works on 16 kHz mono float32 in [-1, 1]
+PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+MIN_RATE, MAX_RATE = 4000, 192000  # rates outside this are refused as absurd
+
+
+def decode_pcm(pcm: bytes, fmt: str) -> np.ndarray:
+    """Raw little-endian PCM bytes -> float32 samples in [-1, 1]. Raises ValueError on anything malformed."""
+    dtype = PCM_FORMATS.get(fmt)
+    if dtype is None:
+        raise ValueError(f"unknown pcm format {fmt!r} (expected one of {sorted(PCM_FORMATS)})")
+    if len(pcm) % dtype.itemsize:
+        raise ValueError(f"{len(pcm)} bytes is not a whole number of {fmt} samples")
+    x = np.frombuffer(pcm, dtype)
+    if fmt == "s16le":
+        return x.astype(np.float32) / 32768.0
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("f32le samples contain NaN or infinity")
+    return np.clip(x, -1.0, 1.0)
+
+
+def encode_pcm(x: np.ndarray, fmt: str = "s16le") -> bytes:
+    """float32 samples -> little-endian PCM bytes (the inverse of decode_pcm)."""
+    x = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
+    if fmt == "s16le":
+        return np.round(x * 32767.0).astype("<i2").tobytes()
+    if fmt == "f32le":
+        return x.astype("<f4").tobytes()
+    raise ValueError(f"unknown pcm format {fmt!r}")
+
+
+def check_rate(rate: int) -> int:
+    if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"sample rate {rate!r} is outside {MIN_RATE}..{MAX_RATE} Hz")
+    return int(rate)
+
+
+class Resampler:
+    """Streaming band-limited resampler (Hann-windowed sinc, DC gain exactly 1).
+
+    Output does not depend on how the input is chunked, so offline files and live streams give the same samples.
+    `flush()` ends the stream and returns the tail, making the total length ceil(n_in * rate_out / rate_in).
+    """
+
+    def __init__(self, rate_in: int, rate_out: int = SAMPLE_RATE, zero_crossings: int = 12):
+        self.rate_in, self.rate_out = check_rate(rate_in), int(rate_out)
+        self.cutoff = min(1.0, self.rate_out / self.rate_in)  # anti-alias when going down
+        self.half = int(np.ceil(zero_crossings / self.cutoff))  # taps each side, in input samples
+        self.buf = np.zeros(self.half, np.float32)  # zero history before t = 0
+        self.buf_start = -self.half  # absolute input index of buf[0]
+        self.n_in = 0
+        self.n_out = 0  # outputs emitted so far
+
+    def _emit(self, last_needed_ok: int) -> np.ndarray:
+        """Emit every output j whose taps reach at most absolute input index `last_needed_ok`."""
+        # output j sits at input position j * rate_in / rate_out; its taps span base-half+1 .. base+half
+        last_j = ((last_needed_ok - self.half) * self.rate_out) // self.rate_in
+        js = np.arange(self.n_out, last_j + 1, dtype=np.int64)
+        if len(js) == 0:
+            return np.zeros(0, np.float32)
+        base = (js * self.rate_in) // self.rate_out
+        frac = (js * self.rate_in - base * self.rate_out) / self.rate_out
+        offsets = np.arange(-self.half + 1, self.half + 1)
+        d = frac[:, None] - offsets[None, :]  # distance from each tap, in input samples
+        h = np.sinc(self.cutoff * d) * (0.5 + 0.5 * np.cos(np.pi * d / (self.half + 1)))
+        h /= h.sum(1, keepdims=True)
+        y = (self.buf[(base - self.buf_start)[:, None] + offsets[None, :]] * h).sum(1).astype(np.float32)
+        self.n_out += len(js)
+        keep_from = (self.n_out * self.rate_in) // self.rate_out - self.half + 1
+        self.buf = self.buf[keep_from - self.buf_start:]
+        self.buf_start = keep_from
+        return y
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32).reshape(-1)
+        if self.rate_in == self.rate_out:
+            self.n_in += len(x)
+            self.n_out += len(x)
+            return x.copy()
+        self.buf = np.concatenate([self.buf, x])
+        self.n_in += len(x)
+        return self._emit(self.n_in - 1)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: pad with silence and return the outputs still owed."""
+        total = -(-self.n_in * self.rate_out // self.rate_in)
+        if self.rate_in == self.rate_out or self.n_out >= total:
+            return np.zeros(0, np.float32)
+        self.buf = np.concatenate([self.buf, np.zeros(self.half + 1, np.float32)])
+        y = self._emit(self.n_in + self.half)
+        return y[: total - (self.n_out - len(y))]
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
+    r = Resampler(rate_in, rate_out)
+    return np.concatenate([r.process(x), r.flush()])
+
+
+def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Any file soundfile reads (wav, flac, ogg...), any rate and channel count -> mono float32 at `rate`."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises its own error types; name the file for the user
+        raise ValueError(f"cannot read audio {path}: {e}") from None
+    return resample(x.mean(1), sr, rate)
+
+
+def save_audio(path: str | Path, x: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    import soundfile as sf
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(np.asarray(x, np.float32), -1, 1), rate, subtype="PCM_16")

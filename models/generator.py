@@ -1,0 +1,94 @@
+"""The interface between the bridge and anything that turns two audio tracks into motion.
+
+A Generator makes one MotionStream per avatar session. The bridge feeds each stream equal-length, time-aligned
+chunks of the two tracks (16 kHz mono float32: `self_audio` is the avatar's own voice, `other_audio` the
+conversation partner's). Motion frame k answers audio time k / FRAME_RATE; a stream returns it as soon as it has
+audio up to k / FRAME_RATE + lookahead_s, so the generator's look-ahead is part of the latency budget and is
+declared, not hidden. `flush()` ends the audio: the stream pads with silence and returns every frame still owed,
+so a stream fed N samples returns frame_count(N / SAMPLE_RATE) frames in all, however the audio was chunked.
+
+Generators that batch (the diffusion model on a GPU) override `feed_many`, which the worker calls once per tick
+with every session that has new audio.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .motion import FRAME_RATE, MotionBlock
+
+DEFAULT_GENERATOR = "baseline"
+
+
+@dataclass
+class Style:
+    """Per-avatar style: how much it moves and emotes. Generators map these to their own controls."""
+
+    expressiveness: float = 1.0  # scales head motion and facial activity
+    smile: float = 0.0  # resting smile, -1 (frown) .. 1
+    blink_rate: float = 1.0  # multiplier on the natural blink rate
+    extra: dict = field(default_factory=dict)  # generator-specific knobs (e.g. a reference-motion style vector)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Style":
+        d = dict(d or {})
+        known = {k: float(d.pop(k)) for k in ("expressiveness", "smile", "blink_rate") if k in d}
+        return cls(**known, extra=d)
+
+
+class MotionStream(ABC):
+    """One session's generator state."""
+
+    @abstractmethod
+    def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
+        """Append aligned audio (same length) and return the frames it settles (possibly none)."""
+
+    @abstractmethod
+    def flush(self) -> MotionBlock:
+        """End of audio: return every remaining frame."""
+
+
+class Generator(ABC):
+    name: str = "?"
+    lookahead_s: float = 0.0  # audio needed beyond a frame's own time before the frame is emitted
+
+    @abstractmethod
+    def open_stream(self, seed: int = 0, style: Style | None = None) -> MotionStream:
+        """A fresh stream; the same seed, style and audio give the same frames."""
+
+    def feed_many(self, items: list[tuple[MotionStream, np.ndarray, np.ndarray]]) -> list[MotionBlock]:
+        """Feed several streams at once; batching generators override this."""
+        return [stream.feed(a, b) for stream, a, b in items]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "lookahead_s": self.lookahead_s, "frame_rate": FRAME_RATE, "sample_rate": SAMPLE_RATE}
+
+
+# name -> "module:factory" (relative to this package), imported only when asked for
+GENERATORS: dict[str, str] = {
+    "baseline": "baseline:BaselineGenerator",
+}
+
+
+def make_generator(name: str | None = None, **options) -> Generator:
+    name = name or DEFAULT_GENERATOR
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))}")
+    module, factory = GENERATORS[name].split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), factory)(**options)
+
+
+def generate(generator: Generator, self_audio: np.ndarray, other_audio: np.ndarray, seed: int = 0,
+             style: Style | None = None, chunk_s: float = 1.0) -> MotionBlock:
+    """Offline: run whole tracks (the shorter padded with silence) through a fresh stream."""
+    n = max(len(self_audio), len(other_audio))
+    a = np.pad(np.asarray(self_audio, np.float32), (0, n - len(self_audio)))
+    b = np.pad(np.asarray(other_audio, np.float32), (0, n - len(other_audio)))
+    stream = generator.open_stream(seed, style)
+    step = max(1, int(chunk_s * SAMPLE_RATE))
+    blocks = [stream.feed(a[i:i + step], b[i:i + step]) for i in range(0, n, step)]
+    return MotionBlock.concat(blocks + [stream.flush()])

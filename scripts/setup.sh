@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine: the Debian packages Backchannel uses (when this user may install them), then .venv
+# with the CPU build of torch and the project in editable mode. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# espeak-ng/festival/flite: corpus voices; libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
+# tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream.
+SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config"
+missing=""
+for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo="none"; fi
+    if [ "$sudo" = none ]; then
+        echo "setup: cannot install system packages without root; missing:$missing" >&2
+        echo "setup: the demo still runs; corpus voices, audio devices and the C++ peer test need them" >&2
+    else
+        echo "setup: installing system packages:$missing"
+        $sudo apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# The CPU build first: with it installed, the project's unpinned torch requirement pulls nothing more.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[test]"
+touch .venv/.setup-done
+echo "setup: ready (.venv/bin/backchannel)"
