@@ -1,0 +1,168 @@
+"""Real recorded speech: a folder of one speaker's wav files plus `transcripts.txt` (`name: text` lines), force-
+aligned with pocketsphinx (its bundled US-English acoustic model and CMU dictionary) into phones and words.
+
+Alignment is the slow part (~0.1x real time), so each prompt is aligned once and cached as JSON under the
+cache folder, keyed by the audio's and transcript's content, so it is shared by every corpus built later.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from .dsp import load
+from .festival import cmudict, words_of
+from .phones import arpabet_to_ipa
+from .utterance import Utterance
+
+log = logging.getLogger(__name__)
+ALIGNER_VERSION = 2  # bump when alignment code changes, to invalidate caches
+PAD_S = 0.3  # silence padded on both sides so the aligner can place the speech's start and end
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "backchannel", "alignments")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    text: str
+    wav: Path
+
+
+class RecordedSpeaker:
+    """One speaker's recordings. `name` is the folder name (the speaker's identity for splits)."""
+
+    _opened: dict = {}
+
+    @classmethod
+    def open(cls, folder: str | Path, cache_dir: str | Path | None = None) -> "RecordedSpeaker":
+        """The speaker for `folder`, parsed once per process (workers make many clips with it)."""
+        key = (str(Path(folder).resolve()), str(cache_dir))
+        if key not in cls._opened:
+            cls._opened[key] = cls(folder, cache_dir)
+        return cls._opened[key]
+
+    def __init__(self, folder: str | Path, cache_dir: str | Path | None = None):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"speech folder not found: {self.folder}")
+        transcripts = self.folder / "transcripts.txt"
+        if not transcripts.is_file():
+            raise FileNotFoundError(f"{self.folder} has no transcripts.txt (lines of `name: text`)")
+        self.name = self.folder.name
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.prompts, skipped = [], 0
+        lexicon = cmudict()
+        for line in transcripts.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith(";") or ":" not in line:
+                continue
+            name, text = (s.strip() for s in line.split(":", 1))
+            wav = self.folder / f"{name}.wav"
+            if not wav.is_file():
+                continue
+            # digits, symbols and out-of-dictionary words cannot be aligned without a g2p model, and bracketed
+            # transcripts describe tones, not speech: leave them out
+            words = words_of(text)
+            if re.search(r"[0-9*#@&%$/<>\[\]]|\.\.\.", text) or not words or any(w not in lexicon for w in words):
+                skipped += 1
+                continue
+            self.prompts.append(Prompt(name, text, wav))
+        if not self.prompts:
+            raise ValueError(f"{self.folder}: no usable prompts (wav + transcript with dictionary words)")
+        if skipped:
+            log.info("%s: %d prompts with alignable transcripts, %d skipped (digits, symbols or words missing "
+                     "from the dictionary)", self.name, len(self.prompts), skipped)
+        self._aligned: list[Prompt] | None = None
+
+    def aligned(self) -> list[Prompt]:
+        """The prompts pocketsphinx could align (aligning any not yet in the cache)."""
+        if self._aligned is None:
+            self._aligned = [p for p in self.prompts if self.alignment(p) is not None]
+            if not self._aligned:
+                raise ValueError(f"{self.folder}: no prompt could be aligned to its transcript")
+        return self._aligned
+
+    def short_prompts(self) -> list[Prompt]:
+        """One- and two-word prompts: what a recorded speaker can offer as a short listener response."""
+        return [p for p in self.aligned() if len(words_of(p.text)) <= 2] or self.aligned()
+
+    def long_prompts(self) -> list[Prompt]:
+        """Prompts of three words or more: turn material."""
+        return [p for p in self.aligned() if len(words_of(p.text)) > 2] or self.aligned()
+
+    def utterance(self, prompt: Prompt) -> Utterance:
+        timing = self.alignment(prompt)
+        if timing is None:
+            raise ValueError(f"{prompt.wav}: pocketsphinx could not align it to {prompt.text!r}")
+        return Utterance(load(prompt.wav), timing[0], timing[1], prompt.text, {"prompt": prompt.name})
+
+    def cache_path(self, prompt: Prompt) -> Path:
+        key = hashlib.sha1(prompt.wav.read_bytes() + prompt.text.encode() + bytes([ALIGNER_VERSION]))
+        return self.cache_dir / self.name / f"{prompt.name}-{key.hexdigest()[:16]}.json"
+
+    def alignment(self, prompt: Prompt) -> tuple[list, list] | None:
+        """(phones, words) for a prompt, or None when it cannot be aligned; from the cache, else aligned now and
+        cached (failures too, so they are tried once)."""
+        path = self.cache_path(prompt)
+        if not path.is_file():
+            try:
+                phones, words = align(load(prompt.wav), prompt.text)
+                data = {"text": prompt.text, "phones": phones, "words": words}
+            except RuntimeError as e:
+                log.info("%s: cannot align %s (%s)", self.name, prompt.name, e)
+                data = {"text": prompt.text, "failed": str(e)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)  # atomic: parallel workers may align the same prompt; either copy is whole
+        data = json.loads(path.read_text())
+        if "failed" in data:
+            return None
+        return [tuple(p) for p in data["phones"]], [tuple(w) for w in data["words"]]
+
+
+def align(audio: np.ndarray, text: str) -> tuple[list, list]:
+    """Force-align 16 kHz `audio` to `text` (dictionary words): phone spans in IPA and word spans, in seconds.
+    A fresh decoder each time: a reused one carries state between utterances, so results would depend on the
+    order prompts were aligned in (and so on the number of workers)."""
+    from pocketsphinx import Decoder
+
+    pad = np.zeros(int(PAD_S * SAMPLE_RATE), np.float32)
+    pad += np.random.default_rng(0).normal(0, 1e-4, len(pad)).astype(np.float32)  # not digital silence
+    x = np.concatenate([pad, np.asarray(audio, np.float32), pad])
+    pcm = np.round(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    d = Decoder(lm=None, loglevel="FATAL")
+    d.set_align_text(" ".join(words_of(text)))
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+    d.set_alignment()
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+    alignment = d.get_alignment()
+    if alignment is None:
+        raise RuntimeError(f"pocketsphinx could not align {text[:40]!r}")
+    frame = 1.0 / d.config["frate"]
+    end_max = len(audio) / SAMPLE_RATE
+    to_s = lambda f: round(min(max(f * frame - PAD_S, 0.0), end_max), 4)  # noqa: E731
+    phones, words = [], []
+    for word in alignment:
+        name = re.sub(r"\(\d+\)$", "", word.name)
+        spans = [(to_s(p.start), to_s(p.start + p.duration), arpabet_to_ipa(p.name)) for p in word]
+        spans = [s for s in spans if s[2] is not None and s[1] > s[0]]
+        if not spans:
+            continue
+        phones += spans
+        words.append((spans[0][0], spans[-1][1], name))
+    return phones, words
