@@ -1,0 +1,120 @@
+"""The on-disk corpus format (docs/dataset.md): how clips are written, found and read.
+
+    DIR/corpus.json                       what was built: seed, settings, speaker -> split, counts
+    DIR/<split>/<shard>/<name>.npz        one clip per file, SHARD_SIZE clips per shard folder
+
+A clip file is an uncompressed .npz (fast to open, no pickle) holding
+    self, other   int16 (n,)     the two tracks at 16 kHz, as the model should hear them
+    motion        float32 (T, 62) the self avatar's motion at 30 fps (models/motion.py layout)
+    state         int8 (T,)      idle / speaking / listening per frame
+    meta          str            JSON metadata (segments, phones, words, phrase ends, voices, style, ...)
+
+A clip may also be a folder (easier to make by hand from real recordings): self.wav and other.wav (any rate,
+mono or not), motion.npz (motion, state) and meta.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, encode_pcm
+from ..motion import MOTION_DIM, frame_count
+from .clip import Clip
+
+SHARD_SIZE = 256
+CORPUS_FILE = "corpus.json"
+
+
+def clip_path(root: str | Path, split: str, index: int, name: str) -> Path:
+    return Path(root, split, f"{index // SHARD_SIZE:04d}", f"{name}.npz")
+
+
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    return np.frombuffer(encode_pcm(x, "s16le"), "<i2")
+
+
+def write_clip(path: str | Path, clip: Clip) -> None:
+    """Write atomically: a temporary file renamed into place, so a file with the final name is always whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, self=_pcm16(clip.self_audio), other=_pcm16(clip.other_audio),
+                 motion=np.asarray(clip.motion, np.float32), state=np.asarray(clip.state, np.int8),
+                 meta=np.array(json.dumps(clip.meta, ensure_ascii=False)))
+    os.replace(tmp, path)
+
+
+def write_clip_folder(folder: str | Path, clip: Clip) -> None:
+    """The folder form: two wav files (16 kHz mono s16), motion.npz and meta.json."""
+    from ..audio import save_audio
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_audio(folder / "self.wav", clip.self_audio)
+    save_audio(folder / "other.wav", clip.other_audio)
+    with open(folder / "motion.npz", "wb") as f:
+        np.savez(f, motion=np.asarray(clip.motion, np.float32), state=np.asarray(clip.state, np.int8))
+    (folder / "meta.json").write_text(json.dumps(clip.meta, ensure_ascii=False, indent=1) + "\n")
+
+
+def read_clip(path: str | Path, audio: bool = True) -> Clip:
+    """Read either form. `audio=False` skips the tracks (empty arrays) when only labels are needed."""
+    path = Path(path)
+    if path.is_dir():
+        from .dsp import load
+
+        if not (path / "meta.json").is_file():
+            raise FileNotFoundError(f"{path} is not a clip folder (no meta.json)")
+        meta = json.loads((path / "meta.json").read_text())
+        with np.load(path / "motion.npz") as z:
+            motion, state = z["motion"], z["state"]
+        tracks = [load(path / f"{t}.wav") if audio else np.zeros(0, np.float32) for t in ("self", "other")]
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(f"clip not found: {path}")
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            motion, state = z["motion"], z["state"]
+            tracks = [(z[t].astype(np.float32) / 32768.0) if audio else np.zeros(0, np.float32)
+                      for t in ("self", "other")]
+    check(motion, state, meta, *tracks)
+    return Clip(tracks[0], tracks[1], motion, state, meta)
+
+
+def check(motion: np.ndarray, state: np.ndarray, meta: dict, self_audio: np.ndarray, other_audio: np.ndarray):
+    """Shapes agree with each other and with the metadata; raises ValueError naming what is wrong."""
+    frames = meta.get("frames", len(motion))
+    if motion.ndim != 2 or motion.shape[1] != MOTION_DIM:
+        raise ValueError(f"motion must be (T, {MOTION_DIM}), got {motion.shape}")
+    if len(motion) != frames or len(state) != frames:
+        raise ValueError(f"{len(motion)} motion rows and {len(state)} states, metadata says {frames} frames")
+    for name, x in (("self", self_audio), ("other", other_audio)):
+        if len(x) and abs(frame_count(len(x) / SAMPLE_RATE) - frames) > 1:
+            raise ValueError(f"{name} audio lasts {len(x) / SAMPLE_RATE:.2f} s but the motion {frames} frames")
+
+
+def find_clips(root: str | Path, split: str | None = None) -> list[Path]:
+    """Every clip under `root` (or under root/<split>), sorted: *.npz files and folders holding meta.json."""
+    base = Path(root, split) if split else Path(root)
+    if not base.is_dir():
+        return []
+    files = [p for p in base.rglob("*.npz") if not p.name.startswith(".") and p.name != "motion.npz"]
+    folders = [p.parent for p in base.rglob("meta.json")]
+    return sorted(files + folders)
+
+
+def read_corpus_info(root: str | Path) -> dict:
+    path = Path(root, CORPUS_FILE)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_corpus_info(root: str | Path, info: dict) -> None:
+    path = Path(root, CORPUS_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{CORPUS_FILE}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,139 @@
+"""Building a corpus: determinism across worker counts, resuming, splits that hold out speakers, the loader,
+the `data` commands, and the bundled demo sample."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from backchannel.models.corpus.build import BuildConfig, build, plan
+from backchannel.models.corpus.dataset import Corpus, WindowDataset, loader
+from backchannel.models.corpus.storage import find_clips, read_clip
+from backchannel.models.motion import MOTION_DIM, SPEAKING
+
+from corpus_fixtures import ALLISON, SAMPLE
+
+CLIP_S = 8.0
+HOURS = 5 * CLIP_S / 3600  # five short clips
+
+
+def config(out, align_cache, workers):
+    return BuildConfig(out, HOURS, seed=11, workers=workers, speech_dirs=[str(ALLISON)], clip_seconds=CLIP_S,
+                       cache_dir=align_cache)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, align_cache):
+    out = tmp_path_factory.mktemp("corpus")
+    result = build(config(out, align_cache, workers=2), progress=False)
+    assert result["made"] == result["clips"] == 5 and not result["failed"]
+    return out
+
+
+def files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.npz"))}
+
+
+def test_same_seed_same_files_whatever_the_workers(corpus, tmp_path, align_cache):
+    again = tmp_path / "again"
+    build(config(again, align_cache, workers=1), progress=False)
+    a, b = files(corpus), files(again)
+    assert list(a) == list(b) and len(a) == 5
+    for name in a:
+        za, zb = np.load(corpus / name), np.load(again / name)
+        for key in za.files:
+            assert np.array_equal(za[key], zb[key]), f"{name}:{key} differs"
+
+
+def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache):
+    out = tmp_path / "resume"
+    build(config(out, align_cache, workers=2), progress=False)
+    before = files(out)
+    victim = sorted(out.rglob("*.npz"))[2]
+    victim.unlink()
+    stale = victim.with_name(f".{victim.stem}.tmp999.npz")  # what an interrupted write leaves behind
+    stale.write_bytes(b"half a clip")
+    result = build(config(out, align_cache, workers=2), progress=False)
+    assert (result["made"], result["skipped"]) == (1, 4)
+    assert not stale.exists() and files(out) == before
+    with pytest.raises(ValueError, match="other settings"):
+        build(BuildConfig(out, HOURS, seed=12, speech_dirs=[str(ALLISON)], clip_seconds=CLIP_S,
+                          cache_dir=align_cache), progress=False)
+
+
+def test_splits_hold_out_whole_speakers(align_cache):
+    cfg = BuildConfig("unused", hours=2.0, seed=11, speech_dirs=[str(ALLISON)], cache_dir=align_cache)
+    specs, splits = plan(cfg)
+    assert len(specs) == 240
+    by_split = {}
+    for s in specs:
+        by_split.setdefault(s.split, set()).update({s.self_voice.speaker, s.other_voice.speaker})
+        assert s.self_voice.speaker != s.other_voice.speaker
+    assert set(by_split) == {"train", "val", "test", "test-real"}
+    held_out = by_split["val"] | by_split["test"] | by_split["test-real"]
+    assert not by_split["train"] & held_out
+    assert not by_split["val"] & by_split["test"]
+    assert all(s.self_voice.engine == "recorded" for s in specs if s.split == "test-real")
+    assert all(splits[s.other_voice.speaker] == "test" for s in specs if s.split == "test-real")
+    assert {s.self_voice.engine for s in specs if s.split == "train"} >= {"espeak", "flite"}
+    assert len({s.language for s in specs}) > 20
+
+
+def test_clips_and_loader_windows(corpus):
+    c = Corpus(corpus)
+    assert c.info["clips"] == 5 and set(c.splits()) <= {"train", "val", "test", "test-real"}
+    clip = next(c.clips())
+    assert clip.motion.shape == (240, MOTION_DIM) and len(clip.self_audio) == 8 * 16000
+    split = c.splits()[0]
+    ds = WindowDataset(corpus, split, seconds=3.0, random=False, stride_s=2.5)
+    item = ds[len(ds) - 1]
+    assert item["self_audio"].shape == item["other_audio"].shape == (48000,)
+    assert item["motion"].shape == (90, MOTION_DIM) and item["state"].shape == (90,)
+    assert item["valid"].all() and item["self_speech"].dtype.is_floating_point is False
+    speaking = item["state"] == SPEAKING
+    assert bool((item["self_speech"] <= speaking).all())  # own speech frames are speaking frames
+    batch = next(iter(loader(corpus, split, batch_size=3, seconds=2.0, windows_per_clip=3)))
+    assert batch["motion"].shape == (3, 60, MOTION_DIM) and batch["self_audio"].shape == (3, 32000)
+    assert batch["lips_shut"].shape == (3, 60)
+
+
+def run_cli(*args):
+    cmd = [sys.executable, "-m", "backchannel.bridge.cli", "data", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+def test_stats_and_show_commands(corpus, tmp_path):
+    stats_json = tmp_path / "stats.json"
+    r = run_cli("stats", str(corpus), "--json", str(stats_json))
+    assert r.returncode == 0, r.stderr
+    assert "P/B/M phones with lips shut inside" in r.stdout and "speakers heard in train and in a held-out" in r.stdout
+    stats = json.loads(stats_json.read_text())
+    assert stats["clips"] == 5 and stats["bilabial_closure_pct"] >= 98.0
+    assert stats["speakers_in_train_and_held_out"] == []
+    png = tmp_path / "clip.png"
+    r = run_cli("show", str(find_clips(corpus)[0]), "--png", str(png), "--start", "1", "--end", "6")
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+    r = run_cli("show", str(tmp_path / "missing.npz"), "--png", str(png))
+    assert r.returncode == 2 and "clip not found" in r.stderr
+
+
+def test_bundled_sample_is_real_self_speech_with_labels():
+    clip = read_clip(SAMPLE)
+    for track in ("self", "other"):
+        info = sf.info(str(SAMPLE / f"{track}.wav"))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert 20.0 <= info.duration <= 30.0
+    meta = clip.meta
+    assert meta["voices"]["self"]["engine"] == "recorded" and meta["voices"]["self"]["voice"] == "allison"
+    assert meta["voices"]["other"]["engine"] == "espeak"
+    kinds = {(s["track"], s["kind"]) for s in meta["segments"]}
+    assert {("self", "turn"), ("other", "turn"), ("self", "backchannel")} <= kinds
+    prompts = {s["prompt"] for s in meta["segments"] if "prompt" in s}
+    shipped = {line.split(":")[0] for line in (ALLISON / "transcripts.txt").read_text().splitlines()}
+    assert prompts and prompts <= shipped
+    attribution = (SAMPLE / "ATTRIBUTION.md").read_text()
+    assert "Allison Smith" in attribution and "CC-BY-SA-3.0" in attribution
