@@ -61,6 +61,12 @@ def test_espeak_speaks_pseudo_text_in_other_languages(language):
     assert np.median(speech) > level_db(u.audio, 0, 0.005) + 20 or u.phones[0][0] < 0.005
 
 
+def test_every_corpus_language_is_an_espeak_voice():
+    e = Espeak.get()
+    for language in text.ENGLISH + text.LATIN_LANGUAGES + text.PHONEME_LANGUAGES:
+        assert e.synth("[[ba]]", f"{language}+m4").phones, language
+
+
 def test_espeak_refuses_unknown_voices():
     with pytest.raises(ValueError, match="no voice"):
         Espeak.get().synth("hello", "xx-nonexistent")

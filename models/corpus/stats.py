@@ -4,7 +4,8 @@
 - mouth closed outside self speech: share of frames farther than MARGIN_S from own speech with lips shut;
 - nods after partner phrase ends: share of the phrase ends self listens through with a nod within 1 s
   (bar: >= 60%), next to the same share at random listening moments (what chance alone gives);
-- lip-envelope r: correlation of mouth openness with the self track's loudness while self speaks.
+- lip-envelope r: correlation of mouth openness with the self track's loudness, over all frames and over own
+  speech only (where close vowels are loud but nearly closed, and m/n loud with the lips shut).
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import numpy as np
 from .. import measures
 from ..motion import FRAME_RATE, LISTENING, STATES
 from .clip import speech_mask
-from .dsp import frame_rms
 from .storage import find_clips, read_clip, read_corpus_info
 
 MARGIN_S = 0.2  # frames this close to own speech may still be opening or closing
@@ -44,11 +44,8 @@ def clip_quality(clip, rng: np.random.Generator) -> dict:
         "states": np.bincount(clip.state, minlength=len(STATES)).tolist(),
     }
     if len(clip.self_audio):
-        speaking = speech_mask(meta, "self", frames)
-        env = frame_rms(clip.self_audio, frames)
-        open_ = measures.mouth_openness(motion)
-        if speaking.sum() > 10 and env[speaking].std() > 0 and open_[speaking].std() > 0:
-            q["lip_envelope_r"] = float(np.corrcoef(env[speaking], open_[speaking])[0, 1])
+        q["lip_envelope_r"] = measures.lip_envelope_r(motion, clip.self_audio)
+        q["lip_envelope_r_speech"] = measures.lip_envelope_r(motion, clip.self_audio, speech_mask(meta, "self", frames))
     return q
 
 
@@ -64,7 +61,7 @@ def corpus_stats(root: str | Path, split: str | None = None, progress: bool = Tr
     split_speakers: dict[str, set] = {}
     engines: Counter = Counter()
     languages: Counter = Counter()
-    r_values = []
+    r_values: dict[str, list] = {"lip_envelope_r": [], "lip_envelope_r_speech": []}
     for path in tqdm(paths, desc="clips", unit="clip", disable=not progress):
         clip = read_clip(path)
         q = clip_quality(clip, rng)
@@ -75,8 +72,10 @@ def corpus_stats(root: str | Path, split: str | None = None, progress: bool = Tr
             split_speakers.setdefault(s, set()).add(v.get("speaker", v.get("id", "?")))
             engines[v.get("engine", "?")] += 1
         languages[clip.meta.get("language", "?")] += 1
-        if "lip_envelope_r" in q:
-            r_values.append(q.pop("lip_envelope_r"))
+        for key, values in r_values.items():
+            r = q.pop(key, float("nan"))
+            if np.isfinite(r):
+                values.append(r)
         states = q.pop("states")
         totals.update(q)
         totals.update({f"state_{n}": c for n, c in zip(STATES, states)})
@@ -97,7 +96,7 @@ def corpus_stats(root: str | Path, split: str | None = None, progress: bool = Tr
         "nod_after_phrase_end_pct": pct("phrase_ends_nodded", "phrase_ends"),
         "phrase_ends": totals["phrase_ends"],
         "nod_at_random_listening_pct": pct("random_nodded", "random_moments"),
-        "lip_envelope_r_median": float(np.median(r_values)) if r_values else float("nan"),
+        **{f"{k}_median": float(np.median(v)) if v else float("nan") for k, v in r_values.items()},
         "state_pct": {n: 100.0 * totals[f"state_{n}"] / max(frames, 1) for n in STATES},
     }
 
@@ -125,7 +124,8 @@ def format_stats(s: dict) -> str:
         f"| nod within 1 s after listened partner phrase ends ({s['phrase_ends']}) | "
         f"{s['nod_after_phrase_end_pct']:.1f}% | >= 60%: {bar(s['nod_after_phrase_end_pct'] >= 60)} |",
         f"| nod within 1 s after random listening moments | {s['nod_at_random_listening_pct']:.1f}% | |",
-        f"| lip-envelope r (median over clips) | {s['lip_envelope_r_median']:.3f} | |",
+        f"| lip-envelope r, all frames (median over clips) | {s['lip_envelope_r_median']:.3f} | |",
+        f"| lip-envelope r, own speech only (median over clips) | {s['lip_envelope_r_speech_median']:.3f} | |",
         "",
         "roles: " + ", ".join(f"{k} {v:.1f}%" for k, v in s["state_pct"].items()),
     ]

@@ -16,7 +16,7 @@ LATIN_LANGUAGES = ("de", "fr", "es", "it", "pt", "pt-br", "nl", "sv", "da", "nb"
 # Languages given espeak phoneme input ([[...]]): other scripts, or tones the spelling would need.
 PHONEME_LANGUAGES = ("ru", "uk", "bg", "el", "hi", "bn", "ta", "te", "ar", "fa", "he", "ja", "cmn", "yue", "ko",
                      "th", "vi", "ka", "hy", "am", "ur", "kk", "ne", "si", "my")
-ENGLISH = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc")
+ENGLISH = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc")
 
 _SUBJECTS = ["I", "you", "we", "they", "my brother", "my mother", "the people next door", "Paul", "Maria",
              "our boss", "the kids", "everybody", "nobody", "my best friend", "the team", "Bob", "Emma"]

@@ -22,15 +22,15 @@ _LIP_SHAPE = ("pucker", "funnel", "spread")
 # Dominance a shape of each kind has over the jaw, and over lip parameters it does not itself need (target 0).
 # Parameters a shape needs (target > 0) get NEEDED; lip contact for p/b/m is non-negotiable: CONTACT.
 NEEDED, CONTACT = 1.0, 2.0
-_JAW = {"vowel": 1.0, "sibilant": 0.7, "postalveolar": 0.6, "labiodental": 0.5, "dental": 0.5, "bilabial": 0.35,
-        "labial": 0.3, "consonant": 0.3, "rounding": 0.3, "dorsal": 0.15, "glottal": 0.05}
+_JAW = {"vowel": 1.0, "sibilant": 1.0, "postalveolar": 0.9, "labiodental": 0.8, "dental": 0.7, "bilabial": 0.6,
+        "labial": 0.5, "consonant": 0.6, "rounding": 0.5, "dorsal": 0.3, "glottal": 0.05}
 _PASSIVE = {"vowel": 0.35, "sibilant": 0.15, "postalveolar": 0.15, "labiodental": 0.15, "dental": 0.1,
             "bilabial": 0.12, "labial": 0.12, "consonant": 0.07, "rounding": 0.1, "dorsal": 0.05, "glottal": 0.02}
 _PASSIVE_CLOSURE = {"vowel": 1.0, "glottal": 0.05, "dorsal": 0.2}  # lips part for vowels; others: 0.3
 
 # Time constants (s) of the dominance decay before a phone (anticipation) and after it (carry-over).
-_TAU_BEFORE = np.array([0.06 if p not in _LIP_SHAPE else 0.12 for p in PARAMS], np.float32)
-_TAU_AFTER = np.array([0.05 if p not in _LIP_SHAPE else 0.06 for p in PARAMS], np.float32)
+_TAU_BEFORE = np.array([0.05 if p not in _LIP_SHAPE else 0.12 for p in PARAMS], np.float32)
+_TAU_AFTER = np.array([0.04 if p not in _LIP_SHAPE else 0.06 for p in PARAMS], np.float32)
 _TAU_BEFORE[P["closure"]] = _TAU_AFTER[P["closure"]] = 0.015  # lips meet and part quickly
 _TAU_BEFORE[P["press"]] = _TAU_AFTER[P["press"]] = 0.015
 
@@ -38,8 +38,8 @@ _REST = np.zeros(len(PARAMS), np.float32)
 _REST[P["closure"]] = 1.0  # at rest the lips are together
 _REST_FULL_S = 0.15  # a silence this long closes the mouth with full dominance
 
-MIN_CLOSURE_S = 0.04
-LOUDNESS_JAW = 0.4  # jaw opening of a vowel ranges over x(1 -/+ LOUDNESS_JAW / 2) from its quietest to loudest  # a bilabial closure lasts at least this long (or the whole phone when shorter)
+MIN_CLOSURE_S = 0.04  # a bilabial closure lasts at least this long (or the whole phone when shorter)
+LOUDNESS_JAW = 0.4  # a vowel's jaw opening ranges over x(1 -/+ LOUDNESS_JAW / 2) from its quietest to loudest
 
 
 def _targets(art) -> tuple[np.ndarray, np.ndarray]:
@@ -55,15 +55,17 @@ def _targets(art) -> tuple[np.ndarray, np.ndarray]:
     return target, dom
 
 
-def _segments(phones) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Phones -> (starts, ends, targets, dominance) of every articulatory segment plus the silences between."""
-    starts, ends, targets, doms = [], [], [], []
+def _segments(phones) -> tuple[np.ndarray, ...]:
+    """Phones -> (starts, ends, targets, dominance, is_vowel) of every articulatory segment plus the silences
+    between."""
+    starts, ends, targets, doms, vowels = [], [], [], [], []
 
     def rest(a: float, b: float) -> None:
         starts.append(a)
         ends.append(b)
         targets.append(_REST)
         doms.append(np.full(len(PARAMS), min(1.0, (b - a) / _REST_FULL_S), np.float32))
+        vowels.append(False)
 
     prev_end = -10.0
     for start, end, name in sorted(phones):
@@ -77,11 +79,12 @@ def _segments(phones) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             ends.append(t + d)
             targets.append(target)
             doms.append(dom)
+            vowels.append(art.kind == "vowel")
             t += d
         prev_end = max(prev_end, end)
     rest(prev_end, prev_end + 1e6)
     return (np.array(starts, np.float32), np.array(ends, np.float32), np.array(targets, np.float32),
-            np.array(doms, np.float32))
+            np.array(doms, np.float32), np.array(vowels, bool))
 
 
 def lip_params(phones, frames: int, scale: float = 1.0, loudness: np.ndarray | None = None,
@@ -89,9 +92,8 @@ def lip_params(phones, frames: int, scale: float = 1.0, loudness: np.ndarray | N
     """(frames, len(PARAMS)) articulatory parameters at the frame instants k / FRAME_RATE.
     `scale` is the speaker's articulation (hypo < 1 < hyper) applied to jaw and lip shapes; `loudness` (frames,)
     in [0, 1] is the voice's level: louder (stressed, emphatic) vowels open the jaw wider."""
-    starts, ends, targets, doms = _segments(phones)
+    starts, ends, targets, doms, vowel = _segments(phones)
     if loudness is not None and len(loudness):
-        vowel = doms[:, P["jaw"]] >= _JAW["vowel"]  # vowels are the shapes that own the jaw fully
         mid = np.clip(((starts + ends) / 2 * FRAME_RATE).round().astype(int), 0, len(loudness) - 1)
         targets[vowel, P["jaw"]] *= (1 - LOUDNESS_JAW / 2) + LOUDNESS_JAW * loudness[mid[vowel]]
     out = np.zeros((frames, len(PARAMS)), np.float32)
