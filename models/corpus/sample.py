@@ -12,17 +12,18 @@ PARTNER = "espeak:Annie"  # an English-speaking espeak-ng variant as the partner
 
 
 def _good(clip: Clip) -> bool:
-    """A demo should show the whole range: several turns each side, backchannels both ways, a transition."""
+    """A demo should show the whole range: several turns each side, backchannels both ways, a laugh."""
     segs = clip.meta["segments"]
     count = lambda track, kind: sum(s["track"] == track and s["kind"] == kind for s in segs)  # noqa: E731
     return (count("self", "turn") >= 3 and count("other", "turn") >= 3 and count("self", "backchannel") >= 1
-            and count("other", "backchannel") + count("other", "laugh") >= 1)
+            and count("other", "backchannel") >= 1 and count("self", "laugh") + count("other", "laugh") >= 1)
 
 
 def make_sample(speech_dir: str | Path, out: str | Path, seed: int = 0, seconds: float = 25.0,
                 partner: str = PARTNER, cache_dir: str | None = None, tries: int = 200) -> tuple[Path, dict]:
     """Write the sample to `out`; returns (folder, metadata). Seeds from `seed` up are tried until the
-    conversation has several turns on each side and backchannels both ways (deterministic for a seed)."""
+    conversation has several turns on each side, backchannels both ways and a laugh (deterministic for a
+    seed)."""
     voices = {v.id: v for v in catalog([speech_dir])}
     self_voice = next(v for v in voices.values() if v.engine == "recorded")
     if partner not in voices:

@@ -136,7 +136,8 @@ class Speaker:
 
     def __init__(self, voice: Voice, settings: Settings, rng: np.random.Generator, cache_dir: str | None = None):
         self.voice, self.settings, self.rng = voice, settings, rng
-        self._pool: list[Utterance] = []
+        self._pool: list[Utterance] = []  # synthesised sentences not said yet
+        self._deck: list = []  # recorded prompts not said yet
         self._recorded = RecordedSpeaker.open(voice.path, cache_dir) if voice.engine == "recorded" else None
 
     @property
@@ -164,8 +165,10 @@ class Speaker:
 
     def sentence(self) -> Utterance:
         if self._recorded is not None:
-            prompts = self._recorded.long_prompts()
-            u = self._recorded.utterance(prompts[int(self.rng.integers(len(prompts)))]).trimmed()
+            if not self._deck:  # every prompt once before any repeats
+                prompts = self._recorded.long_prompts()
+                self._deck = [prompts[i] for i in self.rng.permutation(len(prompts))]
+            u = self._recorded.utterance(self._deck.pop()).trimmed()
             return u.cut(float(self.rng.uniform(3.0, MAX_SENTENCE_S))) if u.duration > MAX_SENTENCE_S else u
         if not self._pool:  # festival starts slowly: render several sentences per process
             n = 6 if self.voice.engine == "festival" else 1
