@@ -9,6 +9,7 @@ import sys
 
 COMMAND_MODULES = (
     "backchannel.bridge.offline",
+    "backchannel.models.commands",
 )
 
 
