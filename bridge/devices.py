@@ -41,7 +41,8 @@ class DeviceCapture:
         self.push.setsockopt(zmq.LINGER, 0)
         self.push.connect(endpoint)
         try:
-            self.stream = sd.InputStream(device=info["index"], channels=1, samplerate=self.rate, dtype="float32",
+            # 16-bit: every device and host API delivers it, and it is the protocol's compact format
+            self.stream = sd.InputStream(device=info["index"], channels=1, samplerate=self.rate, dtype="int16",
                                          blocksize=max(1, round(self.rate * chunk_ms / 1000)), callback=self._callback)
         except sd.PortAudioError as e:
             self.push.close()
@@ -50,8 +51,7 @@ class DeviceCapture:
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.overflows += 1
-        msg = audio_message(self.session, self.track, self.seq, self.captured / self.rate, indata[:, 0], self.rate,
-                            "f32le")
+        msg = audio_message(self.session, self.track, self.seq, self.captured / self.rate, bytes(indata), self.rate)
         self.seq += 1
         self.captured += frames
         try:

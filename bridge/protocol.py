@@ -156,11 +156,12 @@ def parse_audio(raw: bytes, max_bytes: int) -> AudioChunk | EndOfAudio:
     return AudioChunk(session, track, seq, t, rate, samples)
 
 
-def audio_message(session: str, track: str, seq: int, t: float, samples: np.ndarray, rate: int,
+def audio_message(session: str, track: str, seq: int, t: float, samples: np.ndarray | bytes, rate: int,
                   fmt: str = "s16le") -> bytes:
-    """The bytes of one audio message (what a game sends)."""
+    """The bytes of one audio message (what a game sends): float samples, or PCM bytes already in `fmt`."""
+    pcm = samples if isinstance(samples, bytes) else encode_pcm(samples, fmt)
     return msgpack.packb({"v": VERSION, "type": "audio", "session": session, "track": track, "seq": seq,
-                          "t": float(t), "sr": rate, "format": fmt, "pcm": encode_pcm(samples, fmt)})
+                          "t": float(t), "sr": rate, "format": fmt, "pcm": pcm})
 
 
 def end_message(session: str) -> bytes:

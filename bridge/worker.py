@@ -124,7 +124,7 @@ class Worker:
 
         self.ctx = context or zmq.Context.instance()
         self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.RCVHWM, 100000)
+        self.pull.setsockopt(zmq.RCVHWM, 1000)  # per sender; beyond it ZeroMQ holds messages back at the sender
         # past 4x the limit ZeroMQ drops the message (and the peer's connection) before it is even allocated
         self.pull.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_message_bytes)
         self.pub = self.ctx.socket(zmq.PUB)

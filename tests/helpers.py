@@ -7,6 +7,7 @@ on its own terms, fast, and with frames that can be predicted exactly.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,31 @@ def energy_factory(name: str | None = None, **options) -> Generator:
 
 
 WORKER_COMMAND = [sys.executable, str(TESTS / "worker_entry.py")]
+
+
+def push_socket(endpoint: str):
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(endpoint)
+    return sock
+
+
+def collect(receiver, sessions, timeout_s: float = 20.0) -> dict:
+    """Motion bodies and the closing stats of each session, read until every one of them has closed."""
+    got = {s: {"motion": [], "latent": [], "stats": [], "closed": None} for s in sessions}
+    deadline = time.time() + timeout_s
+    while any(v["closed"] is None for v in got.values()):
+        msg = receiver.receive(max(0.0, deadline - time.time()))
+        if msg is None:
+            raise AssertionError(f"sessions did not close in {timeout_s} s: "
+                                 f"{ {s: len(v['motion']) for s, v in got.items()} } frames so far")
+        if msg.session not in got:
+            continue
+        entry = got[msg.session]
+        if msg.kind == "stats" and msg.body.get("closed"):
+            entry["closed"] = msg.body
+        else:
+            entry[msg.kind].append(msg.body)
+    return got
