@@ -51,7 +51,7 @@ def send_chunks(sock, chunks: list[Chunk], realtime: bool, progress: bool = Fals
 
     sent = []
     start = time.time()
-    for chunk in tqdm(chunks, desc="sending", unit="chunk", disable=not progress, leave=False):
+    for chunk in tqdm(chunks, desc="sending", unit="chunk", disable=None if progress else True, leave=False):
         if realtime:
             delay = start + chunk.end - time.time()
             if delay > 0:

@@ -183,6 +183,7 @@ class Aligner:
         self.jitter_s, self.max_ahead_s, self.max_buffer_s = jitter_s, max_ahead_s, max_buffer_s
         self.tracks = {"self": TrackBuffer("self"), "other": TrackBuffer("other")}
         self.released = 0  # 16 kHz samples handed out per track
+        self.forced = False  # whether the last release had to conceal (a deadline passed) rather than just wait
 
     def add(self, chunk: AudioChunk, now: float) -> tuple[float, float] | None:
         return self.tracks[chunk.track].add(chunk, now, self.released, self.max_ahead_s, self.max_buffer_s)
@@ -190,11 +191,14 @@ class Aligner:
     def release(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Equal-length, aligned 16 kHz audio for both tracks, as far as the waiting policy allows (maybe empty)."""
         tracks = self.tracks.values()
+        concealed = sum(tr.concealed for tr in tracks)
         for tr in tracks:
             tr.conceal_holes(now, self.jitter_s)
         waiting = [tr for tr in tracks if not tr.idle(now, self.created, self.jitter_s)]
         target = min(tr.coverage for tr in waiting) if waiting else max(tr.end16 for tr in tracks)
-        return self._release_to(target)
+        out = self._release_to(target)
+        self.forced = sum(tr.concealed for tr in tracks) > concealed
+        return out
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """End of the session: everything still buffered, holes and the shorter track concealed."""

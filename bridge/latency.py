@@ -3,13 +3,15 @@ worker subprocess.
 
 Both latencies are measured at the client, on one clock (send and receive happen in this process), per frame k of
 time t_k = k / 30:
-  end-to-end  = wall time frame k arrived on our SUB socket - wall time the chunk holding audio time t_k was sent.
-                Includes the generator's look-ahead (the frame cannot exist before audio t_k + look-ahead does).
-  processing  = wall time frame k arrived - wall time the chunk holding audio time t_k + look-ahead was sent
-                (on the later of the two tracks): what the bridge and generator add once the audio is there.
+  end-to-end  = wall time frame k arrived on our SUB socket - wall time the chunk holding audio time t_k was sent
+                (the earlier of the two tracks). Includes the generator's look-ahead: the frame cannot exist before
+                audio t_k + look-ahead does.
+  processing  = wall time frame k arrived - wall time the last audio it was computed from was sent: the chunk
+                ending at the body's `audio_upto` (the later of the two tracks). What the bridge, the generator and
+                the sockets add once the audio is there, queueing under load included.
 A real-time sender sends a chunk when its last sample would have been captured, so capture buffering (up to one
 chunk) happens before "sent" and is not counted; frames of the last look-ahead of audio, which only the closing
-`end` releases, are left out.
+`end` releases, are left out. The worker's own stamps (published - audio_arrived / audio_ready) are reported too.
 """
 from __future__ import annotations
 
@@ -120,9 +122,8 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
     last_seq = int(np.ceil(len(self_audio) / rate / chunk_s)) - 1
     duration = len(self_audio) / rate
 
-    def sent_time(session: str, x: float, pick) -> float:
-        seq = min(int(x / chunk_s + 1e-9), last_seq)
-        return pick(sent[(session, track, seq)] for track in protocol.TRACKS)
+    def sent_time(session: str, seq: int, pick) -> float:
+        return pick(sent[(session, track, min(seq, last_seq))] for track in protocol.TRACKS)
 
     e2e, proc, s_e2e, s_proc = [], [], [], []
     window = (start + 1.0, stream_end)  # skip the first second (session start-up, first jitter deadline)
@@ -135,8 +136,8 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
             fps[m.session] += 1
         if body["t"] + lookahead_s > duration - 1e-6:
             continue  # released only by `end`
-        e2e.append(m.received - sent_time(m.session, body["t"], min))
-        proc.append(m.received - sent_time(m.session, body["t"] + lookahead_s, max))
+        e2e.append(m.received - sent_time(m.session, int(body["t"] / chunk_s + 1e-9), min))
+        proc.append(m.received - sent_time(m.session, int(np.ceil(body["audio_upto"] / chunk_s - 1e-9)) - 1, max))
         s_e2e.append(body["published"] - body["audio_arrived"])
         s_proc.append(body["published"] - body["audio_ready"])
     ms = lambda x: np.array(x) * 1000  # noqa: E731

@@ -218,9 +218,11 @@ def topic(session: str, kind: str) -> bytes:
     return f"{session}/{kind}".encode()
 
 
-def motion_bodies(block: MotionBlock, published: float, arrived: list[float], ready: list[float]) -> list[bytes]:
+def motion_bodies(block: MotionBlock, published: float, arrived: list[float], ready: float,
+                  upto: float) -> list[bytes]:
     """One msgpack body per frame. `arrived[i]`: wall time the audio at frame i's own time first reached the worker;
-    `ready[i]`: wall time the last audio the frame needed (its time + the generator's look-ahead) was released."""
+    `ready`: wall time the audio whose release let these frames out was there (the newest chunk's arrival, or the
+    jitter deadline that concealed a late track); `upto`: seconds of session audio released when they went out."""
     rows = block.motion.tolist()
     bodies = []
     for i, row in enumerate(rows):
@@ -229,7 +231,7 @@ def motion_bodies(block: MotionBlock, published: float, arrived: list[float], re
             "v": VERSION, "seq": seq, "t": frame_time(seq), "state": STATES[block.state[i]],
             "blendshapes": row[BLENDSHAPES], "head_rotation": row[HEAD_ROTATION],
             "head_translation": row[HEAD_TRANSLATION], "gaze": row[GAZE],
-            "published": published, "audio_arrived": arrived[i], "audio_ready": ready[i],
+            "published": published, "audio_arrived": arrived[i], "audio_ready": ready, "audio_upto": upto,
         }))
     return bodies
 

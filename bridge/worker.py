@@ -52,28 +52,17 @@ class WorkerConfig:
 
 
 class FrameClock:
-    """Wall-clock stamps per frame for the latency fields of the motion body."""
+    """When the audio at each frame's own time first reached the worker (the motion body's `audio_arrived`)."""
 
     def __init__(self):
         self.arrived: dict[int, float] = {}
-        self.ready: dict[int, float] = {}
-        self.ready_upto = 0  # frames below this are stamped ready
 
     def audio_arrived(self, start_s: float, end_s: float, now: float) -> None:
         for k in range(math.ceil(start_s * FRAME_RATE - 1e-6), math.ceil(end_s * FRAME_RATE - 1e-6)):
             self.arrived.setdefault(k, now)
 
-    def audio_released(self, upto_s: float, lookahead_s: float, now: float) -> None:
-        """Frames whose time plus look-ahead is now covered are ready."""
-        upto = math.floor((upto_s - lookahead_s) * FRAME_RATE + 1e-6) + 1 if upto_s >= lookahead_s else 0
-        for k in range(self.ready_upto, upto):
-            self.ready[k] = now
-        self.ready_upto = max(self.ready_upto, upto)
-
-    def stamps(self, first: int, n: int, now: float) -> tuple[list[float], list[float]]:
-        ready = [self.ready.pop(k, now) for k in range(first, first + n)]
-        arrived = [self.arrived.pop(k, r) for k, r in zip(range(first, first + n), ready)]
-        return arrived, ready
+    def take(self, first: int, n: int, default: float) -> list[float]:
+        return [self.arrived.pop(k, default) for k in range(first, first + n)]
 
 
 class Session:
@@ -90,7 +79,8 @@ class Session:
         self.recent = (np.zeros(0, np.float32), np.zeros(0, np.float32))  # audio since the last SWITCH_GRID line
         self.next_seq = 0  # next frame to publish
         self.switch_to: tuple[Generator, int, dict] | None = None
-        self.last_audio = now
+        self.last_audio = now  # arrival of the newest accepted chunk
+        self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
         self.errors: Counter[str] = Counter()
 
     def remember(self, a: np.ndarray, b: np.ndarray) -> None:
@@ -247,13 +237,11 @@ class Worker:
         """End of audio: release everything buffered, flush the stream, publish the last frames."""
         session = self.sessions.pop(name)
         a, b = session.aligner.finish()
+        session.ready = now
         try:
-            block = session.stream.feed(a, b) if len(a) else MotionBlock.empty(session.next_seq - session.frame_offset)
-            tail = session.stream.flush()
-            session.fed += len(a)
-            session.clock.audio_released(session.aligner.released / SAMPLE_RATE, 0.0, now)
-            self.publish(session, block, now)
-            self.publish(session, tail, now)
+            blocks = [session.stream.feed(a, b)] if len(a) else []
+            for block in blocks + [session.stream.flush()]:
+                self.publish(session, block)
         except Exception as e:  # a failing generator must not take the worker down
             self.generator_failed(session, e)
         self.pub.send_multipart([protocol.topic(name, "stats"), protocol.pack({**session.stats(), "closed": True,
@@ -262,7 +250,7 @@ class Worker:
                  session.aligner.released / SAMPLE_RATE)
         return session
 
-    def switch_stream(self, session: Session, now: float) -> None:
+    def switch_stream(self, session: Session) -> None:
         """Apply a `set`: the old stream's frames up to the last 0.1 s grid line stand, a fresh stream takes over
         from that line (fed the audio since it), and frames already published are not sent twice."""
         generator, seed, style = session.switch_to
@@ -270,12 +258,12 @@ class Worker:
         grid = session.fed - len(session.recent[0])
         grid_frame = grid * FRAME_RATE // SAMPLE_RATE
         old = session.stream.flush()
-        self.publish(session, _frames_before(old, grid_frame - session.frame_offset), now)
+        self.publish(session, _frames_before(old, grid_frame - session.frame_offset))
         session.generator, session.seed, session.style = generator, seed, dict(style)
         session.stream = generator.open_stream(seed, Style.from_dict(style))
         session.frame_offset = grid_frame
         if len(session.recent[0]):
-            self.publish(session, session.stream.feed(*session.recent), now)
+            self.publish(session, session.stream.feed(*session.recent))
 
     # --- the tick -------------------------------------------------------------------------------------------------
 
@@ -284,37 +272,47 @@ class Worker:
         for session in list(self.sessions.values()):
             if session.switch_to is not None:
                 try:
-                    self.switch_stream(session, now)
+                    self.switch_stream(session)
                 except Exception as e:
                     self.generator_failed(session, e)
                     continue
             a, b = session.aligner.release(now)
             if len(a):
-                session.clock.audio_released(session.aligner.released / SAMPLE_RATE, session.generator.lookahead_s, now)
+                # audio released by a deadline (concealment) was "there" when the deadline passed
+                session.ready = now if session.aligner.forced else session.last_audio
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
-            self.feed(items[0][0].generator, items, now)
+            self.feed(items[0][0].generator, items)
         for name in [n for n, s in self.sessions.items() if now - s.last_audio > self.config.idle_timeout_s]:
             log.info("session %s idle for %.0f s", name, self.config.idle_timeout_s)
             self.close_session(name, now)
         if now >= self.next_stats:
             self.publish_stats(now)
 
-    def feed(self, generator: Generator, items: list[tuple[Session, np.ndarray, np.ndarray]], now: float) -> None:
-        try:
-            blocks = generator.feed_many([(s.stream, a, b) for s, a, b in items])
-        except Exception:  # find the session that broke it; the others go on
-            blocks = []
-            for s, a, b in items:
-                try:
-                    blocks.append(s.stream.feed(a, b))
-                except Exception as e:
-                    self.generator_failed(s, e)
-                    blocks.append(None)
+    def feed(self, generator: Generator, items: list[tuple[Session, np.ndarray, np.ndarray]]) -> None:
+        """One generator call for all its sessions with new audio. A failure closes only the session it came from:
+        the plain feed_many feeds streams one by one, so each is tried on its own; a batching feed_many must leave
+        its streams untouched when it raises (all or nothing), and then they are retried one by one."""
+        blocks = None
+        if type(generator).feed_many is not Generator.feed_many:
+            try:
+                blocks = generator.feed_many([(s.stream, a, b) for s, a, b in items])
+            except Exception as e:
+                log.warning("generator %s failed on a batch of %d (%s); retrying each session alone", generator.name,
+                            len(items), e)
+        if blocks is None:
+            blocks = [self.feed_one(s, a, b) for s, a, b in items]
         for (s, a, b), block in zip(items, blocks):
             if block is not None and s.name in self.sessions:
                 s.remember(a, b)
-                self.publish(s, block, now)
+                self.publish(s, block)
+
+    def feed_one(self, session: Session, a: np.ndarray, b: np.ndarray) -> MotionBlock | None:
+        try:
+            return session.stream.feed(a, b)
+        except Exception as e:
+            self.generator_failed(session, e)
+            return None
 
     def generator_failed(self, session: Session, error: Exception) -> None:
         self.reject(ProtocolError("generator_error", f"{type(error).__name__}: {error}"), session)
@@ -324,7 +322,7 @@ class Worker:
 
     # --- output ---------------------------------------------------------------------------------------------------
 
-    def publish(self, session: Session, block: MotionBlock, now: float) -> None:
+    def publish(self, session: Session, block: MotionBlock) -> None:
         """Stream-relative frames -> absolute seqs; frames already published (after a switch) are skipped."""
         block = _frames_from(MotionBlock(block.first + session.frame_offset, block.motion, block.state, block.latent),
                              session.next_seq)
@@ -332,10 +330,11 @@ class Worker:
             return
         if block.first != session.next_seq:
             log.error("session %s: frame %d expected, generator gave %d", session.name, session.next_seq, block.first)
-        arrived, ready = session.clock.stamps(block.first, len(block), now)
+        arrived = session.clock.take(block.first, len(block), session.ready)
         published = time.time()
         motion_topic = protocol.topic(session.name, "motion")
-        for body in protocol.motion_bodies(block, published, arrived, ready):
+        upto = session.aligner.released / SAMPLE_RATE
+        for body in protocol.motion_bodies(block, published, arrived, session.ready, upto):
             self.pub.send_multipart([motion_topic, body])
         if block.latent is not None:
             latent_topic = protocol.topic(session.name, "latent")

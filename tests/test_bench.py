@@ -1,7 +1,7 @@
 """The latency and capacity measurements run end to end (their numbers go to docs/benchmarks.md, not asserts)."""
 import math
 
-from helpers import WORKER_COMMAND
+from .helpers import WORKER_COMMAND
 
 from backchannel.bridge.latency import measure_capacity, measure_latency, synthetic_dialogue
 

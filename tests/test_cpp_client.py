@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import WORKER_COMMAND, collect, push_socket
+from .helpers import WORKER_COMMAND, collect, push_socket
 
 from backchannel.bridge import protocol
 from backchannel.bridge.client import MotionReceiver, audio_chunks, send_chunks, spawn_worker

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import WORKER_COMMAND
+from .helpers import WORKER_COMMAND
 
 from backchannel.bridge.client import ControlClient, MotionReceiver, spawn_worker
 from backchannel.models.audio import encode_pcm

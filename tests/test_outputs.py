@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import WORKER_COMMAND, collect, push_socket
+from .helpers import WORKER_COMMAND, collect, push_socket
 from pylivelinkface import FaceBlendShape, PyLiveLinkFace
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer

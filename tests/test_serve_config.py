@@ -1,5 +1,5 @@
 import pytest
-from helpers import WORKER_COMMAND
+from .helpers import WORKER_COMMAND
 
 from backchannel.bridge.cli import build_parser
 from backchannel.bridge.client import ControlClient, spawn_worker

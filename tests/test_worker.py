@@ -8,7 +8,7 @@ import time
 import msgpack
 import numpy as np
 import pytest
-from helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket
+from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket
 
 from backchannel.bridge import protocol
 from backchannel.bridge.client import ControlClient, MotionReceiver, audio_chunks, send_chunks, spawn_worker

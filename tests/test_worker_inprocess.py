@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import EnergyGenerator
+from .helpers import EnergyGenerator
 
 from backchannel.bridge import protocol
 from backchannel.bridge.worker import Worker, WorkerConfig
