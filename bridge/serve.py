@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -124,4 +125,5 @@ def serve_command(args, generator_factory=None) -> int:
         for capture in captures:
             capture.close()
         worker.shutdown()
+        logging.getLogger("backchannel.worker").info("stopped after %d frames", worker.frames)
     return 0
