@@ -157,7 +157,11 @@ class Worker:
                     parts = self.pull.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                self.ingest(parts, now)
+                try:
+                    self.ingest(parts, now)
+                except Exception as e:  # a bug must cost one message, not the worker
+                    log.exception("failed on an audio message")
+                    self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
         if self.rep in events:
             self.rep.send(self.handle_control(self.rep.recv_multipart(), now))
         self.tick(time.time())
@@ -200,10 +204,13 @@ class Worker:
             return
         session = self.sessions.get(chunk.session)
         if session is None:
-            if len(self.sessions) >= self.config.max_sessions:
-                self.reject(ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions"))
+            try:
+                if len(self.sessions) >= self.config.max_sessions:
+                    raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions")
+                session = self.open_session(chunk.session, now)
+            except ProtocolError as e:
+                self.reject(e)
                 return
-            session = self.open_session(chunk.session, now)
         try:
             span = session.aligner.add(chunk, now)
         except ProtocolError as e:
@@ -220,15 +227,18 @@ class Worker:
         if name not in self.generators:
             try:
                 self.generators[name] = self.make_generator(name)
-            except ValueError as e:
-                raise ProtocolError("bad_generator", str(e)) from None
+            except Exception as e:  # unknown name, missing weights, a failing import...
+                raise ProtocolError("bad_generator", f"cannot use generator {name!r}: {e}") from None
         return self.generators[name]
 
     def open_session(self, name: str, now: float, generator: str | None = None, seed: int | None = None,
                      style: dict | None = None) -> Session:
         gen = self._generator(generator) if generator else self.default_generator
-        session = Session(name, gen, self.config.seed if seed is None else seed,
-                          self.config.style if style is None else style, self.config, now)
+        try:
+            session = Session(name, gen, self.config.seed if seed is None else seed,
+                              self.config.style if style is None else style, self.config, now)
+        except Exception as e:  # the generator could not open a stream (a bad style value...)
+            raise ProtocolError("generator_error", f"{gen.name} cannot open a stream: {type(e).__name__}: {e}") from None
         self.sessions[name] = session
         log.info("session %s opened (generator %s)", name, gen.name)
         return session
@@ -243,7 +253,7 @@ class Worker:
             for block in blocks + [session.stream.flush()]:
                 self.publish(session, block)
         except Exception as e:  # a failing generator must not take the worker down
-            self.generator_failed(session, e)
+            self.session_failed(session, "generator_error", e)
         self.pub.send_multipart([protocol.topic(name, "stats"), protocol.pack({**session.stats(), "closed": True,
                                                                                "published": time.time()})])
         log.info("session %s closed: %d frames, %.1f s of audio", name, session.next_seq,
@@ -274,9 +284,13 @@ class Worker:
                 try:
                     self.switch_stream(session)
                 except Exception as e:
-                    self.generator_failed(session, e)
+                    self.session_failed(session, "generator_error", e)
                     continue
-            a, b = session.aligner.release(now)
+            try:
+                a, b = session.aligner.release(now)
+            except Exception as e:  # a bug must cost this session, not the others
+                self.session_failed(session, "internal_error", e)
+                continue
             if len(a):
                 # audio released by a deadline (concealment) was "there" when the deadline passed
                 session.ready = now if session.aligner.forced else session.last_audio
@@ -311,13 +325,13 @@ class Worker:
         try:
             return session.stream.feed(a, b)
         except Exception as e:
-            self.generator_failed(session, e)
+            self.session_failed(session, "generator_error", e)
             return None
 
-    def generator_failed(self, session: Session, error: Exception) -> None:
-        self.reject(ProtocolError("generator_error", f"{type(error).__name__}: {error}"), session)
-        log.exception("generator %s failed on session %s; session closed", session.generator.name, session.name,
-                      exc_info=error)
+    def session_failed(self, session: Session, kind: str, error: Exception) -> None:
+        self.reject(ProtocolError(kind, f"{type(error).__name__}: {error}"), session)
+        log.error("session %s closed after a failure (generator %s)", session.name, session.generator.name,
+                  exc_info=error)
         self.sessions.pop(session.name, None)
 
     # --- output ---------------------------------------------------------------------------------------------------
@@ -381,6 +395,11 @@ class Worker:
         except ProtocolError as e:
             self.reject(e)
             return protocol.reply_error(e)
+        except Exception as e:  # a bug must cost one request, not the worker
+            log.exception("failed on a control request")
+            error = ProtocolError("internal_error", f"{type(e).__name__}: {e}")
+            self.reject(error)
+            return protocol.reply_error(error)
 
     def control(self, req: dict, now: float) -> dict:
         kind, name = req["type"], req.get("session")

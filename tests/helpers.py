@@ -87,9 +87,12 @@ class EnergyGenerator(Generator):
 
 
 def energy_factory(name: str | None = None, **options) -> Generator:
-    """`energy` (the default here) and `broken` (fails on any sound), else the real registry."""
+    """`energy` (the default here), `broken` (fails on any sound) and `unloadable` (cannot load), else the real
+    registry."""
     if name in (None, "energy"):
         return EnergyGenerator()
+    if name == "unloadable":
+        raise FileNotFoundError("model weights not found: /nowhere/motion.pt")
     if name == "broken":
         gen = EnergyGenerator(fail=True)
         gen.name = "broken"

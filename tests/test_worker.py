@@ -120,6 +120,8 @@ def test_control_channel(worker, receiver):
     assert control.request("open", session="ctl")["error"] == "session_exists"
     assert control.request("close", session="nobody")["error"] == "unknown_session"
     assert control.request("open", session="x", generator="no-such")["error"] == "bad_generator"
+    missing = control.request("open", session="x", generator="unloadable")
+    assert missing["error"] == "bad_generator" and "weights not found" in missing["message"]
     assert control.request("teleport")["error"] == "unknown_request"
     audio = synthetic_dialogue(2.0, seed=4)[0]
     chunks = audio_chunks("ctl", {"self": audio, "other": np.zeros_like(audio)}, SAMPLE_RATE)
