@@ -25,8 +25,10 @@ def find_device(device: str) -> int | str:
 class DeviceCapture:
     def __init__(self, device: str, track: str, session: str, endpoint: str, context: zmq.Context,
                  rate: int | None = None, chunk_ms: float = 20.0):
-        import sounddevice as sd
-
+        try:
+            import sounddevice as sd
+        except OSError as e:  # the PortAudio library itself is missing
+            raise RuntimeError(f"cannot capture audio: {e} (install libportaudio2)") from None
         try:
             info = sd.query_devices(find_device(device), "input")
         except (ValueError, sd.PortAudioError) as e:

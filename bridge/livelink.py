@@ -34,11 +34,16 @@ VERSION = 6
 VALUES = 61
 
 
-def parse_address(address: str) -> tuple[str, int]:
+def udp_target(address: str) -> tuple[int, tuple]:
+    """"HOST:PORT" -> (address family, socket address), resolved once rather than on every packet."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{address!r}: expected HOST:PORT")
-    return host.strip("[]"), int(port)
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_DGRAM)[0]
+    except socket.gaierror as e:
+        raise ValueError(f"{address!r}: cannot resolve {host}: {e}") from None
+    return family, sockaddr
 
 
 def curve_values(row: np.ndarray) -> list[float]:
@@ -62,9 +67,8 @@ class LiveLinkSink:
     """Sends every session's frames as Live Link Face packets, one subject per session."""
 
     def __init__(self, address: str, device_id: str | None = None):
-        self.address = parse_address(address)
+        family, self.address = udp_target(address)
         self.device_id = device_id or str(uuid.uuid4()).upper()  # 36 characters, like the app's identifierForVendor
-        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.errors = 0
 

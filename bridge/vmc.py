@@ -31,7 +31,7 @@ from pythonosc.udp_client import UDPClient
 from backchannel.calibration.rigs import rig_map
 from backchannel.models.motion import BLENDSHAPES, HEAD_ROTATION, HEAD_TRANSLATION, MotionBlock, frame_time
 
-from .livelink import parse_address
+from .livelink import udp_target
 
 
 def _axis_quat(axis: int, angle: float) -> np.ndarray:
@@ -58,8 +58,8 @@ def head_quaternion(pitch: float, yaw: float, roll: float) -> np.ndarray:
 
 class VmcSink:
     def __init__(self, address: str, names: str = "arkit", session: str | None = None):
-        host, port = parse_address(address)
-        self.client = UDPClient(host, port)
+        family, (host, port, *_) = udp_target(address)
+        self.client = UDPClient(host, port, family=family)
         self.rig = rig_map(names)
         self.session = session
         self.errors = 0

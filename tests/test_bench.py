@@ -1,9 +1,9 @@
 """The latency and capacity measurements run end to end (their numbers go to docs/benchmarks.md, not asserts)."""
 import math
 
-from .helpers import WORKER_COMMAND
-
 from backchannel.bridge.latency import measure_capacity, measure_latency, synthetic_dialogue
+
+from .helpers import WORKER_COMMAND
 
 
 def test_latency_measurement_reports_both_latencies():

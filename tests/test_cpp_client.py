@@ -4,12 +4,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from .helpers import WORKER_COMMAND, collect, push_socket
 
 from backchannel.bridge import protocol
 from backchannel.bridge.client import MotionReceiver, audio_chunks, send_chunks, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
 from backchannel.models.audio import SAMPLE_RATE
+
+from .helpers import WORKER_COMMAND, collect, push_socket
 
 SOURCE = Path(__file__).parents[1] / "engine_plugins" / "cpp" / "subscriber.cpp"
 

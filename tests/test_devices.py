@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from .helpers import WORKER_COMMAND
 
 from backchannel.bridge.client import ControlClient, MotionReceiver, spawn_worker
 from backchannel.models.audio import encode_pcm
 from backchannel.models.motion import BS
+
+from .helpers import WORKER_COMMAND
 
 SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
 ASOUNDRC = """

@@ -5,7 +5,6 @@ import threading
 
 import numpy as np
 import pytest
-from .helpers import WORKER_COMMAND, collect, push_socket
 from pylivelinkface import FaceBlendShape, PyLiveLinkFace
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
@@ -18,6 +17,8 @@ from backchannel.bridge.vmc import VmcSink, head_quaternion
 from backchannel.calibration.rigs import RIGS, VRM0_TABLE, RigMap, rig_map
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.motion import ARKIT_NAMES, BS, HEAD_ROTATION, MOTION_DIM, MotionBlock
+
+from .helpers import WORKER_COMMAND, collect, push_socket
 
 
 class OscRecorder:

@@ -1,9 +1,10 @@
 import pytest
-from .helpers import WORKER_COMMAND
 
 from backchannel.bridge.cli import build_parser
 from backchannel.bridge.client import ControlClient, spawn_worker
 from backchannel.bridge.serve import load_settings
+
+from .helpers import WORKER_COMMAND
 
 
 def settings(tmp_path, toml: str, *flags: str):

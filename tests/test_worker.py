@@ -8,7 +8,6 @@ import time
 import msgpack
 import numpy as np
 import pytest
-from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket
 
 from backchannel.bridge import protocol
 from backchannel.bridge.client import ControlClient, MotionReceiver, audio_chunks, send_chunks, spawn_worker
@@ -17,6 +16,8 @@ from backchannel.bridge.motion_files import read_motion
 from backchannel.models.audio import SAMPLE_RATE, decode_pcm, encode_pcm, load_audio, resample, save_audio
 from backchannel.models.generator import Style, generate
 from backchannel.models.motion import ARKIT_NAMES, BS, STATES, frame_count
+
+from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@ import time
 
 import numpy as np
 import pytest
-from .helpers import EnergyGenerator
 
 from backchannel.bridge import protocol
 from backchannel.bridge.worker import Worker, WorkerConfig
+
+from .helpers import EnergyGenerator
 
 
 @pytest.fixture
