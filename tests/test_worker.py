@@ -18,6 +18,7 @@ from backchannel.models.generator import Style, generate
 from backchannel.models.motion import ARKIT_NAMES, BS, STATES, frame_count
 
 from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket
+from .speech import two_track_dialogue
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +279,27 @@ def test_idle_sessions_time_out_and_shutdown_flushes_open_sessions():
         assert len(at_exit["motion"]) == 31  # the last frame went out before the worker left
         assert ep["process"].wait(10) == 0
         r.close()
+
+
+def test_default_generator_serve_and_run_give_the_same_frames(tmp_path):
+    """The shipped default generator on real speech, through the real commands: serve + send vs run."""
+    dialogue = two_track_dialogue()
+    save_audio(tmp_path / "self.wav", dialogue.self_audio)
+    save_audio(tmp_path / "other.wav", dialogue.other_audio)
+    cli = [sys.executable, "-m", "backchannel.bridge.cli"]
+    files = ["--self", str(tmp_path / "self.wav"), "--other", str(tmp_path / "other.wav")]
+    ran = subprocess.run([*cli, "run", *files, "--out", str(tmp_path / "run.jsonl")], capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    with spawn_worker() as ep:
+        describe = ControlClient(ep["control"]).call("describe")
+        sent = subprocess.run([*cli, "send", "--to", ep["audio_in"], "--motion-out", ep["motion_out"], "--session",
+                               "real", *files, "--format", "f32le", "--out", str(tmp_path / "served.jsonl")],
+                              capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    assert describe["generator"]["name"] == "baseline"
+    served, offline = read_motion(tmp_path / "served.jsonl"), read_motion(tmp_path / "run.jsonl")
+    assert len(served) == len(offline) == frame_count(len(dialogue.self_audio) / SAMPLE_RATE)
+    np.testing.assert_array_equal(served.motion, offline.motion)
+    np.testing.assert_array_equal(served.state, offline.state)
+    assert {"speaking", "listening"} <= {STATES[s] for s in served.state}
