@@ -9,6 +9,9 @@ import sys
 
 COMMAND_MODULES = (
     "backchannel.bridge.offline",
+    "backchannel.bridge.serve",
+    "backchannel.bridge.send",
+    "backchannel.bridge.bench",
     "backchannel.models.commands",
 )
 
