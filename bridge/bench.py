@@ -1,0 +1,86 @@
+"""`backchannel bench latency|capacity`; the measuring itself is in latency.py (callable from Python too)."""
+from __future__ import annotations
+
+
+def _audio(args):
+    """The two tracks to stream: the given files (the shorter padded) or a synthetic dialogue."""
+    import numpy as np
+
+    from backchannel.models.audio import SAMPLE_RATE, load_audio
+
+    from .latency import synthetic_dialogue
+
+    if args.self_audio or args.other_audio:
+        a = load_audio(args.self_audio) if args.self_audio else None
+        b = load_audio(args.other_audio) if args.other_audio else None
+        n = max(len(x) for x in (a, b) if x is not None)
+        a, b = (np.pad(x, (0, n - len(x))) if x is not None else np.zeros(n, np.float32) for x in (a, b))
+        if args.seconds:
+            a, b = a[:int(args.seconds * SAMPLE_RATE)], b[:int(args.seconds * SAMPLE_RATE)]
+        return a, b
+    return synthetic_dialogue(args.seconds or 20.0)
+
+
+def _fmt(p: dict) -> str:
+    return f"p50 {p['p50']:6.1f}  p95 {p['p95']:6.1f}  p99 {p['p99']:6.1f}  max {p['max']:6.1f} ms"
+
+
+def _capacity_line(r: dict) -> str:
+    return (f"{r['sessions']:4d} sessions: fps min {r['fps_min']:5.1f} mean {r['fps_mean']:5.1f}  "
+            f"end-to-end p50 {r['end_to_end_ms']['p50']:6.1f} p95 {r['end_to_end_ms']['p95']:6.1f} ms  "
+            f"processing p95 {r['processing_ms']['p95']:6.1f} ms  worker CPU {r['worker_cpu_share'] * 100:5.1f}%  "
+            f"{'holds 30 fps' if r['holds_30fps'] else 'FALLS BEHIND'}"
+            f"{'' if r['latency_ok'] else ', p95 over target'}")
+
+
+def register(commands) -> None:
+    p = commands.add_parser("bench", help="measure latency and capacity over real sockets")
+    kinds = p.add_subparsers(dest="bench", metavar="KIND", required=True)
+    for name, helptext in (("latency", "audio-in -> motion-out latency of one real-time session"),
+                           ("capacity", "how many real-time sessions one worker holds at 30 fps")):
+        k = kinds.add_parser(name, help=helptext)
+        k.add_argument("--generator", help="generator to measure (default: the worker's default)")
+        k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity)")
+        k.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message, as a game would send")
+        k.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
+        k.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+        if name == "capacity":
+            k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
+        k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+
+
+def latency_command(args) -> int:
+    from backchannel.models.audio import SAMPLE_RATE
+
+    from .latency import measure_latency
+
+    a, b = _audio(args)
+    r = measure_latency(a, b, args.generator, args.chunk_ms)
+    print(f"generator {r['generator']} (look-ahead {r['lookahead_ms']:.0f} ms), {len(a) / SAMPLE_RATE:.1f} s "
+          f"real time in {args.chunk_ms:g} ms chunks, {r['frames']} frames")
+    print(f"  end-to-end  {_fmt(r['end_to_end_ms'])}   (includes the look-ahead)")
+    print(f"  processing  {_fmt(r['processing_ms'])}")
+    print(f"  worker clock: end-to-end p95 {r['server_end_to_end_ms']['p95']:.1f} ms, "
+          f"processing p95 {r['server_processing_ms']['p95']:.1f} ms; "
+          f"worker CPU {r['worker_cpu_per_audio_s'] * 100:.1f}% of a core")
+    return 0
+
+
+def capacity_command(args) -> int:
+    from backchannel.models.audio import SAMPLE_RATE
+
+    from .latency import LATENCY_TARGET_MS, measure_capacity
+
+    if not args.seconds:
+        args.seconds = 10.0
+    a, b = _audio(args)
+    levels = [int(x) for x in args.sessions.split(",") if x.strip()]
+    if not levels or min(levels) < 1:
+        raise ValueError("--sessions: give positive counts, e.g. 1,2,4,8")
+    print(f"{len(a) / SAMPLE_RATE:.1f} s real time per session, {args.chunk_ms:g} ms chunks")
+    rows = measure_capacity(a, b, levels, args.generator, args.chunk_ms, progress=lambda r: print(_capacity_line(r)))
+    held = [r["sessions"] for r in rows if r["holds_30fps"]]
+    both = [r["sessions"] for r in rows if r["holds_30fps"] and r["latency_ok"]]
+    print(f"holds 30 fps up to {max(held) if held else 0} sessions; "
+          f"with p95 end-to-end <= {LATENCY_TARGET_MS:.0f} ms up to {max(both) if both else 0}")
+    return 0

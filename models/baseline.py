@@ -1,0 +1,275 @@
+"""The rule-based baseline generator: the lowest quality tier and the yardstick every model figure is compared with.
+
+Speaking: voice activity on the self track gates the mouth; the self track's level (normalised to the speaker's own
+running peak, so recording level does not matter) opens the jaw, its spectral balance picks rounded or spread lips,
+and loudness rises bring emphasis (a small head dip, brow lift). The partner track never reaches the mouth.
+Listening: the partner track's phrase ends bring nods (sometimes with a brow raise), long partner turns bring small
+backchannel nods, and a smile grows while listening. Always: blinks, gaze saccades (averted more while speaking),
+idle head sway. Everything is decided frame by frame in order from a seeded generator, so the output does not depend
+on how the audio was chunked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .features import N_MELS, WIN, LogMel, Rolling, mel_frame_for
+from .generator import Generator, MotionStream, Style
+from .motion import (BS, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, IDLE, LISTENING, MOTION_DIM, SPEAKING,
+                     MotionBlock, frame_count, neutral)
+from .vad import WINDOW, WINDOW_S, VadStream
+
+SAMPLES_PER_FRAME = SAMPLE_RATE / FRAME_RATE
+DB = 10.0 / np.log(10.0)  # natural-log power -> decibels
+
+
+def vad_window_for(frame: int) -> int:
+    """The 32 ms VAD window holding a motion frame's time."""
+    return int(frame * SAMPLES_PER_FRAME) // WINDOW
+
+
+class Activity:
+    """Hysteresis + hangover on one track's speech probability; reports segments as they end."""
+
+    def __init__(self, on: float = 0.5, off: float = 0.35, hangover_s: float = 0.25, min_segment_s: float = 0.1):
+        self.on, self.off = on, off
+        self.hangover = int(hangover_s * FRAME_RATE)
+        self.min_segment = int(min_segment_s * FRAME_RATE)
+        self.active = False
+        self.length = 0  # frames in the current segment
+        self.quiet = 0  # frames below `off` inside the current segment
+        self.since_end = 10 ** 6  # frames since the last segment ended
+
+    def update(self, p: float) -> int:
+        """Advance one frame; returns the length (frames) of a segment that just ended, else 0."""
+        if not self.active:
+            self.since_end += 1
+            if p >= self.on:
+                self.active, self.length, self.quiet = True, 1, 0
+            return 0
+        self.length += 1
+        self.quiet = self.quiet + 1 if p < self.off else 0
+        if self.quiet > self.hangover:
+            self.active, self.since_end = False, 0
+            spoken = self.length - self.quiet
+            return spoken if spoken >= self.min_segment else 0
+        return 0
+
+
+@dataclass
+class Gesture:
+    """A scheduled movement: `shape` (frames,) scaled into the channels named by `weights`."""
+
+    start: int
+    shape: np.ndarray
+    weights: dict[int, float] = field(default_factory=dict)
+
+    def at(self, k: int) -> float:
+        i = k - self.start
+        return float(self.shape[i]) if 0 <= i < len(self.shape) else 0.0
+
+
+def bump(seconds: float, cycles: int = 1) -> np.ndarray:
+    """A smooth 0 -> 1 -> 0 (or several) over `seconds`."""
+    n = max(2, int(seconds * FRAME_RATE))
+    return np.sin(np.linspace(0, np.pi * cycles, n)) ** 2
+
+
+BLINK = np.array([0.45, 0.95, 1.0, 0.75, 0.4, 0.15], np.float32)
+PITCH, YAW, ROLL = HEAD_ROTATION.start, HEAD_ROTATION.start + 1, HEAD_ROTATION.start + 2
+
+
+class BaselineStream(MotionStream):
+    def __init__(self, seed: int, style: Style):
+        self.rng = np.random.default_rng(seed)
+        self.style = style
+        self.mel = LogMel()
+        self.mel_rows = Rolling(N_MELS)  # self-track log-mel
+        self.vad = (VadStream(), VadStream())  # self, other
+        self.probs = (Rolling(), Rolling())  # speech probability per 32 ms window: self, other
+        self.fed = 0  # samples fed per track
+        self.next = 0  # next frame to emit
+        self.speech = (Activity(hangover_s=0.15), Activity(hangover_s=0.25))
+        self.peak_db = -40.0  # running peak of the avatar's own speech level
+        self.fast_db = self.slow_db = -80.0  # level followers for emphasis
+        self.mouth = np.zeros(3, np.float32)  # smoothed open, round, spread
+        self.mean_centroid = 0.0
+        self.speech_frames = 0
+        self.emphasis = 0.0
+        self.smile = 0.0
+        self.gestures: list[Gesture] = []
+        self.next_blink = self._blink_gap()
+        self.next_saccade = self._saccade_gap()
+        self.gaze = np.zeros(2, np.float32)  # target yaw, pitch
+        self.gaze_now = np.zeros(2, np.float32)
+        self.turn_nod_at = 0
+        self.missed_phrase_end = False
+        sway_rng = np.random.default_rng(seed + 7919)
+        self.sway = (sway_rng.uniform(0.05, 0.25, (3, 2)), sway_rng.uniform(0, 2 * np.pi, (3, 2)))
+
+    # ---- stream plumbing -------------------------------------------------------------------------------------
+    def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
+        if len(self_audio) != len(other_audio):
+            raise ValueError(f"tracks must be fed aligned: {len(self_audio)} vs {len(other_audio)} samples")
+        self.fed += len(self_audio)
+        self._analyse(self_audio, other_audio)
+        return self._emit(limit=None)
+
+    def flush(self) -> MotionBlock:
+        owed = frame_count(self.fed / SAMPLE_RATE)
+        pad = np.zeros(WINDOW + WIN, np.float32)  # enough silence to complete the last frame's windows
+        self._analyse(pad, pad)
+        return self._emit(limit=owed)
+
+    def _analyse(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.mel_rows.extend(self.mel.process(a))
+        for probs, vad, x in zip(self.probs, self.vad, (a, b)):
+            probs.extend(vad.process(x))
+
+    def _emit(self, limit: int | None) -> MotionBlock:
+        first, rows, states = self.next, [], []
+        while limit is None or self.next < limit:
+            k = self.next
+            w, j = vad_window_for(k), int(mel_frame_for(k))
+            if w >= self.probs[0].end or w >= self.probs[1].end or j >= self.mel_rows.end:
+                break
+            row, state = self._frame(k, self.mel_rows[j], float(self.probs[0][w]), float(self.probs[1][w]))
+            rows.append(row)
+            states.append(state)
+            self.next += 1
+        self.mel_rows.drop_before(int(mel_frame_for(self.next)))
+        for probs in self.probs:
+            probs.drop_before(vad_window_for(self.next))
+        return MotionBlock(first, np.array(rows, np.float32).reshape(-1, MOTION_DIM), states)
+
+    # ---- behaviour ---------------------------------------------------------------------------------------------
+    def _blink_gap(self) -> int:
+        return int(self.rng.exponential(3.2 / max(self.style.blink_rate, 0.05)) * FRAME_RATE) + 6
+
+    def _saccade_gap(self) -> int:
+        return int(self.rng.exponential(1.6) * FRAME_RATE) + 8
+
+    def _frame(self, k: int, mel: np.ndarray, p_self: float, p_other: float) -> tuple[np.ndarray, int]:
+        row = neutral(1)[0]
+        ex = self.style.expressiveness
+        self.speech[0].update(p_self)
+        other_ended = self.speech[1].update(p_other)
+        speaking, partner = self.speech[0].active, self.speech[1].active
+        listening = not speaking and (partner or self.speech[1].since_end < 1.5 * FRAME_RATE)
+        state = SPEAKING if speaking else LISTENING if listening else IDLE
+
+        # mouth: level relative to the speaker's own peak, shape from spectral balance
+        power = np.exp(mel.astype(np.float64))
+        level_db = DB * float(np.log(power.sum() + 1e-12))
+        if speaking:
+            self.peak_db = max(level_db, self.peak_db - 0.03)
+            open_t = float(np.clip((level_db - (self.peak_db - 24.0)) / 24.0, 0.0, 1.0)) ** 1.3
+            # lip shape from the spectral centroid relative to this speaker's running mean, so voice pitch and
+            # channel bandwidth (telephone, 8 kHz) shift the reference rather than the shape
+            centroid = float((power * np.arange(N_MELS)).sum() / (power.sum() + 1e-12)) / N_MELS
+            self.speech_frames += 1
+            self.mean_centroid += max(0.02, 1.0 / self.speech_frames) * (centroid - self.mean_centroid)
+            round_t = float(np.clip((self.mean_centroid - centroid) / 0.08, 0.0, 1.0))
+            spread_t = float(np.clip((centroid - self.mean_centroid) / 0.08, 0.0, 1.0))
+        else:
+            open_t = round_t = spread_t = 0.0
+        target = np.array([open_t, round_t, spread_t], np.float32)
+        rate = np.where(target > self.mouth, 0.75, 0.6)  # open fast, close a little slower
+        self.mouth += rate * (target - self.mouth)
+        o, r, s = (float(v) for v in self.mouth)
+        row[BS["JawOpen"]] = 0.6 * o
+        row[BS["MouthLowerDownLeft"]] = row[BS["MouthLowerDownRight"]] = 0.35 * o * (1 - r)
+        row[BS["MouthUpperUpLeft"]] = row[BS["MouthUpperUpRight"]] = 0.2 * o * s
+        row[BS["MouthStretchLeft"]] = row[BS["MouthStretchRight"]] = 0.3 * o * s
+        row[BS["MouthFunnel"]] = 0.45 * r * np.sqrt(o)
+        row[BS["MouthPucker"]] = 0.35 * r * (1 - o)
+        if speaking and o < 0.1:  # a closure inside speech: press the lips
+            row[BS["MouthPressLeft"]] = row[BS["MouthPressRight"]] = 0.3 * (1 - o / 0.1)
+
+        # emphasis: a quick rise of the speaker's level over its slow average
+        self.fast_db += 0.5 * (level_db - self.fast_db)
+        self.slow_db += 0.05 * (level_db - self.slow_db)
+        rise = float(np.clip((self.fast_db - self.slow_db - 4.0) / 10.0, 0.0, 1.0)) if speaking else 0.0
+        self.emphasis += 0.15 * (rise - self.emphasis)  # a head dip takes a few frames, not one
+        row[PITCH] += 0.07 * ex * self.emphasis
+        row[BS["BrowInnerUp"]] += 0.3 * ex * self.emphasis
+
+        # listening: nods at the partner's phrase ends, small nods through long partner turns, a growing smile
+        if other_ended >= 0.5 * FRAME_RATE and not speaking:
+            # most phrase ends get a nod, and never two in a row without one
+            if self.missed_phrase_end or self.rng.random() < 0.85:
+                self._nod(k + int(self.rng.integers(0, 5)), ex, brows=self.rng.random() < 0.35)
+                self.missed_phrase_end = False
+            else:
+                self.missed_phrase_end = True
+        if partner and not speaking and self.speech[1].length > 3 * FRAME_RATE and k >= self.turn_nod_at:
+            if self.speech[1].length % int(2.5 * FRAME_RATE) == 0 and self.rng.random() < 0.6:
+                self._nod(k, 0.5 * ex, brows=False)
+                self.turn_nod_at = k + 2 * FRAME_RATE
+        smile_t = (0.25 if listening else 0.08 if speaking else 0.1) + 0.3 * self.style.smile
+        self.smile += 0.03 * (smile_t - self.smile)
+        row[BS["MouthSmileLeft"]] += max(0.0, self.smile)
+        row[BS["MouthSmileRight"]] += max(0.0, self.smile)
+        row[BS["MouthFrownLeft"]] += max(0.0, -self.smile)
+        row[BS["MouthFrownRight"]] += max(0.0, -self.smile)
+
+        # eyes: blinks and saccades
+        if k >= self.next_blink:
+            self.gestures.append(Gesture(k, BLINK, {BS["EyeBlinkLeft"]: 1.0, BS["EyeBlinkRight"]: 1.0}))
+            self.next_blink = k + self._blink_gap()
+        if k >= self.next_saccade:
+            spread = (0.22, 0.1) if speaking and self.rng.random() < 0.45 else (0.05, 0.03) if listening else (0.15, 0.08)
+            self.gaze = (self.rng.uniform(-1, 1, 2) * spread).astype(np.float32)
+            self.next_saccade = k + self._saccade_gap()
+            if self.rng.random() < 0.25:
+                self.next_blink = min(self.next_blink, k + 1)
+        self.gaze_now += 0.6 * (self.gaze - self.gaze_now)
+        yaw, pitch = (float(v) for v in self.gaze_now)
+        row[GAZE] = (yaw, pitch, yaw, pitch)
+        self._eye_shapes(row, yaw, pitch)
+
+        # head: idle sway always, larger while speaking
+        t = k / FRAME_RATE
+        freqs, phases = self.sway
+        amp = np.array([0.025, 0.04, 0.015]) * ex * (1.6 if speaking else 1.0)
+        row[HEAD_ROTATION] += amp * np.sin(2 * np.pi * freqs[:, 0] * t + phases[:, 0]) * \
+            (0.6 + 0.4 * np.sin(2 * np.pi * freqs[:, 1] * t + phases[:, 1]))
+        row[HEAD_TRANSLATION.start + 1] += 0.004 * ex * np.sin(2 * np.pi * freqs[0, 0] * t)
+
+        for g in self.gestures:
+            v = g.at(k)
+            for ch, w in g.weights.items():
+                row[ch] += w * v
+        self.gestures = [g for g in self.gestures if k < g.start + len(g.shape)]
+        row[:52] = np.clip(row[:52], 0.0, 1.0)
+        return row, state
+
+    def _nod(self, start: int, amplitude: float, brows: bool) -> None:
+        cycles = 2 if self.rng.random() < 0.25 else 1
+        a = float(self.rng.uniform(0.08, 0.14)) * amplitude
+        self.gestures.append(Gesture(start, bump(0.45 * cycles, cycles), {PITCH: a}))
+        if brows:
+            self.gestures.append(Gesture(start, bump(0.8), {BS["BrowInnerUp"]: 0.35, BS["BrowOuterUpLeft"]: 0.3,
+                                                            BS["BrowOuterUpRight"]: 0.3}))
+
+    @staticmethod
+    def _eye_shapes(row: np.ndarray, yaw: float, pitch: float) -> None:
+        """ARKit eye-look shapes from gaze (+yaw: the avatar's left, so the left eye looks out)."""
+        h, v = np.clip(abs(yaw) / 0.6, 0, 1), np.clip(abs(pitch) / 0.5, 0, 1)
+        left_out = yaw > 0
+        row[BS["EyeLookOutLeft" if left_out else "EyeLookInLeft"]] = h
+        row[BS["EyeLookInRight" if left_out else "EyeLookOutRight"]] = h
+        down = pitch > 0
+        row[BS["EyeLookDownLeft" if down else "EyeLookUpLeft"]] = v
+        row[BS["EyeLookDownRight" if down else "EyeLookUpRight"]] = v
+
+
+class BaselineGenerator(Generator):
+    name = "baseline"
+    lookahead_s = WINDOW_S  # a frame waits for the 32 ms VAD window that holds it (the mel window needs 12.5 ms)
+
+    def open_stream(self, seed: int = 0, style: Style | None = None) -> MotionStream:
+        return BaselineStream(seed, style or Style())
+

@@ -1,0 +1,253 @@
+"""Quality, measured: the metrics of DESIGN.md section 6 for any generator, side by side, on held-out clips.
+
+Every metric reads generated motion against what the clip says happened (phones, who spoke when, the partner's
+phrase ends), using the same definitions the corpus checks its own labels with (models.measures).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .measures import bilabial_closure, mouth_openness, nod_frames, nods_after, spans_mask
+from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
+
+MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
+
+
+@dataclass
+class EvalClip:
+    """What the metrics need of a clip: both tracks and the facts of the conversation."""
+
+    name: str
+    self_audio: np.ndarray  # 16 kHz
+    other_audio: np.ndarray
+    state: np.ndarray  # (T,) reference role per frame
+    self_phones: list  # (start, end, ipa)
+    self_speech: list  # (start, end) spans of the avatar's own speech
+    other_speech: list  # (start, end) spans of the partner's speech
+    other_phrase_ends: list  # seconds
+    motion: np.ndarray | None = None  # (T, 62) reference labels, when the clip has them
+    meta: dict = field(default_factory=dict)
+
+
+def speech_envelope(audio: np.ndarray, frames: int, window_s: float = 0.04) -> np.ndarray:
+    """RMS amplitude in a window centred on each frame's time (T,)."""
+    half = int(window_s * SAMPLE_RATE / 2)
+    centres = (np.arange(frames) * SAMPLE_RATE / FRAME_RATE).astype(int)
+    padded = np.pad(np.asarray(audio, np.float64), (half, half + 1))
+    csum = np.concatenate([[0.0], np.cumsum(padded ** 2)])
+    return np.sqrt((csum[centres + 2 * half] - csum[centres]) / (2 * half))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def f1(pred: np.ndarray, ref: np.ndarray) -> float:
+    tp = float((pred & ref).sum())
+    return 2 * tp / max(1.0, float(pred.sum() + ref.sum()))
+
+
+def switch_latencies(pred: np.ndarray, ref: np.ndarray) -> list[float]:
+    """Seconds from each reference change into speaking or listening until the prediction agrees."""
+    out = []
+    changes = np.flatnonzero((ref[1:] != ref[:-1]) & np.isin(ref[1:], (SPEAKING, LISTENING))) + 1
+    for k in changes:
+        horizon = pred[k:k + int(MAX_SWITCH_S * FRAME_RATE)]
+        hit = np.flatnonzero(horizon == ref[k])
+        out.append(hit[0] / FRAME_RATE if len(hit) else MAX_SWITCH_S)
+    return out
+
+
+def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.random.Generator) -> dict:
+    """Raw counts and sums for one clip; `summarise` turns a list of them into the reported figures."""
+    n = min(len(motion), len(clip.state))
+    motion, state, ref = motion[:n], np.asarray(state[:n]), np.asarray(clip.state[:n])
+    opening = mouth_openness(motion)
+    own = spans_mask(clip.self_speech, n)
+    partner_only = spans_mask(clip.other_speech, n) & ~spans_mask(clip.self_speech, n, margin=0.2)
+    env = speech_envelope(clip.self_audio, n)
+    closed, bilabials = bilabial_closure(motion, clip.self_phones)
+    nods = nod_frames(motion)
+    ends = [t for t in clip.other_phrase_ends if t * FRAME_RATE < n - FRAME_RATE]
+    after_end = spans_mask([(t, t + 1.0) for t in clip.other_phrase_ends], n)
+    calm = np.flatnonzero((ref == LISTENING) & ~after_end)[: max(0, n - FRAME_RATE)]
+    moments = rng.choice(calm, min(len(calm), max(len(ends), 20)), replace=False) / FRAME_RATE if len(calm) else []
+    accel = np.abs(np.diff(motion, 2, axis=0)) if n > 2 else np.zeros((0, motion.shape[1]))
+    return {
+        "frames": n,
+        "lip_pairs": (opening[own], env[own]),
+        "bilabial": (closed, bilabials),
+        "speaking": (state == SPEAKING, ref == SPEAKING),
+        "listening": (state == LISTENING, ref == LISTENING),
+        "switches": switch_latencies(state, ref),
+        "leak": (float(opening[partner_only].sum()), int(partner_only.sum()), float(opening[own].sum()), int(own.sum())),
+        "nods_after_ends": (int(nods_after(ends, nods).sum()), len(ends)),
+        "nods_at_random": (int(nods_after(moments, nods).sum()), len(moments)),
+        "jitter": (float(accel[:, BLENDSHAPES].sum()), float(accel[:, HEAD_ROTATION].sum()), len(accel)),
+    }
+
+
+def summarise(per_clip: list[dict]) -> dict:
+    """Pool clips (frames weigh equally) into the reported figures."""
+    cat = lambda key, i: np.concatenate([c[key][i] for c in per_clip])  # noqa: E731
+    ratio = lambda key, i, j: sum(c[key][i] for c in per_clip) / max(1, sum(c[key][j] for c in per_clip))  # noqa: E731
+    switches = [s for c in per_clip for s in c["switches"]]
+    leak_partner = ratio("leak", 0, 1)
+    leak_own = ratio("leak", 2, 3)
+    jitter_frames = max(1, sum(c["jitter"][2] for c in per_clip))
+    return {
+        "lip_envelope_r": pearson(cat("lip_pairs", 0), cat("lip_pairs", 1)),
+        "pbm_closure": ratio("bilabial", 0, 1),
+        "role_f1": 0.5 * (f1(cat("speaking", 0), cat("speaking", 1)) + f1(cat("listening", 0), cat("listening", 1))),
+        "switch_latency_ms": 1000 * float(np.median(switches)) if switches else float("nan"),
+        "partner_leak": leak_partner / leak_own if leak_own > 0 else float("nan"),
+        "nods_after_phrase_ends": ratio("nods_after_ends", 0, 1),
+        "nods_at_random": ratio("nods_at_random", 0, 1),
+        "jitter_blendshapes": sum(c["jitter"][0] for c in per_clip) / jitter_frames / 52,
+        "jitter_head_deg": np.degrees(sum(c["jitter"][1] for c in per_clip) / jitter_frames / 3),
+    }
+
+
+def seed_diversity(generate_fn, clip: EvalClip, seeds=(0, 1)) -> dict:
+    """How much two seeds differ in head motion (deg, mean abs) while lips still follow the speech."""
+    runs = [generate_fn(clip, seed) for seed in seeds]
+    n = min(len(m) for m, _ in runs)
+    head = [m[:n, HEAD_ROTATION] for m, _ in runs]
+    own = spans_mask(clip.self_speech, n)
+    env = speech_envelope(clip.self_audio, n)
+    lips = [pearson(mouth_openness(m[:n])[own], env[own]) if own.sum() > 2 else float("nan") for m, _ in runs]
+    return {"head_diff_deg": float(np.degrees(np.abs(head[0] - head[1]).mean())), "lip_r_per_seed": lips}
+
+
+# what each metric must reach (issue 4's targets) and which way is better
+TARGETS = {
+    "lip_envelope_r": (">=", 0.7),
+    "pbm_closure": (">=", 0.9),
+    "role_f1": (">=", 0.95),
+    "switch_latency_ms": ("<=", 200.0),
+    "partner_leak": ("<=", 0.15),
+    "nods_after_phrase_ends": (">=", 0.6),
+}
+HIGHER_IS_BETTER = {"lip_envelope_r", "pbm_closure", "role_f1", "nods_after_phrase_ends", "head_diff_deg",
+                    "nod_contrast"}
+
+
+# ---- running an evaluation ---------------------------------------------------------------------------------------
+def eval_clip(clip) -> EvalClip:
+    """A corpus clip (models.corpus.clip.Clip) as the metrics see it."""
+    segs = clip.meta["segments"]
+    return EvalClip(
+        name=clip.meta.get("name", "?"), self_audio=clip.self_audio, other_audio=clip.other_audio,
+        state=np.asarray(clip.state), motion=clip.motion,
+        self_phones=[tuple(p) for p in clip.meta.get("self_phones", [])],
+        self_speech=[(s["start"], s["end"]) for s in segs if s["track"] == "self"],
+        other_speech=[(s["start"], s["end"]) for s in segs if s["track"] == "other"],
+        other_phrase_ends=[e["t"] for e in clip.meta.get("other_phrase_ends", []) if e.get("listened", True)],
+        meta=clip.meta)
+
+
+def parse_generator(spec: str) -> tuple[str, dict]:
+    """"model", "baseline", "model@2" (2 sampler steps), "model:onnx" (onnxruntime backend), "labels"."""
+    name, options = spec, {}
+    if "@" in name:
+        name, steps = name.split("@", 1)
+        options["steps"] = int(steps)
+    if ":" in name:
+        name, backend = name.split(":", 1)
+        options["backend"] = backend
+    return name, options
+
+
+def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True) -> dict[str, dict]:
+    """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling)."""
+    from tqdm import tqdm
+
+    from .generator import generate, make_generator
+
+    results = {}
+    for spec in generators:
+        name, options = parse_generator(spec)
+        if name == "labels":
+            run = lambda clip, s: (clip.motion, clip.state)  # noqa: E731
+            if any(c.motion is None for c in clips):
+                raise ValueError("the clips carry no reference motion to score as 'labels'")
+        else:
+            gen = make_generator(name, **options)
+
+            def run(clip, s, gen=gen):
+                block = generate(gen, clip.self_audio, clip.other_audio, seed=s)
+                return block.motion, block.state
+        rng = np.random.default_rng(seed)
+        per_clip = [clip_metrics(c, *run(c, seed), rng) for c in tqdm(clips, desc=spec, disable=not progress)]
+        summary = summarise(per_clip)
+        diverse = [c for c in clips if c.self_speech][:2]
+        if name != "labels" and diverse:
+            div = [seed_diversity(run, c, (seed, seed + 1)) for c in diverse]
+            summary["head_diff_deg"] = float(np.mean([d["head_diff_deg"] for d in div]))
+            summary["lip_r_min_over_seeds"] = float(np.nanmin([r for d in div for r in d["lip_r_per_seed"]]))
+        summary["nod_contrast"] = summary["nods_after_phrase_ends"] / max(summary["nods_at_random"], 1e-3)
+        results[spec] = summary
+    return results
+
+
+COLUMNS = [
+    ("lip_envelope_r", "lip-envelope r", "{:.3f}"),
+    ("pbm_closure", "P/B/M closed", "{:.1%}"),
+    ("role_f1", "role F1", "{:.3f}"),
+    ("switch_latency_ms", "switch latency (ms)", "{:.0f}"),
+    ("partner_leak", "partner leak", "{:.3f}"),
+    ("nods_after_phrase_ends", "nods after phrase ends", "{:.1%}"),
+    ("nods_at_random", "nods at random moments", "{:.1%}"),
+    ("nod_contrast", "nod contrast (x)", "{:.1f}"),
+    ("head_diff_deg", "seed head diff (deg)", "{:.2f}"),
+    ("lip_r_min_over_seeds", "lip r, worst seed", "{:.3f}"),
+    ("jitter_blendshapes", "jitter, shapes", "{:.4f}"),
+    ("jitter_head_deg", "jitter, head (deg)", "{:.3f}"),
+]
+
+
+def markdown_table(results: dict[str, dict], title: str = "") -> str:
+    lines = [f"### {title}", ""] if title else []
+    names = list(results)
+    lines.append("| metric | target | " + " | ".join(names) + " |")
+    lines.append("|---|---|" + "---|" * len(names))
+    for key, label, fmt in COLUMNS:
+        target = TARGETS.get(key)
+        cells = [fmt.format(results[n][key]) if key in results[n] and np.isfinite(results[n][key]) else "-"
+                 for n in names]
+        lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict[str, dict], path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [c for c in COLUMNS if any(c[0] in r for r in results.values())]
+    cols = 4
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    names = list(results)
+    colours = plt.cm.tab10(np.arange(len(names)) % 10)
+    for ax, (key, label, _) in zip(axes.flat, keys):
+        vals = [results[n].get(key, np.nan) for n in names]
+        ax.bar(range(len(names)), vals, color=colours)
+        if key in TARGETS:
+            ax.axhline(TARGETS[key][1], color="k", ls="--", lw=1)
+        ax.set_title(label + (" (higher better)" if key in HIGHER_IS_BETTER else ""), fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(title or "evaluation (dashed: target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

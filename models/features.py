@@ -1,0 +1,152 @@
+"""Streaming log-mel front end: 100 frames per second of 16 kHz audio, frame j centred on sample j * HOP.
+
+The same class serves live streams and whole files, and gives the same numbers however the audio is chunked.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .motion import FRAME_RATE
+
+HOP = 160  # 10 ms
+WIN = 400  # 25 ms analysis window
+N_FFT = 512
+N_MELS = 40
+F_MIN, F_MAX = 60.0, 7600.0
+LOG_FLOOR = 1e-8  # keeps digital silence finite (log power about -18)
+
+
+def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, rate: int = SAMPLE_RATE,
+                   f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
+    """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1), each with unit area."""
+    to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    edges = to_hz(np.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    fb = np.maximum(0.0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))
+    return (fb / np.maximum(fb.sum(1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+_WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
+_FILTERS = mel_filterbank()
+
+
+class Rolling:
+    """Rows addressed by absolute index (0 = the stream's first); rows nothing will read again are dropped, so a
+    stream's memory stays flat however long it runs."""
+
+    def __init__(self, width: int | None = None, dtype=np.float32):
+        self.data = np.zeros((0,) if width is None else (0, width), dtype)
+        self.start = 0  # absolute index of data[0]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+    def extend(self, rows: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, np.asarray(rows, self.data.dtype)])
+
+    def __getitem__(self, i):
+        return self.data[np.asarray(i) - self.start]
+
+    def drop_before(self, i: int) -> None:
+        cut = min(max(0, i - self.start), len(self.data))
+        self.data = self.data[cut:]
+        self.start += cut
+
+
+def mel_frame_for(motion_frame: int | np.ndarray) -> int | np.ndarray:
+    """Index of the log-mel frame centred nearest to a motion frame's time."""
+    return np.floor(np.asarray(motion_frame) * (SAMPLE_RATE / FRAME_RATE / HOP) + 0.5).astype(np.int64)
+
+
+class LogMel:
+    """Streaming log-mel spectrogram. `process` returns the frames whose whole window has arrived."""
+
+    def __init__(self) -> None:
+        self.buf = np.zeros(WIN // 2, np.float32)  # silence before t = 0 so frame 0 is centred on sample 0
+        self.buf_start = -(WIN // 2)  # absolute sample index of buf[0]
+        self.n_in = 0
+        self.n_out = 0
+
+    def _emit(self, end: int) -> np.ndarray:
+        """Frames j with window [j*HOP - WIN/2, j*HOP + WIN/2) inside absolute samples < end."""
+        last = (end - WIN // 2) // HOP
+        count = max(0, last - self.n_out + 1)
+        if count == 0:
+            return np.zeros((0, N_MELS), np.float32)
+        starts = (self.n_out + np.arange(count)) * HOP - WIN // 2 - self.buf_start
+        frames = self.buf[starts[:, None] + np.arange(WIN)[None, :]] * _WINDOW
+        power = np.abs(np.fft.rfft(frames, N_FFT)) ** 2
+        self.n_out += count
+        keep_from = self.n_out * HOP - WIN // 2
+        self.buf = self.buf[keep_from - self.buf_start:]
+        self.buf_start = keep_from
+        return np.log(power.astype(np.float32) @ _FILTERS.T + LOG_FLOOR)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        self.buf = np.concatenate([self.buf, np.asarray(x, np.float32).reshape(-1)])
+        self.n_in += len(x)
+        return self._emit(self.n_in)
+
+    def flush(self) -> np.ndarray:
+        """End of audio: the frames centred on samples before the end, their windows padded with silence."""
+        owed = -(-self.n_in // HOP) - self.n_out  # frames j with j * HOP < n_in not yet returned
+        self.buf = np.concatenate([self.buf, np.zeros(WIN // 2, np.float32)])
+        return self._emit(self.n_in + WIN // 2)[: max(0, owed)]
+
+
+def log_mel(x: np.ndarray) -> np.ndarray:
+    """Whole-signal log-mel, (ceil(len / HOP), N_MELS)."""
+    m = LogMel()
+    return np.concatenate([m.process(x), m.flush()])
+
+
+FEATURE_DIM = N_MELS + 1  # log-mel bands + the track's speech probability
+
+
+def vad_window_for_mel(j: int | np.ndarray) -> int | np.ndarray:
+    """The newest 32 ms VAD window complete when mel frame j's window is: its probability joins that frame."""
+    from .vad import WINDOW
+
+    return (np.asarray(j) * HOP + WIN // 2) // WINDOW - 1
+
+
+class TrackFeatures:
+    """One track's model input at 100 frames/s: log-mel (N_MELS) and Silero's speech probability (1).
+
+    Row j uses audio up to sample j * HOP + WIN / 2 only, so anything causal built on these rows stays causal.
+    """
+
+    def __init__(self) -> None:
+        from .vad import VadStream
+
+        self.mel = LogMel()
+        self.vad = VadStream()
+        self.probs = Rolling()
+
+    def _rows(self, mel: np.ndarray) -> np.ndarray:
+        j = self.mel.n_out - len(mel) + np.arange(len(mel))
+        w = vad_window_for_mel(j)
+        p = np.zeros(len(mel), np.float32)  # no window has finished before the first ~20 ms: silence
+        p[w >= 0] = self.probs[w[w >= 0]]
+        self.probs.drop_before(int(vad_window_for_mel(self.mel.n_out)))
+        return np.concatenate([mel, p[:, None]], axis=1)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        self.probs.extend(self.vad.process(x))
+        return self._rows(self.mel.process(x))
+
+    def flush(self) -> np.ndarray:
+        from .vad import WINDOW
+
+        self.probs.extend(self.vad.process(np.zeros(WINDOW, np.float32)))
+        return self._rows(self.mel.flush())
+
+
+def track_features(x: np.ndarray) -> np.ndarray:
+    """Whole-signal model input, (ceil(len / HOP), FEATURE_DIM)."""
+    f = TrackFeatures()
+    return np.concatenate([f.process(x), f.flush()])

@@ -1,0 +1,78 @@
+"""Voice activity per track: Silero VAD (the ONNX model inside the silero-vad wheel) on onnxruntime.
+
+Silero answers one speech probability per 512-sample (32 ms) window at 16 kHz and carries a recurrent state, plus
+the last 64 samples of the previous window as context. One onnxruntime session serves every stream in the process.
+"""
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+
+WINDOW = 512  # samples per probability at 16 kHz
+CONTEXT = 64  # samples of the previous window the model sees again
+WINDOW_S = WINDOW / SAMPLE_RATE
+
+_session = None
+_session_lock = threading.Lock()
+
+
+def _model_path() -> Path:
+    # find the wheel's data without importing silero_vad (its __init__ imports torch, which costs a second)
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the silero-vad package is not installed (pip install silero-vad)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    if not path.is_file():
+        raise RuntimeError(f"silero-vad is installed but its ONNX model is missing at {path}")
+    return path
+
+
+def _onnx_session():
+    global _session
+    with _session_lock:
+        if _session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1  # tiny model: threads cost more than they give
+            opts.inter_op_num_threads = 1
+            _session = ort.InferenceSession(str(_model_path()), opts, providers=["CPUExecutionProvider"])
+        return _session
+
+
+class VadStream:
+    """Speech probabilities for one track, one per completed 32 ms window (window i covers samples
+    [i * WINDOW, (i + 1) * WINDOW))."""
+
+    def __init__(self) -> None:
+        self.session = _onnx_session()
+        self.pending = np.zeros(0, np.float32)
+        self.context = np.zeros(CONTEXT, np.float32)
+        self.state = np.zeros((2, 1, 128), np.float32)
+        self.windows = 0  # windows answered so far
+        self._sr = np.array(SAMPLE_RATE, np.int64)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        self.pending = np.concatenate([self.pending, np.asarray(x, np.float32).reshape(-1)])
+        n = len(self.pending) // WINDOW
+        probs = np.empty(n, np.float32)
+        for i in range(n):
+            window = self.pending[i * WINDOW:(i + 1) * WINDOW]
+            out, self.state = self.session.run(
+                None, {"input": np.concatenate([self.context, window])[None], "state": self.state, "sr": self._sr})
+            probs[i] = out[0, 0]
+            self.context = window[-CONTEXT:]
+        self.pending = self.pending[n * WINDOW:]
+        self.windows += n
+        return probs
+
+
+def speech_probability(x: np.ndarray) -> np.ndarray:
+    """Whole-signal probabilities, one per 32 ms window (the last partial window padded with silence)."""
+    x = np.asarray(x, np.float32)
+    return VadStream().process(np.pad(x, (0, -len(x) % WINDOW)))
