@@ -4,7 +4,6 @@ evaluation scores generated motion with them, so both are judged by the same rul
 - mouth openness and the "lips shut" predicate, from the ARKit weights alone;
 - which frames lie inside a timed phone or speech segment;
 - P/B/M closure: the share of bilabial phones during which the lips are shut on some frame;
-- lip-envelope r: how mouth openness follows the loudness of the own voice;
 - nods: downward head-pitch excursions that come back, and the share of events followed by one.
 """
 from __future__ import annotations
@@ -67,20 +66,6 @@ def bilabial_closure(motion: np.ndarray, phones) -> tuple[int, int]:
             total += 1
             closed += bool(shut[ks].any())
     return closed, total
-
-
-def lip_envelope_r(motion: np.ndarray, self_audio: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Pearson r between mouth openness and the self track's loudness (RMS in 40 ms around each frame instant),
-    over the frames in `mask` (all when None); nan when either is constant there."""
-    from .corpus.dsp import frame_rms
-
-    openness = mouth_openness(motion)
-    envelope = frame_rms(self_audio, len(openness))
-    if mask is not None:
-        openness, envelope = openness[mask], envelope[mask]
-    if len(openness) < 3 or openness.std() == 0 or envelope.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(openness, envelope)[0, 1])
 
 
 def nod_frames(motion: np.ndarray) -> np.ndarray:

@@ -1,9 +1,4 @@
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests share helpers as plain modules
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from backchannel.models.corpus.dataset import Corpus, WindowDataset, loader
 from backchannel.models.corpus.storage import find_clips, read_clip
 from backchannel.models.motion import MOTION_DIM, SPEAKING
 
-from corpus_fixtures import ALLISON, SAMPLE
+from .corpus_fixtures import ALLISON, SAMPLE
 
 CLIP_S = 8.0
 HOURS = 5 * CLIP_S / 3600  # five short clips

@@ -12,7 +12,7 @@ from backchannel.models.corpus.phones import articulations, arpabet_to_ipa, clea
 from backchannel.models.corpus.recorded import RecordedSpeaker
 from backchannel.models.corpus.voices import Voice, assign_splits, catalog
 
-from corpus_fixtures import ALLISON
+from .corpus_fixtures import ALLISON
 
 
 def level_db(audio, a, b):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 from scipy.signal import find_peaks, lfilter
 
 from ..measures import spans_mask
@@ -78,11 +78,14 @@ def role_timeline(self_speech, other_speech, frames: int) -> np.ndarray:
     return state
 
 
-def _ou(rng, frames: int, tau: float, sigma: float) -> np.ndarray:
-    """Ornstein-Uhlenbeck noise: smooth wandering with time constant tau (s) and stationary std sigma."""
+def _drift(rng, frames: int, tau: float, sigma: float) -> np.ndarray:
+    """Smooth random wandering: white noise through two one-pole low-passes of time constant tau (s), scaled to
+    standard deviation sigma. (One pole alone -- an Ornstein-Uhlenbeck process -- is rough frame to frame; heads
+    move smoothly.)"""
     a = np.exp(-1.0 / (tau * FRAME_RATE))
-    x = lfilter([np.sqrt(1 - a * a) * sigma], [1, -a], rng.normal(0, 1, frames + 90))
-    return x[90:].astype(np.float32)  # drop the warm-up
+    warm = int(6 * tau * FRAME_RATE)
+    x = lfilter([1 - a], [1, -a], lfilter([1 - a], [1, -a], rng.normal(0, 1, frames + warm)))[warm:]
+    return (x / (x.std() + 1e-12) * sigma).astype(np.float32)
 
 
 def _ramp(mask: np.ndarray, seconds: float) -> np.ndarray:
@@ -121,9 +124,9 @@ def behave(rng: np.random.Generator, style: Style, frames: int, self_segments, o
     speak_w = _ramp(speaking, 0.4)
     listen_w = _ramp(_bridge(spans_mask([s.speech for s in other_segments], frames), LISTENING_BRIDGE_S)
                      & ~speaking, 0.6)
-    pitch = np.full(frames, style.posture[0], np.float32) + _ou(rng, frames, 3.0, style.sway)
-    yaw = np.full(frames, style.posture[1], np.float32) + _ou(rng, frames, 4.0, style.sway * 1.3)
-    roll = np.full(frames, style.posture[2], np.float32) + _ou(rng, frames, 3.5, style.sway * 0.8)
+    pitch = np.full(frames, style.posture[0], np.float32) + _drift(rng, frames, 1.2, style.sway)
+    yaw = np.full(frames, style.posture[1], np.float32) + _drift(rng, frames, 1.5, style.sway * 1.3)
+    roll = np.full(frames, style.posture[2], np.float32) + _drift(rng, frames, 1.3, style.sway * 0.8)
     brows = np.zeros(frames, np.float32)
     smile = np.full(frames, style.smile_base, np.float32)
     events: dict[str, list] = {"nods": [], "blinks": [], "gaze_shifts": []}
@@ -133,15 +136,15 @@ def behave(rng: np.random.Generator, style: Style, frames: int, self_segments, o
     voiced = f0 > 0
     f0_z = np.zeros(frames, np.float32)
     if voiced.sum() > 10:
-        log_f0 = np.log(np.where(voiced, f0, 1.0))
-        mu, sd = log_f0[voiced].mean(), log_f0[voiced].std() + 1e-3
-        f0_z[voiced] = (log_f0[voiced] - mu) / sd
-        f0_z = uniform_filter1d(f0_z, 9)  # ~0.3 s: the contour, not the jitter
+        log_f0 = np.log(f0[voiced])
+        z = (log_f0 - log_f0.mean()) / (log_f0.std() + 1e-3)
+        k = np.arange(frames)
+        f0_z = gaussian_filter1d(np.interp(k, k[voiced], z), 4.0)  # the contour across unvoiced gaps, smooth
     loud = loudness(self_audio, frames, 40.0)
     amp = style.head_amp
     pitch += speak_w * amp * (-0.03 * f0_z)  # a rising voice lifts the head
-    yaw += speak_w * amp * _ou(rng, frames, 0.8, 0.035) * (0.4 + uniform_filter1d(loud, 9))
-    roll += speak_w * amp * _ou(rng, frames, 1.0, 0.02)
+    yaw += speak_w * amp * _drift(rng, frames, 0.35, 0.035) * (0.4 + uniform_filter1d(loud, 9))
+    roll += speak_w * amp * _drift(rng, frames, 0.45, 0.02)
     brows += speak_w * style.brow_reactivity * 0.35 * np.clip(f0_z - 0.6, 0, 2) / 2
     onsets, _ = find_peaks(np.diff(uniform_filter1d(loud, 3), prepend=0), height=0.08, distance=8)
     for k in onsets:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import measures
+from ..evaluate import pearson, speech_envelope
 from ..motion import FRAME_RATE, LISTENING, STATES
 from .clip import speech_mask
 from .storage import find_clips, read_clip, read_corpus_info
@@ -43,9 +44,11 @@ def clip_quality(clip, rng: np.random.Generator) -> dict:
         "random_moments": len(random_t), "random_nodded": int(measures.nods_after(random_t, nods).sum()),
         "states": np.bincount(clip.state, minlength=len(STATES)).tolist(),
     }
-    if len(clip.self_audio):
-        q["lip_envelope_r"] = measures.lip_envelope_r(motion, clip.self_audio)
-        q["lip_envelope_r_speech"] = measures.lip_envelope_r(motion, clip.self_audio, speech_mask(meta, "self", frames))
+    if len(clip.self_audio):  # the model evaluation's definition (models/evaluate.py), all frames and own speech
+        opening, env = measures.mouth_openness(motion), speech_envelope(clip.self_audio, frames)
+        own = speech_mask(meta, "self", frames)
+        q["lip_envelope_r"] = pearson(opening, env)
+        q["lip_envelope_r_speech"] = pearson(opening[own], env[own]) if own.sum() > 2 else float("nan")
     return q
 
 
