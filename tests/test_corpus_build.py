@@ -119,6 +119,8 @@ def test_stats_and_show_commands(corpus, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
     r = run_cli("show", str(tmp_path / "missing.npz"), "--png", str(png))
     assert r.returncode == 2 and "clip not found" in r.stderr
+    r = run_cli("make", "--out", str(tmp_path / "c"), "--hours", "0.01", "--speech-dir", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "speech folder not found" in r.stderr
 
 
 def test_bundled_sample_is_real_self_speech_with_labels():

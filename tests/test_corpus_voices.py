@@ -1,7 +1,5 @@
 """Voices: real espeak-ng / festival / flite output and pocketsphinx alignment of real speech, checked against
 the audio itself (phones sit where the sound is)."""
-import shutil
-
 import numpy as np
 import pytest
 
@@ -72,7 +70,7 @@ def test_espeak_refuses_unknown_voices():
         Espeak.get().synth("hello", "xx-nonexistent")
 
 
-@pytest.mark.skipif(shutil.which("festival") is None, reason="festival not installed (scripts/setup.sh installs it)")
+@pytest.mark.skipif(not festival.festival_voices(), reason="festival or its kal voice not installed (setup.sh does)")
 def test_festival_segments_and_words():
     us = festival.festival_synth(["Maybe we could buy the big map.", "Yes."], "kal_diphone", stretch=1.2)
     assert len(us) == 2
@@ -86,7 +84,7 @@ def test_festival_segments_and_words():
     assert sum(is_bilabial_closure(p[2]) for p in u.phones) == 6  # MayBe, Buy, Big, MaP
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (scripts/setup.sh installs it)")
+@pytest.mark.skipif(not festival.flite_voices(), reason="flite not installed (scripts/setup.sh installs it)")
 def test_flite_phones_and_matched_words():
     u = festival.flite_synth("Please bring my umbrella tomorrow morning.", "kal", stretch=1.0)
     assert [w[2] for w in u.words] == festival.words_of("Please bring my umbrella tomorrow morning.")
