@@ -9,7 +9,7 @@ import numpy as np
 
 from backchannel.models.audio import SAMPLE_RATE, load_audio
 
-ALLISON = Path(__file__).parent / "data" / "allison"
+ALLISON = Path(__file__).parents[1] / "models" / "assets" / "speech" / "allison"
 
 
 def prompt(name: str) -> tuple[np.ndarray, float, float]:
