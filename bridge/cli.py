@@ -9,6 +9,8 @@ import sys
 
 COMMAND_MODULES = (
     "backchannel.bridge.offline",
+    "backchannel.bridge.bench",
+    "backchannel.bridge.landmark_files",
 )
 
 
