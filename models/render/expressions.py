@@ -98,15 +98,15 @@ def smile(side, sign):
 
 
 def pucker(f, x, y):
-    dx = sum(-sign * 0.12 * _corner(f, side, x, y) for side, sign in SIDES.values())
+    dx = sum(-sign * 0.15 * _corner(f, side, x, y) for side, sign in SIDES.values())
     seam = (f.upper_inner(x) + f.lower_inner(x)) / 2
     fuller = 0.15 * (y - seam) * bump(x, y, f.mouth_x, seam, 1.1 * f.mouth_half_width, 0.5)
     return dx, fuller
 
 
 def funnel(f, x, y):
-    dx = sum(-sign * 0.09 * _corner(f, side, x, y) for side, sign in SIDES.values())
-    narrow = 0.6 * f.mouth_half_width
+    dx = sum(-sign * 0.13 * _corner(f, side, x, y) for side, sign in SIDES.values())
+    narrow = 0.7 * f.mouth_half_width
     dy = -0.04 * _upper_lip(f, x, y, rx=narrow) + 0.08 * _lower_lip(f, x, y, rx=narrow)
     return dx, dy
 

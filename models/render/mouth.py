@@ -15,13 +15,15 @@ from .face import Face, smoothstep
 SAMPLES = 15  # points along each inner lip edge, corners excluded
 IVORY = np.array([236, 230, 214], np.float32)
 TONGUE_RED = np.array([196, 84, 92], np.float32)
-FADE_IN = (0.015, 0.06)
+FADE_IN = (0.015, 0.06)  # extra opening (face units) over which the painted interior fades in
+LUT_SIZE = 256  # entries in the tables across the mouth
 
 
 def _across_luts(size: int) -> np.ndarray:
     """Everything that depends only on the distance across the mouth from its middle (0) to a corner (1), tabled:
-    cavity shade (darkest at the back of the throat), closeness to the middle, teeth span, teeth shade (the gaps between teeth: incisors
-    wide, molars thin), and how far the upper teeth, lower teeth and tongue reach towards the corners."""
+    cavity shade (darkest at the back of the throat), closeness to the middle, teeth span, teeth shade (the gaps
+    between teeth: incisors wide, molars thin), and how far the upper teeth, lower teeth and tongue reach towards
+    the corners."""
     a = np.linspace(0, 1, size)
     edges = np.array([0.0, 0.22, 0.4, 0.55, 0.68, 0.79])
     seams = 1 - 0.15 * np.exp(-((a[:, None] - edges) / 0.015) ** 2).sum(1)
@@ -30,8 +32,15 @@ def _across_luts(size: int) -> np.ndarray:
                     -1).astype(np.float32)
 
 
-LUT_SIZE = 256
-ACROSS = _across_luts(LUT_SIZE)  # extra opening (face units) over which the painted interior fades in
+ACROSS = _across_luts(LUT_SIZE)
+
+
+def lip_gap(corners: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """How far apart the inner lip edges are, measured across the line between the corners (a sideways jaw
+    shears the lips without parting them)."""
+    across = corners[1] - corners[0]
+    down = np.array([-across[1], across[0]]) / max(np.linalg.norm(across), 1e-6)
+    return (lower - upper) @ down
 
 
 class Mouth:
@@ -46,7 +55,7 @@ class Mouth:
         self.corners = px(np.array([p["mouth_right"][0], p["mouth_left"][0]]),
                           np.array([p["mouth_right"][1], p["mouth_left"][1]]))
         self.upper, self.lower = px(x, upper), px(x, lower)  # (SAMPLES, 2) source pixels: the band's edges
-        self.rest_opening = np.linalg.norm(self.lower - self.upper, axis=1)
+        self.rest_opening = lip_gap(self.corners, self.upper, self.lower)
         outline = np.concatenate([px(x, face.upper_inner(x) - face.upper_lip_thickness),
                                   px(x, face.lower_inner(x) + face.lower_lip_thickness)[::-1]])
         inner = np.concatenate([px(x, face.upper_inner(x)), px(x, face.lower_inner(x))[::-1]])
@@ -69,7 +78,7 @@ class Mouth:
     def draw(self, frame: np.ndarray, corners: np.ndarray, upper: np.ndarray, lower: np.ndarray,
              tongue_out: float) -> None:
         """Paint the opening between the warped inner lip edges (pixels) into `frame` (uint8, in place)."""
-        extra = (np.linalg.norm(lower - upper, axis=1) - self.rest_opening).max() / self.unit
+        extra = (lip_gap(corners, upper, lower) - self.rest_opening).max() / self.unit
         strength = float(smoothstep((extra - FADE_IN[0]) / (FADE_IN[1] - FADE_IN[0])))
         if strength <= 0:
             return
