@@ -78,3 +78,49 @@ def log_mel(x: np.ndarray) -> np.ndarray:
     """Whole-signal log-mel, (ceil(len / HOP), N_MELS)."""
     m = LogMel()
     return np.concatenate([m.process(x), m.flush()])
+
+
+FEATURE_DIM = N_MELS + 1  # log-mel bands + the track's speech probability
+
+
+def vad_window_for_mel(j: int | np.ndarray) -> int | np.ndarray:
+    """The newest 32 ms VAD window complete when mel frame j's window is: its probability joins that frame."""
+    from .vad import WINDOW
+
+    return (np.asarray(j) * HOP + WIN // 2) // WINDOW - 1
+
+
+class TrackFeatures:
+    """One track's model input at 100 frames/s: log-mel (N_MELS) and Silero's speech probability (1).
+
+    Row j uses audio up to sample j * HOP + WIN / 2 only, so anything causal built on these rows stays causal.
+    """
+
+    def __init__(self) -> None:
+        from .vad import VadStream
+
+        self.mel = LogMel()
+        self.vad = VadStream()
+        self.probs: list[float] = []
+
+    def _rows(self, mel: np.ndarray) -> np.ndarray:
+        j = self.mel.n_out - len(mel) + np.arange(len(mel))
+        w = vad_window_for_mel(j)
+        p = np.array([self.probs[i] if i >= 0 else 0.0 for i in w], np.float32)
+        return np.concatenate([mel, p[:, None]], axis=1)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        self.probs.extend(self.vad.process(x).tolist())
+        return self._rows(self.mel.process(x))
+
+    def flush(self) -> np.ndarray:
+        from .vad import WINDOW
+
+        self.probs.extend(self.vad.process(np.zeros(WINDOW, np.float32)).tolist())
+        return self._rows(self.mel.flush())
+
+
+def track_features(x: np.ndarray) -> np.ndarray:
+    """Whole-signal model input, (ceil(len / HOP), FEATURE_DIM)."""
+    f = TrackFeatures()
+    return np.concatenate([f.process(x), f.flush()])

@@ -71,6 +71,7 @@ class Generator(ABC):
 # name -> "module:factory" (relative to this package), imported only when asked for
 GENERATORS: dict[str, str] = {
     "baseline": "baseline:BaselineGenerator",
+    "model": "model_generator:ModelGenerator",
 }
 
 

@@ -1,0 +1,169 @@
+"""Export the streaming model to ONNX, run it with onnxruntime, and build TensorRT engines from the same graphs.
+
+Two graphs make one streaming step: `encoder.onnx` (new feature rows of one track + its state -> encoder rows +
+new state; the track is an input, so both tracks share one graph) and `frame_step.onnx` (guider -> the few-step
+sampler, unrolled -> codec decoder; models.motion_model.FrameStep). Batch and row counts are dynamic.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .features import FEATURE_DIM
+from .motion_model import FrameStep, MotionModel
+
+log = logging.getLogger(__name__)
+ENCODER_INPUTS = ["rows", "track", "x_hist", "h_hist", "gru_state"]
+ENCODER_OUTPUTS = ["out", "x_hist_out", "h_hist_out", "gru_state_out"]
+STEP_INPUTS = ["a_self", "a_other", "style", "guide_past", "prev", "noise"]
+STEP_OUTPUTS = ["latents", "motion", "state_logits", "guide"]
+OPSET = 17
+
+
+class _EncoderGraph(torch.nn.Module):
+    def __init__(self, model: MotionModel):
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, rows, track, x_hist, h_hist, gru_state):
+        out, (x, h, g) = self.encoder(rows, track, (x_hist, h_hist, gru_state))
+        return out, x, h, g
+
+
+def example_inputs(model: MotionModel, batch: int = 2, rows: int = 4):
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    x_hist, h_hist, gru = model.encoder.initial_state(batch)
+    encoder = (r(batch, rows, FEATURE_DIM) * 3 - 8, torch.tensor(1, dtype=torch.int64), x_hist, h_hist, gru)
+    step = (r(batch, cfg.chunk, cfg.enc_hidden), r(batch, cfg.chunk, cfg.enc_hidden), r(batch, cfg.style_dim),
+            r(batch, cfg.guide_window - cfg.chunk, cfg.d_model), r(batch, cfg.prev_frames, cfg.latent_dim),
+            r(batch, cfg.chunk, cfg.latent_dim))
+    return encoder, step
+
+
+def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = None) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    enc_in, step_in = example_inputs(model)
+    enc_path, step_path = out_dir / "encoder.onnx", out_dir / "frame_step.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=ENCODER_INPUTS,
+                          output_names=ENCODER_OUTPUTS, opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"rows": {0: "batch", 1: "rows"}, "x_hist": {0: "batch"},
+                                        "h_hist": {0: "batch"}, "gru_state": {1: "batch"}, "out": {0: "batch", 1: "rows"},
+                                        "x_hist_out": {0: "batch"}, "h_hist_out": {0: "batch"},
+                                        "gru_state_out": {1: "batch"}})
+        torch.onnx.export(FrameStep(model, steps).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
+                          output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
+                          dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
+    _stamp(step_path, steps=str(steps or model.cfg.steps))
+    return enc_path, step_path
+
+
+def _stamp(path: Path, **meta: str) -> None:
+    """Record facts the graph cannot show (the sampler's step count) in the model's metadata."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def steps_of(step_path: Path) -> int:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(step_path), load_external_data=False).metadata_props}
+    return int(meta["steps"])
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # small graphs: one thread per call beats fan-out; sessions run side by side
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxEngine:
+    """The same interface as model_generator.TorchEngine, on onnxruntime."""
+
+    def __init__(self, encoder_path: Path, step_path: Path, model: MotionModel):
+        self.encoder = _session(encoder_path)
+        self.frame_step = _session(step_path)
+        self._initial = tuple(s.numpy() for s in model.encoder.initial_state(1))
+
+    @classmethod
+    def from_model(cls, model: MotionModel, steps: int, cache_dir: str | Path | None = None) -> "OnnxEngine":
+        import tempfile
+
+        folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="backchannel-onnx-"))
+        return cls(*export_onnx(model, folder, steps), model)
+
+    def encoder_state(self):
+        return self._initial
+
+    def encode(self, rows: np.ndarray, track: int, state):
+        out, *state = self.encoder.run(None, dict(zip(ENCODER_INPUTS, (np.asarray(rows, np.float32)[None],
+                                                                       np.array(track, np.int64), *state))))
+        return out[0], tuple(state)
+
+    def step(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.frame_step.run(None, dict(zip(STEP_INPUTS, (np.asarray(a, np.float32) for a in arrays)))))
+
+
+def check_onnx(model: MotionModel, enc_path: Path, step_path: Path, batch: int = 3, rows: int = 7) -> dict:
+    """Largest absolute difference between torch and onnxruntime on the same inputs, per graph."""
+    engine = OnnxEngine(enc_path, step_path, model)
+    enc_in, step_in = example_inputs(model, batch, rows)
+    with torch.no_grad():
+        want_enc = _EncoderGraph(model)(*enc_in)
+        want_step = FrameStep(model, steps_of(step_path)).eval()(*step_in)
+    got_enc = engine.encoder.run(None, dict(zip(ENCODER_INPUTS, (t.numpy() for t in enc_in))))
+    got_step = engine.step(*(t.numpy() for t in step_in))
+    diff = lambda want, got: max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got))  # noqa: E731
+    return {"encoder": diff(want_enc, got_enc), "frame_step": diff(want_step, got_step)}
+
+
+def build_tensorrt(onnx_path: str | Path, engine_path: str | Path, fp16: bool = True) -> Path:
+    """Serialise a TensorRT engine from an exported graph. Needs the `tensorrt` package and an NVIDIA GPU; this
+    project's CI and development machines have neither, so this path is written to TensorRT's documented
+    builder API but has not been run here."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise RuntimeError("tensorrt is not installed: install NVIDIA TensorRT (pip install tensorrt) on a machine "
+                           "with an NVIDIA GPU, or use the onnxruntime backend") from None
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = list(tensor.shape)
+        if -1 in shape:  # dynamic batch (and rows): 1 .. 1024 sessions, 1 .. 64 rows
+            lo = [1 if d == -1 else d for d in shape]
+            opt = [64 if (d == -1 and j == 0) else 4 if d == -1 else d for j, d in enumerate(shape)]
+            hi = [1024 if (d == -1 and j == 0) else 64 if d == -1 else d for j, d in enumerate(shape)]
+            profile.set_shape(tensor.name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
+    engine_path = Path(engine_path)
+    engine_path.write_bytes(bytes(serialized))
+    return engine_path

@@ -1,0 +1,208 @@
+"""The motion model behind the Generator interface: streaming, batched across sessions, deterministic per seed.
+
+Per stream: both tracks' features (features.TrackFeatures) -> the audio encoder (causal, stateful) -> rows
+waiting to be read. Per tick, every stream that has the rows its next chunk needs joins one batched FrameStep
+call; that repeats until no stream has a whole chunk's audio. An engine runs the networks: torch here, or
+onnxruntime (export.OnnxEngine) where that is faster.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+from .audio_encoder import OTHER, SELF
+from .features import FEATURE_DIM, LOG_FLOOR, TrackFeatures
+from .generator import Generator, MotionStream, Style
+from .motion import BS, HEAD_ROTATION, HEAD_TRANSLATION, MOTION_DIM, MotionBlock, frame_count
+from .motion_model import FrameStep, ModelConfig, MotionModel
+
+WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
+PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
+
+
+def silence_rows(n: int) -> np.ndarray:
+    rows = np.full((n, FEATURE_DIM), np.log(LOG_FLOOR), np.float32)
+    rows[:, -1] = 0.0  # speech probability
+    return rows
+
+
+def load_model(path: str | Path | None = None) -> MotionModel:
+    path = Path(path or WEIGHTS)
+    if not path.is_file():
+        raise FileNotFoundError(f"model weights not found: {path} (train them with `backchannel train motion`)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = MotionModel(ModelConfig(**ckpt["config"]))
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    return model.eval()
+
+
+class TorchEngine:
+    """Runs the encoder and the frame step with torch (CPU or CUDA); numpy in, numpy out."""
+
+    def __init__(self, model: MotionModel, steps: int, device: str = "cpu"):
+        self.device = device
+        self.model = model.to(device).eval()
+        self.frame_step = FrameStep(self.model, steps).eval()
+
+    def encoder_state(self):
+        return tuple(s.numpy() for s in self.model.encoder.initial_state(1))
+
+    @torch.no_grad()
+    def encode(self, rows: np.ndarray, track: int, state):
+        dev = self.device
+        out, state = self.model.encoder(torch.as_tensor(rows, device=dev)[None], track,
+                                        tuple(torch.as_tensor(s, device=dev) for s in state))
+        return out[0].cpu().numpy(), tuple(s.cpu().numpy() for s in state)
+
+    @torch.no_grad()
+    def step(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        outputs = self.frame_step(*(torch.as_tensor(a, device=self.device) for a in arrays))
+        return tuple(o.cpu().numpy() for o in outputs)
+
+
+class ModelStream(MotionStream):
+    def __init__(self, gen: "ModelGenerator", seed: int, style: Style):
+        cfg = gen.cfg
+        self.gen, self.cfg, self.style = gen, cfg, style
+        self.rng = np.random.default_rng(seed)
+        self.features = (TrackFeatures(), TrackFeatures())
+        self.enc_state = [gen.engine.encoder_state(), gen.engine.encoder_state()]
+        self.rows = [np.zeros((0, cfg.enc_hidden), np.float32) for _ in range(2)]  # encoder outputs not yet read
+        self.row0 = -PREROLL_ROWS  # absolute row index of rows[...][0]
+        self.fed = 0
+        self.k = 0  # next frame to generate
+        self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
+        self.style_vec = gen.style_vector(style)
+        self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
+        self.guide_past = self._silent_guide()
+
+    def _silent_guide(self) -> np.ndarray:
+        """The guider's features of the silence before the start (training pads clips the same way), (W - C, d)."""
+        cfg, c = self.cfg, self.cfg.chunk
+        quiet = [np.repeat(r[-1:][None], c, 1) for r in self.rows]
+        *_, g = self.gen.engine.step(quiet[SELF], quiet[OTHER], self.style_vec[None],
+                                     np.zeros((1, cfg.guide_window - c, cfg.d_model), np.float32), self.prev[None],
+                                     np.zeros((1, c, cfg.latent_dim), np.float32))
+        return np.repeat(g[0, :1], cfg.guide_window - c, 0)
+
+    def encode(self, rows_self: np.ndarray, rows_other: np.ndarray) -> None:
+        for track, rows in ((SELF, rows_self), (OTHER, rows_other)):
+            if len(rows):
+                out, self.enc_state[track] = self.gen.engine.encode(rows, track, self.enc_state[track])
+                self.rows[track] = np.concatenate([self.rows[track], out])
+
+    def chunk_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.cfg.row_for_frame(np.arange(self.k, self.k + self.cfg.chunk)) - self.row0
+        return self.rows[SELF][idx], self.rows[OTHER][idx]
+
+    def ready(self, limit: int | None) -> bool:
+        if limit is not None and self.k >= limit:
+            return False
+        last = self.k + self.cfg.chunk - 1
+        return int(self.cfg.row_for_frame(last)) < self.row0 + len(self.rows[SELF])
+
+    def advance(self, z: np.ndarray, g: np.ndarray) -> None:
+        c = self.cfg.chunk
+        self.prev = np.concatenate([self.prev, z])[c:]
+        self.guide_past = np.concatenate([self.guide_past, g])[c:]
+        self.k += c
+        keep = min(int(self.cfg.row_for_frame(self.k)) - self.row0, len(self.rows[SELF]))
+        if keep > 0:  # rows before the next frame's are never read again
+            self.rows = [r[keep:] for r in self.rows]
+            self.row0 += keep
+
+    def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
+        return self.gen.feed_many([(self, self_audio, other_audio)])[0]
+
+    def flush(self) -> MotionBlock:
+        owed = frame_count(self.fed / SAMPLE_RATE)
+        self.encode(self.features[SELF].flush(), self.features[OTHER].flush())
+        pad = silence_rows(self.gen.flush_rows)  # silence past the end completes the last frames' look-ahead
+        self.encode(pad, pad)
+        return self.gen.generate_ready([self], limit=owed)[0]
+
+
+class ModelGenerator(Generator):
+    name = "model"
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
+                 backend: str = "torch", model: MotionModel | None = None):
+        self.model = model.eval() if model is not None else load_model(weights)
+        self.cfg: ModelConfig = self.model.cfg
+        self.steps = steps or self.cfg.steps
+        self.lookahead_s = self.cfg.lookahead_s
+        self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
+        if backend == "torch":
+            self.engine = TorchEngine(self.model, self.steps, device)
+        elif backend == "onnx":
+            from .export import OnnxEngine
+
+            self.engine = OnnxEngine.from_model(self.model, self.steps)
+        else:
+            raise ValueError(f"unknown backend {backend!r} (torch or onnx)")
+        with torch.no_grad():
+            self.rest = self.model.rest_latent().numpy()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "steps": self.steps, "latent_dim": self.cfg.latent_dim,
+                "chunk_frames": self.cfg.chunk}
+
+    @torch.no_grad()
+    def style_vector(self, style: Style) -> np.ndarray:
+        """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
+        ref = style.extra.get("reference_motion")
+        if ref is None:
+            return self.model.style_encoder.null.numpy().copy()
+        ref = torch.as_tensor(np.asarray(ref, np.float32).reshape(1, -1, MOTION_DIM))
+        return self.model.style_vector(ref, 1)[0].numpy()
+
+    def open_stream(self, seed: int = 0, style: Style | None = None) -> MotionStream:
+        return ModelStream(self, seed, style or Style())
+
+    def feed_many(self, items) -> list[MotionBlock]:
+        for stream, a, b in items:
+            if len(a) != len(b):
+                raise ValueError(f"tracks must be fed aligned: {len(a)} vs {len(b)} samples")
+            stream.fed += len(a)
+            stream.encode(stream.features[SELF].process(a), stream.features[OTHER].process(b))
+        return self.generate_ready([stream for stream, _, _ in items], limit=None)
+
+    def generate_ready(self, streams: list[ModelStream], limit: int | None) -> list[MotionBlock]:
+        """Every frame the streams have audio for, one chunk at a time, batched across streams."""
+        cfg = self.cfg
+        firsts = [s.k for s in streams]
+        out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in streams]
+        while active := [i for i, s in enumerate(streams) if s.ready(limit)]:
+            batch = [streams[i] for i in active]
+            a_self, a_other = (np.stack(x) for x in zip(*(s.chunk_inputs() for s in batch)))
+            noise = np.stack([s.rng.standard_normal((cfg.chunk, cfg.latent_dim), np.float32) for s in batch])
+            z, motion, logits, g = self.engine.step(
+                a_self, a_other, np.stack([s.style_vec for s in batch]), np.stack([s.guide_past for s in batch]),
+                np.stack([s.prev for s in batch]), noise)
+            for n, (i, s) in enumerate(zip(active, batch)):
+                s.advance(z[n], g[n])
+                out[i].append((z[n], motion[n], logits[n].argmax(-1)))
+        blocks = []
+        for first, s, chunks in zip(firsts, streams, out):
+            if not chunks:
+                blocks.append(MotionBlock.empty(first))
+                continue
+            z, motion, state = (np.concatenate(x) for x in zip(*chunks))
+            n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
+            motion = motion[:n].copy()
+            apply_style(motion, s.style)
+            blocks.append(MotionBlock(first, motion, state[:n].astype(np.int8), z[:n]))
+        return blocks
+
+
+def apply_style(motion: np.ndarray, style: Style) -> None:
+    """The simple knobs every generator honours: expressiveness scales head motion, smile shifts the mouth."""
+    motion[:, HEAD_ROTATION] *= style.expressiveness
+    motion[:, HEAD_TRANSLATION] *= style.expressiveness
+    if style.smile:
+        for side in ("Left", "Right"):
+            motion[:, BS["MouthSmile" + side]] = np.clip(motion[:, BS["MouthSmile" + side]] + 0.3 * style.smile, 0, 1)
+            motion[:, BS["MouthFrown" + side]] = np.clip(motion[:, BS["MouthFrown" + side]] - 0.3 * style.smile, 0, 1)

@@ -1,0 +1,152 @@
+"""The INFP-style motion model, made streaming: audio encoder -> interactive motion guider -> denoiser -> codec.
+
+Frame k (audio time k / 30 s) is generated from
+  - the two tracks' encoder outputs at row `row_for_frame(k)` (audio up to k / 30 s + 64 ms, nothing later),
+  - the guider's features of the last `guide_window` frames,
+  - the previous `prev_frames` motion latents (what the avatar already showed), and
+  - a style vector (from reference motion, or the learned "no reference" one),
+in `chunk`-frame pieces, so the cost per frame is constant however long the conversation runs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .audio import SAMPLE_RATE
+from .audio_encoder import OTHER, SELF, AudioEncoder
+from .codec import CHANNEL_WEIGHT, MotionCodec
+from .denoiser import Denoiser
+from .features import HOP, WIN
+from .flow import add_noise, sample
+from .guider import InteractiveMotionGuider, StyleEncoder
+from .motion import FRAME_RATE
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = 32
+    d_model: int = 128
+    heads: int = 4
+    depth: int = 4
+    enc_channels: int = 128
+    enc_hidden: int = 128
+    bank_slots: int = 64  # per memory bank (INFP: 64)
+    style_dim: int = 64
+    chunk: int = 1  # frames generated per denoiser call
+    prev_frames: int = 10  # INFP: temporal attention to the last 10 latents
+    guide_window: int = 4
+    lookahead_samples: int = 1024  # 64 ms of audio beyond a frame's own time
+    steps: int = 4  # network evaluations per chunk at inference
+    # training-time dropout for classifier-free guidance (INFP: style 0.3, previous motion 0.5)
+    p_drop_style: float = 0.3
+    p_drop_prev: float = 0.5
+    p_drop_partner: float = 0.1
+    prev_noise: float = 0.1  # noise on the previous latents in training, so the model trusts its own output
+
+    @property
+    def lookahead_s(self) -> float:
+        return self.lookahead_samples / SAMPLE_RATE
+
+    def row_for_frame(self, k):
+        """Newest feature row whose analysis window ends by frame k's time plus the look-ahead."""
+        # row j's window ends at sample j * HOP + WIN / 2; frame k sits at sample k * SAMPLE_RATE / FRAME_RATE
+        return (k * SAMPLE_RATE + FRAME_RATE * (self.lookahead_samples - WIN // 2)) // (FRAME_RATE * HOP)
+
+
+class MotionModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.codec = MotionCodec(cfg.latent_dim)
+        self.encoder = AudioEncoder(cfg.enc_channels, cfg.enc_hidden)
+        self.style_encoder = StyleEncoder(cfg.latent_dim, cfg.d_model, cfg.style_dim)
+        self.guider = InteractiveMotionGuider(cfg.enc_hidden, cfg.d_model, cfg.bank_slots, cfg.heads, cfg.style_dim)
+        self.denoiser = Denoiser(cfg.latent_dim, cfg.d_model, cfg.depth, cfg.heads, cfg.chunk, cfg.prev_frames,
+                                 cfg.guide_window, cfg.style_dim)
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+    def style_vector(self, ref_motion: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if ref_motion is None:
+            return self.style_encoder.null.expand(batch, -1)
+        return self.style_encoder(self.codec.encode(ref_motion))
+
+    # ---- training ----------------------------------------------------------------------------------------------
+    def training_loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One window per batch row.
+
+        batch: rows_self, rows_other (B, R, F) feature rows; frame_rows (B, P + T) row index of each motion frame;
+        motion (B, P + T, 62) with P = prev_frames of history first; state (B, P + T) int64;
+        ref_motion (B, Rm, 62) another stretch of the same person's motion (style reference).
+        """
+        cfg = self.cfg
+        P, C, W = cfg.prev_frames, cfg.chunk, cfg.guide_window
+        motion = batch["motion"]
+        b, total, _ = motion.shape
+        T = total - P
+        dev = motion.device
+        rand = lambda *shape: torch.rand(*shape, generator=generator, device=dev)  # noqa: E731
+
+        with torch.no_grad():
+            z = self.codec.encode(motion)  # (B, P + T, L), the codec is trained first and frozen here
+        a_self, _ = self.encoder(batch["rows_self"], SELF)
+        a_other, _ = self.encoder(batch["rows_other"], OTHER)
+        rows = batch["frame_rows"][:, :, None].expand(-1, -1, a_self.shape[2])
+        a_self, a_other = a_self.gather(1, rows), a_other.gather(1, rows)  # (B, P + T, A)
+
+        style = self.style_vector(batch["ref_motion"], b)
+        style = torch.where((rand(b) < cfg.p_drop_style)[:, None], self.style_encoder.null.expand_as(style), style)
+        g, state_logits = self.guider(a_self, a_other, style, drop_partner=rand(b) < cfg.p_drop_partner)
+
+        # every chunk of the T target frames is one denoising example with its own history and noise level
+        starts = torch.arange(P, total - C + 1, C, device=dev)  # chunk start frames in the window
+        n = len(starts)
+        x0 = torch.stack([z[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, C, L)
+        prev = torch.stack([z[:, s - P:s] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, P, L)
+        guide = torch.stack([g[:, s + C - W:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, W, d)
+        styles = style.repeat_interleave(n, 0)
+        prev = prev + cfg.prev_noise * rand(b * n, 1, 1) * torch.randn(prev.shape, generator=generator, device=dev)
+        t = rand(b * n)
+        noise = torch.randn(x0.shape, generator=generator, device=dev)
+        x0_hat = self.denoiser(add_noise(x0, noise, t), t, guide, prev, styles, drop_prev=rand(b * n) < cfg.p_drop_prev)
+
+        latent_loss = F.mse_loss(x0_hat, x0)
+        # the same error seen in motion space, weighted towards mouth and eyelids: what viewers judge
+        target = torch.stack([motion[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)
+        decoded = self.codec.decode(x0_hat, clip=False)
+        weight = torch.as_tensor(CHANNEL_WEIGHT, device=dev)
+        motion_loss = (((decoded - target) / self.codec.motion_std) ** 2 * weight).mean()
+        state_loss = F.cross_entropy(state_logits[:, P:].reshape(-1, 3), batch["state"][:, P:].reshape(-1))
+        total_loss = latent_loss + 0.5 * motion_loss + 0.2 * state_loss
+        return {"loss": total_loss, "latent": latent_loss.detach(), "motion": motion_loss.detach(),
+                "state": state_loss.detach()}
+
+    # ---- streaming inference -----------------------------------------------------------------------------------
+    def rest_latent(self) -> torch.Tensor:
+        """The latent of the neutral face, used as history before a stream's first frame."""
+        return self.codec.encode(torch.zeros(1, self.codec.motion_mean.shape[0]))[0]
+
+
+class FrameStep(nn.Module):
+    """Everything after the audio encoder for one chunk: guider -> few-step denoising -> codec decoder.
+
+    This is what runs per tick (batched across sessions) and what `backchannel export onnx` exports. It keeps no
+    state: the caller passes the guider features and latents of the recent past and gets the new ones back.
+    """
+
+    def __init__(self, model: MotionModel, steps: int | None = None):
+        super().__init__()
+        self.model = model
+        self.steps = steps or model.cfg.steps
+
+    def forward(self, a_self, a_other, style, guide_past, prev, noise):
+        """a_self, a_other (B, C, A); style (B, S); guide_past (B, W - C, d); prev (B, P, L); noise (B, C, L)
+        -> latents (B, C, L), motion (B, C, 62), state logits (B, C, 3), guider features (B, C, d)."""
+        g, logits = self.model.guider(a_self, a_other, style)
+        guide = torch.cat([guide_past, g], dim=1)
+        z = sample(lambda x, t: self.model.denoiser(x, t, guide, prev, style), noise, self.steps)
+        return z, self.model.codec.decode(z), logits, g

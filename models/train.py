@@ -1,0 +1,202 @@
+"""Training: first the motion codec (frames <-> latents), then the motion model (audio -> latents) with it frozen.
+
+Runs keep everything in one folder: `checkpoint.pt` (model, optimiser, EMA, step, random states: resumable and
+reproducible by seed), `losses.jsonl`, `losses.png`, and the final weights (EMA, float16) for shipping.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .motion_model import ModelConfig, MotionModel
+from .training_data import PAD_FRAMES, TrainingClip, WindowSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 4000
+    batch: int = 32
+    window_frames: int = 90
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 200
+    ema: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 250
+    codec_steps: int = 3000
+    codec_batch: int = 1024
+
+
+def lr_at(step: int, tc: TrainConfig, total: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    progress = (step - tc.warmup) / max(1, total - tc.warmup)
+    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def all_motion(clips: list[TrainingClip]) -> np.ndarray:
+    return np.concatenate([c.motion[PAD_FRAMES:] for c in clips])
+
+
+def fit_input_statistics(model: MotionModel, clips: list[TrainingClip]) -> None:
+    """Feature and motion normalisation from the training clips (never from validation or test)."""
+    rows = np.concatenate([np.concatenate([c.rows_self, c.rows_other]) for c in clips]).astype(np.float32)
+    model.encoder.feature_mean.copy_(torch.as_tensor(rows.mean(0)))
+    model.encoder.feature_std.copy_(torch.as_tensor(rows.std(0).clip(0.05)))
+    model.codec.fit_statistics(all_motion(clips))
+
+
+class Run:
+    """One training run's folder: checkpoint, loss log, curves."""
+
+    def __init__(self, folder: Path, what: str):
+        self.folder, self.what = Path(folder), what
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.checkpoint = self.folder / f"{what}-checkpoint.pt"
+        self.losses = self.folder / f"{what}-losses.jsonl"
+
+    def log_losses(self, step: int, values: dict[str, float]) -> None:
+        with self.losses.open("a") as f:
+            f.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in values.items()}}) + "\n")
+
+    def plot(self) -> Path | None:
+        if not self.losses.is_file():
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [json.loads(line) for line in self.losses.open()]
+        keys = [k for k in rows[-1] if k != "step"]
+        fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.2 * len(keys)), sharex=True, squeeze=False)
+        steps = np.array([r["step"] for r in rows])
+        for ax, key in zip(axes[:, 0], keys):
+            vals = np.array([r.get(key, np.nan) for r in rows], np.float64)
+            ax.plot(steps, vals, lw=0.6, alpha=0.5)
+            if len(vals) > 20:  # a running mean shows the trend under the noise
+                k = max(5, len(vals) // 50)
+                ax.plot(steps[k - 1:], np.convolve(vals, np.ones(k) / k, mode="valid"), lw=1.5)
+            ax.set_ylabel(key)
+            ax.set_yscale("log" if np.nanmin(vals) > 0 else "linear")
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("step")
+        fig.suptitle(f"{self.what} training")
+        fig.tight_layout()
+        out = self.folder / f"{self.what}-losses.png"
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        return out
+
+
+def save_weights(model: MotionModel, path: Path, meta: dict) -> Path:
+    """The shipped form: float16 tensors + config + how they were made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    torch.save({"config": model.config_dict(), "model": state, "meta": meta}, path)
+    return path
+
+
+def train_codec(model: MotionModel, clips: list[TrainingClip], run: Run, tc: TrainConfig, device: str,
+                progress: bool = True) -> None:
+    """Autoencoder on single frames; ends by fitting the latent scale the diffusion model works in."""
+    from tqdm import tqdm
+
+    motion = torch.as_tensor(all_motion(clips))
+    codec = model.codec.to(device)
+    opt = torch.optim.AdamW(list(codec.encoder.parameters()) + list(codec.decoder.parameters()), lr=1e-3)
+    start = 0
+    if run.checkpoint.is_file():
+        ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        codec.load_state_dict(ckpt["codec"])
+        opt.load_state_dict(ckpt["opt"])
+        start = ckpt["step"]
+        log.info("resuming codec training at step %d", start)
+    gen = torch.Generator().manual_seed(tc.seed)
+    for _ in range(start):  # replay the sampler so a resumed run draws what an unbroken one would
+        torch.randint(len(motion), (tc.codec_batch,), generator=gen)
+    bar = tqdm(range(start, tc.codec_steps), desc="codec", disable=not progress, initial=start, total=tc.codec_steps)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / tc.codec_steps))
+        idx = torch.randint(len(motion), (tc.codec_batch,), generator=gen)
+        loss = codec.reconstruction_loss(motion[idx].to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == tc.codec_steps - 1:
+            run.log_losses(step, {"reconstruction": float(loss)})
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if (step + 1) % tc.checkpoint_every == 0:
+            torch.save({"codec": codec.state_dict(), "opt": opt.state_dict(), "step": step + 1}, run.checkpoint)
+    codec.cpu().fit_latent_statistics(all_motion(clips))
+    torch.save({"codec": codec.state_dict(), "opt": opt.state_dict(), "step": tc.codec_steps}, run.checkpoint)
+    run.plot()
+
+
+def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: TrainConfig, device: str,
+                 progress: bool = True) -> MotionModel:
+    """The diffusion model with the codec frozen. Returns the EMA model (what gets shipped)."""
+    from tqdm import tqdm
+
+    model.to(device)
+    model.codec.requires_grad_(False)
+    params = [p for n, p in model.named_parameters() if not n.startswith("codec.")]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = copy.deepcopy(model).eval()
+    sampler = WindowSampler(clips, model.cfg, frames=tc.window_frames)
+    rng = np.random.default_rng(tc.seed)
+    gen = torch.Generator(device=device).manual_seed(tc.seed)
+    start = 0
+    if run.checkpoint.is_file():
+        ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        rng.bit_generator.state = ckpt["rng"]
+        gen.set_state(ckpt["torch_rng"].cpu() if device == "cpu" else ckpt["torch_rng"])
+        start = ckpt["step"]
+        log.info("resuming motion training at step %d", start)
+    bar = tqdm(range(start, tc.steps), desc="motion", disable=not progress, initial=start, total=tc.steps)
+    model.train()
+    tic = time.perf_counter()
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc, tc.steps)
+        batch = {k: v.to(device) for k, v in sampler.batch(rng, tc.batch).items()}
+        losses = model.training_loss(batch, generator=gen)
+        opt.zero_grad()
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(tc.ema, (1 + step) / (10 + step))
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        if step % 10 == 0 or step == tc.steps - 1:
+            values = {k: float(v) for k, v in losses.items()}
+            run.log_losses(step, values)
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+        if (step + 1) % tc.checkpoint_every == 0 or step == tc.steps - 1:
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "step": step + 1,
+                        "config": model.config_dict()}, run.checkpoint)
+            run.plot()
+    log.info("motion training: %d steps in %.0f s", tc.steps - start, time.perf_counter() - tic)
+    return ema.cpu()
+
+
+def new_model(cfg: ModelConfig, seed: int) -> MotionModel:
+    torch.manual_seed(seed)
+    return MotionModel(cfg)

@@ -1,0 +1,114 @@
+"""Training windows for the motion model, cut from clips whose audio features are computed once and cached.
+
+A clip is padded at its front with silence rows and neutral motion, so a window may start at the very beginning
+and still have the history (previous latents, guider window, encoder warm-up) a stream has at its start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .features import LOG_FLOOR, track_features
+from .model_generator import silence_rows
+from .motion import MOTION_DIM
+from .motion_model import ModelConfig
+
+PAD_FRAMES = 30  # neutral motion before t = 0 (>= prev_frames + guide_window)
+PAD_ROWS = 150  # silence rows before t = 0 (covers PAD_FRAMES and the encoder warm-up)
+WARMUP_ROWS = 50  # rows the encoder hears before a window's first history frame
+FEATURES_VERSION = 1  # bump when features.py changes, so caches rebuild
+
+
+@dataclass
+class TrainingClip:
+    name: str
+    rows_self: np.ndarray  # (PAD_ROWS + R, FEATURE_DIM) float16
+    rows_other: np.ndarray
+    motion: np.ndarray  # (PAD_FRAMES + T, 62) float32
+    state: np.ndarray  # (PAD_FRAMES + T,) int64
+
+    @property
+    def frames(self) -> int:
+        return len(self.motion) - PAD_FRAMES
+
+
+def features_for(name: str, self_audio: np.ndarray, other_audio: np.ndarray, cache_dir: Path | None):
+    """Both tracks' feature rows, from the cache when it has them."""
+    path = cache_dir / f"{name}.v{FEATURES_VERSION}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        z = np.load(path)
+        return z["rows_self"], z["rows_other"]
+    rows_self = track_features(self_audio).astype(np.float16)
+    rows_other = track_features(other_audio).astype(np.float16)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, rows_self=rows_self, rows_other=rows_other)
+        tmp.rename(path)
+    return rows_self, rows_other
+
+
+def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion: np.ndarray, state: np.ndarray,
+              cache_dir: Path | None = None) -> TrainingClip:
+    n = max(len(self_audio), len(other_audio))
+    self_audio = np.pad(self_audio, (0, n - len(self_audio)))
+    other_audio = np.pad(other_audio, (0, n - len(other_audio)))
+    rows_self, rows_other = features_for(name, self_audio, other_audio, cache_dir)
+    pad = silence_rows(PAD_ROWS).astype(np.float16)
+    return TrainingClip(
+        name,
+        np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
+        np.concatenate([np.zeros((PAD_FRAMES, MOTION_DIM), np.float32), np.asarray(motion, np.float32)]),
+        np.concatenate([np.zeros(PAD_FRAMES, np.int64), np.asarray(state, np.int64)]),
+    )
+
+
+class WindowSampler:
+    """Random training windows: `frames` target frames after `prev_frames` of history, plus a style reference."""
+
+    def __init__(self, clips: list[TrainingClip], cfg: ModelConfig, frames: int = 90, ref_frames: int = 90,
+                 gain_db: float = 12.0):
+        self.cfg, self.frames, self.ref_frames, self.gain_db = cfg, frames, ref_frames, gain_db
+        self.clips = [c for c in clips if c.frames >= frames]
+        if not self.clips:
+            raise ValueError(f"no clip is long enough for {frames}-frame windows")
+        lengths = np.array([c.frames for c in self.clips], np.float64)
+        self.weights = lengths / lengths.sum()
+
+    def row(self, f: np.ndarray | int):
+        """Padded row index of padded frame f."""
+        return self.cfg.row_for_frame(np.asarray(f) - PAD_FRAMES) + PAD_ROWS
+
+    def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
+        P, T = self.cfg.prev_frames, self.frames
+        items = []
+        for i in rng.choice(len(self.clips), size, p=self.weights):
+            clip = self.clips[i]
+            at_start = rng.random() < 0.05  # streams start from silence: train that moment on purpose
+            f0 = PAD_FRAMES if at_start else int(rng.integers(PAD_FRAMES, len(clip.motion) - T + 1))
+            frames = np.arange(f0 - P, f0 + T)
+            r0 = max(0, int(self.row(frames[0])) - WARMUP_ROWS)
+            r1 = int(self.row(frames[-1])) + 1
+            rf = int(rng.integers(PAD_FRAMES, len(clip.motion) - self.ref_frames + 1))
+            shift = np.float32(rng.uniform(-1, 1) * self.gain_db / 10 * np.log(10))  # level change, log power
+            items.append((clip, frames, r0, r1, rf, shift))
+        rows = max(r1 - r0 for _, _, r0, r1, _, _ in items)
+        floor = np.float32(np.log(LOG_FLOOR))
+
+        def track_rows(x: np.ndarray, r0: int, r1: int, shift: np.float32) -> np.ndarray:
+            out = np.asarray(x[r0:r1], np.float32).copy()
+            out[:, :-1] = np.maximum(out[:, :-1] + shift, floor)
+            return np.concatenate([out, silence_rows(rows - len(out))])  # causal: right padding changes nothing
+
+        return {
+            "rows_self": torch.as_tensor(np.stack([track_rows(c.rows_self, r0, r1, s) for c, _, r0, r1, _, s in items])),
+            "rows_other": torch.as_tensor(np.stack([track_rows(c.rows_other, r0, r1, s) for c, _, r0, r1, _, s in items])),
+            "frame_rows": torch.as_tensor(np.stack([self.row(f) - r0 for _, f, r0, _, _, _ in items]), dtype=torch.int64),
+            "motion": torch.as_tensor(np.stack([c.motion[f] for c, f, _, _, _, _ in items])),
+            "state": torch.as_tensor(np.stack([c.state[f] for c, f, _, _, _, _ in items])),
+            "ref_motion": torch.as_tensor(np.stack([c.motion[rf:rf + self.ref_frames] for c, _, _, _, rf, _ in items])),
+        }
+
