@@ -333,51 +333,80 @@ def test_run_refuses_video_without_portrait(tmp_path, capsys):
     assert code == 2 and "--video needs --portrait" in capsys.readouterr().err
 
 
-def test_frames_reach_a_subscriber_as_jpeg_or_raw():
-    import cv2
-    import msgpack
-    import zmq
+class Subscriber:
+    """A real PUB/SUB pair on 127.0.0.1; `collect` keeps calling `pump` until `count` frames arrived."""
 
-    from backchannel.bridge.frames import FrameEncoder
+    def __init__(self, topic=b""):
+        import zmq
+
+        ctx = zmq.Context.instance()
+        self.pub, self.sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+        port = self.pub.bind_to_random_port("tcp://127.0.0.1")
+        self.sub.connect(f"tcp://127.0.0.1:{port}")
+        self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"probe")
+        self.wait_for_connection()
+
+    def wait_for_connection(self):
+        import zmq
+
+        for _ in range(200):  # a SUB joins asynchronously; probe until it hears
+            self.pub.send_multipart([b"probe", b""])
+            if self.sub.poll(20):
+                while self.sub.poll(0):
+                    self.sub.recv_multipart(zmq.NOBLOCK)
+                self.sub.setsockopt(zmq.UNSUBSCRIBE, b"probe")
+                return
+        raise AssertionError("subscriber never connected")
+
+    def collect(self, count, pump, timeout=10.0):
+        import time
+
+        import msgpack
+
+        got, deadline = [], time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            pump()
+            while self.sub.poll(10):
+                topic, body = self.sub.recv_multipart()
+                if topic != b"probe":
+                    got.append((topic, msgpack.unpackb(body)))
+        return got
+
+    def close(self):
+        self.pub.close(0)
+        self.sub.close(0)
+
+
+def test_frame_sink_publishes_jpeg_or_raw_frames_at_the_motion_rate():
+    import cv2
+
+    from backchannel.bridge.frames import FrameEncoder, FrameSink
 
     r = renderer(128)
     block = MotionBlock(40, np.stack([pose(JawOpen=k / 4) for k in range(5)]), np.array([1, 1, 1, 2, 2]))
-    ctx = zmq.Context.instance()
-    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
-    try:
-        port = pub.bind_to_random_port("tcp://127.0.0.1")
-        sub.connect(f"tcp://127.0.0.1:{port}")
-        sub.setsockopt(zmq.SUBSCRIBE, b"avatar-1/frame")
-        sub.setsockopt(zmq.RCVTIMEO, 2000)
-        received = {}
-        for fmt, quality in (("jpeg", 90), ("rgb24", 85), ("jpeg", 20)):
-            encoder = FrameEncoder(r, fmt, quality)
-            messages = []
-            for _ in range(50):  # a SUB connects asynchronously: publish until it hears
-                for topic, body in encoder.messages("avatar-1", block):
-                    pub.send_multipart([topic, body])
-                try:
-                    messages = [sub.recv_multipart() for _ in range(len(block))]
-                    break
-                except zmq.Again:
-                    continue
-            bodies = [msgpack.unpackb(body) for _, body in messages]
-            assert [b["seq"] for b in bodies] == list(range(40, 45))
-            assert bodies[0]["t"] == pytest.approx(40 / 30) and bodies[3]["state"] == "listening"
-            assert all(b["v"] == 1 and b["type"] == "frame" and b["width"] == b["height"] == 128 for b in bodies)
-            received[(fmt, quality)] = bodies
-            while True:  # drop repeats from the retries
-                try:
-                    sub.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-    finally:
-        pub.close(0)
-        sub.close(0)
     expected = list(r.render(block.motion))
-    raw = received[("rgb24", 85)]
-    assert all(np.frombuffer(b["data"], np.uint8).reshape(128, 128, 3).tolist() == e.tolist()
-               for b, e in zip(raw, expected))
+    net = Subscriber(b"avatar-1/")
+    received = {}
+    try:
+        for fmt, quality in (("jpeg", 90), ("rgb24", 85), ("jpeg", 20)):
+            sink = FrameSink(net.pub, FrameEncoder(r, fmt, quality))
+            sink.send("avatar-1", block)
+            sink.send("avatar-2", block)  # another session: not subscribed
+            got = net.collect(len(block), sink.publish_ready)
+            sink.close()
+            assert [topic for topic, _ in got] == [b"avatar-1/frame"] * 5
+            bodies = [body for _, body in got]
+            assert [b["seq"] for b in bodies] == list(range(40, 45))  # one frame per motion frame, in order
+            assert bodies[0]["t"] == pytest.approx(40 / 30) and bodies[3]["state"] == "listening"
+            assert all(b["v"] == 1 and b["format"] == fmt and b["width"] == b["height"] == 128 for b in bodies)
+            assert all(b["rendered"] <= b["published"] for b in bodies)
+            assert sink.stats() == {"published": 10, "dropped": 0, "errors": 0}
+            received[(fmt, quality)] = bodies
+    finally:
+        net.close()
+    for b, e in zip(received[("rgb24", 85)], expected):
+        assert np.array_equal(np.frombuffer(b["data"], np.uint8).reshape(128, 128, 3), e)
     for b, e in zip(received[("jpeg", 90)], expected):
         decoded = cv2.imdecode(np.frombuffer(b["data"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
         assert decoded.shape == (128, 128, 3) and np.abs(decoded.astype(int) - e).mean() < 4
@@ -385,6 +414,50 @@ def test_frames_reach_a_subscriber_as_jpeg_or_raw():
     assert small < 0.6 * sum(len(b["data"]) for b in received[("jpeg", 90)])
     with pytest.raises(ValueError, match="quality"):
         FrameEncoder(r, "jpeg", 0)
+    with pytest.raises(ValueError, match="format"):
+        FrameEncoder(r, "png")
+
+
+class Flaky:
+    """A renderer that is slow, and fails on frames whose JawOpen is exactly 0.5."""
+
+    size = 64
+
+    def render(self, motion):
+        import time
+
+        for row in motion:
+            time.sleep(0.01)
+            if row[BS["JawOpen"]] == 0.5:
+                raise RuntimeError("broken frame")
+            yield np.zeros((64, 64, 3), np.uint8)
+
+
+def test_frame_sink_drops_old_blocks_when_behind_and_survives_render_errors():
+    import time
+
+    from backchannel.bridge.frames import FrameEncoder, FrameSink
+
+    net = Subscriber()
+    try:
+        sink = FrameSink(net.pub, FrameEncoder(Flaky(), "rgb24"), max_waiting_frames=6)
+        bad = MotionBlock(0, np.stack([pose(JawOpen=0.5)] * 3), np.zeros(3))
+        sink.send("s", bad)
+        deadline = time.monotonic() + 5
+        while sink.stats()["errors"] == 0 and time.monotonic() < deadline:  # let it reach the bad block first
+            time.sleep(0.005)
+        blocks = [MotionBlock(3 + 3 * k, np.stack([pose()] * 3), np.zeros(3)) for k in range(10)]
+        for block in blocks:  # 30 frames arrive at once; 10 ms each to render
+            sink.send("s", block)
+        sink.close()
+        got = net.collect(sink.published, lambda: None, timeout=2)
+    finally:
+        net.close()
+    seqs = [body["seq"] for _, body in got]
+    stats = sink.stats()
+    assert stats["errors"] == 1 and stats["dropped"] > 0
+    assert stats["published"] + stats["dropped"] == 30 and len(seqs) == stats["published"]
+    assert seqs == sorted(seqs) and seqs[-1] == 32  # the newest frames survive
 
 
 @pytest.mark.skipif(not MEDIAPIPE_WHEEL, reason="no mediapipe 0.10.14 wheel for this Python/platform")
