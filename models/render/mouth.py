@@ -119,10 +119,9 @@ class Mouth:
         # layers back to front (cavity, tongue, lower teeth, upper teeth): each one's visible share times its shade
         behind_upper = 1 - upper_teeth
         behind_lower = behind_upper * (1 - lower_teeth)
-        weights = np.stack([behind_lower * (1 - tongue) * cavity_shade, behind_lower * tongue * tongue_lit,
-                            behind_upper * lower_teeth * 0.85 * tooth_shade * recess,
-                            upper_teeth * tooth_shade * recess], -1)
-        colour = weights @ self.palette  # (h, w, 3)
+        weights = (behind_lower * (1 - tongue) * cavity_shade, behind_lower * tongue * tongue_lit,
+                   behind_upper * lower_teeth * 0.85 * tooth_shade * recess, upper_teeth * tooth_shade * recess)
+        colour = sum(w[..., None] * c for w, c in zip(weights, self.palette))  # (h, w, 3); `@` would wake BLAS
         patch = frame[y0:y1, x0:x1].astype(np.float32)
         blend(patch, colour, opening * strength)
         frame[y0:y1, x0:x1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)

@@ -101,9 +101,12 @@ class WarpRenderer(Renderer):
     # -- per frame ---------------------------------------------------------------------------------------------------
 
     def forward_field(self, row: np.ndarray) -> np.ndarray:
-        """Where each grid node's content moves to: displacement (ny, nx, 2) in grid units."""
+        """Where each grid node's content moves to: displacement (ny, nx, 2) in grid units.
+
+        Small products are spelled out rather than left to `@`: BLAS wakes its thread pool even for these, and on
+        a busy machine that costs milliseconds a frame."""
         weights = np.clip(row[BLENDSHAPES][self.channels], 0, 1).astype(np.float32)
-        expr = (weights @ self.bases).reshape(-1, 2)  # face units
+        expr = np.einsum("k,kn->n", weights, self.bases).reshape(-1, 2)  # face units
         pitch, yaw, roll = np.clip(row[HEAD_ROTATION], (-MAX_PITCH, -MAX_YAW, -MAX_ROLL), (MAX_PITCH, MAX_YAW, MAX_ROLL))
         tx, ty, tz = np.clip(row[HEAD_TRANSLATION], -np.array([MAX_SHIFT_M, MAX_SHIFT_M, MAX_DEPTH_M]),
                              [MAX_SHIFT_M, MAX_SHIFT_M, MAX_DEPTH_M])
@@ -111,13 +114,11 @@ class WarpRenderer(Renderer):
         if pitch or yaw or roll or tx or ty or tz:
             # rotate (x, y, depth) about the head centre, project, scale, shift: a linear map of the moved nodes
             scale = CAMERA_DISTANCE_M / (CAMERA_DISTANCE_M - tz)
-            rot = scale * head_rotation(pitch, yaw, roll)[:2]
+            rot = scale * head_rotation(pitch, yaw, roll)[:2] - np.eye(2, 3)
             shift = np.array([tx, -ty]) / EYE_DISTANCE_M  # +x is the avatar's left (face x), +y is up
-            linear = (rot[:, :2] - np.eye(2)).T.astype(np.float32)
-            head = (self.from_head + expr) @ linear + self.depth[:, None] * rot[:, 2].astype(np.float32)
-            head += shift.astype(np.float32)
-            total = expr + self.mask[:, None] * head
-        return (total @ self.to_grid).reshape(self.grid_xy.shape)
+            total = expr + self.mask[:, None] * (linear(self.from_head + expr, rot[:, :2], shift)
+                                                 + self.depth[:, None] * rot[:, 2].astype(np.float32))
+        return linear(total, self.to_grid.T).reshape(self.grid_xy.shape)
 
     def backward_map(self, forward: np.ndarray) -> np.ndarray:
         """Invert the forward field: for each grid node, the grid position its content comes from (ny, nx, 2)."""
@@ -166,6 +167,14 @@ class WarpRenderer(Renderer):
             lid_top, lid_bottom, centre = parts[3 + 3 * i: 6 + 3 * i]
             eye.draw(frame, lid_top, lid_bottom, centre[0], float(bs[BS["EyeBlink" + suffix]]),
                      float(bs[BS["EyeSquint" + suffix]]), eye_gaze(row, suffix))
+
+
+def linear(points: np.ndarray, matrix: np.ndarray, offset=(0.0, 0.0)) -> np.ndarray:
+    """points (N, 2) @ matrix.T + offset, written out for 2 x 2 (see forward_field)."""
+    x, y = points[:, 0], points[:, 1]
+    m = np.asarray(matrix, np.float32)
+    return np.stack([m[0, 0] * x + m[0, 1] * y + np.float32(offset[0]),
+                     m[1, 0] * x + m[1, 1] * y + np.float32(offset[1])], -1)
 
 
 def eye_gaze(row: np.ndarray, suffix: str) -> tuple[float, float]:
