@@ -3,8 +3,8 @@
 FrameEncoder renders and encodes a session's MotionBlock. FrameSink is the worker-side output: the worker hands it
 every block it publishes (`send(session, block)`, the same call its Live Link and VMC sinks take); a render thread
 turns blocks into frames, and the worker's own thread publishes them on its PUB socket when it next calls `send` or
-`publish_ready` (each tick), so motion never waits for pixels and the socket is only touched by the worker's thread. When
-rendering falls behind, the oldest waiting blocks are dropped (counted), never motion.
+`publish_ready` (each tick), so motion never waits for pixels and only the worker's thread touches the socket.
+When rendering falls behind, the oldest waiting blocks are dropped (counted), never motion.
 
 Frame body (msgpack, protocol v1; unknown fields are to be ignored):
 

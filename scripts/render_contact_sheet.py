@@ -14,7 +14,8 @@ TILE = 200
 POSES = {
     "neutral": {}, "JawOpen 0.7": {"JawOpen": 0.7}, "smile": {"MouthSmileLeft": 1, "MouthSmileRight": 1},
     "blink": {"EyeBlinkLeft": 1, "EyeBlinkRight": 1}, "yaw +0.35 (left)": {"yaw": 0.35},
-    "yaw -0.35 (right)": {"yaw": -0.35}, "pucker": {"MouthPucker": 1}, "funnel + jaw": {"MouthFunnel": 1, "JawOpen": 0.3},
+    "yaw -0.35 (right)": {"yaw": -0.35}, "pucker": {"MouthPucker": 1},
+    "funnel + jaw": {"MouthFunnel": 1, "JawOpen": 0.3},
 }
 
 

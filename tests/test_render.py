@@ -55,7 +55,7 @@ def diff(a, b, region):
     return np.abs(a[region].astype(float) - b[region].astype(float)).mean()
 
 
-# -- landmarks ----------------------------------------------------------------------------------------------------------
+# -- landmarks -------------------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not MEDIAPIPE_WHEEL, reason="no mediapipe 0.10.14 wheel for this Python/platform")
 def test_mediapipe_finds_the_bundled_portraits_landmarks():
@@ -112,7 +112,7 @@ def test_bad_landmark_files_are_refused_clearly(tmp_path):
         read_landmarks(tmp_path / "broken.json", (512, 512))
 
 
-# -- bad images ---------------------------------------------------------------------------------------------------------
+# -- bad images ------------------------------------------------------------------------------------------------------
 
 def png_header_only(path, width, height):
     """A PNG whose header claims width x height (what a decoder reads before deciding to allocate)."""
@@ -154,7 +154,7 @@ def test_transparent_and_grey_portraits_load_as_rgb(tmp_path):
     assert grey.shape == (512, 512, 3) and (grey[..., 0] == grey[..., 2]).all()
 
 
-# -- what the controls do -----------------------------------------------------------------------------------------------
+# -- what the controls do --------------------------------------------------------------------------------------------
 
 def test_frames_have_the_output_size_and_one_per_motion_row():
     for size, framing in ((128, "face"), (256, "image")):
@@ -292,7 +292,7 @@ def test_largest_head_pose_does_not_fold_the_image():
         assert det.min() > 0.05  # a fold (det <= 0) would tear or mirror the picture
 
 
-# -- files and streams --------------------------------------------------------------------------------------------------
+# -- files and streams -----------------------------------------------------------------------------------------------
 
 def test_run_writes_an_mp4_with_both_tracks(tmp_path):
     import subprocess

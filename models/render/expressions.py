@@ -224,7 +224,8 @@ COMPOSITE_ONLY = tuple(n for n in BS if n not in FIELDS)
 
 
 def expression_bases(face: Face, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every field sampled at points (N, 2) in face units: ARKit columns (K,) and displacements (K, N, 2), face units."""
+    """Every field sampled at points (N, 2) in face units: ARKit columns (K,), displacements (K, N, 2) in face
+    units."""
     x, y = points[:, 0], points[:, 1]
     names = sorted(FIELDS, key=BS.get)
     bases = [np.stack(np.broadcast_arrays(*FIELDS[name](face, x, y)), -1) for name in names]

@@ -106,7 +106,8 @@ class Mouth:
         bottom = np.interp(s, edge_s, np.concatenate([[0], (lower - mid) @ down, [0]]))
         gap = np.maximum(bottom - top, 1e-3)
         across_luts = ACROSS[np.minimum(np.abs(s) * (LUT_SIZE - 1), LUT_SIZE - 1).astype(np.intp)]  # (h, w, 7)
-        cavity_shade, centre, span, tooth_shade, upper_reach, lower_reach, tongue_reach = np.moveaxis(across_luts, -1, 0)
+        cavity_shade, centre, span, tooth_shade, upper_reach, lower_reach, tongue_reach = np.moveaxis(
+            across_luts, -1, 0)
         # tongue: a low mound on the floor of the mouth, rising towards the teeth as TongueOut grows
         surface = bottom - (0.35 + 0.45 * tongue_out) * gap
         tongue = smoothstep((t - surface) / np.maximum(0.25 * gap, 0.5)) * tongue_reach

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .landmarks import MIN_EYE_DISTANCE_PX, Landmarks, NoDetector, check_landmarks, detect_landmarks, landmark_path_for, read_landmarks
+from .landmarks import (MIN_EYE_DISTANCE_PX, Landmarks, NoDetector, check_landmarks, detect_landmarks,
+                        landmark_path_for, read_landmarks)
 
 log = logging.getLogger(__name__)
 

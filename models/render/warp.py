@@ -107,7 +107,8 @@ class WarpRenderer(Renderer):
         a busy machine that costs milliseconds a frame."""
         weights = np.clip(row[BLENDSHAPES][self.channels], 0, 1).astype(np.float32)
         expr = np.einsum("k,kn->n", weights, self.bases).reshape(-1, 2)  # face units
-        pitch, yaw, roll = np.clip(row[HEAD_ROTATION], (-MAX_PITCH, -MAX_YAW, -MAX_ROLL), (MAX_PITCH, MAX_YAW, MAX_ROLL))
+        limits = np.array([MAX_PITCH, MAX_YAW, MAX_ROLL])
+        pitch, yaw, roll = np.clip(row[HEAD_ROTATION], -limits, limits)
         tx, ty, tz = np.clip(row[HEAD_TRANSLATION], -np.array([MAX_SHIFT_M, MAX_SHIFT_M, MAX_DEPTH_M]),
                              [MAX_SHIFT_M, MAX_SHIFT_M, MAX_DEPTH_M])
         total = expr
