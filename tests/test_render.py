@@ -479,3 +479,44 @@ def test_bench_render_reports_every_size(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1")]
     assert [row.split("|")[1].strip() for row in rows] == ["128", "192"]
     assert all(float(row.split("|")[3]) > 0 for row in rows)
+
+
+def cartoon(tmp_path):
+    """A drawn, non-human face mediapipe would not take, with its hand-made landmark file beside it."""
+    import cv2
+
+    img = np.full((300, 300, 3), (40, 90, 160), np.uint8)  # blue background (BGR)
+    cv2.ellipse(img, (150, 160), (95, 110), 0, 0, 360, (80, 200, 240), -1)  # a yellow head
+    for cx in (115, 185):
+        cv2.ellipse(img, (cx, 130), (22, 13), 0, 0, 360, (250, 250, 250), -1)  # eye whites
+        cv2.circle(img, (cx, 130), 8, (30, 60, 20), -1)  # irises
+        cv2.line(img, (cx - 20, 100), (cx + 20, 97), (20, 40, 60), 4)  # brows
+    cv2.ellipse(img, (150, 215), (38, 8), 0, 0, 360, (60, 60, 200), -1)  # closed red lips
+    cv2.imwrite(str(tmp_path / "toon.png"), img)
+    points = {"right_eye_outer": [93, 130], "right_eye_inner": [137, 130], "right_eye_top": [115, 117],
+              "right_eye_bottom": [115, 143], "right_iris": [115, 130],
+              "left_eye_outer": [207, 130], "left_eye_inner": [163, 130], "left_eye_top": [185, 117],
+              "left_eye_bottom": [185, 143], "left_iris": [185, 130],
+              "right_brow_inner": [135, 97], "right_brow_middle": [115, 99], "right_brow_outer": [95, 100],
+              "left_brow_inner": [165, 100], "left_brow_middle": [185, 99], "left_brow_outer": [205, 97],
+              "nose_tip": [150, 175], "mouth_right": [112, 215], "mouth_left": [188, 215],
+              "upper_lip_top": [150, 207], "upper_lip_bottom": [150, 214.5], "lower_lip_top": [150, 215.5],
+              "lower_lip_bottom": [150, 223], "chin": [150, 268], "forehead": [150, 55],
+              "right_cheek": [57, 140], "left_cheek": [243, 140]}
+    (tmp_path / "toon.landmarks.json").write_text(json.dumps(
+        {"format": "backchannel.landmarks/1", "image_size": [300, 300], "points": points}))
+    return tmp_path / "toon.png"
+
+
+def test_a_drawn_face_animates_from_its_landmark_file(tmp_path):
+    portrait = open_portrait(cartoon(tmp_path), 256)
+    assert portrait.landmarks.source == "file toon.landmarks.json"
+    assert portrait.landmarks.iris_radius["left"] == pytest.approx(0.22 * 44 * 256 / 300, rel=0.01)  # the default
+    r = make_renderer(portrait)
+    lm = portrait.landmarks
+    rest = r.render_frame(pose())
+    assert diff(rest, r.render_frame(pose(JawOpen=0.8)), mouth_box(lm)) > 10
+    closed = r.render_frame(pose(EyeBlinkLeft=1, EyeBlinkRight=1)).astype(float) @ LUMA
+    white = eye_white(r, "left")
+    assert closed[white].mean() < (rest.astype(float) @ LUMA)[white].mean() - 40  # white eye under yellow skin
+    assert face_shift_x(r, r.render_frame(pose(yaw=0.4))) > 0.15 * lm.eye_distance()
