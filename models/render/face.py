@@ -39,7 +39,7 @@ def parabola(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray):
 class Face:
     """Keypoints in face units plus the derived lines (lips, lids) the expression fields and composites share."""
 
-    def __init__(self, lm: Landmarks):
+    def __init__(self, lm: Landmarks, min_band_px: float = 0.0):
         self.landmarks = lm
         right, left = eye_centre(lm, "right"), eye_centre(lm, "left")
         self.origin = (right + left) / 2
@@ -58,7 +58,8 @@ class Face:
         self.lid = {side: (parabola(*self._eye_row(side, "top")), parabola(*self._eye_row(side, "bottom")))
                     for side in ("right", "left")}
         self.jaw_half_width = (p["left_cheek"][0] - p["right_cheek"][0]) / 2
-        self.min_band = 0.06  # face units; the renderer widens it to what its grid resolves
+        # the thinnest lip band (face units): 0.06, or what the renderer's grid can resolve if that is more
+        self.min_band = max(0.06, min_band_px / self.unit)
 
     def _eye_row(self, side: str, lid: str):
         a, b = self.p[f"{side}_eye_outer"], self.p[f"{side}_eye_inner"]

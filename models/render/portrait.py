@@ -82,7 +82,10 @@ def find_landmarks(image: np.ndarray, image_path: str | Path | None = None,
     if lm is None:
         raise ValueError(f"{where}: no face found by mediapipe's face mesh; write a landmark file at {fallback} "
                          f"(format in docs/render.md; `backchannel landmarks` starts one)")
-    check_landmarks(lm, size, f"{where}: detected landmarks")
+    try:
+        check_landmarks(lm, size, f"{where}: detected landmarks")
+    except ValueError as e:
+        raise ValueError(f"{e}; write corrected ones to {fallback} (`backchannel landmarks` starts one)") from None
     log.info("%s: landmarks from %s", where, lm.source)
     return lm
 

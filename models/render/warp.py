@@ -40,9 +40,8 @@ class WarpRenderer(Renderer):
 
     def __init__(self, portrait: Portrait, cells_per_eye_distance: int = CELLS_PER_EYE_DISTANCE):
         super().__init__(portrait)
-        face = self.face = Face(portrait.landmarks)
-        self.cell = max(1, int(round(face.unit / cells_per_eye_distance)))  # grid spacing, pixels
-        face.min_band = max(face.min_band, 1.5 * self.cell / face.unit)  # a band the grid can resolve
+        self.cell = max(1, int(round(portrait.landmarks.eye_distance() / cells_per_eye_distance)))  # grid spacing, px
+        face = self.face = Face(portrait.landmarks, min_band_px=1.5 * self.cell)
         self._build_grid()
         self.base = portrait.image.copy()  # the portrait with the irises painted out
         self.eyes = [Eye(face, self.base, side) for side in ("right", "left")]
