@@ -71,7 +71,8 @@ def run_command(args) -> int:
         from backchannel.models.render.video import mix_tracks, write_video
 
         start = time.perf_counter()
-        frames = tqdm(renderer.render(block.motion), total=len(block), unit="frame", desc="render", leave=False)
+        frames = tqdm(renderer.render(block.motion), total=len(block), unit="frame", desc="render", leave=False,
+                      disable=None)  # a bar on a terminal, nothing in logs
         write_video(video, frames, audio=mix_tracks(self_audio, other_audio))
         elapsed = time.perf_counter() - start
         print(f"wrote {video} ({len(block)} frames of {renderer.size}x{renderer.size} at {FRAME_RATE} fps with both "
