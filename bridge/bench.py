@@ -1,112 +1,135 @@
-"""`backchannel bench`: speed measured the way docs/benchmarks.md reports it.
-
-`bench render`: portrait frames per second at several sizes, next to a bare full-frame cv2.remap of the same size
-measured in the same run (the floor any warp renderer pays), so results on a noisy shared machine compare as ratios.
-"""
+"""`backchannel bench latency|capacity|render`; the measuring itself is in latency.py and models/render/speed.py
+(callable from Python too)."""
 from __future__ import annotations
 
-import json
-import time
+
+def _audio(args):
+    """The two tracks to stream: the given files (the shorter padded) or a synthetic dialogue."""
+    import numpy as np
+
+    from backchannel.models.audio import SAMPLE_RATE, load_audio
+
+    from .latency import synthetic_dialogue
+
+    if args.self_audio or args.other_audio:
+        a = load_audio(args.self_audio) if args.self_audio else None
+        b = load_audio(args.other_audio) if args.other_audio else None
+        n = max(len(x) for x in (a, b) if x is not None)
+        a, b = (np.pad(x, (0, n - len(x))) if x is not None else np.zeros(n, np.float32) for x in (a, b))
+        if args.seconds:
+            a, b = a[:int(args.seconds * SAMPLE_RATE)], b[:int(args.seconds * SAMPLE_RATE)]
+        return a, b
+    return synthetic_dialogue(args.seconds or 20.0)
+
+
+def _fmt(p: dict) -> str:
+    return f"p50 {p['p50']:6.1f}  p95 {p['p95']:6.1f}  p99 {p['p99']:6.1f}  max {p['max']:6.1f} ms"
+
+
+def _capacity_line(r: dict) -> str:
+    return (f"{r['sessions']:4d} sessions: fps min {r['fps_min']:5.1f} mean {r['fps_mean']:5.1f}  "
+            f"end-to-end p50 {r['end_to_end_ms']['p50']:6.1f} p95 {r['end_to_end_ms']['p95']:6.1f} ms  "
+            f"processing p95 {r['processing_ms']['p95']:6.1f} ms  worker CPU {r['worker_cpu_share'] * 100:5.1f}%  "
+            f"{'holds 30 fps' if r['holds_30fps'] else 'FALLS BEHIND'}"
+            f"{'' if r['latency_ok'] else ', p95 over target'}")
 
 
 def register(commands) -> None:
-    p = commands.add_parser("bench", help="measure speed (see docs/benchmarks.md)")
-    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
-    r = what.add_parser("render", help="portrait renderer frames per second")
+    p = commands.add_parser("bench", help="measure latency and capacity over real sockets")
+    kinds = p.add_subparsers(dest="bench", metavar="KIND", required=True)
+    for name, helptext in (("latency", "audio-in -> motion-out latency of one real-time session"),
+                           ("capacity", "how many real-time sessions one worker holds at 30 fps")):
+        k = kinds.add_parser(name, help=helptext)
+        k.add_argument("--generator", help="generator to measure (default: the worker's default)")
+        k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity)")
+        k.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message, as a game would send")
+        k.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
+        k.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+        if name == "capacity":
+            k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
+        k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+    r = kinds.add_parser("render", help="portrait renderer frames per second at several sizes")
     r.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], metavar="N")
     r.add_argument("--frames", type=int, default=300, help="frames timed per size (default 300)")
-    r.add_argument("--portrait", default=None, metavar="IMG", help="default: the bundled portrait")
+    r.add_argument("--portrait", metavar="IMG", help="default: the bundled portrait")
     r.add_argument("--framing", choices=("image", "face"), default="face",
                    help="face (default) fills the frame with the head: the renderer's most expensive case")
     r.add_argument("--landmarks", metavar="JSON")
-    r.add_argument("--renderer", default=None)
-    r.add_argument("--quality", type=int, default=85, help="JPEG quality for the render+encode column")
-    r.add_argument("--threads", type=int, default=None, help="OpenCV threads (default: OpenCV's choice)")
+    r.add_argument("--renderer")
+    r.add_argument("--quality", type=int, default=85, help="JPEG quality for the render+JPEG column")
+    r.add_argument("--threads", type=int, help="OpenCV threads (default: OpenCV's choice)")
     r.add_argument("--json", metavar="FILE", help="also write the results here")
-    r.set_defaults(func=bench_render)
+    r.set_defaults(func=render_command)
 
 
-def exercise_motion(frames: int):
-    """A motion track that keeps every blendshape, head and gaze channel moving (the costliest case: no channel
-    is ever zero), deterministic so runs compare."""
-    import numpy as np
+def latency_command(args) -> int:
+    from backchannel.models.audio import SAMPLE_RATE
 
-    from backchannel.models.motion import BLENDSHAPES, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, neutral
+    from .latency import measure_latency
 
-    t = np.arange(frames)[:, None] / 30.0
-    rng = np.random.default_rng(0)
-    motion = neutral(frames)
-    n = BLENDSHAPES.stop
-    motion[:, BLENDSHAPES] = 0.5 + 0.45 * np.sin(2 * np.pi * rng.uniform(0.2, 2.0, n) * t + rng.uniform(0, 6, n))
-    motion[:, HEAD_ROTATION] = 0.25 * np.sin(2 * np.pi * np.array([0.3, 0.23, 0.17]) * t)
-    motion[:, HEAD_TRANSLATION] = 0.01 * np.sin(2 * np.pi * np.array([0.2, 0.13, 0.11]) * t)
-    motion[:, GAZE] = 0.3 * np.sin(2 * np.pi * np.array([0.5, 0.4, 0.5, 0.4]) * t)
-    return motion
+    a, b = _audio(args)
+    r = measure_latency(a, b, args.generator, args.chunk_ms)
+    print(f"generator {r['generator']} (look-ahead {r['lookahead_ms']:.0f} ms), {len(a) / SAMPLE_RATE:.1f} s "
+          f"real time in {args.chunk_ms:g} ms chunks, {r['frames']} frames")
+    print(f"  end-to-end  {_fmt(r['end_to_end_ms'])}   (includes the look-ahead)")
+    print(f"  processing  {_fmt(r['processing_ms'])}")
+    print(f"  worker clock: end-to-end p95 {r['server_end_to_end_ms']['p95']:.1f} ms, "
+          f"processing p95 {r['server_processing_ms']['p95']:.1f} ms; "
+          f"worker CPU {r['worker_cpu_per_audio_s'] * 100:.1f}% of a core")
+    return 0
 
 
-def bench_render(args) -> int:
+def capacity_command(args) -> int:
+    from backchannel.models.audio import SAMPLE_RATE
+
+    from .latency import LATENCY_TARGET_MS, measure_capacity
+
+    if not args.seconds:
+        args.seconds = 10.0
+    a, b = _audio(args)
+    levels = [int(x) for x in args.sessions.split(",") if x.strip()]
+    if not levels or min(levels) < 1:
+        raise ValueError("--sessions: give positive counts, e.g. 1,2,4,8")
+    print(f"{len(a) / SAMPLE_RATE:.1f} s real time per session, {args.chunk_ms:g} ms chunks")
+    rows = measure_capacity(a, b, levels, args.generator, args.chunk_ms, progress=lambda r: print(_capacity_line(r)))
+    held = [r["sessions"] for r in rows if r["holds_30fps"]]
+    both = [r["sessions"] for r in rows if r["holds_30fps"] and r["latency_ok"]]
+    print(f"holds 30 fps up to {max(held) if held else 0} sessions; "
+          f"with p95 end-to-end <= {LATENCY_TARGET_MS:.0f} ms up to {max(both) if both else 0}")
+    return 0
+
+
+def render_command(args) -> int:
+    import json
     import os
 
     import cv2
-    import numpy as np
 
-    from backchannel.models.render import BUNDLED_PORTRAIT, make_renderer
-    from backchannel.models.render.portrait import find_landmarks, frame_portrait, load_image
+    from backchannel.models.render import BUNDLED_PORTRAIT
+    from backchannel.models.render.portrait import find_landmarks, load_image
+    from backchannel.models.render.speed import measure_render
 
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     path = args.portrait or BUNDLED_PORTRAIT
     image = load_image(path)
     landmarks = find_landmarks(image, path, args.landmarks)
-    motion = exercise_motion(args.frames)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"portrait {path} ({args.framing} framing), {args.frames} frames per size, {cores} cores, "
           f"OpenCV threads {cv2.getNumThreads()}, load average {os.getloadavg()[0]:.2f}")
     print("| size | setup ms | render fps | p50 ms | p95 ms | CPU ms/frame | render+JPEG fps | bare remap fps "
           "| render / remap |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    results = []
-    for size in args.sizes:
-        start = time.perf_counter()
-        renderer = make_renderer(frame_portrait(image, landmarks, size, args.framing), args.renderer)
-        setup = time.perf_counter() - start
-        renderer.render_frame(motion[0])  # warm caches and thread pools
-        times = []
-        cpu = time.process_time()
-        for row in motion:
-            t0 = time.perf_counter()
-            renderer.render_frame(row)
-            times.append(time.perf_counter() - t0)
-        cpu_ms = 1000 * (time.process_time() - cpu) / len(motion)  # all threads; less noisy than wall time
-        times = np.array(times)
-        start = time.perf_counter()
-        for row in motion:
-            cv2.imencode(".jpg", renderer.render_frame(row)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, args.quality])
-        with_jpeg = len(motion) / (time.perf_counter() - start)
-        remap = bare_remap_fps(size, len(motion))
-        fps = len(times) / times.sum()
-        result = {"size": size, "setup_ms": 1000 * setup, "fps": fps, "p50_ms": 1000 * np.percentile(times, 50),
-                  "p95_ms": 1000 * np.percentile(times, 95), "cpu_ms_per_frame": cpu_ms, "fps_with_jpeg": with_jpeg,
-                  "bare_remap_fps": remap, "ratio_to_remap": remap / fps}
-        results.append(result)
-        print(f"| {size} | {result['setup_ms']:.0f} | {fps:.0f} | {result['p50_ms']:.2f} | {result['p95_ms']:.2f} | "
-              f"{cpu_ms:.2f} | {with_jpeg:.0f} | {remap:.0f} | {remap / fps:.1f}x |")
+
+    def row(r: dict) -> None:
+        print(f"| {r['size']} | {r['setup_ms']:.0f} | {r['fps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+              f"{r['cpu_ms_per_frame']:.2f} | {r['fps_with_jpeg']:.0f} | {r['bare_remap_fps']:.0f} | "
+              f"{r['ratio_to_remap']:.1f}x |")
+
+    results = measure_render(image, landmarks, args.sizes, args.frames, args.framing, args.renderer, args.quality,
+                             progress=row)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"portrait": str(path), "framing": args.framing, "frames": args.frames, "cores": cores,
                        "opencv_threads": cv2.getNumThreads(), "results": results}, f, indent=1)
     return 0
-
-
-def bare_remap_fps(size: int, frames: int) -> float:
-    """Frames per second of one full-frame bilinear cv2.remap: the floor under any warp renderer."""
-    import cv2
-    import numpy as np
-
-    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    where = np.stack([xx + 0.3, yy + 0.7], -1)
-    start = time.perf_counter()
-    for _ in range(frames):
-        cv2.remap(image, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return frames / (time.perf_counter() - start)

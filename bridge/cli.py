@@ -9,7 +9,10 @@ import sys
 
 COMMAND_MODULES = (
     "backchannel.bridge.offline",
+    "backchannel.bridge.serve",
+    "backchannel.bridge.send",
     "backchannel.bridge.bench",
+    "backchannel.models.commands",
     "backchannel.bridge.landmark_files",
 )
 

@@ -135,3 +135,119 @@ TARGETS = {
 }
 HIGHER_IS_BETTER = {"lip_envelope_r", "pbm_closure", "role_f1", "nods_after_phrase_ends", "head_diff_deg",
                     "nod_contrast"}
+
+
+# ---- running an evaluation ---------------------------------------------------------------------------------------
+def eval_clip(clip) -> EvalClip:
+    """A corpus clip (models.corpus.clip.Clip) as the metrics see it."""
+    segs = clip.meta["segments"]
+    return EvalClip(
+        name=clip.meta.get("name", "?"), self_audio=clip.self_audio, other_audio=clip.other_audio,
+        state=np.asarray(clip.state), motion=clip.motion,
+        self_phones=[tuple(p) for p in clip.meta.get("self_phones", [])],
+        self_speech=[(s["start"], s["end"]) for s in segs if s["track"] == "self"],
+        other_speech=[(s["start"], s["end"]) for s in segs if s["track"] == "other"],
+        other_phrase_ends=[e["t"] for e in clip.meta.get("other_phrase_ends", []) if e.get("listened", True)],
+        meta=clip.meta)
+
+
+def parse_generator(spec: str) -> tuple[str, dict]:
+    """"model", "baseline", "model@2" (2 sampler steps), "model:onnx" (onnxruntime backend), "labels"."""
+    name, options = spec, {}
+    if "@" in name:
+        name, steps = name.split("@", 1)
+        options["steps"] = int(steps)
+    if ":" in name:
+        name, backend = name.split(":", 1)
+        options["backend"] = backend
+    return name, options
+
+
+def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True) -> dict[str, dict]:
+    """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling)."""
+    from tqdm import tqdm
+
+    from .generator import generate, make_generator
+
+    results = {}
+    for spec in generators:
+        name, options = parse_generator(spec)
+        if name == "labels":
+            run = lambda clip, s: (clip.motion, clip.state)  # noqa: E731
+            if any(c.motion is None for c in clips):
+                raise ValueError("the clips carry no reference motion to score as 'labels'")
+        else:
+            gen = make_generator(name, **options)
+
+            def run(clip, s, gen=gen):
+                block = generate(gen, clip.self_audio, clip.other_audio, seed=s)
+                return block.motion, block.state
+        rng = np.random.default_rng(seed)
+        per_clip = [clip_metrics(c, *run(c, seed), rng) for c in tqdm(clips, desc=spec, disable=not progress)]
+        summary = summarise(per_clip)
+        diverse = [c for c in clips if c.self_speech][:2]
+        if name != "labels" and diverse:
+            div = [seed_diversity(run, c, (seed, seed + 1)) for c in diverse]
+            summary["head_diff_deg"] = float(np.mean([d["head_diff_deg"] for d in div]))
+            summary["lip_r_min_over_seeds"] = float(np.nanmin([r for d in div for r in d["lip_r_per_seed"]]))
+        summary["nod_contrast"] = summary["nods_after_phrase_ends"] / max(summary["nods_at_random"], 1e-3)
+        results[spec] = summary
+    return results
+
+
+COLUMNS = [
+    ("lip_envelope_r", "lip-envelope r", "{:.3f}"),
+    ("pbm_closure", "P/B/M closed", "{:.1%}"),
+    ("role_f1", "role F1", "{:.3f}"),
+    ("switch_latency_ms", "switch latency (ms)", "{:.0f}"),
+    ("partner_leak", "partner leak", "{:.3f}"),
+    ("nods_after_phrase_ends", "nods after phrase ends", "{:.1%}"),
+    ("nods_at_random", "nods at random moments", "{:.1%}"),
+    ("nod_contrast", "nod contrast (x)", "{:.1f}"),
+    ("head_diff_deg", "seed head diff (deg)", "{:.2f}"),
+    ("lip_r_min_over_seeds", "lip r, worst seed", "{:.3f}"),
+    ("jitter_blendshapes", "jitter, shapes", "{:.4f}"),
+    ("jitter_head_deg", "jitter, head (deg)", "{:.3f}"),
+]
+
+
+def markdown_table(results: dict[str, dict], title: str = "") -> str:
+    lines = [f"### {title}", ""] if title else []
+    names = list(results)
+    lines.append("| metric | target | " + " | ".join(names) + " |")
+    lines.append("|---|---|" + "---|" * len(names))
+    for key, label, fmt in COLUMNS:
+        target = TARGETS.get(key)
+        cells = [fmt.format(results[n][key]) if key in results[n] and np.isfinite(results[n][key]) else "-"
+                 for n in names]
+        lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict[str, dict], path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [c for c in COLUMNS if any(c[0] in r for r in results.values())]
+    cols = 4
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    names = list(results)
+    colours = plt.cm.tab10(np.arange(len(names)) % 10)
+    for ax, (key, label, _) in zip(axes.flat, keys):
+        vals = [results[n].get(key, np.nan) for n in names]
+        ax.bar(range(len(names)), vals, color=colours)
+        if key in TARGETS:
+            ax.axhline(TARGETS[key][1], color="k", ls="--", lw=1)
+        ax.set_title(label + (" (higher better)" if key in HIGHER_IS_BETTER else ""), fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(title or "evaluation (dashed: target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

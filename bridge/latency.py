@@ -1,0 +1,189 @@
+"""Latency and capacity measurement (`backchannel bench`): audio-in -> motion-out over real sockets, against a
+worker subprocess.
+
+Both latencies are measured at the client, on one clock (send and receive happen in this process), per frame k of
+time t_k = k / 30:
+  end-to-end  = wall time frame k arrived on our SUB socket - wall time the chunk holding audio time t_k was sent
+                (the earlier of the two tracks). Includes the generator's look-ahead: the frame cannot exist before
+                audio t_k + look-ahead does.
+  processing  = wall time frame k arrived - wall time the last audio it was computed from was sent: the chunk
+                ending at the body's `audio_upto` (the later of the two tracks). What the bridge, the generator and
+                the sockets add once the audio is there, queueing under load included.
+A real-time sender sends a chunk when its last sample would have been captured, so capture buffering (up to one
+chunk) happens before "sent" and is not counted; frames of the last look-ahead of audio, which only the closing
+`end` releases, are left out. The worker's own stamps (published - audio_arrived / audio_ready) are reported too.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.motion import FRAME_RATE
+
+from . import protocol
+
+FPS_HELD = 0.97 * FRAME_RATE  # a session "holds 30 fps" if it gets at least this many frames per second
+LATENCY_TARGET_MS = 100.0
+
+
+def synthetic_dialogue(seconds: float, seed: int = 0, rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Two tracks taking turns (with pauses and short overlaps): voiced buzz and noise under a syllable envelope.
+    Speech-like enough for timing; quality benchmarks use real recordings."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    tracks = []
+    for phase in (0.0, 2.2):
+        turn = ((t + phase) % 4.4) < 2.0  # 2 s turns, alternating, 0.2 s overlap/pause at the joins
+        syllables = np.clip(np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6)) + 0.3, 0, None)
+        f0 = 110 + 40 * rng.random() + 10 * np.sin(2 * np.pi * 0.5 * t)
+        voiced = np.sign(np.sin(2 * np.pi * np.cumsum(f0) / rate)) * 0.3 + rng.normal(0, 0.1, n)
+        tracks.append((0.3 * turn * syllables * voiced).astype(np.float32))
+    return tracks[0], tracks[1]
+
+
+@dataclass
+class Measured:
+    end_to_end_ms: np.ndarray
+    processing_ms: np.ndarray
+    server_end_to_end_ms: np.ndarray  # published - audio_arrived, on the worker's clock
+    server_processing_ms: np.ndarray  # published - audio_ready
+    fps: dict[str, float]  # frames per second received per session over the streaming window
+    frames: int
+    worker_cpu_s: float
+    wall_s: float
+
+
+def percentiles(x: np.ndarray) -> dict[str, float]:
+    if len(x) == 0:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "max": float("nan")}
+    p50, p95, p99 = np.percentile(x, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(x.max())}
+
+
+class _Collector(threading.Thread):
+    """Receives every motion frame and stats message while the sender runs."""
+
+    def __init__(self, endpoint: str, sessions: list[str]):
+        from .client import MotionReceiver
+
+        super().__init__(daemon=True)
+        self.receiver = MotionReceiver(endpoint, sessions)
+        self.messages = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msg = self.receiver.receive(0.05)
+            if msg is not None:
+                self.messages.append(msg)
+        self.receiver.close()
+
+
+def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray, other_audio: np.ndarray,
+                    chunk_ms: float, lookahead_s: float, rate: int = SAMPLE_RATE) -> Measured:
+    """Stream the same two tracks into every session at once, in real time, and measure what comes back."""
+    import zmq
+
+    from .client import ControlClient, audio_chunks, send_chunks
+
+    ctx = zmq.Context.instance()
+    collector = _Collector(endpoints["motion_out"], sessions)
+    collector.receiver.wait_ready()
+    collector.start()
+    control = ControlClient(endpoints["control"], context=ctx)
+    cpu_before = control.call("stats")["cpu_s"]
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(endpoints["audio_in"])
+    chunks = [c for s in sessions for c in audio_chunks(s, {"self": self_audio, "other": other_audio}, rate, chunk_ms)]
+    chunks.sort(key=lambda c: c.end)
+    start = time.time()
+    sent_at = send_chunks(push, chunks, realtime=True)
+    stream_end = time.time()
+    cpu_after = control.call("stats")["cpu_s"]
+    for s in sessions:
+        push.send(protocol.end_message(s))
+    closed, deadline = set(), time.time() + 30
+    while len(closed) < len(sessions) and time.time() < deadline:  # the closing stats say all frames are out
+        closed = {m.session for m in list(collector.messages) if m.kind == "stats" and m.body.get("closed")}
+        time.sleep(0.05)
+    collector.stop.set()
+    collector.join()
+    push.close()
+    control.close()
+
+    sent = {(c.session, c.track, c.seq): w for c, w in zip(chunks, sent_at)}
+    chunk_s = max(1, round(rate * chunk_ms / 1000)) / rate
+    last_seq = int(np.ceil(len(self_audio) / rate / chunk_s)) - 1
+    duration = len(self_audio) / rate
+
+    def sent_time(session: str, seq: int, pick) -> float:
+        return pick(sent[(session, track, min(seq, last_seq))] for track in protocol.TRACKS)
+
+    e2e, proc, s_e2e, s_proc = [], [], [], []
+    window = (start + 1.0, stream_end)  # skip the first second (session start-up, first jitter deadline)
+    fps = {s: 0 for s in sessions}
+    for m in collector.messages:
+        if m.kind != "motion":
+            continue
+        body = m.body
+        if window[0] <= m.received <= window[1]:
+            fps[m.session] += 1
+        if body["t"] + lookahead_s > duration - 1e-6:
+            continue  # released only by `end`
+        e2e.append(m.received - sent_time(m.session, int(body["t"] / chunk_s + 1e-9), min))
+        proc.append(m.received - sent_time(m.session, int(np.ceil(body["audio_upto"] / chunk_s - 1e-9)) - 1, max))
+        s_e2e.append(body["published"] - body["audio_arrived"])
+        s_proc.append(body["published"] - body["audio_ready"])
+    ms = lambda x: np.array(x) * 1000  # noqa: E731
+    return Measured(ms(e2e), ms(proc), ms(s_e2e), ms(s_proc),
+                    {s: n / (window[1] - window[0]) for s, n in fps.items()},
+                    sum(1 for m in collector.messages if m.kind == "motion"), cpu_after - cpu_before,
+                    stream_end - start)
+
+
+def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: str | None = None,
+                    chunk_ms: float = 20.0, worker_command: list[str] | None = None) -> dict:
+    """Latency of one session streamed in real time through a fresh worker subprocess (what `make demo` prints)."""
+    from .client import ControlClient, spawn_worker
+
+    flags = ["--generator", generator] if generator else []
+    with spawn_worker(*flags, "--stats-interval-s", "0.2", command=worker_command) as endpoints:
+        describe = ControlClient(endpoints["control"]).call("describe")
+        m = stream_sessions(endpoints, ["bench"], self_audio, other_audio, chunk_ms, describe["lookahead_s"])
+    return {"generator": describe["generator"]["name"], "lookahead_ms": describe["lookahead_s"] * 1000,
+            "chunk_ms": chunk_ms, "frames": m.frames, "end_to_end_ms": percentiles(m.end_to_end_ms),
+            "processing_ms": percentiles(m.processing_ms), "server_end_to_end_ms": percentiles(m.server_end_to_end_ms),
+            "server_processing_ms": percentiles(m.server_processing_ms),
+            "worker_cpu_per_audio_s": m.worker_cpu_s / m.wall_s}
+
+
+def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: list[int], generator: str | None = None,
+                     chunk_ms: float = 20.0, worker_command: list[str] | None = None, progress=None) -> list[dict]:
+    """For each number of concurrent sessions: delivered frames/s per session and latency under that load."""
+    from .client import ControlClient, spawn_worker
+
+    flags = ["--generator", generator] if generator else []
+    rows = []
+    with spawn_worker(*flags, "--stats-interval-s", "0.2", command=worker_command) as endpoints:
+        lookahead = ControlClient(endpoints["control"]).call("describe")["lookahead_s"]
+        for n in levels:
+            m = stream_sessions(endpoints, [f"load{n}-{i}" for i in range(n)], self_audio, other_audio, chunk_ms,
+                                lookahead)
+            fps = np.array(list(m.fps.values()))
+            e2e, proc = percentiles(m.end_to_end_ms), percentiles(m.processing_ms)
+            row = {"sessions": n, "fps_min": float(fps.min()), "fps_mean": float(fps.mean()),
+                   "end_to_end_ms": e2e, "processing_ms": proc,
+                   "worker_cpu_share": m.worker_cpu_s / m.wall_s,
+                   "holds_30fps": bool(fps.min() >= FPS_HELD), "latency_ok": e2e["p95"] <= LATENCY_TARGET_MS}
+            rows.append(row)
+            if progress:
+                progress(row)
+    return rows
+
+

@@ -1,0 +1,444 @@
+"""The session worker: one process, many avatars.
+
+    PULL (audio, protocol v1) --> per-session Aligner (jitter buffer, 16 kHz, two tracks aligned)
+                                   --> Generator.feed_many (all sessions with new audio, once per tick)
+                                   --> PUB "<session>/motion" (+ "/latent"), Live Link, VMC
+    REP (control): describe / open / close / set / stats;  PUB "<session>/stats" and "_worker/stats" each second.
+
+Everything runs on one thread, so no locks: a tick drains the sockets, releases audio per session, feeds the
+generators and publishes. Bad input is counted per kind, logged once per kind and never stops the loop.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import zmq
+
+from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
+from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator
+from backchannel.models.motion import (ARKIT_NAMES, FRAME_RATE, GAZE_NAMES, HEAD_ROTATION_NAMES,
+                                       HEAD_TRANSLATION_NAMES, STATES, MotionBlock)
+
+from . import protocol
+from .jitter import Aligner
+from .protocol import ProtocolError
+
+log = logging.getLogger("backchannel.worker")
+
+SWITCH_GRID = SAMPLE_RATE // 10  # 1600 samples = 3 frames: the finest grid where frames and samples both align
+
+
+@dataclass
+class WorkerConfig:
+    audio_in: str = "tcp://127.0.0.1:5555"
+    motion_out: str = "tcp://127.0.0.1:5556"
+    control: str = "tcp://127.0.0.1:5557"
+    generator: str | None = None  # default for sessions that do not choose one
+    seed: int = 0
+    style: dict = field(default_factory=dict)
+    jitter_ms: float = 40.0
+    idle_timeout_s: float = 30.0
+    max_ahead_s: float = 30.0
+    max_buffer_s: float = 10.0
+    max_message_bytes: int = 1 << 20
+    max_sessions: int = 1024
+    pub_hwm: int = 10000
+    stats_interval_s: float = 1.0
+
+
+class FrameClock:
+    """When the audio at each frame's own time first reached the worker (the motion body's `audio_arrived`)."""
+
+    def __init__(self):
+        self.arrived: dict[int, float] = {}
+
+    def audio_arrived(self, start_s: float, end_s: float, now: float) -> None:
+        for k in range(math.ceil(start_s * FRAME_RATE - 1e-6), math.ceil(end_s * FRAME_RATE - 1e-6)):
+            self.arrived.setdefault(k, now)
+
+    def take(self, first: int, n: int, default: float) -> list[float]:
+        return [self.arrived.pop(k, default) for k in range(first, first + n)]
+
+
+class Session:
+    """One avatar: its aligned audio, its generator stream, its counters."""
+
+    def __init__(self, name: str, generator: Generator, seed: int, style: dict, config: WorkerConfig, now: float):
+        self.name = name
+        self.aligner = Aligner(now, config.jitter_ms / 1000, config.max_ahead_s, config.max_buffer_s)
+        self.clock = FrameClock()
+        self.generator, self.seed, self.style = generator, seed, dict(style)
+        self.stream: MotionStream = generator.open_stream(seed, Style.from_dict(style))
+        self.frame_offset = 0  # seq of the current stream's frame 0 (non-zero after a generator/style switch)
+        self.fed = 0  # 16 kHz samples fed, all streams
+        self.recent = (np.zeros(0, np.float32), np.zeros(0, np.float32))  # audio since the last SWITCH_GRID line
+        self.next_seq = 0  # next frame to publish
+        self.switch_to: tuple[Generator, int, dict] | None = None
+        self.last_audio = now  # arrival of the newest accepted chunk
+        self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
+        self.errors: Counter[str] = Counter()
+
+    def remember(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Keep the audio since the last grid line: a new stream restarts from there."""
+        self.fed += len(a)
+        keep = self.fed % SWITCH_GRID
+        a, b = (np.concatenate([r, x])[len(r) + len(x) - keep:] for r, x in zip(self.recent, (a, b)))
+        self.recent = (a, b)
+
+    def stats(self) -> dict:
+        return {"session": self.name, "generator": self.generator.name, "seed": self.seed, "style": self.style,
+                "frames": self.next_seq, "audio_s": round(self.aligner.released / SAMPLE_RATE, 3),
+                "tracks": self.aligner.stats(), "errors": dict(self.errors)}
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig | None = None, generator_factory=make_generator, sinks=(),
+                 context: zmq.Context | None = None):
+        self.config = config or WorkerConfig()
+        self.make_generator = generator_factory
+        self.sinks = list(sinks)
+        self.generators: dict[str | None, Generator] = {}
+        self.default_generator = self._generator(self.config.generator)  # fail at start, not on the first audio
+        self.sessions: dict[str, Session] = {}
+        self.errors: Counter[str] = Counter()
+        self.logged_kinds: set[str] = set()
+        self.frames = 0
+        self.started = time.time()
+        self.next_stats = self.started + self.config.stats_interval_s
+        self.stopping = False
+
+        self.ctx = context or zmq.Context.instance()
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.RCVHWM, 1000)  # per sender; beyond it ZeroMQ holds messages back at the sender
+        # past 4x the limit ZeroMQ drops the message (and the peer's connection) before it is even allocated
+        self.pull.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_message_bytes)
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, self.config.pub_hwm)
+        self.rep = self.ctx.socket(zmq.REP)
+        for sock, endpoint in ((self.pull, self.config.audio_in), (self.pub, self.config.motion_out),
+                               (self.rep, self.config.control)):
+            sock.setsockopt(zmq.LINGER, 500)
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as e:
+                self.close()
+                raise RuntimeError(f"cannot bind {endpoint}: {e}") from None
+        # as bound, so "tcp://127.0.0.1:*" (any free port) can be reported
+        self.endpoints = {name: getattr(self, sock).getsockopt(zmq.LAST_ENDPOINT).decode()
+                          for name, sock in (("audio_in", "pull"), ("motion_out", "pub"), ("control", "rep"))}
+        self.local_audio = f"inproc://backchannel-local-audio-{id(self)}"  # in-process capture pushes here
+        self.pull.bind(self.local_audio)
+        self.poller = zmq.Poller()
+        self.poller.register(self.pull, zmq.POLLIN)
+        self.poller.register(self.rep, zmq.POLLIN)
+
+    # --- main loop ------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("serving: audio in %s, motion out %s, control %s, generator %s (look-ahead %.0f ms)",
+                 self.endpoints["audio_in"], self.endpoints["motion_out"], self.endpoints["control"],
+                 self.default_generator.name,
+                 self.default_generator.lookahead_s * 1000)
+        while not self.stopping:
+            self.step()
+
+    def step(self, timeout_ms: int = 5) -> None:
+        """One loop turn: wait briefly for traffic, take it in, then tick."""
+        events = dict(self.poller.poll(timeout_ms))
+        now = time.time()
+        if self.pull in events:
+            for _ in range(1000):  # bounded so control requests and ticks are never starved
+                try:
+                    parts = self.pull.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    self.ingest(parts, now)
+                except Exception as e:  # a bug must cost one message, not the worker
+                    log.exception("failed on an audio message")
+                    self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
+        if self.rep in events:
+            self.rep.send(self.handle_control(self.rep.recv_multipart(), now))
+        self.tick(time.time())
+
+    def shutdown(self) -> None:
+        """Close every session (their last frames go out), then the sockets."""
+        for name in list(self.sessions):
+            self.close_session(name, time.time())
+        self.close()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        for sock in ("pull", "pub", "rep"):
+            if hasattr(self, sock):
+                getattr(self, sock).close()
+
+    # --- input ----------------------------------------------------------------------------------------------------
+
+    def reject(self, error: ProtocolError, session: Session | None = None) -> None:
+        self.errors[error.kind] += 1
+        if session is not None:
+            session.errors[error.kind] += 1
+        if error.kind not in self.logged_kinds:  # once per kind: a broken client must not flood the log
+            self.logged_kinds.add(error.kind)
+            log.warning("rejected input (%s): %s%s; further %s are only counted (see stats)", error.kind, error,
+                        f" [session {session.name}]" if session else "", error.kind)
+
+    def ingest(self, parts: list[bytes], now: float) -> None:
+        try:
+            if len(parts) != 1:
+                raise ProtocolError("multipart", f"audio message in {len(parts)} parts; send one msgpack frame")
+            chunk = protocol.parse_audio(parts[0], self.config.max_message_bytes)
+        except ProtocolError as e:
+            self.reject(e)
+            return
+        if isinstance(chunk, protocol.EndOfAudio):
+            if chunk.session in self.sessions:
+                self.close_session(chunk.session, now)
+            return
+        session = self.sessions.get(chunk.session)
+        if session is None:
+            try:
+                if len(self.sessions) >= self.config.max_sessions:
+                    raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions")
+                session = self.open_session(chunk.session, now)
+            except ProtocolError as e:
+                self.reject(e)
+                return
+        try:
+            span = session.aligner.add(chunk, now)
+        except ProtocolError as e:
+            self.reject(e, session)
+            return
+        session.last_audio = now
+        if span:
+            session.clock.audio_arrived(*span, now)
+
+    # --- sessions -------------------------------------------------------------------------------------------------
+
+    def _generator(self, name: str | None) -> Generator:
+        """One instance per generator name, shared by its sessions so a batching generator sees them together."""
+        if name not in self.generators:
+            try:
+                self.generators[name] = self.make_generator(name)
+            except Exception as e:  # unknown name, missing weights, a failing import...
+                raise ProtocolError("bad_generator", f"cannot use generator {name!r}: {e}") from None
+        return self.generators[name]
+
+    def open_session(self, name: str, now: float, generator: str | None = None, seed: int | None = None,
+                     style: dict | None = None) -> Session:
+        gen = self._generator(generator) if generator else self.default_generator
+        try:
+            session = Session(name, gen, self.config.seed if seed is None else seed,
+                              self.config.style if style is None else style, self.config, now)
+        except Exception as e:  # the generator could not open a stream (a bad style value...)
+            raise ProtocolError("generator_error", f"{gen.name} cannot open a stream: {type(e).__name__}: {e}") from None
+        self.sessions[name] = session
+        log.info("session %s opened (generator %s)", name, gen.name)
+        return session
+
+    def close_session(self, name: str, now: float) -> Session:
+        """End of audio: release everything buffered, flush the stream, publish the last frames."""
+        session = self.sessions.pop(name)
+        a, b = session.aligner.finish()
+        session.ready = now
+        try:
+            blocks = [session.stream.feed(a, b)] if len(a) else []
+            for block in blocks + [session.stream.flush()]:
+                self.publish(session, block)
+        except Exception as e:  # a failing generator must not take the worker down
+            self.session_failed(session, "generator_error", e)
+        self.pub.send_multipart([protocol.topic(name, "stats"), protocol.pack({**session.stats(), "closed": True,
+                                                                               "published": time.time()})])
+        log.info("session %s closed: %d frames, %.1f s of audio", name, session.next_seq,
+                 session.aligner.released / SAMPLE_RATE)
+        return session
+
+    def switch_stream(self, session: Session) -> None:
+        """Apply a `set`: the old stream's frames up to the last 0.1 s grid line stand, a fresh stream takes over
+        from that line (fed the audio since it), and frames already published are not sent twice."""
+        generator, seed, style = session.switch_to
+        session.switch_to = None
+        grid = session.fed - len(session.recent[0])
+        grid_frame = grid * FRAME_RATE // SAMPLE_RATE
+        old = session.stream.flush()
+        self.publish(session, _frames_before(old, grid_frame - session.frame_offset))
+        session.generator, session.seed, session.style = generator, seed, dict(style)
+        session.stream = generator.open_stream(seed, Style.from_dict(style))
+        session.frame_offset = grid_frame
+        if len(session.recent[0]):
+            self.publish(session, session.stream.feed(*session.recent))
+
+    # --- the tick -------------------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        batches: dict[int, list[tuple[Session, np.ndarray, np.ndarray]]] = defaultdict(list)
+        for session in list(self.sessions.values()):
+            if session.switch_to is not None:
+                try:
+                    self.switch_stream(session)
+                except Exception as e:
+                    self.session_failed(session, "generator_error", e)
+                    continue
+            try:
+                a, b = session.aligner.release(now)
+            except Exception as e:  # a bug must cost this session, not the others
+                self.session_failed(session, "internal_error", e)
+                continue
+            if len(a):
+                # audio released by a deadline (concealment) was "there" when the deadline passed
+                session.ready = now if session.aligner.forced else session.last_audio
+                batches[id(session.generator)].append((session, a, b))
+        for items in batches.values():
+            self.feed(items[0][0].generator, items)
+        for name in [n for n, s in self.sessions.items() if now - s.last_audio > self.config.idle_timeout_s]:
+            log.info("session %s idle for %.0f s", name, self.config.idle_timeout_s)
+            self.close_session(name, now)
+        if now >= self.next_stats:
+            self.publish_stats(now)
+
+    def feed(self, generator: Generator, items: list[tuple[Session, np.ndarray, np.ndarray]]) -> None:
+        """One generator call for all its sessions with new audio. A failure closes only the session it came from:
+        the plain feed_many feeds streams one by one, so each is tried on its own; a batching feed_many must leave
+        its streams untouched when it raises (all or nothing), and then they are retried one by one."""
+        blocks = None
+        if type(generator).feed_many is not Generator.feed_many:
+            try:
+                blocks = generator.feed_many([(s.stream, a, b) for s, a, b in items])
+            except Exception as e:
+                log.warning("generator %s failed on a batch of %d (%s); retrying each session alone", generator.name,
+                            len(items), e)
+        if blocks is None:
+            blocks = [self.feed_one(s, a, b) for s, a, b in items]
+        for (s, a, b), block in zip(items, blocks):
+            if block is not None and s.name in self.sessions:
+                s.remember(a, b)
+                self.publish(s, block)
+
+    def feed_one(self, session: Session, a: np.ndarray, b: np.ndarray) -> MotionBlock | None:
+        try:
+            return session.stream.feed(a, b)
+        except Exception as e:
+            self.session_failed(session, "generator_error", e)
+            return None
+
+    def session_failed(self, session: Session, kind: str, error: Exception) -> None:
+        self.reject(ProtocolError(kind, f"{type(error).__name__}: {error}"), session)
+        log.error("session %s closed after a failure (generator %s)", session.name, session.generator.name,
+                  exc_info=error)
+        self.sessions.pop(session.name, None)
+
+    # --- output ---------------------------------------------------------------------------------------------------
+
+    def publish(self, session: Session, block: MotionBlock) -> None:
+        """Stream-relative frames -> absolute seqs; frames already published (after a switch) are skipped."""
+        block = _frames_from(MotionBlock(block.first + session.frame_offset, block.motion, block.state, block.latent),
+                             session.next_seq)
+        if not len(block):
+            return
+        if block.first != session.next_seq:
+            log.error("session %s: frame %d expected, generator gave %d", session.name, session.next_seq, block.first)
+        arrived = session.clock.take(block.first, len(block), session.ready)
+        published = time.time()
+        motion_topic = protocol.topic(session.name, "motion")
+        upto = session.aligner.released / SAMPLE_RATE
+        for body in protocol.motion_bodies(block, published, arrived, session.ready, upto):
+            self.pub.send_multipart([motion_topic, body])
+        if block.latent is not None:
+            latent_topic = protocol.topic(session.name, "latent")
+            for body in protocol.latent_bodies(block, published):
+                self.pub.send_multipart([latent_topic, body])
+        for sink in self.sinks:
+            sink.send(session.name, block)
+        session.next_seq = block.first + len(block)
+        self.frames += len(block)
+
+    def publish_stats(self, now: float) -> None:
+        self.next_stats = now + self.config.stats_interval_s
+        for session in self.sessions.values():
+            self.pub.send_multipart([protocol.topic(session.name, "stats"),
+                                     protocol.pack({**session.stats(), "published": now})])
+        self.pub.send_multipart([protocol.topic(protocol.WORKER_TOPIC, "stats"),
+                                 protocol.pack({**self.stats(), "published": now})])
+
+    def stats(self) -> dict:
+        return {"sessions": sorted(self.sessions), "frames": self.frames, "errors": dict(self.errors),
+                "uptime_s": round(time.time() - self.started, 3), "cpu_s": round(time.process_time(), 3)}
+
+    # --- control --------------------------------------------------------------------------------------------------
+
+    def describe(self) -> dict:
+        return {
+            "protocol": protocol.VERSION, "frame_rate": FRAME_RATE, "sample_rate": SAMPLE_RATE,
+            "blendshapes": list(ARKIT_NAMES), "head_rotation": list(HEAD_ROTATION_NAMES),
+            "head_translation": list(HEAD_TRANSLATION_NAMES), "gaze": list(GAZE_NAMES), "states": list(STATES),
+            "generator": self.default_generator.describe(), "generators": sorted(GENERATORS),
+            "lookahead_s": self.default_generator.lookahead_s, "jitter_ms": self.config.jitter_ms,
+            "tracks": list(protocol.TRACKS), "formats": sorted(PCM_FORMATS), "rates": [MIN_RATE, MAX_RATE],
+            "max_message_bytes": self.config.max_message_bytes, "idle_timeout_s": self.config.idle_timeout_s,
+            "error_kinds": protocol.ERROR_KINDS,
+        }
+
+    def handle_control(self, parts: list[bytes], now: float) -> bytes:
+        """Always answers (a REP socket must), errors included."""
+        try:
+            if len(parts) != 1:
+                raise ProtocolError("multipart", f"control request in {len(parts)} parts; send one msgpack frame")
+            req = protocol.parse_control(parts[0])
+            return protocol.reply_ok(**self.control(req, now))
+        except ProtocolError as e:
+            self.reject(e)
+            return protocol.reply_error(e)
+        except Exception as e:  # a bug must cost one request, not the worker
+            log.exception("failed on a control request")
+            error = ProtocolError("internal_error", f"{type(e).__name__}: {e}")
+            self.reject(error)
+            return protocol.reply_error(error)
+
+    def control(self, req: dict, now: float) -> dict:
+        kind, name = req["type"], req.get("session")
+        if kind == "describe":
+            return self.describe()
+        if kind == "stats":
+            if name is None:
+                return self.stats()
+            return self._session(name).stats()
+        if kind == "open":
+            if name in self.sessions:
+                raise ProtocolError("session_exists", f"session {name} is already open (close it first)")
+            return self.open_session(name, now, req.get("generator"), req.get("seed"), req.get("style")).stats()
+        if kind == "close":
+            self._session(name)
+            return self.close_session(name, now).stats()
+        # set: the change takes effect from the last 0.1 s grid line (see switch_stream)
+        session = self._session(name)
+        generator = self._generator(req["generator"]) if "generator" in req else session.generator
+        session.switch_to = (generator, req.get("seed", session.seed), req.get("style", session.style))
+        return {**session.stats(), "generator": generator.name, "seed": session.switch_to[1],
+                "style": session.switch_to[2]}
+
+    def _session(self, name: str) -> Session:
+        if name not in self.sessions:
+            raise ProtocolError("unknown_session", f"no open session {name!r}")
+        return self.sessions[name]
+
+
+def _frames_from(block: MotionBlock, seq: int) -> MotionBlock:
+    skip = max(0, seq - block.first)
+    if not skip:
+        return block
+    latent = block.latent[skip:] if block.latent is not None else None
+    return MotionBlock(block.first + skip, block.motion[skip:], block.state[skip:], latent)
+
+
+def _frames_before(block: MotionBlock, seq: int) -> MotionBlock:
+    keep = max(0, min(len(block), seq - block.first))
+    latent = block.latent[:keep] if block.latent is not None else None
+    return MotionBlock(block.first, block.motion[:keep], block.state[:keep], latent)
+

@@ -1,0 +1,85 @@
+"""Rig maps: ARKit-52 weights -> another rig's expression weights, as a small linear map (then clipped to 0..1).
+
+Each rig is a table `target name -> {ARKit name: coefficient}`; the table becomes a (52, K) matrix, so mapping a
+whole block of frames is one matrix product. VRM0 and VRM1 presets are built in; MetaHuman or custom rigs are one
+more table. Coefficients are a starting point tuned by eye on ARKit semantics (vowels from jaw and lip shapes,
+joy from smiles...), not a fitted model; the calibration tools may refine them per rig.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backchannel.models.motion import ARKIT_NAMES, BS, NUM_BLENDSHAPES
+
+
+@dataclass(frozen=True)
+class RigMap:
+    name: str
+    targets: tuple[str, ...]
+    matrix: np.ndarray  # (52, len(targets))
+
+    @classmethod
+    def from_table(cls, name: str, table: dict[str, dict[str, float]]) -> "RigMap":
+        matrix = np.zeros((NUM_BLENDSHAPES, len(table)), np.float32)
+        for j, terms in enumerate(table.values()):
+            for arkit, coefficient in terms.items():
+                if arkit not in BS:
+                    raise ValueError(f"rig {name}: {arkit!r} is not an ARKit blendshape name")
+                matrix[BS[arkit], j] = coefficient
+        return cls(name, tuple(table), matrix)
+
+    def apply(self, weights: np.ndarray) -> np.ndarray:
+        """(..., 52) ARKit weights -> (..., K) target weights in [0, 1]."""
+        return np.clip(np.asarray(weights, np.float32) @ self.matrix, 0.0, 1.0)
+
+
+def _pair(stem: str, coefficient: float) -> dict[str, float]:
+    """Both sides of a left/right ARKit pair."""
+    return {f"{stem}Left": coefficient, f"{stem}Right": coefficient}
+
+
+# VRM 0.x blend shape presets. Vowels: A open jaw, I spread lips with little jaw, U rounded and pushed forward,
+# E spread with half-open jaw, O rounded with open jaw; rounding is subtracted from A so "oo" does not read as "ah".
+VRM0_TABLE: dict[str, dict[str, float]] = {
+    "A": {"JawOpen": 1.0, "MouthFunnel": -0.4, "MouthPucker": -0.4},
+    "I": {**_pair("MouthStretch", 0.6), **_pair("MouthSmile", 0.3), "JawOpen": 0.2, "MouthPucker": -0.3},
+    "U": {"MouthPucker": 1.0, "MouthFunnel": 0.3, "JawOpen": -0.2},
+    "E": {**_pair("MouthStretch", 0.4), "JawOpen": 0.5, **_pair("MouthLowerDown", 0.2), "MouthFunnel": -0.3},
+    "O": {"MouthFunnel": 1.0, "JawOpen": 0.4, "MouthPucker": 0.2},
+    "Blink": _pair("EyeBlink", 0.5),
+    "Blink_L": {"EyeBlinkLeft": 1.0},
+    "Blink_R": {"EyeBlinkRight": 1.0},
+    "Joy": {**_pair("MouthSmile", 0.5), **_pair("CheekSquint", 0.2)},
+    "Angry": {**_pair("BrowDown", 0.4), **_pair("NoseSneer", 0.2), **_pair("MouthPress", 0.1)},
+    "Sorrow": {"BrowInnerUp": 0.6, **_pair("MouthFrown", 0.3)},
+    "Fun": {**_pair("MouthSmile", 0.3), **_pair("EyeSquint", 0.2)},
+    "LookUp": _pair("EyeLookUp", 0.5),
+    "LookDown": _pair("EyeLookDown", 0.5),
+    # looking to the avatar's left turns the left eye outwards and the right eye inwards
+    "LookLeft": {"EyeLookOutLeft": 0.5, "EyeLookInRight": 0.5},
+    "LookRight": {"EyeLookInLeft": 0.5, "EyeLookOutRight": 0.5},
+}
+
+# VRM 1.0 renamed the presets (and added `surprised`; `relaxed` replaces `Fun`).
+VRM1_NAMES = {"A": "aa", "I": "ih", "U": "ou", "E": "ee", "O": "oh", "Blink": "blink", "Blink_L": "blinkLeft",
+              "Blink_R": "blinkRight", "Joy": "happy", "Angry": "angry", "Sorrow": "sad", "Fun": "relaxed",
+              "LookUp": "lookUp", "LookDown": "lookDown", "LookLeft": "lookLeft", "LookRight": "lookRight"}
+VRM1_TABLE: dict[str, dict[str, float]] = {
+    **{VRM1_NAMES[k]: v for k, v in VRM0_TABLE.items()},
+    "surprised": {**_pair("EyeWide", 0.4), "BrowInnerUp": 0.3, **_pair("BrowOuterUp", 0.3)},
+}
+
+RIGS: dict[str, RigMap] = {
+    # "Perfect Sync": one VRM blend shape clip per ARKit shape, named like ARKit's PascalCase (EyeBlinkLeft, JawOpen)
+    "arkit": RigMap("arkit", ARKIT_NAMES, np.eye(NUM_BLENDSHAPES, dtype=np.float32)),
+    "vrm0": RigMap.from_table("vrm0", VRM0_TABLE),
+    "vrm1": RigMap.from_table("vrm1", VRM1_TABLE),
+}
+
+
+def rig_map(name: str) -> RigMap:
+    if name not in RIGS:
+        raise ValueError(f"unknown rig {name!r}; choose from {', '.join(RIGS)}")
+    return RIGS[name]

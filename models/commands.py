@@ -1,0 +1,165 @@
+"""`backchannel train`, `backchannel eval` and `backchannel export`: the motion model's life cycle."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(commands) -> None:
+    p = commands.add_parser("train", help="train the motion codec, then the motion model, on a corpus")
+    p.add_argument("what", choices=("codec", "motion"))
+    p.add_argument("--data", required=True, help="corpus folder (backchannel data make)")
+    p.add_argument("--run", default="runs/default", help="folder for checkpoints, loss logs and curves")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: 3000 codec, 4000 motion)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--window", type=int, default=None, help="target frames per training window")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", type=json.loads, default=None, metavar="JSON",
+                   help='model config overrides for a new codec run, e.g. {"depth": 3}')
+    p.add_argument("--install", action="store_true", help="also copy the final weights to the shipped default")
+    p.set_defaults(func=train_command)
+
+    p = commands.add_parser("eval", help="score generators on held-out clips (DESIGN.md section 6 metrics)")
+    p.add_argument("--data", required=True, help="corpus folder")
+    p.add_argument("--split", action="append", default=None, help="split(s) to score (default: test, test-real)")
+    p.add_argument("--generator", default="model,baseline",
+                   help="comma list: model, baseline, labels, model@STEPS, model:onnx")
+    p.add_argument("--clips", type=int, default=None, help="at most this many clips per split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/eval", help="folder for the markdown table, JSON and PNG")
+    p.set_defaults(func=eval_command)
+
+    p = commands.add_parser("export", help="export the streaming model (ONNX) or build a TensorRT engine")
+    p.add_argument("format", choices=("onnx", "tensorrt"))
+    p.add_argument("--weights", default=None, help="motion weights (default: the shipped ones)")
+    p.add_argument("--out", default="out/onnx", help="output folder")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps baked into the graph")
+    p.add_argument("--fp32", action="store_true", help="TensorRT: no FP16")
+    p.set_defaults(func=export_command)
+
+
+def _training_clip(job):
+    from .corpus.storage import read_clip
+    from .training_data import make_clip
+
+    split, path, cache = job
+    c = read_clip(path)
+    return make_clip(f"{split}-{Path(path).stem}", c.self_audio, c.other_audio, c.motion, c.state, Path(cache))
+
+
+def load_training_clips(data: str, split: str, cache: Path, workers: int | None = None):
+    """Every clip of a split with its feature rows (computed once, in parallel, then cached)."""
+    import multiprocessing as mp
+    import os
+
+    from tqdm import tqdm
+
+    from .corpus.dataset import Corpus
+
+    corpus = Corpus(data)
+    paths = corpus.paths(split)
+    if not paths:
+        raise ValueError(f"{data} has no clips in split {split!r} (splits: {', '.join(corpus.splits()) or 'none'})")
+    jobs = [(split, str(p), str(cache)) for p in paths]
+    with mp.get_context("spawn").Pool(workers or os.cpu_count() or 1) as pool:
+        return list(tqdm(pool.imap(_training_clip, jobs, chunksize=4), total=len(jobs), desc=f"features ({split})", mininterval=2))
+
+
+def train_command(args) -> int:
+    import torch
+
+    from .model_generator import WEIGHTS, load_model
+    from .motion_model import ModelConfig
+    from .train import Run, TrainConfig, fit_input_statistics, new_model, save_weights, train_codec, train_motion
+
+    torch.manual_seed(args.seed)
+    run_dir = Path(args.run)
+    tc = TrainConfig(seed=args.seed)
+    if args.batch:
+        tc.batch = args.batch
+    if args.window:
+        tc.window_frames = args.window
+    clips = load_training_clips(args.data, "train", Path(args.data) / "features-cache")
+    progress = True
+    if args.what == "codec":
+        if args.steps:
+            tc.codec_steps = args.steps
+        model = new_model(ModelConfig(**(args.config or {})), args.seed)
+        fit_input_statistics(model, clips)
+        train_codec(model, clips, Run(run_dir, "codec"), tc, args.device, progress)
+        path = save_weights(model, run_dir / "codec.pt", {"stage": "codec", "data": str(args.data)})
+        print(f"codec: {path}; losses: {run_dir / 'codec-losses.png'}")
+        return 0
+    if args.steps:
+        tc.steps = args.steps
+    codec_path = run_dir / "codec.pt"
+    if not codec_path.is_file():
+        raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
+    model = load_model(codec_path).train()
+    ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
+    meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
+            "window_frames": tc.window_frames, "seed": args.seed, "train_frames": sum(c.frames for c in clips)}
+    path = save_weights(ema, run_dir / "motion.pt", meta)
+    print(f"motion model: {path}; losses: {run_dir / 'motion-losses.png'}")
+    if args.install:
+        save_weights(ema, WEIGHTS, meta)
+        print(f"installed as the default: {WEIGHTS}")
+    return 0
+
+
+def eval_command(args) -> int:
+    from itertools import islice
+
+    from .corpus.dataset import Corpus
+    from .evaluate import eval_clip, evaluate, markdown_table, plot_results
+
+    corpus = Corpus(args.data)
+    splits = args.split or [s for s in ("test", "test-real") if s in corpus.splits()]
+    if not splits:
+        raise ValueError(f"{args.data} has no test split (splits: {', '.join(corpus.splits())})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    generators = [g.strip() for g in args.generator.split(",") if g.strip()]
+    report, everything = [], {}
+    for split in splits:
+        clips = [eval_clip(c) for c in islice(corpus.clips(split), args.clips)]
+        if not clips:
+            raise ValueError(f"split {split!r} has no clips")
+        results = evaluate(clips, generators, seed=args.seed, progress=sys.stderr.isatty())
+        seconds = sum(len(c.self_audio) for c in clips) / 16000
+        title = f"{split}: {len(clips)} clips, {seconds / 60:.1f} min"
+        report.append(markdown_table(results, title))
+        plot_results(results, out / f"eval-{split}.png", title)
+        everything[split] = results
+    (out / "eval.md").write_text("\n".join(report))
+    (out / "eval.json").write_text(json.dumps(everything, indent=1))
+    print("\n".join(report))
+    print(f"wrote {out / 'eval.md'}, {out / 'eval.json'} and " + ", ".join(str(out / f'eval-{s}.png') for s in splits))
+    return 0
+
+
+def export_command(args) -> int:
+    from .export import build_tensorrt, check_onnx, export_onnx
+    from .model_generator import load_model
+
+    out = Path(args.out)
+    if args.format == "onnx":
+        model = load_model(args.weights)
+        enc, step = export_onnx(model, out, args.steps)
+        diffs = check_onnx(model, enc, step)
+        print(f"wrote {enc} and {step}; largest difference from torch: "
+              + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        if max(diffs.values()) > 1e-3:
+            raise RuntimeError("the exported graphs disagree with torch beyond 1e-3")
+        return 0
+    for name in ("encoder", "frame_step"):
+        onnx_path = out / f"{name}.onnx"
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"{onnx_path} not found: run `backchannel export onnx --out {out}` first")
+        print(f"wrote {build_tensorrt(onnx_path, out / f'{name}.plan', fp16=not args.fp32)}")
+    return 0

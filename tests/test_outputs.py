@@ -1,0 +1,199 @@
+"""Live Link Face and VMC outputs, judged by independent decoders: PyPI pylivelinkface and python-osc's server."""
+import math
+import socket
+import threading
+
+import numpy as np
+import pytest
+from pylivelinkface import FaceBlendShape, PyLiveLinkFace
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import ThreadingOSCUDPServer
+
+from backchannel.bridge import protocol
+from backchannel.bridge.client import MotionReceiver, audio_chunks, send_chunks, spawn_worker
+from backchannel.bridge.latency import synthetic_dialogue
+from backchannel.bridge.livelink import curve_values, packet
+from backchannel.bridge.vmc import VmcSink, head_quaternion
+from backchannel.calibration.rigs import RIGS, VRM0_TABLE, RigMap, rig_map
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.motion import ARKIT_NAMES, BS, HEAD_ROTATION, MOTION_DIM, MotionBlock
+
+from .helpers import WORKER_COMMAND, collect, push_socket
+
+
+class OscRecorder:
+    """A python-osc UDP server on a free loopback port, recording every message it dispatches."""
+
+    def __init__(self):
+        self.messages = []
+        dispatcher = Dispatcher()
+        dispatcher.set_default_handler(lambda address, *args: self.messages.append((address, args)))
+        self.server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
+        self.thread.start()
+
+    def frames(self) -> list[list[tuple]]:
+        """Messages split into frames at each /VMC/Ext/T."""
+        frames, current = [], []
+        for msg in self.messages:
+            current.append(msg)
+            if msg[0] == "/VMC/Ext/T":
+                frames.append(current)
+                current = []
+        return frames
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_for(condition, timeout_s=10.0):
+    import time
+
+    deadline = time.time() + timeout_s
+    while not condition() and time.time() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_worker_sends_live_link_and_vmc_that_independent_decoders_read():
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(10)
+    osc = OscRecorder()
+    flags = ["--livelink", f"127.0.0.1:{udp.getsockname()[1]}", "--vmc", f"127.0.0.1:{osc.port}",
+             "--vmc-names", "vrm1", "--stats-interval-s", "0.2"]
+    try:
+        with spawn_worker(*flags, command=WORKER_COMMAND) as ep:
+            r = MotionReceiver(ep["motion_out"], ["face"])
+            r.wait_ready()
+            a, b = synthetic_dialogue(3.0, seed=11)  # both take a turn
+            push = push_socket(ep["audio_in"])
+            send_chunks(push, audio_chunks("face", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
+            push.send(protocol.end_message("face"))
+            frames = sorted(collect(r, ["face"])["face"]["motion"], key=lambda f: f["seq"])
+            packets = [udp.recvfrom(4096)[0] for _ in frames]
+            wait_for(lambda: len(osc.frames()) == len(frames))
+            r.close()
+    finally:
+        udp.close()
+        osc.close()
+    assert len(frames) == 90
+    device_ids = set()
+    for frame, raw in zip(frames, packets):
+        ok, face = PyLiveLinkFace.decode(raw)
+        assert ok and face.name == "face" and face.fps == 30 and face._denominator == 1 and face._version == 6
+        assert face._frames == frame["seq"]
+        device_ids.add(face.uuid)
+        np.testing.assert_allclose([face.get_blendshape(FaceBlendShape[n]) for n in ARKIT_NAMES],
+                                   frame["blendshapes"], atol=1e-6)
+        pitch, yaw, roll = frame["head_rotation"]
+        assert face.get_blendshape(FaceBlendShape.HeadPitch) == pytest.approx(pitch / math.pi, abs=1e-6)
+        assert face.get_blendshape(FaceBlendShape.HeadYaw) == pytest.approx(yaw / math.pi, abs=1e-6)
+        assert face.get_blendshape(FaceBlendShape.HeadRoll) == pytest.approx(-roll / math.pi, abs=1e-6)
+    assert len(device_ids) == 1 and len(device_ids.pop()) == 37  # pylivelinkface reads "$" + our 36-char UUID
+    assert max(f["head_rotation"][0] for f in frames) > 0  # the nods really travelled
+    vmc = osc.frames()
+    vrm1 = rig_map("vrm1")
+    for frame, msgs in zip(frames, vmc):
+        addresses = [m[0] for m in msgs]
+        assert addresses == ["/VMC/Ext/Blend/Val"] * len(vrm1.targets) + \
+            ["/VMC/Ext/Blend/Apply", "/VMC/Ext/Bone/Pos", "/VMC/Ext/OK", "/VMC/Ext/T"]
+        values = dict(m[1] for m in msgs[:len(vrm1.targets)])
+        assert list(values) == list(vrm1.targets)
+        expected = vrm1.apply(np.array(frame["blendshapes"], np.float32))
+        np.testing.assert_allclose([values[n] for n in vrm1.targets], expected, atol=1e-6)
+        assert msgs[-1][1][0] == pytest.approx(frame["t"])
+    assert max(dict(m[1] for m in msgs[:len(vrm1.targets)])["aa"] for msgs in vmc) > 0.1  # the mouth moved
+
+
+@pytest.mark.parametrize("names", ["arkit", "vrm0", "vrm1"])
+def test_vmc_name_sets_over_udp(names):
+    osc = OscRecorder()
+    rng = np.random.default_rng(0)
+    motion = rng.random((3, MOTION_DIM)).astype(np.float32) * 0.5
+    sink = VmcSink(f"127.0.0.1:{osc.port}", names)
+    try:
+        sink.send("s", MotionBlock(10, motion, [1, 1, 2]))
+        sink.send("other-session", MotionBlock(0, motion, [1, 1, 2]))  # no filter: sent too
+        wait_for(lambda: len(osc.frames()) == 6)
+    finally:
+        sink.close()
+        osc.close()
+    rig = rig_map(names)
+    for i, msgs in enumerate(osc.frames()[:3]):
+        blend = [m[1] for m in msgs if m[0] == "/VMC/Ext/Blend/Val"]
+        assert [n for n, _ in blend] == list(rig.targets)
+        np.testing.assert_allclose([v for _, v in blend], rig.apply(motion[i, :52]), atol=1e-6)
+        bone = next(m[1] for m in msgs if m[0] == "/VMC/Ext/Bone/Pos")
+        assert bone[0] == "Head"
+        np.testing.assert_allclose(bone[4:], head_quaternion(*motion[i, HEAD_ROTATION]), atol=1e-6)
+        assert next(m[1] for m in msgs if m[0] == "/VMC/Ext/OK") == (1, 3, 0, 1)
+        assert next(m[1] for m in msgs if m[0] == "/VMC/Ext/T")[0] == pytest.approx((10 + i) / 30)
+    if names == "arkit":
+        assert rig.targets[0] == "EyeBlinkLeft" and "JawOpen" in rig.targets  # Perfect Sync clip names
+    if names == "vrm0":
+        assert {"A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R", "Joy", "LookUp"} <= set(rig.targets)
+    if names == "vrm1":
+        assert {"aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "happy", "surprised", "lookUp"} <= set(rig.targets)
+
+
+def test_vmc_session_filter():
+    osc = OscRecorder()
+    sink = VmcSink(f"127.0.0.1:{osc.port}", "vrm0", session="chosen")
+    try:
+        sink.send("ignored", MotionBlock(0, np.zeros((2, MOTION_DIM)), [0, 0]))
+        sink.send("chosen", MotionBlock(0, np.zeros((1, MOTION_DIM)), [0]))
+        wait_for(lambda: len(osc.frames()) >= 1)
+    finally:
+        sink.close()
+        osc.close()
+    assert len(osc.frames()) == 1
+
+
+def rotate(q, v):
+    x, y, z, w = q
+    u = np.array([x, y, z])
+    return 2 * u.dot(v) * u + (w * w - u.dot(u)) * np.asarray(v) + 2 * w * np.cross(u, v)
+
+
+def test_head_quaternion_follows_unity_axes():
+    forward, up = np.array([0, 0, 1.0]), np.array([0, 1.0, 0])
+    np.testing.assert_allclose(head_quaternion(0, 0, 0), [0, 0, 0, 1])
+    assert rotate(head_quaternion(0.3, 0, 0), forward)[1] < -0.2  # +pitch looks down
+    assert rotate(head_quaternion(0, 0.3, 0), forward)[0] < -0.2  # +yaw turns to the avatar's left (-x in Unity)
+    assert rotate(head_quaternion(0, 0, 0.3), up)[0] < -0.2  # +roll tilts the top of the head to the avatar's left
+    q = head_quaternion(0.2, -0.4, 0.1)
+    assert np.linalg.norm(q) == pytest.approx(1)
+
+
+def test_live_link_packet_layout():
+    row = np.zeros(MOTION_DIM, np.float32)
+    row[BS["JawOpen"]] = 0.75
+    row[HEAD_ROTATION] = [math.pi / 4, -math.pi / 2, math.pi / 8]
+    raw = packet("0" * 36, "npc", 42, curve_values(row))
+    assert raw[0] == 6 and raw[1:5] == b"\x00\x00\x00\x24"  # uint8 version, then the id length big-endian
+    assert len(raw) == 1 + 4 + 36 + 4 + 3 + 4 + 4 + 8 + 1 + 61 * 4
+    ok, face = PyLiveLinkFace.decode(raw)
+    assert ok and face._frames == 42 and face.get_blendshape(FaceBlendShape.JawOpen) == 0.75
+    assert face.get_blendshape(FaceBlendShape.HeadPitch) == pytest.approx(0.25)
+    assert face.get_blendshape(FaceBlendShape.HeadYaw) == pytest.approx(-0.5)
+    assert face.get_blendshape(FaceBlendShape.HeadRoll) == pytest.approx(-0.125)
+
+
+def test_rig_maps():
+    weights = np.zeros((2, 52), np.float32)
+    weights[0, BS["EyeBlinkLeft"]] = 1.0
+    weights[1, BS["JawOpen"]] = 0.8
+    vrm0 = rig_map("vrm0")
+    out = dict(zip(vrm0.targets, vrm0.apply(weights).T))
+    assert out["Blink_L"][0] == 1 and out["Blink_R"][0] == 0 and out["Blink"][0] == pytest.approx(0.5)
+    assert out["A"][1] == pytest.approx(0.8) and out["U"][1] == 0  # negative terms clip at zero
+    np.testing.assert_array_equal(RIGS["arkit"].apply(weights), weights)
+    assert rig_map("vrm1").targets[:5] == ("aa", "ih", "ou", "ee", "oh")
+    with pytest.raises(ValueError, match="unknown rig"):
+        rig_map("metahuman-2077")
+    with pytest.raises(ValueError, match="not an ARKit"):
+        RigMap.from_table("bad", {"A": {"jawOpen": 1.0}})
+    assert len(VRM0_TABLE) == len(vrm0.targets)
