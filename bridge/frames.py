@@ -4,7 +4,8 @@ FrameEncoder renders and encodes a session's MotionBlock. FrameSink is the worke
 every block it publishes (`send(session, block)`, the same call its Live Link and VMC sinks take); a render thread
 turns blocks into frames, and the worker's own thread publishes them on its PUB socket when it next calls `send` or
 `publish_ready` (each tick), so motion never waits for pixels and only the worker's thread touches the socket.
-When rendering falls behind, the oldest waiting blocks are dropped (counted), never motion.
+When rendering falls behind real time, blocks that have waited longer than `max_lag_s` are dropped (counted),
+oldest first, so the frames stay live; never motion. A burst (audio sent faster than real time) is rendered in full.
 
 Frame body (msgpack, protocol v1; unknown fields are to be ignored):
 
@@ -64,10 +65,11 @@ class FrameEncoder:
 class FrameSink:
     """Worker output for `<session>/frame`: renders on its own thread, publishes on the worker's."""
 
-    def __init__(self, pub, encoder: FrameEncoder, max_waiting_frames: int = 30):
+    def __init__(self, pub, encoder: FrameEncoder, max_lag_s: float = 1.0, max_waiting_frames: int = 900):
         self.pub, self.encoder = pub, encoder
-        self.max_waiting = max_waiting_frames
-        self.waiting: deque[tuple[str, MotionBlock]] = deque()  # blocks not yet rendered
+        self.max_lag_s = max_lag_s
+        self.max_waiting = max_waiting_frames  # bounds memory whatever the lag
+        self.waiting: deque[tuple[str, MotionBlock, float]] = deque()  # blocks not yet rendered, when queued
         self.ready: deque[tuple[bytes, dict]] = deque()  # rendered frames not yet published
         self.lock = threading.Condition()
         self.busy = False
@@ -82,8 +84,8 @@ class FrameSink:
         """Queue a published block for rendering (worker thread); publishes whatever frames are ready."""
         if len(block):
             with self.lock:
-                self.waiting.append((session, block))
-                while sum(len(b) for _, b in self.waiting) > self.max_waiting and len(self.waiting) > 1:
+                self.waiting.append((session, block, time.monotonic()))
+                while sum(len(b) for _, b, _ in self.waiting) > self.max_waiting and len(self.waiting) > 1:
                     self.dropped += len(self.waiting.popleft()[1])
                 self.lock.notify()
         self.publish_ready()
@@ -111,6 +113,8 @@ class FrameSink:
             self.lock.notify()
         self.thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
         self.publish_ready()
+        log.info("frames: %d published, %d dropped (rendering behind), %d blocks failed", self.published,
+                 self.dropped, self.errors)
 
     def stats(self) -> dict:
         return {"published": self.published, "dropped": self.dropped, "errors": self.errors}
@@ -122,7 +126,10 @@ class FrameSink:
                     self.lock.wait()
                 if self.stopping:
                     return
-                session, block = self.waiting.popleft()
+                late = time.monotonic() - self.max_lag_s
+                while len(self.waiting) > 1 and self.waiting[0][2] < late:  # too far behind: skip to newer
+                    self.dropped += len(self.waiting.popleft()[1])
+                session, block, _ = self.waiting.popleft()
                 self.busy = True
             try:
                 topic = f"{session}/frame".encode()

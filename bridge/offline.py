@@ -5,6 +5,8 @@ import json
 import time
 from pathlib import Path
 
+from .portrait_options import add_portrait_arguments, open_renderer
+
 
 def register(commands) -> None:
     p = commands.add_parser("run", help="turn two audio files into a motion file offline")
@@ -19,24 +21,6 @@ def register(commands) -> None:
     p.add_argument("--video", metavar="out.mp4", help="with --portrait: the preview to write "
                    "(default: the first --out with .mp4); both audio tracks are mixed in")
     p.set_defaults(func=run_command)
-
-
-def add_portrait_arguments(p) -> None:
-    """The options that pick and frame a portrait; `serve` and `bench` share them."""
-    p.add_argument("--portrait", metavar="IMG", help="animate this portrait (PNG, JPEG...; see docs/render.md)")
-    p.add_argument("--size", type=int, default=512, metavar="N", help="rendered frames are N x N (default 512)")
-    p.add_argument("--framing", choices=("image", "face"), default="image",
-                   help="image: the whole picture (cropped square); face: head and shoulders (default image)")
-    p.add_argument("--landmarks", metavar="JSON", help="landmark file (default: IMG's .landmarks.json if present, "
-                   "else mediapipe's face mesh)")
-    p.add_argument("--renderer", default=None, help="portrait renderer (default: warp)")
-
-
-def open_renderer(args):
-    """The renderer the portrait options ask for; fails fast with a clear message on a bad portrait."""
-    from backchannel.models.render import make_renderer, open_portrait
-
-    return make_renderer(open_portrait(args.portrait, args.size, args.framing, args.landmarks), args.renderer)
 
 
 def run_command(args) -> int:
@@ -54,7 +38,7 @@ def run_command(args) -> int:
     video = Path(args.video or Path(args.out[0]).with_suffix(".mp4")) if args.portrait else None
     if video is not None and video.suffix.lower() != ".mp4":
         raise ValueError(f"--video {video}: write an .mp4")
-    renderer = open_renderer(args) if args.portrait else None
+    renderer = open_renderer(vars(args)) if args.portrait else None
     self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
     generator = make_generator(args.generator)
     start = time.perf_counter()

@@ -440,14 +440,14 @@ def test_frame_sink_drops_old_blocks_when_behind_and_survives_render_errors():
 
     net = Subscriber()
     try:
-        sink = FrameSink(net.pub, FrameEncoder(Flaky(), "rgb24"), max_waiting_frames=6)
+        sink = FrameSink(net.pub, FrameEncoder(Flaky(), "rgb24"), max_lag_s=0.05)
         bad = MotionBlock(0, np.stack([pose(JawOpen=0.5)] * 3), np.zeros(3))
         sink.send("s", bad)
         deadline = time.monotonic() + 5
         while sink.stats()["errors"] == 0 and time.monotonic() < deadline:  # let it reach the bad block first
             time.sleep(0.005)
         blocks = [MotionBlock(3 + 3 * k, np.stack([pose()] * 3), np.zeros(3)) for k in range(10)]
-        for block in blocks:  # 30 frames arrive at once; 10 ms each to render
+        for block in blocks:  # 30 frames arrive at once; 10 ms each to render, more than the 50 ms lag allowed
             sink.send("s", block)
         sink.close()
         got = net.collect(sink.published, lambda: None, timeout=2)
