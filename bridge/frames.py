@@ -26,9 +26,10 @@ import numpy as np
 
 from backchannel.models.motion import STATES, MotionBlock, frame_time
 
+from .protocol import VERSION
+
 log = logging.getLogger("backchannel.frames")
 
-PROTOCOL_VERSION = 1
 FORMATS = ("jpeg", "rgb24")
 
 
@@ -57,7 +58,7 @@ class FrameEncoder:
         size = self.renderer.size
         for i, frame in enumerate(self.renderer.render(block.motion)):
             seq = block.first + i
-            yield {"v": PROTOCOL_VERSION, "seq": seq, "t": float(frame_time(seq)),
+            yield {"v": VERSION, "seq": seq, "t": float(frame_time(seq)),
                    "state": STATES[int(block.state[i])], "format": self.format, "width": size, "height": size,
                    "data": self.encode(frame), "rendered": time.time()}
 
