@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .features import N_MELS, WIN, LogMel, mel_frame_for
+from .features import N_MELS, WIN, LogMel, Rolling, mel_frame_for
 from .generator import Generator, MotionStream, Style
 from .motion import (BS, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, IDLE, LISTENING, MOTION_DIM, SPEAKING,
                      MotionBlock, frame_count, neutral)
@@ -86,9 +86,9 @@ class BaselineStream(MotionStream):
         self.rng = np.random.default_rng(seed)
         self.style = style
         self.mel = LogMel()
-        self.mel_rows: list[np.ndarray] = []  # self-track log-mel, absolute index = position
+        self.mel_rows = Rolling(N_MELS)  # self-track log-mel
         self.vad = (VadStream(), VadStream())  # self, other
-        self.probs: tuple[list[float], list[float]] = ([], [])
+        self.probs = (Rolling(), Rolling())  # speech probability per 32 ms window: self, other
         self.fed = 0  # samples fed per track
         self.next = 0  # next frame to emit
         self.speech = (Activity(hangover_s=0.15), Activity(hangover_s=0.25))
@@ -126,19 +126,22 @@ class BaselineStream(MotionStream):
     def _analyse(self, a: np.ndarray, b: np.ndarray) -> None:
         self.mel_rows.extend(self.mel.process(a))
         for probs, vad, x in zip(self.probs, self.vad, (a, b)):
-            probs.extend(vad.process(x).tolist())
+            probs.extend(vad.process(x))
 
     def _emit(self, limit: int | None) -> MotionBlock:
         first, rows, states = self.next, [], []
         while limit is None or self.next < limit:
             k = self.next
             w, j = vad_window_for(k), int(mel_frame_for(k))
-            if w >= len(self.probs[0]) or w >= len(self.probs[1]) or j >= len(self.mel_rows):
+            if w >= self.probs[0].end or w >= self.probs[1].end or j >= self.mel_rows.end:
                 break
-            row, state = self._frame(k, self.mel_rows[j], self.probs[0][w], self.probs[1][w])
+            row, state = self._frame(k, self.mel_rows[j], float(self.probs[0][w]), float(self.probs[1][w]))
             rows.append(row)
             states.append(state)
             self.next += 1
+        self.mel_rows.drop_before(int(mel_frame_for(self.next)))
+        for probs in self.probs:
+            probs.drop_before(vad_window_for(self.next))
         return MotionBlock(first, np.array(rows, np.float32).reshape(-1, MOTION_DIM), states)
 
     # ---- behaviour ---------------------------------------------------------------------------------------------

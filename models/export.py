@@ -7,6 +7,7 @@ sampler, unrolled -> codec decoder; models.motion_model.FrameStep). Batch and ro
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,10 @@ def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = Non
     model = model.cpu().eval()
     enc_in, step_in = example_inputs(model)
     enc_path, step_path = out_dir / "encoder.onnx", out_dir / "frame_step.onnx"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracing notes that Python-side shapes become constants: true of the step count and head sizes, by design
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*RNN.*batch_first.*")
         torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=ENCODER_INPUTS,
                           output_names=ENCODER_OUTPUTS, opset_version=OPSET, dynamo=False,
                           dynamic_axes={"rows": {0: "batch", 1: "rows"}, "x_hist": {0: "batch"},

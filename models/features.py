@@ -33,6 +33,30 @@ _WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
 _FILTERS = mel_filterbank()
 
 
+class Rolling:
+    """Rows addressed by absolute index (0 = the stream's first); rows nothing will read again are dropped, so a
+    stream's memory stays flat however long it runs."""
+
+    def __init__(self, width: int | None = None, dtype=np.float32):
+        self.data = np.zeros((0,) if width is None else (0, width), dtype)
+        self.start = 0  # absolute index of data[0]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+    def extend(self, rows: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, np.asarray(rows, self.data.dtype)])
+
+    def __getitem__(self, i):
+        return self.data[np.asarray(i) - self.start]
+
+    def drop_before(self, i: int) -> None:
+        cut = min(max(0, i - self.start), len(self.data))
+        self.data = self.data[cut:]
+        self.start += cut
+
+
 def mel_frame_for(motion_frame: int | np.ndarray) -> int | np.ndarray:
     """Index of the log-mel frame centred nearest to a motion frame's time."""
     return np.floor(np.asarray(motion_frame) * (SAMPLE_RATE / FRAME_RATE / HOP) + 0.5).astype(np.int64)
@@ -101,22 +125,24 @@ class TrackFeatures:
 
         self.mel = LogMel()
         self.vad = VadStream()
-        self.probs: list[float] = []
+        self.probs = Rolling()
 
     def _rows(self, mel: np.ndarray) -> np.ndarray:
         j = self.mel.n_out - len(mel) + np.arange(len(mel))
         w = vad_window_for_mel(j)
-        p = np.array([self.probs[i] if i >= 0 else 0.0 for i in w], np.float32)
+        p = np.zeros(len(mel), np.float32)  # no window has finished before the first ~20 ms: silence
+        p[w >= 0] = self.probs[w[w >= 0]]
+        self.probs.drop_before(int(vad_window_for_mel(self.mel.n_out)))
         return np.concatenate([mel, p[:, None]], axis=1)
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        self.probs.extend(self.vad.process(x).tolist())
+        self.probs.extend(self.vad.process(x))
         return self._rows(self.mel.process(x))
 
     def flush(self) -> np.ndarray:
         from .vad import WINDOW
 
-        self.probs.extend(self.vad.process(np.zeros(WINDOW, np.float32)).tolist())
+        self.probs.extend(self.vad.process(np.zeros(WINDOW, np.float32)))
         return self._rows(self.mel.flush())
 
 

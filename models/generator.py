@@ -7,8 +7,9 @@ audio up to k / FRAME_RATE + lookahead_s, so the generator's look-ahead is part 
 declared, not hidden. `flush()` ends the audio: the stream pads with silence and returns every frame still owed,
 so a stream fed N samples returns frame_count(N / SAMPLE_RATE) frames in all, however the audio was chunked.
 
-Generators that batch (the diffusion model on a GPU) override `feed_many`, which the worker calls once per tick
-with every session that has new audio.
+Generators that batch (the diffusion model) override `feed_many`, which the worker calls once per tick with every
+session that has new audio. A batching `feed_many` is all or nothing: when it raises, it leaves every stream as it
+was, so the worker can retry the sessions one by one and close only the one that fails.
 """
 from __future__ import annotations
 

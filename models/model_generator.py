@@ -43,6 +43,10 @@ class TorchEngine:
     """Runs the encoder and the frame step with torch (CPU or CUDA); numpy in, numpy out."""
 
     def __init__(self, model: MotionModel, steps: int, device: str = "cpu"):
+        if device == "cpu":
+            # per-tick graphs are tiny: a second intra-op thread only spin-waits, and on two busy cores that made
+            # each call about five times slower (measured); batch size, not threads, is what scales
+            torch.set_num_threads(1)
         self.device = device
         self.model = model.to(device).eval()
         self.frame_step = FrameStep(self.model, steps).eval()
@@ -117,6 +121,21 @@ class ModelStream(MotionStream):
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
 
+    def snapshot(self):
+        """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
+        attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state))
+        parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.probs.__dict__.copy()) for f in self.features]
+        return attrs, parts, self.rng.bit_generator.state
+
+    def restore(self, snapshot) -> None:
+        attrs, parts, rng_state = snapshot
+        self.__dict__.update(attrs)
+        for f, (mel, vad, probs) in zip(self.features, parts):
+            f.mel.__dict__.update(mel)
+            f.vad.__dict__.update(vad)
+            f.probs.__dict__.update(probs)
+        self.rng.bit_generator.state = rng_state
+
     def flush(self) -> MotionBlock:
         owed = frame_count(self.fed / SAMPLE_RATE)
         self.encode(self.features[SELF].flush(), self.features[OTHER].flush())
@@ -163,12 +182,20 @@ class ModelGenerator(Generator):
         return ModelStream(self, seed, style or Style())
 
     def feed_many(self, items) -> list[MotionBlock]:
-        for stream, a, b in items:
-            if len(a) != len(b):
-                raise ValueError(f"tracks must be fed aligned: {len(a)} vs {len(b)} samples")
-            stream.fed += len(a)
-            stream.encode(stream.features[SELF].process(a), stream.features[OTHER].process(b))
-        return self.generate_ready([stream for stream, _, _ in items], limit=None)
+        """All or nothing: if anything fails, every stream is put back as it was and the error is raised, so the
+        worker can retry the sessions one by one and close only the one that fails."""
+        snapshots = [stream.snapshot() for stream, _, _ in items]
+        try:
+            for stream, a, b in items:
+                if len(a) != len(b):
+                    raise ValueError(f"tracks must be fed aligned: {len(a)} vs {len(b)} samples")
+                stream.fed += len(a)
+                stream.encode(stream.features[SELF].process(a), stream.features[OTHER].process(b))
+            return self.generate_ready([stream for stream, _, _ in items], limit=None)
+        except Exception:
+            for (stream, _, _), snapshot in zip(items, snapshots):
+                stream.restore(snapshot)
+            raise
 
     def generate_ready(self, streams: list[ModelStream], limit: int | None) -> list[MotionBlock]:
         """Every frame the streams have audio for, one chunk at a time, batched across streams."""

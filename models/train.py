@@ -136,8 +136,8 @@ def train_codec(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tra
         loss.backward()
         opt.step()
         if step % 20 == 0 or step == tc.codec_steps - 1:
-            run.log_losses(step, {"reconstruction": float(loss)})
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            run.log_losses(step, {"reconstruction": loss.item()})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % tc.checkpoint_every == 0:
             torch.save({"codec": codec.state_dict(), "opt": opt.state_dict(), "step": step + 1}, run.checkpoint)
     codec.cpu().fit_latent_statistics(all_motion(clips))
@@ -185,7 +185,7 @@ def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tr
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1 - decay)
         if step % 10 == 0 or step == tc.steps - 1:
-            values = {k: float(v) for k, v in losses.items()}
+            values = {k: v.item() for k, v in losses.items()}
             run.log_losses(step, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
         if (step + 1) % tc.checkpoint_every == 0 or step == tc.steps - 1:

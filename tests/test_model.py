@@ -1,0 +1,132 @@
+"""The motion model's machinery, on a small randomly initialised network (trained weights: test_model_weights.py)."""
+import numpy as np
+import pytest
+import torch
+
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.generator import generate
+from backchannel.models.model_generator import ModelGenerator
+from backchannel.models.motion import FRAME_RATE, MOTION_DIM, frame_count
+from backchannel.models.motion_model import ModelConfig, MotionModel
+
+from .speech import two_track_dialogue
+
+SMALL = dict(latent_dim=8, d_model=32, heads=2, depth=2, enc_channels=32, enc_hidden=32, bank_slots=8, style_dim=8)
+
+
+def small_model(seed=0, **overrides) -> MotionModel:
+    torch.manual_seed(seed)
+    model = MotionModel(ModelConfig(**{**SMALL, **overrides})).eval()
+    with torch.no_grad():  # variance-keeping weights everywhere (adaLN-Zero starts at zero), so outputs depend on
+        for p in model.parameters():  # the inputs as strongly as in a trained model
+            if p.dim() > 1:
+                p.normal_(0, p.shape[-1] ** -0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def dialogue():
+    return two_track_dialogue()
+
+
+@pytest.fixture(scope="module")
+def short(dialogue):
+    n = 6 * SAMPLE_RATE
+    return dialogue.self_audio[8 * SAMPLE_RATE:8 * SAMPLE_RATE + n], dialogue.other_audio[:n]
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_shapes_and_chunking_invariance(short, chunk):
+    gen = ModelGenerator(model=small_model(chunk=chunk, guide_window=4))
+    a, b = short
+    whole = generate(gen, a, b, seed=5)
+    pieces = generate(gen, a, b, seed=5, chunk_s=0.021)  # 21 ms pieces: joins fall anywhere
+    assert len(whole) == frame_count(len(a) / SAMPLE_RATE)
+    assert whole.motion.shape == (len(whole), MOTION_DIM) and whole.latent.shape == (len(whole), 8)
+    assert set(np.unique(whole.state)) <= {0, 1, 2}
+    np.testing.assert_allclose(pieces.motion, whole.motion, atol=1e-5)
+
+
+def test_future_audio_beyond_lookahead_cannot_change_a_frame(short):
+    gen = ModelGenerator(model=small_model())
+    a, b = short
+    cut = 3 * SAMPLE_RATE
+    first = gen.open_stream(seed=2).feed(a[:cut], b[:cut])
+    noise = np.random.default_rng(0).normal(0, 0.3, len(a) - cut).astype(np.float32)
+    second = gen.open_stream(seed=2).feed(np.concatenate([a[:cut], noise]), np.concatenate([b[:cut], noise]))
+    assert len(first) >= int((cut / SAMPLE_RATE - gen.lookahead_s) * FRAME_RATE) - 1
+    # equal up to float rounding (the encoder saw the rows in calls of different lengths)
+    np.testing.assert_allclose(first.motion, second.motion[:len(first)], atol=1e-5)
+    assert gen.lookahead_s <= 0.066
+
+
+def test_past_audio_does_change_frames(short):
+    """The causality test above must not pass because the model ignores audio."""
+    gen = ModelGenerator(model=small_model())
+    a, b = short
+    quiet = generate(gen, np.zeros_like(a), b, seed=2)
+    spoken = generate(gen, a, b, seed=2)
+    assert np.abs(quiet.motion - spoken.motion).max() > 1e-3
+
+
+def test_batched_streams_match_single_streams(short):
+    gen = ModelGenerator(model=small_model())
+    a, b = short
+    streams = [gen.open_stream(seed=s) for s in (1, 2)]
+    blocks = gen.feed_many([(streams[0], a, b), (streams[1], b, a)])
+    alone = [gen.open_stream(seed=1).feed(a, b), gen.open_stream(seed=2).feed(b, a)]
+    for together, single in zip(blocks, alone):
+        np.testing.assert_allclose(together.motion, single.motion, atol=1e-5)
+
+
+def test_failed_batch_leaves_streams_untouched(short):
+    gen = ModelGenerator(model=small_model())
+    a, b = short
+    stream = gen.open_stream(seed=3)
+    first = stream.feed(a[:SAMPLE_RATE], b[:SAMPLE_RATE])
+    real_step = gen.engine.step
+    gen.engine.step = lambda *args: (_ for _ in ()).throw(RuntimeError("injected"))
+    with pytest.raises(RuntimeError, match="injected"):
+        gen.feed_many([(stream, a[SAMPLE_RATE:2 * SAMPLE_RATE], b[SAMPLE_RATE:2 * SAMPLE_RATE])])
+    gen.engine.step = real_step
+    retried = stream.feed(a[SAMPLE_RATE:2 * SAMPLE_RATE], b[SAMPLE_RATE:2 * SAMPLE_RATE])
+    reference = gen.open_stream(seed=3)
+    reference.feed(a[:SAMPLE_RATE], b[:SAMPLE_RATE])
+    np.testing.assert_allclose(retried.motion, reference.feed(a[SAMPLE_RATE:2 * SAMPLE_RATE],
+                                                              b[SAMPLE_RATE:2 * SAMPLE_RATE]).motion, atol=1e-6)
+    assert retried.first == first.first + len(first)
+
+
+def test_onnx_matches_torch(tmp_path, short):
+    from backchannel.models.export import check_onnx, export_onnx
+
+    model = small_model()
+    diffs = check_onnx(model, *export_onnx(model, tmp_path, steps=2))
+    assert diffs["encoder"] < 1e-4 and diffs["frame_step"] < 1e-4
+    a, b = short  # and the whole streaming path on onnxruntime gives the torch path's frames
+    on_torch = generate(ModelGenerator(model=model, steps=2), a, b, seed=1)
+    on_onnx = generate(ModelGenerator(model=model, steps=2, backend="onnx"), a, b, seed=1)
+    np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
+
+
+def test_tiny_training_run_reduces_the_loss(dialogue, tmp_path):
+    from backchannel.models.generator import make_generator
+    from backchannel.models.train import Run, TrainConfig, fit_input_statistics, train_codec, train_motion
+    from backchannel.models.training_data import make_clip
+
+    labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
+    clips = [make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state)]
+    model = small_model(seed=1)
+    fit_input_statistics(model, clips)
+    tc = TrainConfig(steps=60, batch=8, window_frames=30, warmup=10, codec_steps=150, codec_batch=256,
+                     checkpoint_every=1000)
+    train_codec(model, clips, Run(tmp_path, "codec"), tc, "cpu", progress=False)
+    codec_losses = [float(line.split('"reconstruction": ')[1].rstrip("}\n"))
+                    for line in (tmp_path / "codec-losses.jsonl").open()]
+    assert codec_losses[-1] < 0.5 * codec_losses[0]
+    train_motion(model, clips, Run(tmp_path, "motion"), tc, "cpu", progress=False)
+    import json
+
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "motion-losses.jsonl").open()]
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
+    assert (tmp_path / "motion-losses.png").is_file() and (tmp_path / "motion-checkpoint.pt").is_file()
