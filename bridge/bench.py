@@ -1,4 +1,5 @@
-"""`backchannel bench latency|capacity`; the measuring itself is in latency.py (callable from Python too)."""
+"""`backchannel bench latency|capacity|render`; the measuring itself is in latency.py and models/render/speed.py
+(callable from Python too)."""
 from __future__ import annotations
 
 
@@ -47,6 +48,18 @@ def register(commands) -> None:
         if name == "capacity":
             k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
         k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+    r = kinds.add_parser("render", help="portrait renderer frames per second at several sizes")
+    r.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], metavar="N")
+    r.add_argument("--frames", type=int, default=300, help="frames timed per size (default 300)")
+    r.add_argument("--portrait", metavar="IMG", help="default: the bundled portrait")
+    r.add_argument("--framing", choices=("image", "face"), default="face",
+                   help="face (default) fills the frame with the head: the renderer's most expensive case")
+    r.add_argument("--landmarks", metavar="JSON")
+    r.add_argument("--renderer")
+    r.add_argument("--quality", type=int, default=85, help="JPEG quality for the render+JPEG column")
+    r.add_argument("--threads", type=int, help="OpenCV threads (default: OpenCV's choice)")
+    r.add_argument("--json", metavar="FILE", help="also write the results here")
+    r.set_defaults(func=render_command)
 
 
 def latency_command(args) -> int:
@@ -83,4 +96,40 @@ def capacity_command(args) -> int:
     both = [r["sessions"] for r in rows if r["holds_30fps"] and r["latency_ok"]]
     print(f"holds 30 fps up to {max(held) if held else 0} sessions; "
           f"with p95 end-to-end <= {LATENCY_TARGET_MS:.0f} ms up to {max(both) if both else 0}")
+    return 0
+
+
+def render_command(args) -> int:
+    import json
+    import os
+
+    import cv2
+
+    from backchannel.models.render import BUNDLED_PORTRAIT
+    from backchannel.models.render.portrait import find_landmarks, load_image
+    from backchannel.models.render.speed import measure_render
+
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
+    path = args.portrait or BUNDLED_PORTRAIT
+    image = load_image(path)
+    landmarks = find_landmarks(image, path, args.landmarks)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"portrait {path} ({args.framing} framing), {args.frames} frames per size, {cores} cores, "
+          f"OpenCV threads {cv2.getNumThreads()}, load average {os.getloadavg()[0]:.2f}")
+    print("| size | setup ms | render fps | p50 ms | p95 ms | CPU ms/frame | render+JPEG fps | bare remap fps "
+          "| render / remap |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def row(r: dict) -> None:
+        print(f"| {r['size']} | {r['setup_ms']:.0f} | {r['fps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+              f"{r['cpu_ms_per_frame']:.2f} | {r['fps_with_jpeg']:.0f} | {r['bare_remap_fps']:.0f} | "
+              f"{r['ratio_to_remap']:.1f}x |")
+
+    results = measure_render(image, landmarks, args.sizes, args.frames, args.framing, args.renderer, args.quality,
+                             progress=row)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"portrait": str(path), "framing": args.framing, "frames": args.frames, "cores": cores,
+                       "opencv_threads": cv2.getNumThreads(), "results": results}, f, indent=1)
     return 0

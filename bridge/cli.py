@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "backchannel.bridge.bench",
     "backchannel.models.commands",
     "backchannel.bridge.data",
+    "backchannel.bridge.landmark_files",
 )
 
 

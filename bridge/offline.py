@@ -5,6 +5,8 @@ import json
 import time
 from pathlib import Path
 
+from .portrait_options import add_portrait_arguments, open_renderer
+
 
 def register(commands) -> None:
     p = commands.add_parser("run", help="turn two audio files into a motion file offline")
@@ -15,18 +17,28 @@ def register(commands) -> None:
     p.add_argument("--generator", default=None, help="motion generator (default: the shipped default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", type=json.loads, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
+    add_portrait_arguments(p)
+    p.add_argument("--video", metavar="out.mp4", help="with --portrait: the preview to write "
+                   "(default: the first --out with .mp4); both audio tracks are mixed in")
     p.set_defaults(func=run_command)
 
 
 def run_command(args) -> int:
     from backchannel.models.audio import SAMPLE_RATE, load_audio
     from backchannel.models.generator import Style, generate, make_generator
+    from backchannel.models.motion import FRAME_RATE
 
     from .motion_files import FORMATS, write_motion
 
     for out in args.out:  # fail before the slow part
         if Path(out).suffix.lower() not in FORMATS:
             raise ValueError(f"--out {out}: use one of {', '.join(FORMATS)}")
+    if args.video and not args.portrait:
+        raise ValueError("--video needs --portrait IMG to animate")
+    video = Path(args.video or Path(args.out[0]).with_suffix(".mp4")) if args.portrait else None
+    if video is not None and video.suffix.lower() != ".mp4":
+        raise ValueError(f"--video {video}: write an .mp4")
+    renderer = open_renderer(vars(args)) if args.portrait else None
     self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
     generator = make_generator(args.generator)
     start = time.perf_counter()
@@ -37,4 +49,16 @@ def run_command(args) -> int:
         print(f"wrote {write_motion(out, block)} ({len(block)} frames)")
     print(f"{generator.name}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real time), "
           f"look-ahead {generator.lookahead_s * 1000:.0f} ms")
+    if renderer is not None:
+        from tqdm import tqdm
+
+        from backchannel.models.render.video import mix_tracks, write_video
+
+        start = time.perf_counter()
+        frames = tqdm(renderer.render(block.motion), total=len(block), unit="frame", desc="render", leave=False,
+                      disable=None)  # a bar on a terminal, nothing in logs
+        write_video(video, frames, audio=mix_tracks(self_audio, other_audio))
+        elapsed = time.perf_counter() - start
+        print(f"wrote {video} ({len(block)} frames of {renderer.size}x{renderer.size} at {FRAME_RATE} fps with both "
+              f"tracks mixed; {len(block) / max(elapsed, 1e-9):.0f} frames/s rendered and encoded)")
     return 0

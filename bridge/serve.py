@@ -7,9 +7,11 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from .portrait_options import add_portrait_arguments
+
 # every key a config file may set; each is also a flag (--audio-in for audio_in ...)
 OUTPUT_KEYS = ("livelink", "vmc", "vmc_names", "vmc_session", "mic", "partner_device", "local_session", "device_rate",
-               "ready_file")
+               "ready_file", "portrait", "size", "framing", "landmarks", "renderer", "frame_format", "frame_quality")
 
 
 def register(commands) -> None:
@@ -38,6 +40,7 @@ def register(commands) -> None:
     p.add_argument("--max-sessions", type=int, help="sessions served at once (default 1024)")
     p.add_argument("--stats-interval-s", type=float, help="how often stats are published (default 1)")
     p.add_argument("--ready-file", metavar="FILE.json", help="write the bound endpoints here once serving")
+    add_portrait_arguments(p, frames=True)
     p.set_defaults(func=serve_command)
 
 
@@ -76,6 +79,7 @@ def build_worker(args, generator_factory=None):
     from backchannel.models.generator import make_generator
 
     from .livelink import LiveLinkSink
+    from .portrait_options import settings as portrait_settings
     from .vmc import VmcSink
     from .worker import Worker, WorkerConfig
 
@@ -85,7 +89,11 @@ def build_worker(args, generator_factory=None):
         sinks.append(LiveLinkSink(out["livelink"]))
     if out.get("vmc"):
         sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), out.get("vmc_session")))
+    if out.get("portrait"):
+        portrait_settings(out)  # bad flags fail here; a bad portrait costs only the frames (below)
     worker = Worker(WorkerConfig(**worker_settings), generator_factory or make_generator, sinks)
+    if out.get("portrait"):
+        worker.sinks += frame_sinks(worker, out)
     captures = []
     try:
         if out.get("mic") or out.get("partner_device"):
@@ -101,6 +109,23 @@ def build_worker(args, generator_factory=None):
         worker.close()
         raise
     return worker, captures, out.get("ready_file")
+
+
+def frame_sinks(worker, out: dict) -> list:
+    """`<session>/frame` for every session when a portrait is set; none (motion only, an error logged) when the
+    portrait cannot be used."""
+    from .frames import FrameEncoder, FrameSink
+    from .portrait_options import open_renderer, settings
+
+    try:
+        renderer = open_renderer(out)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        logging.getLogger("backchannel.worker").error("no rendered frames: %s; serving motion only", e)
+        return []
+    s = settings(out)
+    logging.getLogger("backchannel.worker").info("rendering %s at %d x %d as %s frames", s["portrait"],
+                                                 renderer.size, renderer.size, s["frame_format"])
+    return [FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]))]
 
 
 def serve_command(args, generator_factory=None) -> int:

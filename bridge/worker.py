@@ -302,6 +302,10 @@ class Worker:
             self.close_session(name, now)
         if now >= self.next_stats:
             self.publish_stats(now)
+        for sink in self.sinks:  # outputs made off this thread (rendered frames) go out on it, here
+            publish_ready = getattr(sink, "publish_ready", None)
+            if publish_ready is not None:
+                publish_ready()
 
     def feed(self, generator: Generator, items: list[tuple[Session, np.ndarray, np.ndarray]]) -> None:
         """One generator call for all its sessions with new audio. A failure closes only the session it came from:

@@ -1,0 +1,147 @@
+"""Rendered frames for `<session>/frame`: one encoded picture per motion frame, at the motion rate.
+
+FrameEncoder renders and encodes a session's MotionBlock. FrameSink is the worker-side output: the worker hands it
+every block it publishes (`send(session, block)`, the same call its Live Link and VMC sinks take); a render thread
+turns blocks into frames, and the worker's own thread publishes them on its PUB socket when it next calls `send` or
+`publish_ready` (each tick), so motion never waits for pixels and only the worker's thread touches the socket.
+When rendering falls behind real time, blocks that have waited longer than `max_lag_s` are dropped (counted),
+oldest first, so the frames stay live; never motion. A burst (audio sent faster than real time) is rendered in full.
+
+Frame body (msgpack, protocol v1; unknown fields are to be ignored):
+
+    v, seq (motion frame index), t (audio time it answers, s), state, format ("jpeg" | "rgb24"), width, height,
+    data (bytes), rendered and published (wall clock, s since the epoch)
+
+"rgb24" is raw rows top to bottom, 3 bytes a pixel, width * height * 3 bytes in all.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Iterator
+
+import numpy as np
+
+from backchannel.models.motion import STATES, MotionBlock, frame_time
+
+from .protocol import VERSION
+
+log = logging.getLogger("backchannel.frames")
+
+FORMATS = ("jpeg", "rgb24")
+
+
+class FrameEncoder:
+    """Renders and encodes frames with one renderer (it keeps no per-session state, so sessions can share it)."""
+
+    def __init__(self, renderer, fmt: str = "jpeg", quality: int = 85):
+        if fmt not in FORMATS:
+            raise ValueError(f"frame format {fmt!r}: choose from {', '.join(FORMATS)}")
+        if not 1 <= int(quality) <= 100:
+            raise ValueError(f"JPEG quality {quality} must be in 1..100")
+        self.renderer, self.format, self.quality = renderer, fmt, int(quality)
+
+    def encode(self, rgb: np.ndarray) -> bytes:
+        if self.format == "rgb24":
+            return np.ascontiguousarray(rgb, np.uint8).tobytes()
+        import cv2
+
+        ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return jpeg.tobytes()
+
+    def bodies(self, block: MotionBlock) -> Iterator[dict]:
+        """One unpacked body per frame of the block, in order, rendered as it is asked for."""
+        size = self.renderer.size
+        for i, frame in enumerate(self.renderer.render(block.motion)):
+            seq = block.first + i
+            yield {"v": VERSION, "seq": seq, "t": float(frame_time(seq)),
+                   "state": STATES[int(block.state[i])], "format": self.format, "width": size, "height": size,
+                   "data": self.encode(frame), "rendered": time.time()}
+
+
+class FrameSink:
+    """Worker output for `<session>/frame`: renders on its own thread, publishes on the worker's."""
+
+    def __init__(self, pub, encoder: FrameEncoder, max_lag_s: float = 1.0, max_waiting_frames: int = 900):
+        self.pub, self.encoder = pub, encoder
+        self.max_lag_s = max_lag_s
+        self.max_waiting = max_waiting_frames  # bounds memory whatever the lag
+        self.waiting: deque[tuple[str, MotionBlock, float]] = deque()  # blocks not yet rendered, when queued
+        self.ready: deque[tuple[bytes, dict]] = deque()  # rendered frames not yet published
+        self.lock = threading.Condition()
+        self.busy = False
+        self.stopping = False
+        self.dropped = 0  # frames never rendered because rendering fell behind
+        self.errors = 0  # blocks the renderer failed on (their frames are skipped)
+        self.published = 0
+        self.thread = threading.Thread(target=self._render_loop, name="backchannel-frames", daemon=True)
+        self.thread.start()
+
+    def send(self, session: str, block: MotionBlock) -> None:
+        """Queue a published block for rendering (worker thread); publishes whatever frames are ready."""
+        if len(block):
+            with self.lock:
+                self.waiting.append((session, block, time.monotonic()))
+                while sum(len(b) for _, b, _ in self.waiting) > self.max_waiting and len(self.waiting) > 1:
+                    self.dropped += len(self.waiting.popleft()[1])
+                self.lock.notify()
+        self.publish_ready()
+
+    def publish_ready(self) -> int:
+        """Publish the frames rendered so far (worker thread; call it each tick too). Returns how many."""
+        import msgpack
+
+        sent = 0
+        while self.ready:
+            topic, body = self.ready.popleft()
+            body["published"] = time.time()
+            self.pub.send_multipart([topic, msgpack.packb(body, use_bin_type=True)])
+            sent += 1
+        self.published += sent
+        return sent
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Render what is queued (up to `timeout` seconds), publish it, stop the thread."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while (self.waiting or self.busy) and time.monotonic() < deadline:
+                self.lock.wait(0.05)
+            self.stopping = True
+            self.lock.notify()
+        self.thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        self.publish_ready()
+        log.info("frames: %d published, %d dropped (rendering behind), %d blocks failed", self.published,
+                 self.dropped, self.errors)
+
+    def stats(self) -> dict:
+        return {"published": self.published, "dropped": self.dropped, "errors": self.errors}
+
+    def _render_loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.waiting and not self.stopping:
+                    self.lock.wait()
+                if self.stopping:
+                    return
+                late = time.monotonic() - self.max_lag_s
+                while len(self.waiting) > 1 and self.waiting[0][2] < late:  # too far behind: skip to newer
+                    self.dropped += len(self.waiting.popleft()[1])
+                session, block, _ = self.waiting.popleft()
+                self.busy = True
+            try:
+                topic = f"{session}/frame".encode()
+                for body in self.encoder.bodies(block):
+                    self.ready.append((topic, body))
+            except Exception as e:  # a bad frame must not stop the frames of other blocks and sessions
+                self.errors += 1
+                if self.errors == 1 or self.errors % 1000 == 0:
+                    log.error("session %s: rendering frames from %d failed (%d so far): %s", session, block.first,
+                              self.errors, e)
+            finally:
+                with self.lock:
+                    self.busy = False
+                    self.lock.notify_all()
