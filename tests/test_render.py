@@ -16,6 +16,8 @@ from backchannel.models.render import (BUNDLED_PORTRAIT, KEYPOINTS, detect_landm
                                        make_renderer, open_portrait, read_landmarks)
 from backchannel.models.render.landmarks import eye_centre
 
+from .speech import ALLISON
+
 LUMA = np.array([0.299, 0.587, 0.114])
 # mediapipe 0.10.14 publishes wheels for CPython 3.8-3.12 on x86_64 Linux/Windows and macOS; setup installs it there
 MEDIAPIPE_WHEEL = sys.version_info < (3, 13) and platform.machine().lower() in ("x86_64", "amd64", "arm64")
@@ -302,7 +304,7 @@ def test_run_writes_an_mp4_with_both_tracks(tmp_path):
     from backchannel.bridge.motion_files import read_motion
     from backchannel.models.render.video import ffmpeg_exe
 
-    data = Path(__file__).parent / "data" / "allison"
+    data = ALLISON
     video = tmp_path / "talk.mp4"
     out = subprocess.run([sys.executable, "-m", "backchannel.bridge.cli", "run",
                           "--self", str(data / "conf-onlyperson.wav"), "--other", str(data / "agent-pass.wav"),
@@ -327,7 +329,7 @@ def test_run_writes_an_mp4_with_both_tracks(tmp_path):
 def test_run_refuses_video_without_portrait(tmp_path, capsys):
     from backchannel.bridge.cli import main
 
-    data = Path(__file__).parent / "data" / "allison"
+    data = ALLISON
     code = main(["run", "--self", str(data / "agent-pass.wav"), "--other", str(data / "agent-pass.wav"),
                  "--out", str(tmp_path / "m.jsonl"), "--video", str(tmp_path / "v.mp4")])
     assert code == 2 and "--video needs --portrait" in capsys.readouterr().err
