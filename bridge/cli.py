@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "backchannel.models.commands",
     "backchannel.bridge.data",
     "backchannel.bridge.landmark_files",
+    "backchannel.bridge.demo",
 )
 
 

@@ -98,6 +98,7 @@ class BaselineStream(MotionStream):
         self.mean_centroid = 0.0
         self.speech_frames = 0
         self.emphasis = 0.0
+        self.sway_gain = 1.0
         self.smile = 0.0
         self.gestures: list[Gesture] = []
         self.next_blink = self._blink_gap()
@@ -233,7 +234,8 @@ class BaselineStream(MotionStream):
         # head: idle sway always, larger while speaking
         t = k / FRAME_RATE
         freqs, phases = self.sway
-        amp = np.array([0.025, 0.04, 0.015]) * ex * (1.6 if speaking else 1.0)
+        self.sway_gain += 0.05 * ((1.6 if speaking else 1.0) - self.sway_gain)  # no step when the role switches
+        amp = np.array([0.025, 0.04, 0.015]) * ex * self.sway_gain
         row[HEAD_ROTATION] += amp * np.sin(2 * np.pi * freqs[:, 0] * t + phases[:, 0]) * \
             (0.6 + 0.4 * np.sin(2 * np.pi * freqs[:, 1] * t + phases[:, 1]))
         row[HEAD_TRANSLATION.start + 1] += 0.004 * ex * np.sin(2 * np.pi * freqs[0, 0] * t)

@@ -80,7 +80,8 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
     accel = np.abs(np.diff(motion, 2, axis=0)) if n > 2 else np.zeros((0, motion.shape[1]))
     return {
         "frames": n,
-        "lip_pairs": (opening[own], env[own]),
+        # per clip (one recording level and channel) over every frame: opens with the own voice, shut without it
+        "lip_r": pearson(opening, env) if own.any() else float("nan"),
         "bilabial": (closed, bilabials),
         "speaking": (state == SPEAKING, ref == SPEAKING),
         "listening": (state == LISTENING, ref == LISTENING),
@@ -101,7 +102,7 @@ def summarise(per_clip: list[dict]) -> dict:
     leak_own = ratio("leak", 2, 3)
     jitter_frames = max(1, sum(c["jitter"][2] for c in per_clip))
     return {
-        "lip_envelope_r": pearson(cat("lip_pairs", 0), cat("lip_pairs", 1)),
+        "lip_envelope_r": float(np.nanmean([c["lip_r"] for c in per_clip])),
         "pbm_closure": ratio("bilabial", 0, 1),
         "role_f1": 0.5 * (f1(cat("speaking", 0), cat("speaking", 1)) + f1(cat("listening", 0), cat("listening", 1))),
         "switch_latency_ms": 1000 * float(np.median(switches)) if switches else float("nan"),
@@ -118,9 +119,8 @@ def seed_diversity(generate_fn, clip: EvalClip, seeds=(0, 1)) -> dict:
     runs = [generate_fn(clip, seed) for seed in seeds]
     n = min(len(m) for m, _ in runs)
     head = [m[:n, HEAD_ROTATION] for m, _ in runs]
-    own = spans_mask(clip.self_speech, n)
     env = speech_envelope(clip.self_audio, n)
-    lips = [pearson(mouth_openness(m[:n])[own], env[own]) if own.sum() > 2 else float("nan") for m, _ in runs]
+    lips = [pearson(mouth_openness(m[:n]), env) for m, _ in runs]
     return {"head_diff_deg": float(np.degrees(np.abs(head[0] - head[1]).mean())), "lip_r_per_seed": lips}
 
 

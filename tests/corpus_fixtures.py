@@ -1,6 +1,5 @@
 """Shared paths for the corpus tests (only files committed in the repository)."""
-from pathlib import Path
+from backchannel.models import ASSETS
 
-REPO = Path(__file__).resolve().parent.parent
-ALLISON = REPO / "models" / "assets" / "speech" / "allison"  # 14 real prompts, CC-BY-SA-3.0 (README there)
-SAMPLE = REPO / "models" / "assets" / "sample"
+ALLISON = ASSETS / "speech" / "allison"  # 20 real prompts, CC-BY-SA-3.0 (README there)
+SAMPLE = ASSETS / "sample"

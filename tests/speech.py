@@ -9,7 +9,8 @@ import numpy as np
 
 from backchannel.models.audio import SAMPLE_RATE, load_audio
 
-ALLISON = Path(__file__).parents[1] / "models" / "assets" / "speech" / "allison"
+from .corpus_fixtures import ALLISON
+
 
 
 def prompt(name: str) -> tuple[np.ndarray, float, float]:

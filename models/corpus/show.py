@@ -17,12 +17,18 @@ _STATE_COLOURS = {"idle": "#dddddd", "speaking": "#4c78a8", "listening": "#54a24
 
 
 def show(clip_path: str | Path, png: str | Path, start: float = 0.0, end: float | None = None) -> Path:
+    return draw(read_clip(clip_path), png, start, end, Path(clip_path).stem)
+
+
+def draw(clip, png: str | Path, start: float = 0.0, end: float | None = None, name: str = "",
+         title: str | None = None) -> Path:
+    """The picture for any clip-shaped thing: its tracks and metadata with this motion and state (the labels, or
+    what a generator made of the same audio)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    clip = read_clip(clip_path)
     meta, motion = clip.meta, clip.motion
     end = min(end or meta["seconds"], meta["seconds"])
     if end <= start:
@@ -87,7 +93,7 @@ def show(clip_path: str | Path, png: str | Path, start: float = 0.0, end: float 
     ax.set_xlabel("time (s)")
     ax.legend(loc="upper right", fontsize=7, ncol=4)
     ax.set_xlim(start, end)
-    fig.suptitle(f"{meta.get('name', Path(clip_path).stem)}  split={meta.get('split', '?')}  "
+    fig.suptitle(title or f"{meta.get('name', name)}  split={meta.get('split', '?')}  "
                  f"scenario={meta.get('habits', {}).get('scenario', '?')}", fontsize=10)
     fig.tight_layout()
     png = Path(png)

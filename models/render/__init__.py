@@ -5,13 +5,12 @@
     for frame in renderer.render(motion):       # (T, 62) motion rows -> (512, 512, 3) uint8 RGB frames
         ...
 """
-from pathlib import Path
-
+from .. import ASSETS
 from .base import DEFAULT_RENDERER, RENDERERS, Renderer, make_renderer
 from .landmarks import KEYPOINTS, Landmarks, detect_landmarks, landmark_path_for, read_landmarks, write_landmarks
 from .portrait import Portrait, frame_portrait, load_image, open_portrait
 
-BUNDLED_PORTRAIT = Path(__file__).parent.parent / "assets" / "portrait" / "astronaut.png"
+BUNDLED_PORTRAIT = ASSETS / "portrait" / "astronaut.png"
 
 __all__ = ["BUNDLED_PORTRAIT", "DEFAULT_RENDERER", "KEYPOINTS", "RENDERERS", "Landmarks", "Portrait", "Renderer",
            "detect_landmarks", "frame_portrait", "landmark_path_for", "load_image", "make_renderer", "open_portrait",

@@ -1,0 +1,75 @@
+"""The evaluation computes known values on hand-made clips."""
+import numpy as np
+import pytest
+
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.evaluate import EvalClip, clip_metrics, markdown_table, speech_envelope, summarise
+from backchannel.models.motion import BS, FRAME_RATE, IDLE, LISTENING, MOTION_DIM, SPEAKING
+
+SECONDS = 10
+N = SECONDS * FRAME_RATE
+
+
+def tone(amplitude: np.ndarray) -> np.ndarray:
+    t = np.arange(len(amplitude)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+@pytest.fixture
+def clip():
+    """Self speaks 1-4 s (with a loudness ramp), the partner 5-9 s; phrase ends at 6, 7, 8 and 9.5 s."""
+    t = np.arange(SECONDS * SAMPLE_RATE) / SAMPLE_RATE
+    own = ((t >= 1) & (t < 4)) * (0.2 + 0.6 * np.abs(np.sin(np.pi * t)))
+    partner = ((t >= 5) & (t < 9)) * 0.5
+    state = np.full(N, IDLE, np.int8)
+    state[30:120] = SPEAKING
+    state[150:270] = LISTENING
+    phones = [(1.5, 1.6, "p"), (2.0, 2.1, "b"), (2.5, 2.6, "m"), (3.0, 3.1, "m"), (3.5, 3.6, "a")]
+    return EvalClip("hand-made", tone(own), tone(partner), state, phones, [(1.0, 4.0)], [(5.0, 9.0)],
+                    [6.0, 7.0, 8.0, 9.5])
+
+
+def motion_following(clip, shut_phones=3, nod_after=(6.0, 8.0), leak=0.0, state_delay=0):
+    motion = np.zeros((N, MOTION_DIM), np.float32)
+    env = speech_envelope(clip.self_audio, N)
+    motion[:, BS["JawOpen"]] = env / env.max()  # openness exactly proportional to the envelope
+    for start, end, _ in clip.self_phones[:shut_phones]:
+        motion[int(start * FRAME_RATE) + 1, BS["JawOpen"]] = 0.0
+    partner_frames = slice(5 * FRAME_RATE, 9 * FRAME_RATE)
+    motion[partner_frames, BS["JawOpen"]] += leak
+    for t in nod_after:  # a 0.3 s, 0.1 rad nod starting 0.2 s after the phrase end
+        k = int((t + 0.2) * FRAME_RATE)
+        motion[k:k + 9, 52] += 0.1 * np.sin(np.linspace(0, np.pi, 9))
+    state = np.roll(clip.state, state_delay)
+    return motion, state
+
+
+def test_perfect_generator_scores_perfectly_where_it_should(clip):
+    motion, state = motion_following(clip, shut_phones=3)
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    assert s["role_f1"] == pytest.approx(1.0)
+    assert s["switch_latency_ms"] == pytest.approx(0.0)
+    assert s["pbm_closure"] == pytest.approx(3 / 4)  # the fourth bilabial stays open; the vowel does not count
+    assert s["partner_leak"] == pytest.approx(0.0, abs=1e-6)
+    assert s["nods_after_phrase_ends"] == pytest.approx(2 / 3)  # the last end is too close to the clip's end
+    assert s["lip_envelope_r"] > 0.95
+
+
+def test_leak_latency_and_lips_are_measured(clip):
+    motion, state = motion_following(clip, leak=0.3, state_delay=3)
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    own_mean = motion[30:120, BS["JawOpen"]].mean()
+    partner_mean = motion[5 * FRAME_RATE:9 * FRAME_RATE, BS["JawOpen"]].mean()
+    assert s["partner_leak"] == pytest.approx(partner_mean / own_mean, rel=0.02)
+    assert s["switch_latency_ms"] == pytest.approx(100.0)  # three frames late
+    assert s["role_f1"] < 1.0
+    flat = motion.copy()
+    flat[:, BS["JawOpen"]] = 0.3  # a mouth that never moves does not follow the voice
+    assert summarise([clip_metrics(clip, flat, state, np.random.default_rng(0))])["lip_envelope_r"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_table_lists_every_generator(clip):
+    motion, state = motion_following(clip)
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    table = markdown_table({"hand": s, "again": s})
+    assert "| lip-envelope r | >= 0.700 |" in table and table.count("|") > 40 and "again" in table
