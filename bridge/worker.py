@@ -70,7 +70,7 @@ class Session:
 
     def __init__(self, name: str, generator: Generator, seed: int, style: dict, config: WorkerConfig, now: float):
         self.name = name
-        self.aligner = Aligner(now, config.jitter_ms / 1000, config.max_ahead_s, config.max_buffer_s)
+        self.aligner = Aligner(config.jitter_ms / 1000, config.max_ahead_s, config.max_buffer_s)
         self.clock = FrameClock()
         self.generator, self.seed, self.style = generator, seed, dict(style)
         self.stream: MotionStream = generator.open_stream(seed, Style.from_dict(style))

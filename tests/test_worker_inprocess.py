@@ -100,3 +100,18 @@ def test_a_failed_session_is_forgotten_on_open_close_or_idle_timeout(failing_wor
     w.tick(now + w.config.idle_timeout_s + 1)  # nothing came for idle_timeout_s: the client is gone
     w.ingest(chunk("doomed", "self", 0), now + w.config.idle_timeout_s + 1)
     assert "doomed" in w.sessions
+
+
+def test_a_session_opened_before_its_audio_waits_for_both_tracks_to_start(worker):
+    """An app opens the session (to choose a generator) well before the avatar speaks: the track not heard from yet
+    gets its grace period from the session's first audio, not from the `open`."""
+    opened = time.time()
+    worker.control({"type": "open", "session": "npc"}, opened)
+    first = opened + 10.0
+    worker.ingest(chunk("npc", "self"), first)
+    worker.tick(first + 0.001)  # the partner's first chunk is on its way
+    worker.ingest(chunk("npc", "other"), first + 0.002)
+    worker.tick(first + 0.002)
+    session = worker.sessions["npc"]
+    assert session.errors == {} and session.stats()["tracks"]["other"]["concealed_s"] == 0
+    assert session.stats()["audio_s"] == pytest.approx(0.1) and session.next_seq == 3
