@@ -112,6 +112,7 @@ class Worker:
         self.frames = 0
         self.started = time.time()
         self.next_stats = self.started + self.config.stats_interval_s
+        self.looked = self.started  # when the audio socket was last found with nothing unread (see tick)
         self.stopping = False
 
         self.ctx = context or zmq.Context.instance()
@@ -152,21 +153,28 @@ class Worker:
     def step(self, timeout_ms: int = 5) -> None:
         """One loop turn: wait briefly for traffic, take it in, then tick."""
         events = dict(self.poller.poll(timeout_ms))
-        now = time.time()
         if self.pull in events:
-            for _ in range(1000):  # bounded so control requests and ticks are never starved
-                try:
-                    parts = self.pull.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    self.ingest(parts, now)
-                except Exception as e:  # a bug must cost one message, not the worker
-                    log.exception("failed on an audio message")
-                    self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
+            self.drain()
+        else:
+            self.looked = time.time()
         if self.rep in events:
-            self.rep.send(self.handle_control(self.rep.recv_multipart(), now))
-        self.tick(time.time())
+            self.rep.send(self.handle_control(self.rep.recv_multipart(), time.time()))
+        self.tick(time.time(), self.looked)
+
+    def drain(self) -> None:
+        """Take in the waiting audio, each message stamped when it was taken (a long drain must not make the last
+        ones look older than they are)."""
+        for _ in range(1000):  # bounded so control requests and ticks are never starved
+            try:
+                parts = self.pull.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                self.looked = time.time()
+                return
+            try:
+                self.ingest(parts, time.time())
+            except Exception as e:  # a bug must cost one message, not the worker
+                log.exception("failed on an audio message")
+                self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
 
     def shutdown(self) -> None:
         """Close every session (their last frames go out), then the sockets."""
@@ -284,7 +292,12 @@ class Worker:
 
     # --- the tick -------------------------------------------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, looked: float | None = None) -> None:
+        """Release, feed, publish. The jitter deadlines are judged as of `looked` (default `now`), when the audio
+        socket last held nothing unread: audio still waiting there has not missed its deadline, however long the
+        worker itself took since (a long drain, a control request loading a generator, a busy machine). While the
+        worker lags behind its socket, deadlines wait; both tracks' audio is still released as it comes."""
+        looked = now if looked is None else looked
         batches: dict[int, list[tuple[Session, np.ndarray, np.ndarray]]] = defaultdict(list)
         for session in list(self.sessions.values()):
             if session.switch_to is not None:
@@ -294,13 +307,13 @@ class Worker:
                     self.session_failed(session, "generator_error", e)
                     continue
             try:
-                a, b = session.aligner.release(now)
+                a, b = session.aligner.release(looked)
             except Exception as e:  # a bug must cost this session, not the others
                 self.session_failed(session, "internal_error", e)
                 continue
             if len(a):
                 # audio released by a deadline (concealment) was "there" when the deadline passed
-                session.ready = now if session.aligner.forced else session.last_audio
+                session.ready = looked if session.aligner.forced else session.last_audio
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
             self.feed(items[0][0].generator, items)

@@ -1,5 +1,6 @@
 """The worker driven step by step in this process, where the test must see inside: batching and session limits."""
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from backchannel.bridge import protocol
 from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.worker import Worker, WorkerConfig
 
-from .helpers import EnergyGenerator, energy_factory
+from .helpers import EnergyGenerator, energy_factory, push_socket
 
 ANY_PORT = dict(audio_in="tcp://127.0.0.1:*", motion_out="tcp://127.0.0.1:*", control="tcp://127.0.0.1:*")
 
@@ -115,3 +116,43 @@ def test_a_session_opened_before_its_audio_waits_for_both_tracks_to_start(worker
     session = worker.sessions["npc"]
     assert session.errors == {} and session.stats()["tracks"]["other"]["concealed_s"] == 0
     assert session.stats()["audio_s"] == pytest.approx(0.1) and session.next_seq == 3
+
+
+def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadline(monkeypatch):
+    """A control request that takes long (opening a session whose generator loads its weights) while both tracks
+    stream: the partner's chunk that came in meanwhile was waiting unread in the socket, so it did not miss its
+    deadline and must not be concealed and then refused as late."""
+    import zmq
+
+    from backchannel.bridge import worker as worker_module
+
+    clock = [100.0]
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: clock[0], process_time=time.process_time))
+    audio = [chunk("live", track, seq, seconds=0.02) for seq in range(2) for track in ("self", "other")]
+
+    def factory(name=None):
+        if name == "slow":  # loading weights: 100 ms pass, and the partner's chunk 1 arrives meanwhile
+            clock[0] += 0.1
+            push.send(audio[3][0])
+        return EnergyGenerator()
+
+    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=factory)
+    push, req = push_socket(w.local_audio), w.ctx.socket(zmq.REQ)
+    req.connect(w.endpoints["control"])
+    try:
+        for parts in audio[:2]:
+            push.send(parts[0])
+        w.step(1000)  # chunks 0 of both tracks, taken in at 100.0 and released
+        clock[0] = 100.02
+        push.send(audio[2][0])  # self chunk 1, on time
+        req.send(protocol.control_request("open", session="other-npc", generator="slow"))
+        assert w.pull.poll(1000) and w.rep.poll(1000)
+        w.step(0)  # takes in self chunk 1, then opens the slow session
+        w.step(0)  # takes in other chunk 1
+        assert protocol.unpack(req.recv())["ok"]
+        live = w.sessions["live"]
+        assert live.errors == {}  # before: {"late": 1}, the partner's chunk replaced by silence
+        assert live.stats()["tracks"]["other"]["concealed_s"] == 0 and live.aligner.released == 640
+    finally:
+        push.close(0), req.close(0)
+        w.shutdown()
