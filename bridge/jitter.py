@@ -10,10 +10,11 @@ Waiting policy (all deadlines are wall-clock, `jitter_s` after the evidence):
   * a hole inside a track (a chunk lost or still in flight while later ones arrived) is waited for until
     `jitter_s` after the earliest later chunk arrived, then concealed;
   * a track stops holding the other back once it is *idle*: it has sent nothing yet and the session's first audio
-    (on either track) came `jitter_s` ago, or its last chunk's audio has had time to be followed (arrival + chunk length + `jitter_s`) and
-    nothing followed. An idle track is concealed up to where the other track reaches, so a session with one track
-    (a game that only sends the avatar's voice) flows with no added delay after the first `jitter_s`. When an idle
-    track sends again it joins at the current position; audio for times already released is dropped as late.
+    (on either track) came `jitter_s` ago, or its last chunk's audio has had time to be followed (arrival + chunk
+    length + `jitter_s`) and nothing followed. An idle track is concealed up to where the other track reaches, so a
+    session with one track (a game that only sends the avatar's voice) flows with no added delay after the first
+    `jitter_s`. When an idle track sends again it joins at the current position; audio for times already released is
+    dropped as late.
 
 Concealment is silence, not a repeat or a fade: the generator turns energy into mouth motion, so invented audio
 would invent lip movement, while silence reads as the short pause it is; the step into silence is one sample and
