@@ -9,11 +9,12 @@ Waiting policy (all deadlines are wall-clock, `jitter_s` after the evidence):
     its time plus the generator's look-ahead;
   * a hole inside a track (a chunk lost or still in flight while later ones arrived) is waited for until
     `jitter_s` after the earliest later chunk arrived, then concealed;
-  * a track stops holding the other back once it is *idle*: it has sent nothing yet and the session is older than
-    `jitter_s`, or its last chunk's audio has had time to be followed (arrival + chunk length + `jitter_s`) and
-    nothing followed. An idle track is concealed up to where the other track reaches, so a session with one track
-    (a game that only sends the avatar's voice) flows with no added delay after the first `jitter_s`. When an idle
-    track sends again it joins at the current position; audio for times already released is dropped as late.
+  * a track stops holding the other back once it is *idle*: it has sent nothing yet and the session's first audio
+    (on either track) came `jitter_s` ago, or its last chunk's audio has had time to be followed (arrival + chunk
+    length + `jitter_s`) and nothing followed. An idle track is concealed up to where the other track reaches, so a
+    session with one track (a game that only sends the avatar's voice) flows with no added delay after the first
+    `jitter_s`. When an idle track sends again it joins at the current position; audio for times already released is
+    dropped as late.
 
 Concealment is silence, not a repeat or a fade: the generator turns energy into mouth motion, so invented audio
 would invent lip movement, while silence reads as the short pause it is; the step into silence is one sample and
@@ -132,9 +133,9 @@ class TrackBuffer:
             self.concealed += gap * SAMPLE_RATE // self.rate
             self._advance()
 
-    def idle(self, now: float, since: float, jitter_s: float) -> bool:
+    def idle(self, now: float, first_audio: float | None, jitter_s: float) -> bool:
         if self.last_arrival is None:
-            return now - since >= jitter_s
+            return first_audio is not None and now - first_audio >= jitter_s
         return not self.pending and now >= self.last_arrival + self.last_span + jitter_s
 
     def conceal_to(self, target16: int) -> None:
@@ -178,15 +179,20 @@ class TrackBuffer:
 class Aligner:
     """The two tracks of one session, released together."""
 
-    def __init__(self, now: float, jitter_s: float = 0.04, max_ahead_s: float = 30.0, max_buffer_s: float = 10.0):
-        self.created = now
+    def __init__(self, jitter_s: float = 0.04, max_ahead_s: float = 30.0, max_buffer_s: float = 10.0):
+        # when the session's first chunk arrived: a session may be opened long before anyone speaks, and a track not
+        # heard from yet may only be given up on jitter_s after the other started
+        self.first_audio: float | None = None
         self.jitter_s, self.max_ahead_s, self.max_buffer_s = jitter_s, max_ahead_s, max_buffer_s
         self.tracks = {"self": TrackBuffer("self"), "other": TrackBuffer("other")}
         self.released = 0  # 16 kHz samples handed out per track
         self.forced = False  # whether the last release had to conceal (a deadline passed) rather than just wait
 
     def add(self, chunk: AudioChunk, now: float) -> tuple[float, float] | None:
-        return self.tracks[chunk.track].add(chunk, now, self.released, self.max_ahead_s, self.max_buffer_s)
+        span = self.tracks[chunk.track].add(chunk, now, self.released, self.max_ahead_s, self.max_buffer_s)
+        if self.first_audio is None:
+            self.first_audio = now
+        return span
 
     def release(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Equal-length, aligned 16 kHz audio for both tracks, as far as the waiting policy allows (maybe empty)."""
@@ -194,7 +200,7 @@ class Aligner:
         concealed = sum(tr.concealed for tr in tracks)
         for tr in tracks:
             tr.conceal_holes(now, self.jitter_s)
-        waiting = [tr for tr in tracks if not tr.idle(now, self.created, self.jitter_s)]
+        waiting = [tr for tr in tracks if not tr.idle(now, self.first_audio, self.jitter_s)]
         target = min(tr.coverage for tr in waiting) if waiting else max(tr.end16 for tr in tracks)
         out = self._release_to(target)
         self.forced = sum(tr.concealed for tr in tracks) > concealed

@@ -52,6 +52,7 @@ ERROR_KINDS = {
     "bad_style": "style is not a map of numbers",
     "bad_seed": "seed is not an integer",
     "generator_error": "the generator failed on this session's audio (the session was closed)",
+    "session_failed": "audio or a request for a session closed after a failure, before its client sent end or open",
     "internal_error": "the worker failed on this message (a bug: the log has the trace); nothing else is affected",
 }
 

@@ -70,7 +70,7 @@ class Session:
 
     def __init__(self, name: str, generator: Generator, seed: int, style: dict, config: WorkerConfig, now: float):
         self.name = name
-        self.aligner = Aligner(now, config.jitter_ms / 1000, config.max_ahead_s, config.max_buffer_s)
+        self.aligner = Aligner(config.jitter_ms / 1000, config.max_ahead_s, config.max_buffer_s)
         self.clock = FrameClock()
         self.generator, self.seed, self.style = generator, seed, dict(style)
         self.stream: MotionStream = generator.open_stream(seed, Style.from_dict(style))
@@ -105,11 +105,14 @@ class Worker:
         self.generators: dict[str | None, Generator] = {}
         self.default_generator = self._generator(self.config.generator)  # fail at start, not on the first audio
         self.sessions: dict[str, Session] = {}
+        # sessions closed by a failure -> their last audio; see session_failed
+        self.failed: dict[str, float] = {}
         self.errors: Counter[str] = Counter()
         self.logged_kinds: set[str] = set()
         self.frames = 0
         self.started = time.time()
         self.next_stats = self.started + self.config.stats_interval_s
+        self.looked = self.started  # when the audio socket was last found with nothing unread (see tick)
         self.stopping = False
 
         self.ctx = context or zmq.Context.instance()
@@ -150,21 +153,28 @@ class Worker:
     def step(self, timeout_ms: int = 5) -> None:
         """One loop turn: wait briefly for traffic, take it in, then tick."""
         events = dict(self.poller.poll(timeout_ms))
-        now = time.time()
         if self.pull in events:
-            for _ in range(1000):  # bounded so control requests and ticks are never starved
-                try:
-                    parts = self.pull.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    self.ingest(parts, now)
-                except Exception as e:  # a bug must cost one message, not the worker
-                    log.exception("failed on an audio message")
-                    self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
+            self.drain()
+        else:
+            self.looked = time.time()
         if self.rep in events:
-            self.rep.send(self.handle_control(self.rep.recv_multipart(), now))
-        self.tick(time.time())
+            self.rep.send(self.handle_control(self.rep.recv_multipart(), time.time()))
+        self.tick(time.time(), self.looked)
+
+    def drain(self) -> None:
+        """Take in the waiting audio, each message stamped when it was taken (a long drain must not make the last
+        ones look older than they are)."""
+        for _ in range(1000):  # bounded so control requests and ticks are never starved
+            try:
+                parts = self.pull.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                self.looked = time.time()
+                return
+            try:
+                self.ingest(parts, time.time())
+            except Exception as e:  # a bug must cost one message, not the worker
+                log.exception("failed on an audio message")
+                self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
 
     def shutdown(self) -> None:
         """Close every session (their last frames go out), then the sockets."""
@@ -201,6 +211,11 @@ class Worker:
         if isinstance(chunk, protocol.EndOfAudio):
             if chunk.session in self.sessions:
                 self.close_session(chunk.session, now)
+            self.failed.pop(chunk.session, None)  # its client is done with it: the name may start afresh
+            return
+        if chunk.session in self.failed:
+            self.failed[chunk.session] = now
+            self.reject(self._failed_error(chunk.session))
             return
         session = self.sessions.get(chunk.session)
         if session is None:
@@ -240,6 +255,7 @@ class Worker:
         except Exception as e:  # the generator could not open a stream (a bad style value...)
             raise ProtocolError("generator_error", f"{gen.name} cannot open a stream: {type(e).__name__}: {e}") from None
         self.sessions[name] = session
+        self.failed.pop(name, None)  # reopened on purpose after a failure
         log.info("session %s opened (generator %s)", name, gen.name)
         return session
 
@@ -253,9 +269,8 @@ class Worker:
             for block in blocks + [session.stream.flush()]:
                 self.publish(session, block)
         except Exception as e:  # a failing generator must not take the worker down
-            self.session_failed(session, "generator_error", e)
-        self.pub.send_multipart([protocol.topic(name, "stats"), protocol.pack({**session.stats(), "closed": True,
-                                                                               "published": time.time()})])
+            self.report_failure(session, "generator_error", e)
+        self.publish_closed(session)
         log.info("session %s closed: %d frames, %.1f s of audio", name, session.next_seq,
                  session.aligner.released / SAMPLE_RATE)
         return session
@@ -277,7 +292,12 @@ class Worker:
 
     # --- the tick -------------------------------------------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, looked: float | None = None) -> None:
+        """Release, feed, publish. The jitter deadlines are judged as of `looked` (default `now`), when the audio
+        socket last held nothing unread: audio still waiting there has not missed its deadline, however long the
+        worker itself took since (a long drain, a control request loading a generator, a busy machine). While the
+        worker lags behind its socket, deadlines wait; both tracks' audio is still released as it comes."""
+        looked = now if looked is None else looked
         batches: dict[int, list[tuple[Session, np.ndarray, np.ndarray]]] = defaultdict(list)
         for session in list(self.sessions.values()):
             if session.switch_to is not None:
@@ -287,19 +307,21 @@ class Worker:
                     self.session_failed(session, "generator_error", e)
                     continue
             try:
-                a, b = session.aligner.release(now)
+                a, b = session.aligner.release(looked)
             except Exception as e:  # a bug must cost this session, not the others
                 self.session_failed(session, "internal_error", e)
                 continue
             if len(a):
                 # audio released by a deadline (concealment) was "there" when the deadline passed
-                session.ready = now if session.aligner.forced else session.last_audio
+                session.ready = looked if session.aligner.forced else session.last_audio
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
             self.feed(items[0][0].generator, items)
         for name in [n for n, s in self.sessions.items() if now - s.last_audio > self.config.idle_timeout_s]:
             log.info("session %s idle for %.0f s", name, self.config.idle_timeout_s)
             self.close_session(name, now)
+        for name in [n for n, last in self.failed.items() if now - last > self.config.idle_timeout_s]:
+            del self.failed[name]
         if now >= self.next_stats:
             self.publish_stats(now)
         for sink in self.sinks:  # outputs made off this thread (rendered frames) go out on it, here
@@ -333,10 +355,24 @@ class Worker:
             return None
 
     def session_failed(self, session: Session, kind: str, error: Exception) -> None:
-        self.reject(ProtocolError(kind, f"{type(error).__name__}: {error}"), session)
-        log.error("session %s closed after a failure (generator %s)", session.name, session.generator.name,
-                  exc_info=error)
+        """Close a session after a failure. Its client does not know yet and keeps streaming; that audio must not
+        open a new session under the same name (with the default generator, a hole where the failure was and frame
+        seqs from 0 again), so it is refused as `session_failed` until the client sends `end`, opens or closes the
+        session, or sends nothing for idle_timeout_s."""
+        self.report_failure(session, kind, error)
         self.sessions.pop(session.name, None)
+        self.failed[session.name] = session.last_audio
+        if len(self.failed) > self.config.max_sessions:  # bounded: forget the oldest failure
+            del self.failed[next(iter(self.failed))]
+        self.publish_closed(session)
+
+    def report_failure(self, session: Session, kind: str, error: Exception) -> None:
+        self.reject(ProtocolError(kind, f"{type(error).__name__}: {error}"), session)
+        log.error("session %s failed (generator %s)", session.name, session.generator.name, exc_info=error)
+
+    def _failed_error(self, name: str) -> ProtocolError:
+        return ProtocolError("session_failed", f"session {name} was closed after a failure (its last stats say "
+                                               "why); send end or open it again")
 
     # --- output ---------------------------------------------------------------------------------------------------
 
@@ -362,6 +398,10 @@ class Worker:
             sink.send(session.name, block)
         session.next_seq = block.first + len(block)
         self.frames += len(block)
+
+    def publish_closed(self, session: Session) -> None:
+        self.pub.send_multipart([protocol.topic(session.name, "stats"),
+                                 protocol.pack({**session.stats(), "closed": True, "published": time.time()})])
 
     def publish_stats(self, now: float) -> None:
         self.next_stats = now + self.config.stats_interval_s
@@ -418,6 +458,8 @@ class Worker:
                 raise ProtocolError("session_exists", f"session {name} is already open (close it first)")
             return self.open_session(name, now, req.get("generator"), req.get("seed"), req.get("style")).stats()
         if kind == "close":
+            if self.failed.pop(name, None) is not None:  # already closed; the client's close ends the refusal
+                raise self._failed_error(name)
             self._session(name)
             return self.close_session(name, now).stats()
         # set: the change takes effect from the last 0.1 s grid line (see switch_stream)
@@ -428,6 +470,8 @@ class Worker:
                 "style": session.switch_to[2]}
 
     def _session(self, name: str) -> Session:
+        if name in self.failed:
+            raise self._failed_error(name)
         if name not in self.sessions:
             raise ProtocolError("unknown_session", f"no open session {name!r}")
         return self.sessions[name]

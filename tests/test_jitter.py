@@ -39,13 +39,13 @@ def run(aligner: Aligner, arrivals: list[tuple[float, AudioChunk]], until: float
 def test_in_order_tracks_come_out_aligned_and_untouched():
     x, y = tone(0.5), tone(0.5, freq=500)
     arrivals = [(c.t, c) for c in chunks("self", x)] + [(c.t, c) for c in chunks("other", y)]
-    a, b = run(Aligner(0.0, JITTER), arrivals, 0.6)
+    a, b = run(Aligner(JITTER), arrivals, 0.6)
     np.testing.assert_array_equal(a, x)
     np.testing.assert_array_equal(b, y)
 
 
 def test_release_waits_for_both_tracks_then_goes_at_once():
-    al = Aligner(0.0, JITTER)
+    al = Aligner(JITTER)
     x = tone(0.1)
     s, o = chunks("self", x), chunks("other", x)
     al.add(s[0], 0.0)
@@ -59,7 +59,7 @@ def test_reordered_chunks_within_the_deadline_are_put_back_in_place():
     x, y = tone(1.0), tone(1.0, freq=700)
     rng = np.random.default_rng(0)
     arrivals = [(c.t + rng.uniform(0, 0.03), c) for c in chunks("self", x) + chunks("other", y)]
-    a, b = run(Aligner(0.0, JITTER), arrivals, 1.2)
+    a, b = run(Aligner(JITTER), arrivals, 1.2)
     np.testing.assert_array_equal(a, x)
     np.testing.assert_array_equal(b, y)
 
@@ -68,7 +68,7 @@ def test_a_lost_chunk_is_concealed_as_silence_and_the_rest_stays_in_place():
     x = tone(0.5)
     cs = chunks("self", x)
     lost = cs.pop(10)
-    al = Aligner(0.0, JITTER)
+    al = Aligner(JITTER)
     a, b = run(al, [(c.t, c) for c in cs] + [(c.t, c) for c in chunks("other", x)], 0.6)
     assert len(a) == len(x)
     expected = x.copy()
@@ -79,7 +79,7 @@ def test_a_lost_chunk_is_concealed_as_silence_and_the_rest_stays_in_place():
 
 
 def test_duplicates_and_late_chunks_are_refused():
-    al = Aligner(0.0, JITTER)
+    al = Aligner(JITTER)
     cs = chunks("self", tone(0.2))
     al.add(cs[0], 0.0)
     with pytest.raises(ProtocolError) as e:
@@ -93,7 +93,7 @@ def test_duplicates_and_late_chunks_are_refused():
 
 
 def test_a_session_with_one_track_flows_without_waiting_after_the_first_deadline():
-    al = Aligner(0.0, JITTER)
+    al = Aligner(JITTER)
     cs = chunks("self", tone(0.3))
     al.add(cs[0], 0.0)
     assert len(al.release(0.0)[0]) == 0  # the other track might still start
@@ -109,7 +109,7 @@ def test_a_track_that_goes_quiet_stops_holding_the_other_and_rejoins_in_place():
     x = tone(1.0)
     y = tone(1.0, freq=600)
     other = [c for c in chunks("other", y) if not 0.3 <= c.t < 0.6]  # the partner's app sends nothing for 0.3 s
-    a, b = run(Aligner(0.0, JITTER), [(c.t + 0.02, c) for c in chunks("self", x)]
+    a, b = run(Aligner(JITTER), [(c.t + 0.02, c) for c in chunks("self", x)]
                + [(c.t + 0.02, c) for c in other], 1.2)
     np.testing.assert_array_equal(a, x)
     expected = y.copy()
@@ -121,14 +121,14 @@ def test_tracks_at_different_rates_are_aligned_on_t():
     x16 = tone(0.5, freq=440)
     x48 = tone(0.5, rate=48000, freq=440)  # the same sound at 48 kHz
     arrivals = [(c.t, c) for c in chunks("self", x16)] + [(c.t, c) for c in chunks("other", x48, 48000, 960)]
-    a, b = run(Aligner(0.0, JITTER), arrivals, 0.6)
+    a, b = run(Aligner(JITTER), arrivals, 0.6)
     assert len(a) == len(b) == len(x16)
     np.testing.assert_allclose(b, resample(x48, 48000), atol=1e-6)
     assert np.abs(a[200:-200] - b[200:-200]).max() < 0.01  # same sound, same place
 
 
 def test_a_track_that_starts_late_is_placed_at_its_t():
-    al = Aligner(0.0, JITTER)
+    al = Aligner(JITTER)
     x = tone(0.4)
     late_start = AudioChunk("s", "other", 0, 0.2, 48000, tone(0.1, rate=48000, start=0.2))
     arrivals = [(c.t, c) for c in chunks("self", x)] + [(0.01, late_start)]
@@ -139,7 +139,7 @@ def test_a_track_that_starts_late_is_placed_at_its_t():
 
 
 def test_bounds_protect_memory():
-    al = Aligner(0.0, JITTER, max_ahead_s=30.0, max_buffer_s=1.0)
+    al = Aligner(JITTER, max_ahead_s=30.0, max_buffer_s=1.0)
     with pytest.raises(ProtocolError) as e:
         al.add(AudioChunk("s", "self", 0, 1e6, 16000, tone(0.01)), 0.0)
     assert e.value.kind == "bad_time"

@@ -244,9 +244,17 @@ def test_a_generator_failure_closes_only_its_session(worker, receiver):
     push = push_socket(worker["audio_in"])
     send_chunks(push, sorted(chunks, key=lambda c: c.end), realtime=False)
     push.send(protocol.end_message("fine"))
-    assert len(collect(receiver, ["fine"])["fine"]["motion"]) == 30
+    got = collect(receiver, ["fine", "doomed"])  # a failed session's subscribers are told it closed, and why
+    assert len(got["fine"]["motion"]) == 30 and got["fine"]["closed"]["errors"] == {}
+    doomed = got["doomed"]
+    assert doomed["closed"]["errors"] == {"generator_error": 1} and doomed["closed"]["frames"] == len(doomed["motion"])
+    assert all(b["blendshapes"][BS["JawOpen"]] == 0 for b in doomed["motion"])  # only the silence before it failed
+    # its chunks still on the way when it failed were refused, not served by a new session under its name
     stats = control.call("stats")
     assert "doomed" not in stats["sessions"] and stats["errors"]["generator_error"] >= 1
+    assert control.request("stats", session="doomed")["error"] == "session_failed"
+    push.send(protocol.end_message("doomed"))  # the client ends it
+    push.close()
 
 
 def test_a_one_track_session_flows_live(worker, receiver):

@@ -1,20 +1,31 @@
 """The worker driven step by step in this process, where the test must see inside: batching and session limits."""
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from backchannel.bridge import protocol
+from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.worker import Worker, WorkerConfig
 
-from .helpers import EnergyGenerator
+from .helpers import EnergyGenerator, energy_factory, push_socket
+
+ANY_PORT = dict(audio_in="tcp://127.0.0.1:*", motion_out="tcp://127.0.0.1:*", control="tcp://127.0.0.1:*")
 
 
 @pytest.fixture
 def worker():
     gen = EnergyGenerator()
-    w = Worker(WorkerConfig(audio_in="tcp://127.0.0.1:*", motion_out="tcp://127.0.0.1:*",
-                            control="tcp://127.0.0.1:*", max_sessions=3), generator_factory=lambda name=None: gen)
+    w = Worker(WorkerConfig(**ANY_PORT, max_sessions=3), generator_factory=lambda name=None: gen)
+    yield w
+    w.shutdown()
+
+
+@pytest.fixture
+def failing_worker():
+    """Sessions may choose the test generator `broken`, which fails on any sound."""
+    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=energy_factory)
     yield w
     w.shutdown()
 
@@ -42,3 +53,106 @@ def test_sessions_beyond_the_limit_are_refused_and_counted(worker):
     worker.close_session("a", now)
     worker.ingest(chunk("d", "self"), now)
     assert "d" in worker.sessions
+
+
+def fail_doomed(worker, now):
+    worker.open_session("doomed", now, generator="broken")
+    worker.ingest(chunk("doomed", "self", 0), now)
+    worker.ingest(chunk("doomed", "other", 0), now)
+    worker.tick(now)  # the generator fails on the first audio it is fed
+    assert "doomed" not in worker.sessions and worker.errors["generator_error"] == 1
+
+
+def test_audio_still_coming_for_a_failed_session_is_refused_until_its_client_ends_it(failing_worker):
+    w, now = failing_worker, time.time()
+    fail_doomed(w, now)
+    for seq in (1, 2):  # the client does not know yet: these were already on the way
+        w.ingest(chunk("doomed", "self", seq), now)
+        w.ingest(chunk("doomed", "other", seq), now)
+    w.tick(now)
+    assert "doomed" not in w.sessions  # not re-opened with the default generator, a hole and frame seqs from 0
+    assert w.errors["session_failed"] == 4
+    with pytest.raises(ProtocolError) as e:
+        w.control({"type": "stats", "session": "doomed"}, now)
+    assert e.value.kind == "session_failed"
+    w.ingest([protocol.end_message("doomed")], now)  # the client ends it: the name may start afresh
+    w.ingest(chunk("doomed", "self", 0), now)
+    assert w.sessions["doomed"].generator.name == "energy"
+
+
+def test_a_failed_session_is_forgotten_on_open_close_or_idle_timeout(failing_worker):
+    w, now = failing_worker, time.time()
+    fail_doomed(w, now)
+    w.control({"type": "open", "session": "doomed"}, now)  # reopened on purpose
+    assert w.sessions["doomed"].generator.name == "energy"
+    w.close_session("doomed", now)
+
+    w.errors.clear()
+    fail_doomed(w, now)
+    with pytest.raises(ProtocolError) as e:  # the app's own close: told it had failed, and the refusal ends
+        w.control({"type": "close", "session": "doomed"}, now)
+    assert e.value.kind == "session_failed"
+    w.ingest(chunk("doomed", "self", 5), now)
+    assert "doomed" in w.sessions
+    w.close_session("doomed", now)
+
+    w.errors.clear()
+    fail_doomed(w, now)
+    w.tick(now + w.config.idle_timeout_s + 1)  # nothing came for idle_timeout_s: the client is gone
+    w.ingest(chunk("doomed", "self", 0), now + w.config.idle_timeout_s + 1)
+    assert "doomed" in w.sessions
+
+
+def test_a_session_opened_before_its_audio_waits_for_both_tracks_to_start(worker):
+    """An app opens the session (to choose a generator) well before the avatar speaks: the track not heard from yet
+    gets its grace period from the session's first audio, not from the `open`."""
+    opened = time.time()
+    worker.control({"type": "open", "session": "npc"}, opened)
+    first = opened + 10.0
+    worker.ingest(chunk("npc", "self"), first)
+    worker.tick(first + 0.001)  # the partner's first chunk is on its way
+    worker.ingest(chunk("npc", "other"), first + 0.002)
+    worker.tick(first + 0.002)
+    session = worker.sessions["npc"]
+    assert session.errors == {} and session.stats()["tracks"]["other"]["concealed_s"] == 0
+    assert session.stats()["audio_s"] == pytest.approx(0.1) and session.next_seq == 3
+
+
+def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadline(monkeypatch):
+    """A control request that takes long (opening a session whose generator loads its weights) while both tracks
+    stream: the partner's chunk that came in meanwhile was waiting unread in the socket, so it did not miss its
+    deadline and must not be concealed and then refused as late."""
+    import zmq
+
+    from backchannel.bridge import worker as worker_module
+
+    clock = [100.0]
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: clock[0], process_time=time.process_time))
+    audio = [chunk("live", track, seq, seconds=0.02) for seq in range(2) for track in ("self", "other")]
+
+    def factory(name=None):
+        if name == "slow":  # loading weights: 100 ms pass, and the partner's chunk 1 arrives meanwhile
+            clock[0] += 0.1
+            push.send(audio[3][0])
+        return EnergyGenerator()
+
+    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=factory)
+    push, req = push_socket(w.local_audio), w.ctx.socket(zmq.REQ)
+    req.connect(w.endpoints["control"])
+    try:
+        for parts in audio[:2]:
+            push.send(parts[0])
+        w.step(1000)  # chunks 0 of both tracks, taken in at 100.0 and released
+        clock[0] = 100.02
+        push.send(audio[2][0])  # self chunk 1, on time
+        req.send(protocol.control_request("open", session="other-npc", generator="slow"))
+        assert w.pull.poll(1000) and w.rep.poll(1000)
+        w.step(0)  # takes in self chunk 1, then opens the slow session
+        w.step(0)  # takes in other chunk 1
+        assert protocol.unpack(req.recv())["ok"]
+        live = w.sessions["live"]
+        assert live.errors == {}  # before: {"late": 1}, the partner's chunk replaced by silence
+        assert live.stats()["tracks"]["other"]["concealed_s"] == 0 and live.aligner.released == 640
+    finally:
+        push.close(0), req.close(0)
+        w.shutdown()
