@@ -28,7 +28,8 @@ def register(commands) -> None:
     p.add_argument("--data", required=True, help="corpus folder")
     p.add_argument("--split", action="append", default=None, help="split(s) to score (default: test, test-real)")
     p.add_argument("--generator", default="model,baseline",
-                   help="comma list: model, baseline, labels, model@STEPS, model:onnx")
+                   help="comma list: model, baseline, labels (the clips' own motion), or options in brackets "
+                        "separated by ';', e.g. model[steps=2] or model[noise_correlation=0.9;backend=torch]")
     p.add_argument("--clips", type=int, default=None, help="at most this many clips per split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="out/eval", help="folder for the markdown table, JSON and PNG")

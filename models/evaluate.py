@@ -152,15 +152,20 @@ def eval_clip(clip) -> EvalClip:
 
 
 def parse_generator(spec: str) -> tuple[str, dict]:
-    """"model", "baseline", "model@2" (2 sampler steps), "model:onnx" (onnxruntime backend), "labels"."""
-    name, options = spec, {}
-    if "@" in name:
-        name, steps = name.split("@", 1)
-        options["steps"] = int(steps)
-    if ":" in name:
-        name, backend = name.split(":", 1)
-        options["backend"] = backend
-    return name, options
+    """"baseline", "labels" (the clips' own motion), "model", or a generator with options in brackets:
+    "model[steps=2]", "model[steps=8;partner_guidance=1.5;backend=torch]"."""
+    name, _, rest = spec.partition("[")
+    options = {}
+    if rest:
+        if not rest.endswith("]"):
+            raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
+        for item in filter(None, rest[:-1].split(";")):
+            key, _, value = item.partition("=")
+            try:
+                options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+            except ValueError:
+                options[key.strip()] = value.strip()
+    return name.strip(), options
 
 
 def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True) -> dict[str, dict]:

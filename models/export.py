@@ -6,7 +6,10 @@ sampler, unrolled -> codec decoder; models.motion_model.FrameStep). Batch and ro
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -46,7 +49,8 @@ def example_inputs(model: MotionModel, batch: int = 2, rows: int = 4):
     return encoder, step
 
 
-def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = None) -> tuple[Path, Path]:
+def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = None,
+                partner_guidance: float = 1.0) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
@@ -62,10 +66,10 @@ def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = Non
                                         "h_hist": {0: "batch"}, "gru_state": {1: "batch"}, "out": {0: "batch", 1: "rows"},
                                         "x_hist_out": {0: "batch"}, "h_hist_out": {0: "batch"},
                                         "gru_state_out": {1: "batch"}})
-        torch.onnx.export(FrameStep(model, steps).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
+        torch.onnx.export(FrameStep(model, steps, partner_guidance).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
                           output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
                           dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
-    _stamp(step_path, steps=str(steps or model.cfg.steps))
+    _stamp(step_path, steps=str(steps or model.cfg.steps), partner_guidance=str(partner_guidance))
     return enc_path, step_path
 
 
@@ -79,11 +83,28 @@ def _stamp(path: Path, **meta: str) -> None:
     onnx.save(proto, str(path))
 
 
-def steps_of(step_path: Path) -> int:
+def stamped(step_path: Path) -> dict:
     import onnx
 
-    meta = {p.key: p.value for p in onnx.load(str(step_path), load_external_data=False).metadata_props}
-    return int(meta["steps"])
+    return {p.key: p.value for p in onnx.load(str(step_path), load_external_data=False).metadata_props}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BACKCHANNEL_CACHE") or Path.home() / ".cache" / "backchannel")
+
+
+def graph_cache_dir(model: MotionModel, steps: int, partner_guidance: float) -> Path:
+    """Keyed by the weights, the step count, torch's version and the source of every module in the graphs, so a
+    change to any of them exports afresh instead of running a stale graph."""
+    from . import audio_encoder, codec, denoiser, flow, guider, motion_model
+
+    h = hashlib.sha256(f"{steps} {partner_guidance} {torch.__version__} {OPSET}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    for module in (audio_encoder, codec, denoiser, flow, guider, motion_model, sys.modules[__name__]):
+        h.update(Path(module.__file__).read_bytes())
+    return cache_root() / "onnx" / h.hexdigest()[:20]
 
 
 def _session(path: Path):
@@ -105,11 +126,22 @@ class OnnxEngine:
         self._initial = tuple(s.numpy() for s in model.encoder.initial_state(1))
 
     @classmethod
-    def from_model(cls, model: MotionModel, steps: int, cache_dir: str | Path | None = None) -> "OnnxEngine":
-        import tempfile
+    def from_model(cls, model: MotionModel, steps: int, partner_guidance: float = 1.0) -> "OnnxEngine":
+        """Export once per (weights, sampler settings, graph code) into the cache, then reuse."""
+        folder = graph_cache_dir(model, steps, partner_guidance)
+        paths = (folder / "encoder.onnx", folder / "frame_step.onnx")
+        if not all(p.is_file() for p in paths):
+            import shutil
+            import tempfile
 
-        folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="backchannel-onnx-"))
-        return cls(*export_onnx(model, folder, steps), model)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+            export_onnx(model, tmp, steps, partner_guidance)
+            try:
+                tmp.rename(folder)  # atomic: a concurrent process either sees whole graphs or exports its own
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)  # another process got there first
+        return cls(*paths, model)
 
     def encoder_state(self):
         return self._initial
@@ -129,7 +161,8 @@ def check_onnx(model: MotionModel, enc_path: Path, step_path: Path, batch: int =
     enc_in, step_in = example_inputs(model, batch, rows)
     with torch.no_grad():
         want_enc = _EncoderGraph(model)(*enc_in)
-        want_step = FrameStep(model, steps_of(step_path)).eval()(*step_in)
+        meta = stamped(step_path)
+        want_step = FrameStep(model, int(meta["steps"]), float(meta["partner_guidance"])).eval()(*step_in)
     got_enc = engine.encoder.run(None, dict(zip(ENCODER_INPUTS, (t.numpy() for t in enc_in))))
     got_step = engine.step(*(t.numpy() for t in step_in))
     diff = lambda want, got: max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got))  # noqa: E731

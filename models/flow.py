@@ -20,7 +20,7 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise:
            steps: int) -> torch.Tensor:
     """Integrate from pure noise (t = 1) to data (t = 0) in `steps` network evaluations."""
     x = noise
-    times = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    times = [1.0 - i / steps for i in range(steps + 1)]  # plain floats: the schedule is fixed, not traced
     for t, t_next in zip(times[:-1], times[1:]):
         x0 = denoise(x, torch.zeros_like(x[:, 0, 0]) + t)  # (B,) written so ONNX keeps the batch dynamic
         if t_next <= 0.0:

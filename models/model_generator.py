@@ -7,6 +7,7 @@ onnxruntime (export.OnnxEngine) where that is faster.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from .motion import BS, HEAD_ROTATION, HEAD_TRANSLATION, MOTION_DIM, MotionBlock
 from .motion_model import FrameStep, ModelConfig, MotionModel
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
+NOISE_CORRELATION = 0.95  # frame-to-frame correlation of the sampler's starting noise (about 0.7 s memory)
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -42,14 +44,14 @@ def load_model(path: str | Path | None = None) -> MotionModel:
 class TorchEngine:
     """Runs the encoder and the frame step with torch (CPU or CUDA); numpy in, numpy out."""
 
-    def __init__(self, model: MotionModel, steps: int, device: str = "cpu"):
+    def __init__(self, model: MotionModel, steps: int, device: str = "cpu", partner_guidance: float = 1.0):
         if device == "cpu":
             # per-tick graphs are tiny: a second intra-op thread only spin-waits, and on two busy cores that made
             # each call about five times slower (measured); batch size, not threads, is what scales
             torch.set_num_threads(1)
         self.device = device
         self.model = model.to(device).eval()
-        self.frame_step = FrameStep(self.model, steps).eval()
+        self.frame_step = FrameStep(self.model, steps, partner_guidance).eval()
 
     def encoder_state(self):
         return tuple(s.numpy() for s in self.model.encoder.initial_state(1))
@@ -72,6 +74,7 @@ class ModelStream(MotionStream):
         cfg = gen.cfg
         self.gen, self.cfg, self.style = gen, cfg, style
         self.rng = np.random.default_rng(seed)
+        self.noise: np.ndarray | None = None  # the last frame's starting noise (next_noise)
         self.features = (TrackFeatures(), TrackFeatures())
         self.enc_state = [gen.engine.encoder_state(), gen.engine.encoder_state()]
         self.rows = [np.zeros((0, cfg.enc_hidden), np.float32) for _ in range(2)]  # encoder outputs not yet read
@@ -91,6 +94,19 @@ class ModelStream(MotionStream):
                                      np.zeros((1, cfg.guide_window - c, cfg.d_model), np.float32), self.prev[None],
                                      np.zeros((1, c, cfg.latent_dim), np.float32))
         return np.repeat(g[0, :1], cfg.guide_window - c, 0)
+
+    def next_noise(self) -> np.ndarray:
+        """The sampler's starting noise for the next chunk, (C, L): each frame's is standard normal, as in
+        training, but consecutive frames' are correlated (AR(1), NOISE_CORRELATION per frame). The sampler is
+        deterministic given its noise, so correlated noise gives coherent motion from frame to frame, while the
+        seed still picks which motion: diversity without jitter."""
+        rho = self.gen.noise_correlation
+        out = np.empty((self.cfg.chunk, self.cfg.latent_dim), np.float32)
+        for i in range(self.cfg.chunk):
+            fresh = self.rng.standard_normal(self.cfg.latent_dim, np.float32)
+            self.noise = fresh if self.noise is None else rho * self.noise + np.sqrt(1 - rho * rho) * fresh
+            out[i] = self.noise
+        return out
 
     def encode(self, rows_self: np.ndarray, rows_other: np.ndarray) -> None:
         for track, rows in ((SELF, rows_self), (OTHER, rows_other)):
@@ -148,26 +164,35 @@ class ModelGenerator(Generator):
     name = "model"
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
-                 backend: str = "torch", model: MotionModel | None = None):
+                 backend: str = "auto", model: MotionModel | None = None,
+                 noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0):
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
         self.steps = steps or self.cfg.steps
+        self.noise_correlation = float(noise_correlation)
+        self.partner_guidance = float(partner_guidance)
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         self.lookahead_s = self.cfg.lookahead_s
         self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
+        if backend == "auto":  # onnxruntime runs these small graphs about 3x faster than torch on a CPU
+            backend = "onnx" if device == "cpu" and importlib.util.find_spec("onnxruntime") else "torch"
         if backend == "torch":
-            self.engine = TorchEngine(self.model, self.steps, device)
+            self.engine = TorchEngine(self.model, self.steps, device, partner_guidance)
         elif backend == "onnx":
             from .export import OnnxEngine
 
-            self.engine = OnnxEngine.from_model(self.model, self.steps)
+            self.engine = OnnxEngine.from_model(self.model, self.steps, partner_guidance)
         else:
-            raise ValueError(f"unknown backend {backend!r} (torch or onnx)")
+            raise ValueError(f"unknown backend {backend!r} (auto, torch or onnx)")
+        self.backend = backend
         with torch.no_grad():
             self.rest = self.model.rest_latent().numpy()
 
     def describe(self) -> dict:
         return {**super().describe(), "steps": self.steps, "latent_dim": self.cfg.latent_dim,
-                "chunk_frames": self.cfg.chunk}
+                "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
+                "partner_guidance": self.partner_guidance}
 
     @torch.no_grad()
     def style_vector(self, style: Style) -> np.ndarray:
@@ -205,7 +230,7 @@ class ModelGenerator(Generator):
         while active := [i for i, s in enumerate(streams) if s.ready(limit)]:
             batch = [streams[i] for i in active]
             a_self, a_other = (np.stack(x) for x in zip(*(s.chunk_inputs() for s in batch)))
-            noise = np.stack([s.rng.standard_normal((cfg.chunk, cfg.latent_dim), np.float32) for s in batch])
+            noise = np.stack([s.next_noise() for s in batch])
             z, motion, logits, g = self.engine.step(
                 a_self, a_other, np.stack([s.style_vec for s in batch]), np.stack([s.guide_past for s in batch]),
                 np.stack([s.prev for s in batch]), noise)

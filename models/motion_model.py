@@ -138,15 +138,27 @@ class FrameStep(nn.Module):
     state: the caller passes the guider features and latents of the recent past and gets the new ones back.
     """
 
-    def __init__(self, model: MotionModel, steps: int | None = None):
+    def __init__(self, model: MotionModel, steps: int | None = None, partner_guidance: float = 1.0):
         super().__init__()
         self.model = model
         self.steps = steps or model.cfg.steps
+        self.partner_guidance = partner_guidance
 
     def forward(self, a_self, a_other, style, guide_past, prev, noise):
         """a_self, a_other (B, C, A); style (B, S); guide_past (B, W - C, d); prev (B, P, L); noise (B, C, L)
         -> latents (B, C, L), motion (B, C, 62), state logits (B, C, 3), guider features (B, C, d)."""
         g, logits = self.model.guider(a_self, a_other, style)
         guide = torch.cat([guide_past, g], dim=1)
-        z = sample(lambda x, t: self.model.denoiser(x, t, guide, prev, style), noise, self.steps)
+        if self.partner_guidance == 1.0:
+            denoise = lambda x, t: self.model.denoiser(x, t, guide, prev, style)  # noqa: E731
+        else:  # classifier-free guidance on the partner: push away from what the avatar would do without one
+            g_alone, _ = self.model.guider(a_self, a_other, style, drop_partner=torch.ones_like(style[:, 0]).bool())
+            guide2 = torch.cat([guide, torch.cat([guide_past, g_alone], dim=1)])
+            prev2, style2 = torch.cat([prev, prev]), torch.cat([style, style])
+
+            def denoise(x, t):
+                with_partner, alone = self.model.denoiser(torch.cat([x, x]), torch.cat([t, t]), guide2, prev2,
+                                                          style2).chunk(2)
+                return alone + self.partner_guidance * (with_partner - alone)
+        z = sample(denoise, noise, self.steps)
         return z, self.model.codec.decode(z), logits, g

@@ -37,7 +37,7 @@ def short(dialogue):
 
 @pytest.mark.parametrize("chunk", [1, 3])
 def test_shapes_and_chunking_invariance(short, chunk):
-    gen = ModelGenerator(model=small_model(chunk=chunk, guide_window=4))
+    gen = ModelGenerator(model=small_model(chunk=chunk, guide_window=4), backend="torch")
     a, b = short
     whole = generate(gen, a, b, seed=5)
     pieces = generate(gen, a, b, seed=5, chunk_s=0.021)  # 21 ms pieces: joins fall anywhere
@@ -48,7 +48,7 @@ def test_shapes_and_chunking_invariance(short, chunk):
 
 
 def test_future_audio_beyond_lookahead_cannot_change_a_frame(short):
-    gen = ModelGenerator(model=small_model())
+    gen = ModelGenerator(model=small_model(), backend="torch")
     a, b = short
     cut = 3 * SAMPLE_RATE
     first = gen.open_stream(seed=2).feed(a[:cut], b[:cut])
@@ -62,7 +62,7 @@ def test_future_audio_beyond_lookahead_cannot_change_a_frame(short):
 
 def test_past_audio_does_change_frames(short):
     """The causality test above must not pass because the model ignores audio."""
-    gen = ModelGenerator(model=small_model())
+    gen = ModelGenerator(model=small_model(), backend="torch")
     a, b = short
     quiet = generate(gen, np.zeros_like(a), b, seed=2)
     spoken = generate(gen, a, b, seed=2)
@@ -70,7 +70,7 @@ def test_past_audio_does_change_frames(short):
 
 
 def test_batched_streams_match_single_streams(short):
-    gen = ModelGenerator(model=small_model())
+    gen = ModelGenerator(model=small_model(), backend="torch")
     a, b = short
     streams = [gen.open_stream(seed=s) for s in (1, 2)]
     blocks = gen.feed_many([(streams[0], a, b), (streams[1], b, a)])
@@ -80,7 +80,7 @@ def test_batched_streams_match_single_streams(short):
 
 
 def test_failed_batch_leaves_streams_untouched(short):
-    gen = ModelGenerator(model=small_model())
+    gen = ModelGenerator(model=small_model(), backend="torch")
     a, b = short
     stream = gen.open_stream(seed=3)
     first = stream.feed(a[:SAMPLE_RATE], b[:SAMPLE_RATE])
@@ -103,8 +103,10 @@ def test_onnx_matches_torch(tmp_path, short):
     model = small_model()
     diffs = check_onnx(model, *export_onnx(model, tmp_path, steps=2))
     assert diffs["encoder"] < 1e-4 and diffs["frame_step"] < 1e-4
+    guided = check_onnx(model, *export_onnx(model, tmp_path / "guided", steps=2, partner_guidance=1.5))
+    assert guided["frame_step"] < 1e-4
     a, b = short  # and the whole streaming path on onnxruntime gives the torch path's frames
-    on_torch = generate(ModelGenerator(model=model, steps=2), a, b, seed=1)
+    on_torch = generate(ModelGenerator(model=model, steps=2, backend="torch"), a, b, seed=1)
     on_onnx = generate(ModelGenerator(model=model, steps=2, backend="onnx"), a, b, seed=1)
     np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
 
