@@ -48,6 +48,10 @@ def register(commands) -> None:
         if name == "capacity":
             k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
         k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+    n = kinds.add_parser("length", help="per-frame cost and memory as one conversation goes on (no sockets)")
+    n.add_argument("--generator", help="generator to measure (default: the shipped default)")
+    n.add_argument("--minutes", type=float, default=10.0, help="length of the conversation (default 10)")
+    n.set_defaults(func=length_command)
     r = kinds.add_parser("render", help="portrait renderer frames per second at several sizes")
     r.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], metavar="N")
     r.add_argument("--frames", type=int, default=300, help="frames timed per size (default 300)")
@@ -132,4 +136,35 @@ def render_command(args) -> int:
         with open(args.json, "w") as f:
             json.dump({"portrait": str(path), "framing": args.framing, "frames": args.frames, "cores": cores,
                        "opencv_threads": cv2.getNumThreads(), "results": results}, f, indent=1)
+    return 0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def length_command(args) -> int:
+    """One stream fed a long synthetic conversation a tick (1/30 s) at a time: CPU per frame and resident memory
+    minute by minute. Flat numbers mean the cost does not grow with the conversation."""
+    import time
+
+    from backchannel.models.audio import SAMPLE_RATE
+    from backchannel.models.generator import make_generator
+
+    from .latency import synthetic_dialogue
+
+    generator = make_generator(args.generator)
+    a, b = synthetic_dialogue(args.minutes * 60, seed=1)
+    stream = generator.open_stream(seed=0)
+    tick = SAMPLE_RATE // 30
+    print(f"generator {generator.name}: {args.minutes:g} min fed {1000 * tick / SAMPLE_RATE:.1f} ms at a time")
+    print("minute | CPU ms per frame | frames | RSS MB")
+    minute = SAMPLE_RATE * 60
+    for start in range(0, len(a), minute):
+        frames, cpu = 0, time.process_time()
+        for i in range(start, min(start + minute, len(a)), tick):
+            frames += len(stream.feed(a[i:i + tick], b[i:i + tick]))
+        cpu = time.process_time() - cpu
+        print(f"{start // minute + 1:6d} | {1000 * cpu / max(frames, 1):16.2f} | {frames:6d} | {_rss_mb():6.0f}")
     return 0

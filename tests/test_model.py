@@ -132,3 +132,43 @@ def test_tiny_training_run_reduces_the_loss(dialogue, tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "motion-losses.jsonl").open()]
     assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
     assert (tmp_path / "motion-losses.png").is_file() and (tmp_path / "motion-checkpoint.pt").is_file()
+
+
+def test_an_interrupted_training_run_resumes_to_the_same_weights(dialogue, tmp_path):
+    from backchannel.models import training_data
+    from backchannel.models.generator import make_generator
+    from backchannel.models.train import Run, TrainConfig, fit_input_statistics, train_motion
+    from backchannel.models.training_data import make_clip
+
+    labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
+    clips = [make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state)]
+    tc = TrainConfig(steps=12, batch=4, window_frames=20, warmup=4, checkpoint_every=5)
+
+    def fresh():
+        model = small_model(seed=1)
+        fit_input_statistics(model, clips)
+        return model
+
+    straight = train_motion(fresh(), clips, Run(tmp_path / "straight", "motion"), tc, "cpu", progress=False)
+
+    real_batch, calls = training_data.WindowSampler.batch, []
+
+    def dies_at_step_eight(self, rng, size):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return real_batch(self, rng, size)
+
+    training_data.WindowSampler.batch = dies_at_step_eight
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_motion(fresh(), clips, Run(tmp_path / "broken", "motion"), tc, "cpu", progress=False)
+    finally:
+        training_data.WindowSampler.batch = real_batch
+    resumed = train_motion(fresh(), clips, Run(tmp_path / "broken", "motion"), tc, "cpu", progress=False)
+    import json
+
+    logged = [json.loads(line)["step"] for line in (tmp_path / "broken" / "motion-losses.jsonl").open()]
+    assert logged == [0, 10, 11]  # step 0 once: the second run went on from the checkpoint, not from scratch
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
