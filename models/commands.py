@@ -85,7 +85,7 @@ def train_command(args) -> int:
         tc.batch = args.batch
     if args.window:
         tc.window_frames = args.window
-    clips = load_training_clips(args.data, "train", Path(args.data) / "features-cache")
+    clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features")
     progress = True
     if args.what == "codec":
         if args.steps:

@@ -2,6 +2,7 @@
 the `data` commands, and the bundled demo sample."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ import soundfile as sf
 
 from backchannel.models.corpus.build import BuildConfig, build, plan
 from backchannel.models.corpus.dataset import Corpus, WindowDataset, loader
-from backchannel.models.corpus.storage import find_clips, read_clip
+from backchannel.models.corpus.stats import corpus_stats
+from backchannel.models.corpus.storage import find_clips, read_clip, write_clip_folder
 from backchannel.models.motion import MOTION_DIM, SPEAKING
 
 from .corpus_fixtures import ALLISON, SAMPLE
@@ -98,6 +100,31 @@ def test_clips_and_loader_windows(corpus):
     batch = next(iter(loader(corpus, split, batch_size=3, seconds=2.0, windows_per_clip=3)))
     assert batch["motion"].shape == (3, 60, MOTION_DIM) and batch["self_audio"].shape == (3, 32000)
     assert batch["lips_shut"].shape == (3, 60)
+
+
+def test_only_the_split_layout_holds_clips(corpus, tmp_path):
+    """What else lives in a corpus folder is never a clip: the training features cache (old and new place),
+    crashed writes' temporaries, stray files; clip folders in a shard folder are clips."""
+    root = tmp_path / "corpus"
+    shutil.copytree(corpus, root)
+    rows = np.zeros((4, 41), np.float16)
+    for junk in ("features-cache/train-c000000.v1.npz", "features-cache/train-c000001.v1.tmp.npz",
+                 ".cache/features/train-c000000.v1.npz", "val/0000/c000009.v1.tmp.npz", "val/0000/.c000009.tmp7.npz",
+                 "extra/0000/c000010.tmp.npz", "notes.npz"):
+        (root / junk).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(root / junk, rows_self=rows, rows_other=rows)
+    assert find_clips(root) == [root / p.relative_to(corpus) for p in find_clips(corpus)]
+    assert len(find_clips(root)) == 5 and Corpus(root).splits() == Corpus(corpus).splits()
+    assert corpus_stats(root, progress=False)["clips"] == 5
+    write_clip_folder(root / "mine" / "studio" / "talk01", read_clip(find_clips(corpus)[0]))
+    assert find_clips(root, "mine") == [root / "mine" / "studio" / "talk01"] and "mine" in Corpus(root).splits()
+    broken = root / "mine" / "studio" / "c000011.npz"  # a clip's place holding something else: a clear error
+    np.savez(broken, rows_self=rows)
+    with pytest.raises(ValueError, match="c000011.npz is not a clip file"):
+        read_clip(broken)
+    broken.write_bytes(b"half a clip")
+    with pytest.raises(ValueError, match="c000011.npz is not a clip file"):
+        read_clip(broken)
 
 
 def run_cli(*args):

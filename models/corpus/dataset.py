@@ -17,7 +17,7 @@ from ..measures import spans_mask
 from ..motion import FRAME_RATE
 from .clip import Clip
 from .phones import is_bilabial_closure
-from .storage import find_clips, read_clip, read_corpus_info
+from .storage import find_clips, find_splits, read_clip, read_corpus_info
 from .visemes import closure_window
 
 
@@ -29,7 +29,7 @@ class Corpus:
         self.info = read_corpus_info(self.root)
 
     def splits(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and find_clips(p))
+        return find_splits(self.root)
 
     def paths(self, split: str | None = None) -> list[Path]:
         return find_clips(self.root, split)

@@ -3,19 +3,23 @@
     DIR/corpus.json                       what was built: seed, settings, speaker -> split, counts
     DIR/<split>/<shard>/<name>.npz        one clip per file, SHARD_SIZE clips per shard folder
 
+Only that layout holds clips (find_clips): anything else in DIR (a training features cache in DIR/.cache, notes)
+is never read as one. Hidden names (".*") and temporaries ("*.tmp*") never count.
+
 A clip file is an uncompressed .npz (fast to open, no pickle) holding
     self, other   int16 (n,)     the two tracks at 16 kHz, as the model should hear them
     motion        float32 (T, 62) the self avatar's motion at 30 fps (models/motion.py layout)
     state         int8 (T,)      idle / speaking / listening per frame
     meta          str            JSON metadata (segments, phones, words, phrase ends, voices, style, ...)
 
-A clip may also be a folder (easier to make by hand from real recordings): self.wav and other.wav (any rate,
-mono or not), motion.npz (motion, state) and meta.json.
+A clip may also be a folder in the same place, DIR/<split>/<shard>/<name>/ (easier to make by hand from real
+recordings): self.wav and other.wav (any rate, mono or not), motion.npz (motion, state) and meta.json.
 """
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from .clip import Clip
 
 SHARD_SIZE = 256
 CORPUS_FILE = "corpus.json"
+CLIP_KEYS = ("self", "other", "motion", "state", "meta")
 
 
 def clip_path(root: str | Path, split: str, index: int, name: str) -> Path:
@@ -76,7 +81,14 @@ def read_clip(path: str | Path, audio: bool = True) -> Clip:
     else:
         if not path.is_file():
             raise FileNotFoundError(f"clip not found: {path}")
-        with np.load(path) as z:
+        try:
+            z = np.load(path)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path} is not a clip file: {e}") from None
+        with z:
+            missing = [k for k in CLIP_KEYS if k not in z.files]
+            if missing:
+                raise ValueError(f"{path} is not a clip file: it has no {', '.join(missing)} (docs/dataset.md)")
             meta = json.loads(str(z["meta"]))
             motion, state = z["motion"], z["state"]
             tracks = [(z[t].astype(np.float32) / 32768.0) if audio else np.zeros(0, np.float32)
@@ -97,14 +109,24 @@ def check(motion: np.ndarray, state: np.ndarray, meta: dict, self_audio: np.ndar
             raise ValueError(f"{name} audio lasts {len(x) / SAMPLE_RATE:.2f} s but the motion {frames} frames")
 
 
-def find_clips(root: str | Path, split: str | None = None) -> list[Path]:
-    """Every clip under `root` (or under root/<split>), sorted: *.npz files and folders holding meta.json."""
-    base = Path(root, split) if split else Path(root)
-    if not base.is_dir():
+def _visible(folder: Path) -> list[Path]:
+    """A folder's entries that may hold data: not hidden, not a temporary."""
+    if not folder.is_dir():
         return []
-    files = [p for p in base.rglob("*.npz") if not p.name.startswith(".") and p.name != "motion.npz"]
-    folders = [p.parent for p in base.rglob("meta.json")]
-    return sorted(files + folders)
+    return [p for p in folder.iterdir() if not p.name.startswith(".") and ".tmp" not in p.name]
+
+
+def find_clips(root: str | Path, split: str | None = None) -> list[Path]:
+    """The clips of a corpus (or of one split), sorted: clip files DIR/<split>/<shard>/<name>.npz and clip folders
+    DIR/<split>/<shard>/<name>/. Nothing outside that layout is a clip."""
+    splits = [Path(root, split)] if split else [p for p in _visible(Path(root)) if p.is_dir()]
+    shards = [p for s in splits for p in _visible(s) if p.is_dir()]
+    return sorted(p for shard in shards for p in _visible(shard) if p.is_dir() or p.suffix == ".npz")
+
+
+def find_splits(root: str | Path) -> list[str]:
+    """The split folders of a corpus that hold clips."""
+    return sorted(p.name for p in _visible(Path(root)) if p.is_dir() and find_clips(root, p.name))
 
 
 def read_corpus_info(root: str | Path) -> dict:
