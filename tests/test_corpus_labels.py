@@ -4,13 +4,14 @@ import pytest
 from scipy.ndimage import binary_erosion
 
 from backchannel.models import measures
-from backchannel.models.corpus import visemes
+from backchannel.models.corpus import dialogue, visemes
 from backchannel.models.corpus.behaviour import nod_curve
 from backchannel.models.corpus.clip import ClipSpec, make_clip, speech_mask
 from backchannel.models.corpus.dsp import frame_rms
 from backchannel.models.corpus.espeak import Espeak
 from backchannel.models.corpus.phones import clean_ipa
 from backchannel.models.corpus.stats import clip_quality
+from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice
 from backchannel.models.motion import BS, FRAME_RATE, HEAD_ROTATION, IDLE, LISTENING, SPEAKING, frame_count, neutral
 
@@ -93,6 +94,24 @@ def test_nod_detector_finds_nods_not_sway():
     nods = measures.nod_frames(m) / FRAME_RATE
     assert measures.nods_after([2.9, 6.8, 5.0], measures.nod_frames(m)).tolist() == [True, True, False]
     assert 3 <= len(nods) <= 4 and all(3.0 < n < 3.5 or 7.0 < n < 8.0 for n in nods)
+
+
+def spoken(seconds, words):
+    """A silent utterance with `words` evenly spread over `seconds` (one phone per word)."""
+    spans = [(round(seconds * k / words, 4), round(seconds * (k + 0.8) / words, 4), f"w{k}") for k in range(words)]
+    return Utterance(np.zeros(int(seconds * 16000), np.float32), [(a, b, "a") for a, b, _ in spans], spans)
+
+
+def test_an_interruption_drops_every_response_to_the_unsaid_part():
+    tl = dialogue._Timeline(20.0)
+    turn = tl.add(dialogue.Segment("self", "turn", 1.0, spoken(5.0, 10)))
+    for k in range(20):  # back-to-back responses all through the turn
+        tl.add(dialogue.Segment("other", "backchannel", 1.0 + 0.25 * k, spoken(0.2, 1)))
+    habits = dialogue.Habits("dialogue", 0.5, 0.1, interrupt_rate=1.0, silence_rate=0.0)
+    at = dialogue._next_start(np.random.default_rng(0), tl, turn, "other", habits)
+    assert turn.flags["interrupted"] and 2.0 < at < 5.0
+    kept = [s.start for s in tl.segments if s.kind == "backchannel"]
+    assert kept == [1.0 + 0.25 * k for k in range(20) if 1.0 + 0.25 * k <= at - 0.3]
 
 
 @pytest.fixture(scope="module")

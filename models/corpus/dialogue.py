@@ -142,9 +142,8 @@ def _next_start(rng, tl: _Timeline, last: Segment, nxt: str, habits: Habits) -> 
         if cut.words and cut.duration < last.utterance.duration - 0.2:
             last.utterance = cut
             last.flags["interrupted"] = True
-            for s in tl.segments:  # responses planned for the part never said are dropped
-                if s.track == nxt and s.start > at - 0.3 and s.kind != "turn":
-                    tl.segments.remove(s)
+            tl.segments[:] = [s for s in tl.segments  # responses planned for the part never said are dropped
+                              if not (s.track == nxt and s.kind != "turn" and s.start > at - 0.3)]
             return at
     if rng.random() < habits.silence_rate:
         return last.end + float(rng.uniform(2.0, 6.0))
