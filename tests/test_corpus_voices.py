@@ -3,11 +3,12 @@ the audio itself (phones sit where the sound is)."""
 import numpy as np
 import pytest
 
-from backchannel.models.corpus import festival, text
+from backchannel.models.corpus import festival, text, voices
 from backchannel.models.corpus.dsp import frame_rms
 from backchannel.models.corpus.espeak import Espeak
 from backchannel.models.corpus.phones import articulations, arpabet_to_ipa, clean_ipa, is_bilabial_closure
 from backchannel.models.corpus.recorded import RecordedSpeaker
+from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice, assign_splits, catalog
 
 from .corpus_fixtures import ALLISON
@@ -91,6 +92,43 @@ def test_flite_phones_and_matched_words():
     assert u.words[0][0] == u.phones[0][0] and u.words[-1][1] == u.phones[-1][1]
     loud = [level_db(u.audio, a, b) for a, b, n in u.phones if clean_ipa(n) in ("ɛ", "aɪ", "ʌ", "ɑ", "ɔ")]
     assert np.median(loud) > level_db(u.audio, 0, 0.05) + 20
+
+
+def test_words_are_matched_onto_phones_or_refused():
+    def spans(*names):
+        return [(i / 8, (i + 1) / 8, n) for i, n in enumerate(names)]
+
+    assert festival.match_words("Big map!", spans("b", "ɪ", "ɡ", "m", "æ", "p")) == [(0.0, 0.375, "big"),
+                                                                                   (0.375, 0.75, "map")]
+    with pytest.raises(festival.WordMatchError, match="3 words onto 2 phones"):  # was: words past the last phone
+        festival.match_words("one two three", spans("w", "ʌ"))
+    with pytest.raises(festival.WordMatchError, match="3 words onto 0 phones"):
+        festival.match_words("one two three", [])
+    with pytest.raises(festival.WordMatchError, match="onto its 12 phones"):  # more than "a" can take
+        festival.match_words("a", spans(*"əəəəəəəəəəəə"))
+    assert festival.match_words("42!", spans("f")) == []  # no words, nothing to match
+
+
+def test_a_text_whose_words_cannot_be_timed_is_skipped(monkeypatch):
+    said = []
+
+    def flite_synth(text, voice, stretch, f0_mean):  # flite, failing on the first text it is given
+        said.append(text)
+        if len(said) == 1:
+            raise festival.WordMatchError(f"cannot match the words of {text!r}")
+        return Utterance(np.zeros(3200, np.float32), [(0.05, 0.15, "ə")], [(0.05, 0.15, "uh")], text)
+
+    monkeypatch.setattr(voices, "flite_synth", flite_synth)
+    speaker = voices.Speaker(Voice("flite", "kal"), voices.Settings("en-us", 1.0, 1.0), np.random.default_rng(0))
+    assert speaker.sentence().text == said[1] != said[0] and len(said) == 2  # the next text instead
+    assert speaker.backchannel().text == said[2]
+
+    def never(text, voice, stretch, f0_mean):
+        raise festival.WordMatchError("cannot match")
+
+    monkeypatch.setattr(voices, "flite_synth", never)
+    with pytest.raises(RuntimeError, match="flite:kal could not say"):
+        speaker.sentence()
 
 
 def test_recorded_speech_is_aligned_in_order_where_the_energy_is(align_cache):

@@ -129,13 +129,20 @@ def cmudict() -> dict[str, list[list[str]]]:
     return pron
 
 
+class WordMatchError(ValueError):
+    """The text's words cannot be laid onto the phones the engine said."""
+
+
 def match_words(text: str, phones: list) -> list:
     """Split the phone sequence into the text's words: dynamic programming over where each word ends, scoring
     each word's best dictionary pronunciation against its phones by edit distance (words missing from the
-    dictionary cost their letter count / 2 phones)."""
+    dictionary cost their letter count / 2 phones). Every word gets at least one phone and at most about twice
+    its pronunciation; WordMatchError when no split does that (fewer phones than words, say)."""
     words, names = words_of(text), [p[2] for p in phones]
-    if not words or not names:
+    if not words:
         return []
+    if len(names) < len(words):
+        raise WordMatchError(f"cannot match {len(words)} words onto {len(names)} phones: {text[:60]!r}")
     lex = cmudict()
     prons = [lex.get(w) or [["?"] * max(1, len(w) // 2)] for w in words]
     n, m = len(words), len(names)
@@ -152,6 +159,8 @@ def match_words(text: str, phones: list) -> list:
                 c = cost[i - 1, k] + min(_edit(names[k:j], p) for p in prons[i - 1])
                 if c < cost[i, j]:
                     cost[i, j], back[i, j] = c, k
+    if cost[n, m] == inf:
+        raise WordMatchError(f"cannot match the words of {text[:60]!r} onto its {m} phones")
     spans, j = [], m
     for i in range(n, 0, -1):
         k = back[i, j]

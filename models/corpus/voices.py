@@ -8,19 +8,23 @@ kal_diphone are one recorded person, so they go to the same split.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import espeak, text
-from .festival import festival_synth, festival_voices, flite_synth, flite_voices
+from .festival import WordMatchError, festival_synth, festival_voices, flite_synth, flite_voices
 from .laugh import laugh
 from .recorded import RecordedSpeaker
 from .utterance import Utterance
 
+log = logging.getLogger(__name__)
+
 REAL_TEST_SPLIT = "test-real"
 MAX_SENTENCE_S = 8.0  # longer recorded prompts are cut at a word boundary: one turn, not a lecture  # clips whose self voice is a recorded speaker no other split has heard
+SAY_TRIES = 5  # rounds of fresh texts before giving up on a voice that cannot time any of them
 
 # espeak-ng variants that are not human-sounding (robots, whispers, effects) or are test fixtures
 _ESPEAK_EXCLUDED = {"Demonic", "UniRobot", "anikaRobot", "announcer", "croak", "fast", "whisper", "whisperf",
@@ -151,6 +155,7 @@ class Speaker:
                 "speaker": self.voice.speaker, "gender": self.voice.gender, **self.settings.to_dict()}
 
     def _say(self, texts: list[str]) -> list[Utterance]:
+        """The texts spoken, in order; a text whose words cannot be matched onto the phones said is left out."""
         v, s = self.voice, self.settings
         if v.engine == "espeak":
             name = s.language if v.name == "default" else f"{s.language}+{v.name}"
@@ -160,8 +165,23 @@ class Speaker:
         if v.engine == "festival":
             return festival_synth(texts, v.name, stretch=1 / s.rate, f0_mean=self.f0 * 0.95)
         if v.engine == "flite":
-            return [flite_synth(t, v.name, stretch=1 / s.rate, f0_mean=self.f0 * 0.95) for t in texts]
+            said = []
+            for t in texts:
+                try:
+                    said.append(flite_synth(t, v.name, stretch=1 / s.rate, f0_mean=self.f0 * 0.95))
+                except WordMatchError as e:
+                    log.info("%s: skipped a text (%s)", v.id, e)
+            return said
         raise ValueError(f"engine {v.engine!r} cannot say text")
+
+    def _say_some(self, draw_text, n: int = 1) -> list[Utterance]:
+        """At least one of `n` texts from draw_text() spoken; texts that could not be timed are replaced by
+        fresh ones (SAY_TRIES rounds)."""
+        for _ in range(SAY_TRIES):
+            said = self._say([draw_text() for _ in range(n)])
+            if said:
+                return said
+        raise RuntimeError(f"{self.voice.id} could not say {SAY_TRIES} rounds of texts with word timings")
 
     def sentence(self) -> Utterance:
         if self._recorded is not None:
@@ -172,7 +192,7 @@ class Speaker:
             return u.cut(float(self.rng.uniform(3.0, MAX_SENTENCE_S))) if u.duration > MAX_SENTENCE_S else u
         if not self._pool:  # festival starts slowly: render several sentences per process
             n = 6 if self.voice.engine == "festival" else 1
-            self._pool = self._say([text.sentence(self.rng, self.settings.language) for _ in range(n)])
+            self._pool = self._say_some(lambda: text.sentence(self.rng, self.settings.language), n)
         return self._pool.pop(0).trimmed()
 
     def backchannel(self) -> Utterance:
@@ -180,7 +200,7 @@ class Speaker:
             short = self._recorded.short_prompts()
             return self._recorded.utterance(short[int(self.rng.integers(len(short)))]).trimmed()
         phonemes_ok = self.voice.engine == "espeak"
-        return self._say([text.backchannel(self.rng, self.settings.language, phonemes_ok)])[0].trimmed()
+        return self._say_some(lambda: text.backchannel(self.rng, self.settings.language, phonemes_ok))[0].trimmed()
 
     def laugh(self) -> Utterance:
         return laugh(self.rng, self.f0)
