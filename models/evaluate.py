@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .features import frame_rms as speech_envelope
 from .measures import bilabial_closure, mouth_openness, nod_frames, nods_after, spans_mask
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
@@ -30,15 +30,6 @@ class EvalClip:
     other_phrase_ends: list  # seconds
     motion: np.ndarray | None = None  # (T, 62) reference labels, when the clip has them
     meta: dict = field(default_factory=dict)
-
-
-def speech_envelope(audio: np.ndarray, frames: int, window_s: float = 0.04) -> np.ndarray:
-    """RMS amplitude in a window centred on each frame's time (T,)."""
-    half = int(window_s * SAMPLE_RATE / 2)
-    centres = (np.arange(frames) * SAMPLE_RATE / FRAME_RATE).astype(int)
-    padded = np.pad(np.asarray(audio, np.float64), (half, half + 1))
-    csum = np.concatenate([[0.0], np.cumsum(padded ** 2)])
-    return np.sqrt((csum[centres + 2 * half] - csum[centres]) / (2 * half))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -150,3 +150,13 @@ def track_features(x: np.ndarray) -> np.ndarray:
     """Whole-signal model input, (ceil(len / HOP), FEATURE_DIM)."""
     f = TrackFeatures()
     return np.concatenate([f.process(x), f.flush()])
+
+
+def frame_rms(x: np.ndarray, frames: int, window_s: float = 0.04) -> np.ndarray:
+    """(frames,) RMS of a 16 kHz signal in a `window_s` window centred on each motion frame's instant
+    k / FRAME_RATE (silence beyond the signal's ends): the speech envelope at the motion frame rate."""
+    half = int(window_s * SAMPLE_RATE / 2)
+    centres = np.arange(frames) * SAMPLE_RATE // FRAME_RATE
+    energy = np.concatenate([[0.0], np.cumsum(np.asarray(x, np.float64) ** 2)])
+    lo, hi = (np.clip(centres + d, 0, len(energy) - 1) for d in (-half, half))
+    return np.sqrt((energy[hi] - energy[lo]) / (2 * half))

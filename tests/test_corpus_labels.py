@@ -7,13 +7,13 @@ from backchannel.models import measures
 from backchannel.models.corpus import dialogue, visemes
 from backchannel.models.corpus.behaviour import nod_curve
 from backchannel.models.corpus.clip import ClipSpec, make_clip, speech_mask
-from backchannel.models.corpus.dsp import frame_rms
 from backchannel.models.corpus.espeak import Espeak
 from backchannel.models.corpus.phones import clean_ipa
 from backchannel.models.corpus.stats import clip_quality
 from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice
 from backchannel.models.motion import BS, FRAME_RATE, HEAD_ROTATION, IDLE, LISTENING, SPEAKING, frame_count, neutral
+from backchannel.models.features import frame_rms
 
 
 def lips(u, scale=1.0):
@@ -174,3 +174,13 @@ def test_metadata_describes_the_clip(clips):
     assert all(a <= b for a, b, _ in meta["self_phones"]) and meta["self_words"]
     assert all({"t", "listened"} <= set(e) for e in meta["other_phrase_ends"])
     assert meta["augment"]["self"] == {"gain_db": meta["augment"]["self"]["gain_db"]}  # augment=0: level only
+
+
+def test_frame_rms_is_the_rms_of_a_centred_window_even_past_the_end():
+    x = np.random.default_rng(3).normal(0, 0.2, 16000).astype(np.float32)
+    env = frame_rms(x, 40)  # 40 frames: 1.33 s of instants over 1 s of audio
+    for k in (0, 7, 29, 30, 39):
+        c = k * 16000 // 30
+        window = np.pad(x, (320, 16000))[c:c + 640]  # 40 ms centred on sample c, silence beyond the ends
+        assert env[k] == pytest.approx(np.sqrt(np.mean(window.astype(np.float64) ** 2)), rel=1e-9, abs=1e-12)
+    assert env[31:].max() == 0.0 and env[29] > 0.1

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from backchannel.models.corpus import festival, text, voices
-from backchannel.models.corpus.dsp import frame_rms
 from backchannel.models.corpus.espeak import Espeak
 from backchannel.models.corpus.phones import articulations, arpabet_to_ipa, clean_ipa, is_bilabial_closure
 from backchannel.models.corpus.recorded import RecordedSpeaker
 from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice, assign_splits, catalog
+from backchannel.models.features import frame_rms
 
 from .corpus_fixtures import ALLISON
 

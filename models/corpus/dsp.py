@@ -1,4 +1,4 @@
-"""Signal measurements and conversions the corpus needs in bulk: polyphase resampling, per-frame energy and
+"""Signal measurements and conversions the corpus needs in bulk: polyphase resampling, per-frame loudness and
 pitch at the motion frame rate.
 
 (models.audio.Resampler is the streaming, chunking-invariant resampler of the live path; offline corpus work
@@ -12,6 +12,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ..audio import SAMPLE_RATE
+from ..features import frame_rms
 from ..motion import FRAME_RATE
 
 
@@ -21,27 +22,6 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.nda
         return x.copy()
     g = gcd(int(rate_in), int(rate_out))
     return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
-
-
-def load(path) -> np.ndarray:
-    """Any soundfile-readable file -> mono float32 at 16 kHz (fast, whole-file)."""
-    import soundfile as sf
-
-    try:
-        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile has its own error types; name the file
-        raise ValueError(f"cannot read audio {path}: {e}") from None
-    return resample(x.mean(1), rate)
-
-
-def frame_rms(x: np.ndarray, frames: int, window: float = 0.04) -> np.ndarray:
-    """RMS of a 16 kHz signal in a `window`-second window centred on each motion frame instant k / FRAME_RATE."""
-    half = int(window * SAMPLE_RATE / 2)
-    padded = np.pad(np.asarray(x, np.float32), (half, half + SAMPLE_RATE // FRAME_RATE + 1))
-    csum = np.concatenate([[0.0], np.cumsum(padded.astype(np.float64) ** 2)])
-    centres = (np.arange(frames) * SAMPLE_RATE) // FRAME_RATE + half
-    total = csum[np.minimum(centres + half, len(padded))] - csum[centres - half]
-    return np.sqrt(np.maximum(total, 0) / (2 * half)).astype(np.float32)
 
 
 def loudness(x: np.ndarray, frames: int, range_db: float = 25.0) -> np.ndarray:

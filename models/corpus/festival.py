@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dsp import load
+from ..audio import load_audio
 from .phones import arpabet_to_ipa
 from .utterance import Utterance
 
@@ -83,7 +83,7 @@ def festival_synth(texts: list[str], voice: str, stretch: float = 1.0, f0_mean: 
                         words.append((round(start, 4), round(end, 4), word))
                 prev_word = word if ipa is not None else None
                 start = end
-            utterances.append(Utterance(load(Path(tmp, f"{i}.wav")), phones, words, text))
+            utterances.append(Utterance(load_audio(Path(tmp, f"{i}.wav")), phones, words, text))
         return utterances
 
 
@@ -96,7 +96,7 @@ def flite_synth(text: str, voice: str, stretch: float = 1.0, f0_mean: float | No
         proc = subprocess.run(cmd + ["-t", text, "-o", wav], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0 or not os.path.exists(wav):
             raise RuntimeError(f"flite failed: {proc.stderr.strip()[-300:]}")
-        audio = load(wav)
+        audio = load_audio(wav)
     phones, start = [], 0.0
     for item in proc.stdout.split():
         name, _, end = item.rpartition(":")

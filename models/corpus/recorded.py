@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from .dsp import load
+from ..audio import SAMPLE_RATE, load_audio
 from .festival import cmudict, words_of
 from .phones import arpabet_to_ipa
 from .utterance import Utterance
 
 log = logging.getLogger(__name__)
-ALIGNER_VERSION = 2  # bump when alignment code changes, to invalidate caches
+ALIGNER_VERSION = 3  # bump when alignment code (or how prompts are loaded) changes, to invalidate caches
 PAD_S = 0.3  # silence padded on both sides so the aligner can place the speech's start and end
 
 
@@ -104,7 +103,7 @@ class RecordedSpeaker:
         timing = self.alignment(prompt)
         if timing is None:
             raise ValueError(f"{prompt.wav}: pocketsphinx could not align it to {prompt.text!r}")
-        return Utterance(load(prompt.wav), timing[0], timing[1], prompt.text, {"prompt": prompt.name})
+        return Utterance(load_audio(prompt.wav), timing[0], timing[1], prompt.text, {"prompt": prompt.name})
 
     def cache_path(self, prompt: Prompt) -> Path:
         key = hashlib.sha1(prompt.wav.read_bytes() + prompt.text.encode() + bytes([ALIGNER_VERSION]))
@@ -116,7 +115,7 @@ class RecordedSpeaker:
         path = self.cache_path(prompt)
         if not path.is_file():
             try:
-                phones, words = align(load(prompt.wav), prompt.text)
+                phones, words = align(load_audio(prompt.wav), prompt.text)
                 data = {"text": prompt.text, "phones": phones, "words": words}
             except RuntimeError as e:
                 log.info("%s: cannot align %s (%s)", self.name, prompt.name, e)

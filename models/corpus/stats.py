@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import measures
-from ..evaluate import pearson, speech_envelope
+from ..evaluate import pearson
+from ..features import frame_rms
 from ..motion import FRAME_RATE, LISTENING, STATES
 from .clip import speech_mask
 from .storage import find_clips, read_clip, read_corpus_info
@@ -45,7 +46,7 @@ def clip_quality(clip, rng: np.random.Generator) -> dict:
         "states": np.bincount(clip.state, minlength=len(STATES)).tolist(),
     }
     if len(clip.self_audio):  # the model evaluation's definition (models/evaluate.py), all frames and own speech
-        opening, env = measures.mouth_openness(motion), speech_envelope(clip.self_audio, frames)
+        opening, env = measures.mouth_openness(motion), frame_rms(clip.self_audio, frames)
         own = speech_mask(meta, "self", frames)
         q["lip_envelope_r"] = pearson(opening, env)
         q["lip_envelope_r_speech"] = pearson(opening[own], env[own]) if own.sum() > 2 else float("nan")

@@ -70,14 +70,14 @@ def read_clip(path: str | Path, audio: bool = True) -> Clip:
     """Read either form. `audio=False` skips the tracks (empty arrays) when only labels are needed."""
     path = Path(path)
     if path.is_dir():
-        from .dsp import load
+        from ..audio import load_audio
 
         if not (path / "meta.json").is_file():
             raise FileNotFoundError(f"{path} is not a clip folder (no meta.json)")
         meta = json.loads((path / "meta.json").read_text())
         with np.load(path / "motion.npz") as z:
             motion, state = z["motion"], z["state"]
-        tracks = [load(path / f"{t}.wav") if audio else np.zeros(0, np.float32) for t in ("self", "other")]
+        tracks = [load_audio(path / f"{t}.wav") if audio else np.zeros(0, np.float32) for t in ("self", "other")]
     else:
         if not path.is_file():
             raise FileNotFoundError(f"clip not found: {path}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..measures import span_frames
 from ..motion import BS, FRAME_RATE, NUM_BLENDSHAPES
 from .phones import PARAMS, articulations, is_bilabial_closure
 
@@ -118,15 +119,11 @@ def closure_window(start: float, end: float) -> tuple[float, float]:
 
 
 def _close_bilabials(params: np.ndarray, phones) -> None:
-    frames = len(params)
+    """Lips together on every frame of each p/b/m closure (the nearest frame when it falls between two)."""
     for start, end, name in phones:
         if not is_bilabial_closure(name):
             continue
-        a, b = closure_window(start, end)
-        ks = np.arange(int(np.ceil(a * FRAME_RATE - 1e-6)), int(np.floor(b * FRAME_RATE + 1e-6)) + 1)
-        if len(ks) == 0:  # shorter than a frame interval: close on the frame nearest its middle
-            ks = np.array([int(round((a + b) / 2 * FRAME_RATE))])
-        ks = ks[(ks >= 0) & (ks < frames)]
+        ks = span_frames(*closure_window(start, end), len(params))
         params[ks, P["closure"]] = 1.0
         params[ks, P["press"]] = np.maximum(params[ks, P["press"]], 0.3)
 
