@@ -109,6 +109,7 @@ def render_command(args) -> int:
 
     import cv2
 
+    from backchannel.models.cpus import usable_cpus
     from backchannel.models.render import BUNDLED_PORTRAIT
     from backchannel.models.render.portrait import find_landmarks, load_image
     from backchannel.models.render.speed import measure_render
@@ -118,7 +119,7 @@ def render_command(args) -> int:
     path = args.portrait or BUNDLED_PORTRAIT
     image = load_image(path)
     landmarks = find_landmarks(image, path, args.landmarks)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cpus()
     print(f"portrait {path} ({args.framing} framing), {args.frames} frames per size, {cores} cores, "
           f"OpenCV threads {cv2.getNumThreads()}, load average {os.getloadavg()[0]:.2f}")
     print("| size | setup ms | render fps | p50 ms | p95 ms | CPU ms/frame | render+JPEG fps | bare remap fps "

@@ -13,7 +13,7 @@ def register(commands) -> None:
     m.add_argument("--out", required=True, help="corpus folder (created; re-running resumes)")
     m.add_argument("--hours", type=float, required=True, help="hours of conversation to generate")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    m.add_argument("--workers", type=int, default=0, help="processes (default: the CPUs this process may use)")
     m.add_argument("--speech-dir", action="append", default=[], metavar="DIR",
                    help="real recorded speech: wavs + transcripts.txt (`name: text`); repeatable, one per speaker")
     m.add_argument("--clip-seconds", type=float, default=30.0, help="length of each clip (default 30)")

@@ -56,18 +56,18 @@ def _training_clip(job):
 def load_training_clips(data: str, split: str, cache: Path, workers: int | None = None):
     """Every clip of a split with its feature rows (computed once, in parallel, then cached)."""
     import multiprocessing as mp
-    import os
 
     from tqdm import tqdm
 
     from .corpus.dataset import Corpus
+    from .cpus import usable_cpus
 
     corpus = Corpus(data)
     paths = corpus.paths(split)
     if not paths:
         raise ValueError(f"{data} has no clips in split {split!r} (splits: {', '.join(corpus.splits()) or 'none'})")
     jobs = [(split, str(p), str(cache)) for p in paths]
-    with mp.get_context("spawn").Pool(workers or os.cpu_count() or 1) as pool:
+    with mp.get_context("spawn").Pool(workers or usable_cpus()) as pool:
         return list(tqdm(pool.imap(_training_clip, jobs, chunksize=4), total=len(jobs), desc=f"features ({split})", mininterval=2))
 
 

@@ -14,6 +14,7 @@ from backchannel.models.corpus.build import BuildConfig, build, plan
 from backchannel.models.corpus.dataset import Corpus, WindowDataset, loader
 from backchannel.models.corpus.stats import corpus_stats
 from backchannel.models.corpus.storage import find_clips, read_clip, write_clip_folder
+from backchannel.models.cpus import cpu_quota, usable_cpus
 from backchannel.models.motion import MOTION_DIM, SPEAKING
 
 from .corpus_fixtures import ALLISON, SAMPLE
@@ -64,6 +65,27 @@ def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache):
     with pytest.raises(ValueError, match="other settings"):
         build(BuildConfig(out, HOURS, seed=12, speech_dirs=[str(ALLISON)], clip_seconds=CLIP_S,
                           cache_dir=align_cache), progress=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_worker_counts_follow_affinity_and_cgroup_quota(tmp_path):
+    pinned = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+              "from backchannel.models.cpus import usable_cpus; print(usable_cpus())")
+    r = subprocess.run([sys.executable, "-c", pinned], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "1", r.stderr  # taskset -c 0: one process, however many CPUs the machine has
+    mine = usable_cpus(tmp_path)  # no quota files: the affinity
+    assert mine == len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # cgroup v2, 1.5 CPUs' worth
+    assert cpu_quota(tmp_path) == 1.5 and usable_cpus(tmp_path) == min(mine, 2)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(tmp_path) is None and usable_cpus(tmp_path) == mine
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    assert cpu_quota(tmp_path) == 0.5 and usable_cpus(tmp_path) == 1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu_quota(tmp_path) is None and usable_cpus(tmp_path) == mine
 
 
 def test_splits_hold_out_whole_speakers(align_cache):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpus import usable_cpus
 from . import text, worker
 from .clip import FORMAT_VERSION, ClipSpec
 from .storage import CORPUS_FILE, SHARD_SIZE, clip_path, read_corpus_info, write_corpus_info
@@ -36,7 +37,7 @@ class BuildConfig:
     out: Path
     hours: float
     seed: int = 0
-    workers: int = 0  # 0: all cores
+    workers: int = 0  # 0: every CPU this process may use
     speech_dirs: list[str] = field(default_factory=list)
     clip_seconds: float = 30.0
     real_split: str = REAL_TEST_SPLIT  # where recorded speakers go: test-real (held out) or train
@@ -109,7 +110,7 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
     for d in config.speech_dirs:
         RecordedSpeaker.open(d, config.cache_dir)  # fail early on a bad folder
     specs, splits = plan(config)
-    workers = config.workers or mp.cpu_count()
+    workers = config.workers or usable_cpus()
     t0 = time.perf_counter()
     # one fresh process per clip, forked from a warm server that never synthesised (see worker.py): clips do not
     # depend on which clips a process made before, so not on the number of workers
