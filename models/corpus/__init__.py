@@ -8,5 +8,6 @@ Data flows one way, one job per module:
       -> dialogue (who says what when)
       -> clip (render both tracks; labels: visemes (lips) + behaviour (head, gaze, blinks, brows, smiles, roles);
                augment (recording conditions))
-      -> storage (npz shards) -> build (all cores, resumable) / dataset (torch windows) / stats, show, sample
+      -> storage (npz shards) -> build (all usable CPUs, resumable) / dataset (clips, audio windows) / stats, show,
+         sample
 """

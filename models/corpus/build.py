@@ -1,4 +1,4 @@
-"""Build a corpus: plan every clip from the seed, then make the missing ones on all cores.
+"""Build a corpus: plan every clip from the seed, then make the missing ones on all usable CPUs.
 
 Planning is cheap and happens in the parent (clip i's split, voices and language come from (seed, i) alone);
 making a clip happens in worker processes and depends only on its spec. So a seed gives the same files for any

@@ -1,9 +1,11 @@
-"""Reading a corpus for training and evaluation.
+"""Reading a corpus.
 
-`Corpus(root)` lists clips per split and reads whole clips (evaluation). `WindowDataset` is a torch Dataset of
-fixed-length windows for training: both tracks' 16 kHz audio, motion (T, 62), state (T,) and per-frame masks.
-Windows start on whole frames; frame k covers audio [k / 30, (k + 1) / 30) s, so a window of F frames from frame
-k0 holds audio samples k0 * 16000 // 30 .. + F * 16000 // 30.
+`Corpus(root)` lists clips per split and reads whole clips (evaluation, and the motion model's training, which
+cuts its windows from cached audio features: models/training_data.py). `WindowDataset` is a general raw-audio
+window loader, a torch Dataset for other models and for users bringing their own data: fixed-length windows of
+both tracks' 16 kHz audio, motion (T, 62), state (T,) and per-frame masks. Windows start on whole frames; frame k
+covers audio [k / 30, (k + 1) / 30) s, so a window of F frames from frame k0 holds audio samples
+k0 * 16000 // 30 .. + F * 16000 // 30.
 """
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ def window(clip: Clip, first: int, frames: int) -> dict[str, np.ndarray]:
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Fixed-length windows from a corpus split.
+    """Fixed-length raw-audio windows from a corpus split (Backchannel's own model trains from cached features
+    instead: models/training_data.py).
 
     random=True (training): item i is a random window of clip i % len(clips), drawn from (seed, epoch, i),
     `windows_per_clip` items per clip per epoch; call set_epoch(e) for fresh windows each epoch.

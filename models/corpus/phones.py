@@ -22,7 +22,7 @@ BILABIAL_CLOSURES = frozenset("pbm")  # the P/B/M phones whose lips must meet (q
 @dataclass(frozen=True)
 class Articulation:
     """One mouth shape: targets for some parameters (the others rest at 0). `kind` picks how strongly the shape
-    claims each parameter against its neighbours (visemes.DOMINANCE)."""
+    claims the jaw and the parameters it does not need against its neighbours (visemes._JAW, visemes._PASSIVE)."""
 
     kind: str  # vowel | bilabial | labial | labiodental | dental | sibilant | postalveolar | rounding | ...
     targets: dict

@@ -22,8 +22,8 @@ from .utterance import Utterance
 
 log = logging.getLogger(__name__)
 
-REAL_TEST_SPLIT = "test-real"
-MAX_SENTENCE_S = 8.0  # longer recorded prompts are cut at a word boundary: one turn, not a lecture  # clips whose self voice is a recorded speaker no other split has heard
+REAL_TEST_SPLIT = "test-real"  # clips whose self voice is a recorded speaker no other split has heard
+MAX_SENTENCE_S = 8.0  # longer recorded prompts are cut at a word boundary: one turn, not a lecture
 SAY_TRIES = 5  # rounds of fresh texts before giving up on a voice that cannot time any of them
 
 # espeak-ng variants that are not human-sounding (robots, whispers, effects) or are test fixtures
