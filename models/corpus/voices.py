@@ -54,12 +54,6 @@ class Voice:
             return "cmu:" + _CMU_SPEAKERS.get(self.name, self.name)
         return self.id
 
-    @property
-    def languages(self) -> tuple[str, ...]:
-        if self.engine == "espeak":
-            return text.ENGLISH + text.LATIN_LANGUAGES + text.PHONEME_LANGUAGES
-        return ("en-us",)
-
 
 def espeak_voices() -> list[Voice]:
     root = espeak.data_dir()
