@@ -32,10 +32,12 @@ class AudioEncoder(nn.Module):
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Silence before the stream: (input history, conv history, GRU state)."""
-        silent = ((torch.full((FEATURE_DIM,), math.log(LOG_FLOOR)) - self.feature_mean) / self.feature_std).to(self.feature_mean)
+        dev = self.feature_mean.device
+        silent = (torch.full((FEATURE_DIM,), math.log(LOG_FLOOR), device=dev) - self.feature_mean) / self.feature_std
         silent[-1] = (0.0 - self.feature_mean[-1]) / self.feature_std[-1]
         x_hist = silent[None, :, None].expand(batch, FEATURE_DIM, self.kernel - 1).contiguous()
-        return x_hist, torch.zeros(batch, self.channels, self.kernel - 1), torch.zeros(1, batch, self.hidden)
+        return (x_hist, torch.zeros(batch, self.channels, self.kernel - 1, device=dev),
+                torch.zeros(1, batch, self.hidden, device=dev))
 
     def forward(self, rows: torch.Tensor, track: int | torch.Tensor, state=None):
         """rows (B, T, FEATURE_DIM) raw features -> (B, T, hidden), new state. state=None: silence before.

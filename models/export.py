@@ -172,7 +172,7 @@ def check_onnx(model: MotionModel, enc_path: Path, step_path: Path, batch: int =
 def build_tensorrt(onnx_path: str | Path, engine_path: str | Path, fp16: bool = True) -> Path:
     """Serialise a TensorRT engine from an exported graph. Needs the `tensorrt` package and an NVIDIA GPU; this
     project's CI and development machines have neither, so this path is written to TensorRT's documented
-    builder API but has not been run here."""
+    builder API but has not been run here, and no runtime in this project loads the engines yet."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -189,14 +189,13 @@ def build_tensorrt(onnx_path: str | Path, engine_path: str | Path, fp16: bool = 
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
+    for i in range(network.num_inputs):  # sessions 1 .. 1024 (64 typical), new feature rows 1 .. 64 (4 typical)
         tensor = network.get_input(i)
         shape = list(tensor.shape)
-        if -1 in shape:  # dynamic batch (and rows): 1 .. 1024 sessions, 1 .. 64 rows
-            lo = [1 if d == -1 else d for d in shape]
-            opt = [64 if (d == -1 and j == 0) else 4 if d == -1 else d for j, d in enumerate(shape)]
-            hi = [1024 if (d == -1 and j == 0) else 64 if d == -1 else d for j, d in enumerate(shape)]
-            profile.set_shape(tensor.name, lo, opt, hi)
+        batch_axis = 1 if tensor.name == "gru_state" else 0  # the GRU state is (layers, batch, hidden)
+        ranges = {batch_axis: (1, 64, 1024), **({1: (1, 4, 64)} if tensor.name == "rows" else {})}
+        lo, opt, hi = ([ranges[j][k] if j in ranges and d == -1 else d for j, d in enumerate(shape)] for k in range(3))
+        profile.set_shape(tensor.name, lo, opt, hi)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -98,12 +98,6 @@ class LogMel:
         return self._emit(self.n_in + WIN // 2)[: max(0, owed)]
 
 
-def log_mel(x: np.ndarray) -> np.ndarray:
-    """Whole-signal log-mel, (ceil(len / HOP), N_MELS)."""
-    m = LogMel()
-    return np.concatenate([m.process(x), m.flush()])
-
-
 FEATURE_DIM = N_MELS + 1  # log-mel bands + the track's speech probability
 
 

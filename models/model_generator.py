@@ -54,7 +54,7 @@ class TorchEngine:
         self.frame_step = FrameStep(self.model, steps, partner_guidance).eval()
 
     def encoder_state(self):
-        return tuple(s.numpy() for s in self.model.encoder.initial_state(1))
+        return tuple(s.cpu().numpy() for s in self.model.encoder.initial_state(1))
 
     @torch.no_grad()
     def encode(self, rows: np.ndarray, track: int, state):
@@ -166,6 +166,7 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
                  backend: str = "auto", model: MotionModel | None = None,
                  noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0):
+        self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
         self.steps = steps or self.cfg.steps
@@ -182,12 +183,14 @@ class ModelGenerator(Generator):
         elif backend == "onnx":
             from .export import OnnxEngine
 
+            if device != "cpu":
+                raise ValueError(f"the onnx backend runs on the CPU (onnxruntime); use backend torch for {device}")
             self.engine = OnnxEngine.from_model(self.model, self.steps, partner_guidance)
         else:
             raise ValueError(f"unknown backend {backend!r} (auto, torch or onnx)")
         self.backend = backend
         with torch.no_grad():
-            self.rest = self.model.rest_latent().numpy()
+            self.rest = self.model.rest_latent().cpu().numpy()
 
     def describe(self) -> dict:
         return {**super().describe(), "steps": self.steps, "latent_dim": self.cfg.latent_dim,
@@ -199,9 +202,9 @@ class ModelGenerator(Generator):
         """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
         ref = style.extra.get("reference_motion")
         if ref is None:
-            return self.model.style_encoder.null.numpy().copy()
-        ref = torch.as_tensor(np.asarray(ref, np.float32).reshape(1, -1, MOTION_DIM))
-        return self.model.style_vector(ref, 1)[0].numpy()
+            return self.model.style_encoder.null.detach().cpu().numpy().copy()
+        ref = torch.as_tensor(np.asarray(ref, np.float32).reshape(1, -1, MOTION_DIM), device=self.device)
+        return self.model.style_vector(ref, 1)[0].cpu().numpy()
 
     def open_stream(self, seed: int = 0, style: Style | None = None) -> MotionStream:
         return ModelStream(self, seed, style or Style())
@@ -251,7 +254,8 @@ class ModelGenerator(Generator):
 
 
 def apply_style(motion: np.ndarray, style: Style) -> None:
-    """The simple knobs every generator honours: expressiveness scales head motion, smile shifts the mouth."""
+    """The knobs the model honours after generation: expressiveness scales head motion, smile shifts the mouth.
+    (Its blinks come from the network; `blink_rate` is a baseline knob.)"""
     motion[:, HEAD_ROTATION] *= style.expressiveness
     motion[:, HEAD_TRANSLATION] *= style.expressiveness
     if style.smile:

@@ -128,7 +128,7 @@ class MotionModel(nn.Module):
     # ---- streaming inference -----------------------------------------------------------------------------------
     def rest_latent(self) -> torch.Tensor:
         """The latent of the neutral face, used as history before a stream's first frame."""
-        return self.codec.encode(torch.zeros(1, self.codec.motion_mean.shape[0]))[0]
+        return self.codec.encode(torch.zeros_like(self.codec.motion_mean)[None])[0]
 
 
 class FrameStep(nn.Module):

@@ -1,7 +1,8 @@
 """Training: first the motion codec (frames <-> latents), then the motion model (audio -> latents) with it frozen.
 
-Runs keep everything in one folder: `checkpoint.pt` (model, optimiser, EMA, step, random states: resumable and
-reproducible by seed), `losses.jsonl`, `losses.png`, and the final weights (EMA, float16) for shipping.
+Runs keep everything in one folder, per stage (codec, motion): `<stage>-checkpoint.pt` (model, optimiser, EMA,
+step, random states: resumable and reproducible by seed), `<stage>-losses.jsonl`, `<stage>-losses.png`, and the
+final weights (`codec.pt`, `motion.pt`: EMA, float16) for shipping.
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def train_codec(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tra
     opt = torch.optim.AdamW(list(codec.encoder.parameters()) + list(codec.decoder.parameters()), lr=1e-3)
     start = 0
     if run.checkpoint.is_file():
-        ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        ckpt = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
         codec.load_state_dict(ckpt["codec"])
         opt.load_state_dict(ckpt["opt"])
         start = ckpt["step"]
@@ -160,12 +161,12 @@ def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tr
     gen = torch.Generator(device=device).manual_seed(tc.seed)
     start = 0
     if run.checkpoint.is_file():
-        ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        ckpt = torch.load(run.checkpoint, map_location="cpu", weights_only=False)  # load_state_dict moves tensors
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["opt"])
         rng.bit_generator.state = ckpt["rng"]
-        gen.set_state(ckpt["torch_rng"].cpu() if device == "cpu" else ckpt["torch_rng"])
+        gen.set_state(ckpt["torch_rng"])  # a generator's state is a CPU byte tensor whatever its device
         start = ckpt["step"]
         log.info("resuming motion training at step %d", start)
     bar = tqdm(range(start, tc.steps), desc="motion", disable=not progress, initial=start, total=tc.steps)

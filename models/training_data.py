@@ -72,15 +72,22 @@ class WindowSampler:
     def __init__(self, clips: list[TrainingClip], cfg: ModelConfig, frames: int = 90, ref_frames: int = 90,
                  gain_db: float = 12.0):
         self.cfg, self.frames, self.ref_frames, self.gain_db = cfg, frames, ref_frames, gain_db
-        self.clips = [c for c in clips if c.frames >= frames]
+        self.clips = [c for c in clips if c.frames >= max(frames, ref_frames)]
         if not self.clips:
-            raise ValueError(f"no clip is long enough for {frames}-frame windows")
+            raise ValueError(f"no clip is long enough for {frames}-frame windows and {ref_frames}-frame references")
         lengths = np.array([c.frames for c in self.clips], np.float64)
         self.weights = lengths / lengths.sum()
 
     def row(self, f: np.ndarray | int):
         """Padded row index of padded frame f."""
         return self.cfg.row_for_frame(np.asarray(f) - PAD_FRAMES) + PAD_ROWS
+
+    def _reference_start(self, rng: np.random.Generator, clip: TrainingClip, a: int, b: int) -> int:
+        """A style reference elsewhere in the clip: outside the window [a, b) when the clip allows, so the style
+        vector cannot carry the very frames it should predict."""
+        starts = np.arange(PAD_FRAMES, len(clip.motion) - self.ref_frames + 1)
+        apart = starts[(starts + self.ref_frames <= a) | (starts >= b)]
+        return int(rng.choice(apart if len(apart) else starts))
 
     def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
         P, T = self.cfg.prev_frames, self.frames
@@ -92,7 +99,7 @@ class WindowSampler:
             frames = np.arange(f0 - P, f0 + T)
             r0 = max(0, int(self.row(frames[0])) - WARMUP_ROWS)
             r1 = int(self.row(frames[-1])) + 1
-            rf = int(rng.integers(PAD_FRAMES, len(clip.motion) - self.ref_frames + 1))
+            rf = self._reference_start(rng, clip, frames[0], frames[-1] + 1)
             shift = np.float32(rng.uniform(-1, 1) * self.gain_db / 10 * np.log(10))  # level change, log power
             items.append((clip, frames, r0, r1, rf, shift))
         rows = max(r1 - r0 for _, _, r0, r1, _, _ in items)

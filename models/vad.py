@@ -71,8 +71,3 @@ class VadStream:
         self.windows += n
         return probs
 
-
-def speech_probability(x: np.ndarray) -> np.ndarray:
-    """Whole-signal probabilities, one per 32 ms window (the last partial window padded with silence)."""
-    x = np.asarray(x, np.float32)
-    return VadStream().process(np.pad(x, (0, -len(x) % WINDOW)))
