@@ -81,11 +81,9 @@ def read_clip(path: str | Path, audio: bool = True) -> Clip:
     else:
         if not path.is_file():
             raise FileNotFoundError(f"clip not found: {path}")
-        try:
-            z = np.load(path)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a clip file: {e}") from None
-        with z:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a clip file: not an .npz archive")
+        with np.load(path) as z:
             missing = [k for k in CLIP_KEYS if k not in z.files]
             if missing:
                 raise ValueError(f"{path} is not a clip file: it has no {', '.join(missing)} (docs/dataset.md)")
