@@ -79,7 +79,10 @@ class EnergyGenerator(Generator):
         self.batches: list[int] = []
 
     def open_stream(self, seed=0, style=None):
-        return EnergyStream(seed, style or Style(), self.fail)
+        style = style or Style()
+        if style.expressiveness < 0:  # a value this generator refuses, as real ones may refuse theirs
+            raise ValueError(f"expressiveness {style.expressiveness} must be >= 0")
+        return EnergyStream(seed, style, self.fail)
 
     def feed_many(self, items):
         self.batches.append(len(items))

@@ -145,14 +145,17 @@ def test_control_channel(worker, receiver):
     assert brow[0] == pytest.approx(0.7) and brow[-1] == pytest.approx(0.3)  # seed 7, then seed 3 after `set`
     assert set(np.round(brow, 3)) == {0.7, 0.3}
     switch = int(np.argmax(brow < 0.5))
-    assert switch % 3 == 0  # the switch lands on the 0.1 s grid
-    # before the switch: seed 7 and the opening style; after it: a fresh stream with seed 3, same style
+    assert switch >= 20  # frames published before the `set` stand
+    # before the switch: seed 7 and the opening style; after it: a fresh stream with seed 3, same style, that
+    # started on the 0.1 s grid line at least 1 s earlier (its frames before the switch dropped)
     wire = decode_pcm(encode_pcm(audio), "s16le")
-    cut = switch * SAMPLE_RATE // 30
+    start = max(0, switch * SAMPLE_RATE // 30 - SAMPLE_RATE) // 1600 * 1600
+    silence = np.zeros(len(wire), np.float32)
     style = Style(expressiveness=0.5)
-    before = generate(EnergyGenerator(), wire[:cut], np.zeros(cut, np.float32), seed=7, style=style)
-    after = generate(EnergyGenerator(), wire[cut:], np.zeros(len(wire) - cut, np.float32), seed=3, style=style)
-    np.testing.assert_allclose(motion_of(bodies), np.concatenate([before.motion, after.motion])[:, :52], atol=1e-6)
+    before = generate(EnergyGenerator(), wire, silence, seed=7, style=style).motion[:switch]
+    after = generate(EnergyGenerator(), wire[start:], silence[start:], seed=3, style=style).motion
+    after = after[switch - start * 30 // SAMPLE_RATE:]
+    np.testing.assert_allclose(motion_of(bodies), np.concatenate([before, after])[:, :52], atol=1e-6)
     stats = control.call("stats")
     assert "ctl" not in stats["sessions"] and stats["errors"]["session_exists"] >= 1
 
