@@ -79,7 +79,9 @@ class Session:
         self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque()  # audio fed since recent_start, as fed
         self.recent_start = 0
         self.next_seq = 0  # next frame to publish
-        self.last_audio = now  # arrival of the newest accepted chunk
+        # arrival of the newest accepted chunk; None until the first: a session opened with `open` may wait any
+        # time for its audio (the idle timeout starts with it; max_sessions bounds how many wait)
+        self.last_audio: float | None = None
         self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
         self.errors: Counter[str] = Counter()
 
@@ -344,7 +346,8 @@ class Worker:
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
             self.feed(items[0][0].generator, items)
-        for name in [n for n, s in self.sessions.items() if now - s.last_audio > self.config.idle_timeout_s]:
+        for name in [n for n, s in self.sessions.items()
+                     if s.last_audio is not None and now - s.last_audio > self.config.idle_timeout_s]:
             log.info("session %s idle for %.0f s", name, self.config.idle_timeout_s)
             self.close_session(name, now)
         for name in [n for n, last in self.failed.items() if now - last > self.config.idle_timeout_s]:
@@ -388,7 +391,7 @@ class Worker:
         session, or sends nothing for idle_timeout_s."""
         self.report_failure(session, kind, error)
         self.sessions.pop(session.name, None)
-        self.failed[session.name] = session.last_audio
+        self.failed[session.name] = time.time() if session.last_audio is None else session.last_audio
         if len(self.failed) > self.config.max_sessions:  # bounded: forget the oldest failure
             del self.failed[next(iter(self.failed))]
         self.publish_closed(session)

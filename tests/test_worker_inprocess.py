@@ -205,3 +205,15 @@ def test_a_negative_seed_is_refused_on_open_and_at_worker_start(worker):
                          ({"style": {"expressiveness": -2}}, "cannot open a stream with the default seed")):
         with pytest.raises(ValueError, match=message):
             Worker(WorkerConfig(**ANY_PORT, **bad), generator_factory=lambda name=None: EnergyGenerator())
+
+
+def test_an_opened_session_waits_any_time_for_its_first_audio_then_times_out_as_usual(worker):
+    opened = time.time()
+    worker.control({"type": "open", "session": "npc", "seed": 7}, opened)
+    later = opened + 10 * worker.config.idle_timeout_s
+    worker.tick(later)
+    assert "npc" in worker.sessions  # before: closed by the idle timeout, and this audio opened a default session
+    worker.ingest(chunk("npc", "self"), later)
+    assert worker.sessions["npc"].seed == 7
+    worker.tick(later + worker.config.idle_timeout_s + 1)
+    assert "npc" not in worker.sessions
