@@ -44,7 +44,7 @@ ERROR_KINDS = {
     "duplicate": "a seq this track already delivered",
     "late": "audio for a time already played out (arrived after its jitter deadline)",
     "buffer_full": "a track ran further ahead of its partner track than the buffer holds",
-    "too_many_sessions": "audio for a new session while the worker already serves max_sessions",
+    "too_many_sessions": "audio or open for a new session while the worker already serves max_sessions",
     "unknown_request": "control request type the worker does not know",
     "unknown_session": "control request names a session that is not open",
     "session_exists": "open for a session that is already open",

@@ -250,8 +250,6 @@ class Worker:
         session = self.sessions.get(chunk.session)
         if session is None:
             try:
-                if len(self.sessions) >= self.config.max_sessions:
-                    raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions")
                 session = self.open_session(chunk.session, now)
             except ProtocolError as e:
                 self.reject(e)
@@ -278,6 +276,9 @@ class Worker:
 
     def open_session(self, name: str, now: float, generator: str | None = None, seed: int | None = None,
                      style: dict | None = None) -> Session:
+        """A new session (its first audio, or `open`), within max_sessions."""
+        if len(self.sessions) >= self.config.max_sessions:
+            raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions (max_sessions)")
         gen = self._generator(generator) if generator else self.default_generator
         try:
             session = Session(name, gen, self.config.seed if seed is None else seed,

@@ -34,6 +34,20 @@ def chunk(session, track, seq=0, seconds=0.1):
     return [protocol.audio_message(session, track, seq, seq * seconds, np.full(int(16000 * seconds), 0.1), 16000)]
 
 
+def request(worker, kind, **fields) -> dict:
+    """A control request as bytes on the wire would make it: parsed, answered, unpacked."""
+    return protocol.unpack(worker.handle_control([protocol.control_request(kind, **fields)], time.time()))
+
+
+def stream_into(worker, name, seconds, first_seq=0):
+    """`seconds` of both tracks (0.1 s chunks) into a session, a tick after each."""
+    for seq in range(first_seq, first_seq + round(seconds * 10)):
+        now = time.time()
+        worker.ingest(chunk(name, "self", seq), now)
+        worker.ingest(chunk(name, "other", seq), now)
+        worker.tick(now)
+
+
 def test_one_tick_feeds_every_session_with_new_audio_in_one_batch(worker):
     now = time.time()
     for name in ("a", "b", "c"):
@@ -50,6 +64,8 @@ def test_sessions_beyond_the_limit_are_refused_and_counted(worker):
         worker.ingest(chunk(name, "self"), now)
     assert sorted(worker.sessions) == ["a", "b", "c"]
     assert worker.errors["too_many_sessions"] == 1
+    assert request(worker, "open", session="d")["error"] == "too_many_sessions"  # `open` counts the same
+    assert "d" not in worker.sessions and worker.errors["too_many_sessions"] == 2
     worker.close_session("a", now)
     worker.ingest(chunk("d", "self"), now)
     assert "d" in worker.sessions
@@ -156,20 +172,6 @@ def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadli
     finally:
         push.close(0), req.close(0)
         w.shutdown()
-
-
-def request(worker, kind, **fields) -> dict:
-    """A control request as bytes on the wire would make it: parsed, answered, unpacked."""
-    return protocol.unpack(worker.handle_control([protocol.control_request(kind, **fields)], time.time()))
-
-
-def stream_into(worker, name, seconds, first_seq=0):
-    """`seconds` of both tracks (0.1 s chunks) into a session, a tick after each."""
-    for seq in range(first_seq, first_seq + round(seconds * 10)):
-        now = time.time()
-        worker.ingest(chunk(name, "self", seq), now)
-        worker.ingest(chunk(name, "other", seq), now)
-        worker.tick(now)
 
 
 def test_a_set_the_generator_refuses_is_answered_with_an_error_and_the_session_goes_on(worker):
