@@ -4,8 +4,11 @@ FrameEncoder renders and encodes a session's MotionBlock. FrameSink is the worke
 every block it publishes (`send(session, block)`, the same call its Live Link and VMC sinks take); a render thread
 turns blocks into frames, and the worker's own thread publishes them on its PUB socket when it next calls `send` or
 `publish_ready` (each tick), so motion never waits for pixels and only the worker's thread touches the socket.
-When rendering falls behind real time, blocks that have waited longer than `max_lag_s` are dropped (counted),
-oldest first, so the frames stay live; never motion. A burst (audio sent faster than real time) is rendered in full.
+Rendering never holds motion back, and frames stay live rather than complete: a block that has waited longer than
+`max_lag_s` (1 s) for the render thread is dropped, oldest first, whenever a newer one waits behind it, and at most
+`max_waiting_frames` wait at all. So when rendering is slower than the motion comes (a slow machine, or a burst of
+audio sent faster than real time), frames are skipped, not delayed; each skipped frame is counted (`dropped` in
+the worker's stats, under `outputs`).
 
 Frame body (msgpack, protocol v1; unknown fields are to be ignored):
 
@@ -65,6 +68,8 @@ class FrameEncoder:
 
 class FrameSink:
     """Worker output for `<session>/frame`: renders on its own thread, publishes on the worker's."""
+
+    name = "frames"  # its counters' key in the worker's stats
 
     def __init__(self, pub, encoder: FrameEncoder, max_lag_s: float = 1.0, max_waiting_frames: int = 900):
         self.pub, self.encoder = pub, encoder

@@ -111,6 +111,10 @@ class Session:
 
 
 class Worker:
+    """`sinks` are the other outputs (Live Link, VMC, rendered frames): each has `send(session, block)` for every
+    block published, `close()`, a `name` and `stats()` (its counters, under `outputs` in the worker's stats), and
+    `publish_ready()` if it makes output off the worker's thread."""
+
     def __init__(self, config: WorkerConfig | None = None, generator_factory=make_generator, sinks=(),
                  context: zmq.Context | None = None):
         self.config = config or WorkerConfig()
@@ -444,6 +448,7 @@ class Worker:
 
     def stats(self) -> dict:
         return {"sessions": sorted(self.sessions), "frames": self.frames, "errors": dict(self.errors),
+                "outputs": {sink.name: sink.stats() for sink in self.sinks},
                 "uptime_s": round(time.time() - self.started, 3), "cpu_s": round(time.process_time(), 3)}
 
     # --- control --------------------------------------------------------------------------------------------------

@@ -132,3 +132,10 @@ def collect(receiver, sessions, timeout_s: float = 20.0) -> dict:
         else:
             entry[msg.kind].append(msg.body)
     return got
+
+
+def next_worker_stats(receiver, timeout_s: float = 10.0) -> dict | None:
+    """The next `_worker/stats` body the receiver gets (what came before it is skipped), None if none comes."""
+    from backchannel.bridge.protocol import WORKER_TOPIC
+
+    return next((m.body for m in iter(lambda: receiver.receive(timeout_s), None) if m.session == WORKER_TOPIC), None)
