@@ -4,18 +4,13 @@ from __future__ import annotations
 
 
 def _audio(args):
-    """The two tracks to stream: the given files (the shorter padded) or a synthetic dialogue."""
-    import numpy as np
-
+    """The two tracks to stream: the given files (the shorter or missing one padded) or a synthetic dialogue."""
     from backchannel.models.audio import SAMPLE_RATE, load_audio
 
-    from .latency import synthetic_dialogue
+    from .latency import pad_tracks, synthetic_dialogue
 
     if args.self_audio or args.other_audio:
-        a = load_audio(args.self_audio) if args.self_audio else None
-        b = load_audio(args.other_audio) if args.other_audio else None
-        n = max(len(x) for x in (a, b) if x is not None)
-        a, b = (np.pad(x, (0, n - len(x))) if x is not None else np.zeros(n, np.float32) for x in (a, b))
+        a, b = pad_tracks(*(load_audio(path) if path else None for path in (args.self_audio, args.other_audio)))
         if args.seconds:
             a, b = a[:int(args.seconds * SAMPLE_RATE)], b[:int(args.seconds * SAMPLE_RATE)]
         return a, b

@@ -46,6 +46,13 @@ def synthetic_dialogue(seconds: float, seed: int = 0, rate: int = SAMPLE_RATE) -
     return tracks[0], tracks[1]
 
 
+def pad_tracks(self_audio: np.ndarray | None, other_audio: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Both tracks at one length: the shorter padded with silence, a missing one (None) all silence."""
+    n = max(len(x) for x in (self_audio, other_audio) if x is not None)
+    return tuple(np.zeros(n, np.float32) if x is None else np.pad(np.asarray(x, np.float32), (0, n - len(x)))
+                 for x in (self_audio, other_audio))
+
+
 @dataclass
 class Measured:
     end_to_end_ms: np.ndarray
@@ -86,11 +93,13 @@ class _Collector(threading.Thread):
 
 def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray, other_audio: np.ndarray,
                     chunk_ms: float, lookahead_s: float, rate: int = SAMPLE_RATE) -> Measured:
-    """Stream the same two tracks into every session at once, in real time, and measure what comes back."""
+    """Stream the same two tracks into every session at once, in real time, and measure what comes back (the
+    shorter track padded with silence)."""
     import zmq
 
     from .client import ControlClient, audio_chunks, send_chunks
 
+    self_audio, other_audio = pad_tracks(self_audio, other_audio)
     ctx = zmq.Context.instance()
     collector = _Collector(endpoints["motion_out"], sessions)
     collector.receiver.wait_ready()
