@@ -210,8 +210,12 @@ class Worker:
                 log.exception("failed on an audio message")
                 self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
 
-    def shutdown(self) -> None:
-        """Close every session (their last frames go out), then the sockets."""
+    def shutdown(self, drain_s: float = 1.0) -> None:
+        """Take in the audio already waiting in the socket, close every session (their last frames go out), then the
+        sockets. The drain is bounded (`drain_s`): a sender that never stops must not hold the exit up."""
+        deadline = time.time() + drain_s
+        while self.pull.poll(0) and time.time() < deadline:
+            self.drain()
         for name in list(self.sessions):
             self.close_session(name, time.time())
         self.close()

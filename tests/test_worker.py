@@ -284,7 +284,14 @@ def test_idle_sessions_time_out_and_shutdown_flushes_open_sessions():
         forgotten = collect(r, ["forgotten"], timeout_s=10)["forgotten"]  # closed by the idle timeout
         assert len(forgotten["motion"]) == 31
         stream(ep, "open-at-exit", {"self": a, "other": b}, end=False)
-        time.sleep(0.2)
+        control = ControlClient(ep["control"])
+        deadline = time.time() + 10
+        while time.time() < deadline:  # every chunk has reached the worker: now only shutdown can release the last
+            tracks = control.request("stats", session="open-at-exit").get("tracks", {})
+            if [t["received_s"] for t in tracks.values()] == [1.01, 1.01]:
+                break
+            time.sleep(0.02)
+        control.close()
         ep["process"].send_signal(signal.SIGTERM)
         at_exit = collect(r, ["open-at-exit"], timeout_s=10)["open-at-exit"]
         assert len(at_exit["motion"]) == 31  # the last frame went out before the worker left

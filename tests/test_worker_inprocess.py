@@ -48,6 +48,24 @@ def stream_into(worker, name, seconds, first_seq=0):
         worker.tick(now)
 
 
+class Recorder:
+    """A worker output that counts the frames it is given, per session."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.frames: dict[str, int] = {}
+
+    def send(self, session, block):
+        self.frames[session] = self.frames.get(session, 0) + len(block)
+
+    def stats(self):
+        return dict(self.frames)
+
+    def close(self):
+        pass
+
+
 def test_one_tick_feeds_every_session_with_new_audio_in_one_batch(worker):
     now = time.time()
     for name in ("a", "b", "c"):
@@ -219,3 +237,16 @@ def test_an_opened_session_waits_any_time_for_its_first_audio_then_times_out_as_
     assert worker.sessions["npc"].seed == 7
     worker.tick(later + worker.config.idle_timeout_s + 1)
     assert "npc" not in worker.sessions
+
+
+def test_shutdown_takes_in_the_audio_still_waiting_in_the_socket():
+    """SIGTERM arrives while audio is queued unread: it is served, and its last frames go out, before the exit."""
+    recorder = Recorder()
+    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=lambda name=None: EnergyGenerator(), sinks=[recorder])
+    push = push_socket(w.local_audio)
+    for seq in range(10):
+        for track in ("self", "other"):
+            push.send(chunk("late", track, seq)[0])
+    w.shutdown()
+    push.close(0)
+    assert recorder.frames == {"late": 30}  # before: the session never opened, its second of audio lost
