@@ -1,4 +1,5 @@
 """Our ZeroMQ stream read by an independent peer: the C++ example subscriber (cppzmq + hand-written msgpack)."""
+import select
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,6 +33,8 @@ def test_cpp_subscriber_decodes_our_frames(tmp_path):
     with spawn_worker("--stats-interval-s", "0.2", command=WORKER_COMMAND) as ep:
         cpp = subprocess.Popen([str(binary), ep["motion_out"], "cpp", "90"], stdout=subprocess.PIPE, text=True)
         try:
+            # it prints "ready" once the worker's stats reach it; a stalled binary must fail the test, not hang it
+            assert select.select([cpp.stdout], [], [], 30)[0], "the C++ subscriber printed nothing in 30 s"
             assert cpp.stdout.readline().strip() == "ready"
             py = MotionReceiver(ep["motion_out"], ["cpp"])
             py.wait_ready()
