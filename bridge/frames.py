@@ -29,19 +29,18 @@ import numpy as np
 
 from backchannel.models.motion import STATES, MotionBlock, frame_time
 
+from .portrait_options import FRAME_FORMATS
 from .protocol import VERSION
 
 log = logging.getLogger("backchannel.frames")
-
-FORMATS = ("jpeg", "rgb24")
 
 
 class FrameEncoder:
     """Renders and encodes frames with one renderer (it keeps no per-session state, so sessions can share it)."""
 
     def __init__(self, renderer, fmt: str = "jpeg", quality: int = 85):
-        if fmt not in FORMATS:
-            raise ValueError(f"frame format {fmt!r}: choose from {', '.join(FORMATS)}")
+        if fmt not in FRAME_FORMATS:
+            raise ValueError(f"frame format {fmt!r}: choose from {', '.join(FRAME_FORMATS)}")
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality {quality} must be in 1..100")
         self.renderer, self.format, self.quality = renderer, fmt, int(quality)
