@@ -1,3 +1,6 @@
+import gc
+import warnings
+
 import pytest
 
 from backchannel.bridge.cli import build_parser, main
@@ -55,3 +58,13 @@ def test_a_bad_seed_or_style_stops_run_and_serve_with_one_line(tmp_path, flags, 
         assert main([*command, *flags]) == 2  # before: serve started and failed every session, run a traceback
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_spawn_worker_closes_its_log_when_the_worker_cannot_even_start(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(FileNotFoundError):
+            with spawn_worker(command=[str(tmp_path / "no-such-program")], log_path=tmp_path / "worker.log"):
+                pass
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []  # before: "unclosed file"
