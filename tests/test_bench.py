@@ -27,3 +27,14 @@ def test_capacity_measurement_covers_each_level():
     for r in rows:
         assert 0 < r["fps_min"] <= r["fps_mean"] < 40
         assert isinstance(r["holds_30fps"], bool) and math.isfinite(r["end_to_end_ms"]["p95"])
+
+
+def test_length_reports_cost_per_minute_and_memory_growth(capsys):
+    from backchannel.bridge.cli import main
+
+    assert main(["bench", "length", "--minutes", "1.02"]) == 0  # a minute and 36 frames
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split("|") for line in out if line.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2] and [int(r[2]) for r in rows] == [1800, 36]
+    assert all(float(r[1]) > 0 for r in rows)
+    assert out[-1].startswith("RSS grew ") and "from the end of minute 1 to the end of minute 2" in out[-1]
