@@ -1,21 +1,18 @@
-"""`backchannel bench latency|capacity|render`; the measuring itself is in latency.py and models/render/speed.py
-(callable from Python too)."""
+"""`backchannel bench latency|capacity|length|render`. latency and capacity stream real-time audio through a worker
+subprocess over real sockets (the measuring is in latency.py, callable from Python too); length feeds one generator
+stream an hour-scale conversation in process (CPU per frame and memory growth, here); render times the portrait
+renderer (models/render/speed.py)."""
 from __future__ import annotations
 
 
 def _audio(args):
-    """The two tracks to stream: the given files (the shorter padded) or a synthetic dialogue."""
-    import numpy as np
-
+    """The two tracks to stream: the given files (the shorter or missing one padded) or a synthetic dialogue."""
     from backchannel.models.audio import SAMPLE_RATE, load_audio
 
-    from .latency import synthetic_dialogue
+    from .latency import pad_tracks, synthetic_dialogue
 
     if args.self_audio or args.other_audio:
-        a = load_audio(args.self_audio) if args.self_audio else None
-        b = load_audio(args.other_audio) if args.other_audio else None
-        n = max(len(x) for x in (a, b) if x is not None)
-        a, b = (np.pad(x, (0, n - len(x))) if x is not None else np.zeros(n, np.float32) for x in (a, b))
+        a, b = pad_tracks(*(load_audio(path) if path else None for path in (args.self_audio, args.other_audio)))
         if args.seconds:
             a, b = a[:int(args.seconds * SAMPLE_RATE)], b[:int(args.seconds * SAMPLE_RATE)]
         return a, b
@@ -48,9 +45,15 @@ def register(commands) -> None:
         if name == "capacity":
             k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
         k.set_defaults(func=latency_command if name == "latency" else capacity_command)
-    n = kinds.add_parser("length", help="per-frame cost and memory as one conversation goes on (no sockets)")
+    n = kinds.add_parser("length", help="per-frame CPU and memory growth over one long conversation (no sockets)",
+                         description="Feeds one generator stream a synthetic conversation in 1/30 s ticks, made "
+                                     "10 s at a time, and prints per minute the CPU per frame and the process's "
+                                     "resident memory (RSS), then how much RSS grew from the end of minute 1 to the "
+                                     "end of the last: flat CPU and no growth mean the cost does not grow with the "
+                                     "conversation. RSS itself includes the generator and its libraries.")
     n.add_argument("--generator", help="generator to measure (default: the shipped default)")
-    n.add_argument("--minutes", type=float, default=10.0, help="length of the conversation (default 10)")
+    n.add_argument("--minutes", type=float, default=10.0, help="length of the conversation (default 10, at least 2 "
+                   "for a growth figure)")
     n.set_defaults(func=length_command)
     r = kinds.add_parser("render", help="portrait renderer frames per second at several sizes")
     r.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], metavar="N")
@@ -146,8 +149,11 @@ def _rss_mb() -> float:
 
 
 def length_command(args) -> int:
-    """One stream fed a long synthetic conversation a tick (1/30 s) at a time: CPU per frame and resident memory
-    minute by minute. Flat numbers mean the cost does not grow with the conversation."""
+    """One stream fed a long synthetic conversation a tick (1/30 s) at a time: CPU per frame and RSS minute by
+    minute, and the growth of RSS from the end of minute 1 (generator loaded, stream warm) to the end of the last.
+    The audio is made as it is fed, 10 s at a time: whole minutes of it (and their float64 temporaries) made RSS
+    swing by 25 MB from minute to minute, hiding what the stream itself holds."""
+    import math
     import time
 
     from backchannel.models.audio import SAMPLE_RATE
@@ -155,17 +161,28 @@ def length_command(args) -> int:
 
     from .latency import synthetic_dialogue
 
+    if not args.minutes > 0:
+        raise ValueError(f"--minutes {args.minutes:g}: give a positive length")
     generator = make_generator(args.generator)
-    a, b = synthetic_dialogue(args.minutes * 60, seed=1)
     stream = generator.open_stream(seed=0)
     tick = SAMPLE_RATE // 30
     print(f"generator {generator.name}: {args.minutes:g} min fed {1000 * tick / SAMPLE_RATE:.1f} ms at a time")
     print("minute | CPU ms per frame | frames | RSS MB")
-    minute = SAMPLE_RATE * 60
-    for start in range(0, len(a), minute):
-        frames, cpu = 0, time.process_time()
-        for i in range(start, min(start + minute, len(a)), tick):
-            frames += len(stream.feed(a[i:i + tick], b[i:i + tick]))
-        cpu = time.process_time() - cpu
-        print(f"{start // minute + 1:6d} | {1000 * cpu / max(frames, 1):16.2f} | {frames:6d} | {_rss_mb():6.0f}")
+    rss = []
+    for m in range(math.ceil(args.minutes)):
+        frames, cpu = 0, 0.0
+        for piece in range(6):
+            seconds = min(10.0, args.minutes * 60 - m * 60 - piece * 10)
+            if seconds <= 0:
+                break
+            a, b = synthetic_dialogue(seconds, seed=1 + 6 * m + piece)
+            start = time.process_time()
+            for i in range(0, len(a), tick):
+                frames += len(stream.feed(a[i:i + tick], b[i:i + tick]))
+            cpu += time.process_time() - start
+        rss.append(_rss_mb())
+        print(f"{m + 1:6d} | {1000 * cpu / max(frames, 1):16.2f} | {frames:6d} | {rss[-1]:6.0f}")
+    if len(rss) > 1:
+        print(f"RSS grew {rss[-1] - rss[0]:+.1f} MB from the end of minute 1 to the end of minute {len(rss)} "
+              f"({(rss[-1] - rss[0]) / (len(rss) - 1):+.2f} MB a minute)")
     return 0

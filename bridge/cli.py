@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 
@@ -17,6 +18,18 @@ COMMAND_MODULES = (
     "backchannel.bridge.landmark_files",
     "backchannel.bridge.demo",
 )
+
+
+def json_object(text: str) -> dict:
+    """argparse type of every flag that takes a JSON object (--style '{"expressiveness": 1.2}')."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r:.80} is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r:.80} is a JSON {type(value).__name__}; give an object, "
+                                         "e.g. '{\"expressiveness\": 1.2}'")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

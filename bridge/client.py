@@ -62,7 +62,8 @@ def send_chunks(sock, chunks: list[Chunk], realtime: bool, progress: bool = Fals
 
 
 class ControlClient:
-    """REQ socket to the worker's control endpoint. A lost reply never wedges it: the socket is remade."""
+    """REQ socket to the worker's control endpoint. A lost reply never wedges it: the socket is remade. Use it in a
+    `with` block (or call close) so the socket does not outlive it."""
 
     def __init__(self, endpoint: str, timeout_s: float = 5.0, context: zmq.Context | None = None):
         self.endpoint, self.timeout_s = endpoint, timeout_s
@@ -92,6 +93,12 @@ class ControlClient:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+    def __enter__(self) -> "ControlClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
@@ -155,9 +162,9 @@ def spawn_worker(*flags: str, command: list[str] | None = None, env: dict | None
                  log_path: str | Path | None = None):
     """A `backchannel serve` subprocess on free loopback ports; yields its endpoints (+ "pid", "process")."""
     command = command or [sys.executable, "-m", "backchannel.bridge.cli"]
-    with tempfile.TemporaryDirectory(prefix="backchannel-worker-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="backchannel-worker-") as tmp, \
+            open(log_path or Path(tmp) / "worker.log", "w") as log_file:
         ready = Path(tmp) / "ready.json"
-        log_file = open(log_path or Path(tmp) / "worker.log", "w")
         args = [*command, "serve", "--audio-in", "tcp://127.0.0.1:*", "--motion-out", "tcp://127.0.0.1:*",
                 "--control", "tcp://127.0.0.1:*", "--ready-file", str(ready), *flags]
         proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
@@ -178,4 +185,3 @@ def spawn_worker(*flags: str, command: list[str] | None = None, env: dict | None
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            log_file.close()

@@ -4,8 +4,11 @@ FrameEncoder renders and encodes a session's MotionBlock. FrameSink is the worke
 every block it publishes (`send(session, block)`, the same call its Live Link and VMC sinks take); a render thread
 turns blocks into frames, and the worker's own thread publishes them on its PUB socket when it next calls `send` or
 `publish_ready` (each tick), so motion never waits for pixels and only the worker's thread touches the socket.
-When rendering falls behind real time, blocks that have waited longer than `max_lag_s` are dropped (counted),
-oldest first, so the frames stay live; never motion. A burst (audio sent faster than real time) is rendered in full.
+Rendering never holds motion back, and frames stay live rather than complete: a block that has waited longer than
+`max_lag_s` (1 s) for the render thread is dropped, oldest first, whenever a newer one waits behind it, and at most
+`max_waiting_frames` wait at all. So when rendering is slower than the motion comes (a slow machine, or a burst of
+audio sent faster than real time), frames are skipped, not delayed; each skipped frame is counted (`dropped` in
+the worker's stats, under `outputs`).
 
 Frame body (msgpack, protocol v1; unknown fields are to be ignored):
 
@@ -26,19 +29,18 @@ import numpy as np
 
 from backchannel.models.motion import STATES, MotionBlock, frame_time
 
+from .portrait_options import FRAME_FORMATS
 from .protocol import VERSION
 
 log = logging.getLogger("backchannel.frames")
-
-FORMATS = ("jpeg", "rgb24")
 
 
 class FrameEncoder:
     """Renders and encodes frames with one renderer (it keeps no per-session state, so sessions can share it)."""
 
     def __init__(self, renderer, fmt: str = "jpeg", quality: int = 85):
-        if fmt not in FORMATS:
-            raise ValueError(f"frame format {fmt!r}: choose from {', '.join(FORMATS)}")
+        if fmt not in FRAME_FORMATS:
+            raise ValueError(f"frame format {fmt!r}: choose from {', '.join(FRAME_FORMATS)}")
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"JPEG quality {quality} must be in 1..100")
         self.renderer, self.format, self.quality = renderer, fmt, int(quality)
@@ -65,6 +67,8 @@ class FrameEncoder:
 
 class FrameSink:
     """Worker output for `<session>/frame`: renders on its own thread, publishes on the worker's."""
+
+    name = "frames"  # its counters' key in the worker's stats
 
     def __init__(self, pub, encoder: FrameEncoder, max_lag_s: float = 1.0, max_waiting_frames: int = 900):
         self.pub, self.encoder = pub, encoder

@@ -46,6 +46,13 @@ def synthetic_dialogue(seconds: float, seed: int = 0, rate: int = SAMPLE_RATE) -
     return tracks[0], tracks[1]
 
 
+def pad_tracks(self_audio: np.ndarray | None, other_audio: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Both tracks at one length: the shorter padded with silence, a missing one (None) all silence."""
+    n = max(len(x) for x in (self_audio, other_audio) if x is not None)
+    return tuple(np.zeros(n, np.float32) if x is None else np.pad(np.asarray(x, np.float32), (0, n - len(x)))
+                 for x in (self_audio, other_audio))
+
+
 @dataclass
 class Measured:
     end_to_end_ms: np.ndarray
@@ -86,36 +93,39 @@ class _Collector(threading.Thread):
 
 def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray, other_audio: np.ndarray,
                     chunk_ms: float, lookahead_s: float, rate: int = SAMPLE_RATE) -> Measured:
-    """Stream the same two tracks into every session at once, in real time, and measure what comes back."""
+    """Stream the same two tracks into every session at once, in real time, and measure what comes back (the
+    shorter track padded with silence)."""
     import zmq
 
     from .client import ControlClient, audio_chunks, send_chunks
 
+    self_audio, other_audio = pad_tracks(self_audio, other_audio)
     ctx = zmq.Context.instance()
     collector = _Collector(endpoints["motion_out"], sessions)
     collector.receiver.wait_ready()
     collector.start()
-    control = ControlClient(endpoints["control"], context=ctx)
-    cpu_before = control.call("stats")["cpu_s"]
+    chunks = [c for s in sessions for c in audio_chunks(s, {"self": self_audio, "other": other_audio}, rate, chunk_ms)]
+    chunks.sort(key=lambda c: c.end)
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 2000)
     push.connect(endpoints["audio_in"])
-    chunks = [c for s in sessions for c in audio_chunks(s, {"self": self_audio, "other": other_audio}, rate, chunk_ms)]
-    chunks.sort(key=lambda c: c.end)
-    start = time.time()
-    sent_at = send_chunks(push, chunks, realtime=True)
-    stream_end = time.time()
-    cpu_after = control.call("stats")["cpu_s"]
-    for s in sessions:
-        push.send(protocol.end_message(s))
-    closed, deadline = set(), time.time() + 30
-    while len(closed) < len(sessions) and time.time() < deadline:  # the closing stats say all frames are out
-        closed = {m.session for m in list(collector.messages) if m.kind == "stats" and m.body.get("closed")}
-        time.sleep(0.05)
-    collector.stop.set()
-    collector.join()
-    push.close()
-    control.close()
+    try:
+        with ControlClient(endpoints["control"], context=ctx) as control:
+            cpu_before = control.call("stats")["cpu_s"]
+            start = time.time()
+            sent_at = send_chunks(push, chunks, realtime=True)
+            stream_end = time.time()
+            cpu_after = control.call("stats")["cpu_s"]
+        for s in sessions:
+            push.send(protocol.end_message(s))
+        closed, deadline = set(), time.time() + 30
+        while len(closed) < len(sessions) and time.time() < deadline:  # the closing stats say all frames are out
+            closed = {m.session for m in list(collector.messages) if m.kind == "stats" and m.body.get("closed")}
+            time.sleep(0.05)
+    finally:
+        collector.stop.set()
+        collector.join()
+        push.close()
 
     sent = {(c.session, c.track, c.seq): w for c, w in zip(chunks, sent_at)}
     chunk_s = max(1, round(rate * chunk_ms / 1000)) / rate
@@ -154,7 +164,8 @@ def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: 
 
     flags = ["--generator", generator] if generator else []
     with spawn_worker(*flags, "--stats-interval-s", "0.2", command=worker_command) as endpoints:
-        describe = ControlClient(endpoints["control"]).call("describe")
+        with ControlClient(endpoints["control"]) as control:
+            describe = control.call("describe")
         m = stream_sessions(endpoints, ["bench"], self_audio, other_audio, chunk_ms, describe["lookahead_s"])
     return {"generator": describe["generator"]["name"], "lookahead_ms": describe["lookahead_s"] * 1000,
             "chunk_ms": chunk_ms, "frames": m.frames, "end_to_end_ms": percentiles(m.end_to_end_ms),
@@ -171,7 +182,8 @@ def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: li
     flags = ["--generator", generator] if generator else []
     rows = []
     with spawn_worker(*flags, "--stats-interval-s", "0.2", command=worker_command) as endpoints:
-        lookahead = ControlClient(endpoints["control"]).call("describe")["lookahead_s"]
+        with ControlClient(endpoints["control"]) as control:
+            lookahead = control.call("describe")["lookahead_s"]
         for n in levels:
             m = stream_sessions(endpoints, [f"load{n}-{i}" for i in range(n)], self_audio, other_audio, chunk_ms,
                                 lookahead)

@@ -66,11 +66,14 @@ def packet(device_id: str, subject: str, frame: int, values: list[float]) -> byt
 class LiveLinkSink:
     """Sends every session's frames as Live Link Face packets, one subject per session."""
 
+    name = "livelink"  # its counters' key in the worker's stats
+
     def __init__(self, address: str, device_id: str | None = None):
         family, self.address = udp_target(address)
         self.device_id = device_id or str(uuid.uuid4()).upper()  # 36 characters, like the app's identifierForVendor
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.errors = 0
+        self.sent = 0
+        self.errors = 0  # packets the system refused to send
 
     def send(self, session: str, block: MotionBlock) -> None:
         for i, row in enumerate(block.motion):
@@ -78,6 +81,11 @@ class LiveLinkSink:
                 self.sock.sendto(packet(self.device_id, session, block.first + i, curve_values(row)), self.address)
             except OSError:  # nobody listening (ICMP unreachable) or a full buffer: a face frame is not worth a crash
                 self.errors += 1
+            else:
+                self.sent += 1
+
+    def stats(self) -> dict:
+        return {"sent": self.sent, "errors": self.errors}
 
     def close(self) -> None:
         self.sock.close()

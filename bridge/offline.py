@@ -1,10 +1,10 @@
 """`backchannel run`: the pipeline on files, no sockets. Same generator, same frames as `serve` gives live."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from .cli import json_object
 from .portrait_options import add_portrait_arguments, open_renderer
 
 
@@ -16,7 +16,7 @@ def register(commands) -> None:
                    help="motion file to write (repeat for several formats)")
     p.add_argument("--generator", default=None, help="motion generator (default: the shipped default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", type=json.loads, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
+    p.add_argument("--style", type=json_object, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
     add_portrait_arguments(p)
     p.add_argument("--video", metavar="out.mp4", help="with --portrait: the preview to write "
                    "(default: the first --out with .mp4); both audio tracks are mixed in")
@@ -29,7 +29,10 @@ def run_command(args) -> int:
     from backchannel.models.motion import FRAME_RATE
 
     from .motion_files import FORMATS, write_motion
+    from .protocol import check_seed, check_style
 
+    check_seed(args.seed)  # the rules a live session's seed and style follow
+    style = Style.from_dict(check_style(args.style or {}))
     for out in args.out:  # fail before the slow part
         if Path(out).suffix.lower() not in FORMATS:
             raise ValueError(f"--out {out}: use one of {', '.join(FORMATS)}")
@@ -42,7 +45,7 @@ def run_command(args) -> int:
     self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
     generator = make_generator(args.generator)
     start = time.perf_counter()
-    block = generate(generator, self_audio, other_audio, seed=args.seed, style=Style.from_dict(args.style))
+    block = generate(generator, self_audio, other_audio, seed=args.seed, style=style)
     elapsed = time.perf_counter() - start
     seconds = max(len(self_audio), len(other_audio)) / SAMPLE_RATE
     for out in args.out:

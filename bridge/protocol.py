@@ -44,14 +44,15 @@ ERROR_KINDS = {
     "duplicate": "a seq this track already delivered",
     "late": "audio for a time already played out (arrived after its jitter deadline)",
     "buffer_full": "a track ran further ahead of its partner track than the buffer holds",
-    "too_many_sessions": "audio for a new session while the worker already serves max_sessions",
+    "too_many_sessions": "audio or open for a new session while the worker already serves max_sessions",
     "unknown_request": "control request type the worker does not know",
     "unknown_session": "control request names a session that is not open",
     "session_exists": "open for a session that is already open",
     "bad_generator": "generator name not known to this worker",
     "bad_style": "style is not a map of numbers",
-    "bad_seed": "seed is not an integer",
-    "generator_error": "the generator failed on this session's audio (the session was closed)",
+    "bad_seed": "seed is not a whole number >= 0",
+    "generator_error": "the generator failed: on this session's audio (the session was closed), or to open a stream "
+                       "for open / set (the request was refused and nothing changed)",
     "session_failed": "audio or a request for a session closed after a failure, before its client sent end or open",
     "internal_error": "the worker failed on this message (a bug: the log has the trace); nothing else is affected",
 }
@@ -189,17 +190,26 @@ def parse_control(raw: bytes, max_bytes: int = 1 << 16) -> dict:
         if msg.get("generator") is not None:
             req["generator"] = _field(msg, "generator", str, "a string")
         if "seed" in msg:
-            if not isinstance(msg["seed"], int) or isinstance(msg["seed"], bool):
-                raise ProtocolError("bad_seed", "seed must be an integer")
-            req["seed"] = msg["seed"]
+            req["seed"] = check_seed(msg["seed"])
         if "style" in msg:
-            style = msg["style"]
-            if not isinstance(style, dict) or not all(
-                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for k, v in style.items()):
-                raise ProtocolError("bad_style", "style must be a map of names to finite numbers")
-            req["style"] = style
+            req["style"] = check_style(msg["style"])
     return req
+
+
+def check_seed(seed) -> int:
+    """A generator seed: a whole number >= 0 (what numpy's random generators take)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ProtocolError("bad_seed", f"seed must be a whole number >= 0, got {seed!r:.40}")
+    return seed
+
+
+def check_style(style) -> dict:
+    """A style: a map of names to finite numbers (models/generator.py Style: expressiveness, smile, blink_rate...)."""
+    if not isinstance(style, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for k, v in style.items()):
+        raise ProtocolError("bad_style", f"style must be a map of names to finite numbers, got {style!r:.80}")
+    return style
 
 
 def control_request(kind: str, **fields) -> bytes:

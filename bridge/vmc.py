@@ -57,12 +57,17 @@ def head_quaternion(pitch: float, yaw: float, roll: float) -> np.ndarray:
 
 
 class VmcSink:
+    """Sends frames (every session's, or only `session`'s) as VMC bundles."""
+
+    name = "vmc"  # its counters' key in the worker's stats
+
     def __init__(self, address: str, names: str = "arkit", session: str | None = None):
         family, (host, port, *_) = udp_target(address)
         self.client = UDPClient(host, port, family=family)
         self.rig = rig_map(names)
         self.session = session
-        self.errors = 0
+        self.sent = 0
+        self.errors = 0  # bundles the system refused to send
 
     def bundle(self, t: float, weights: np.ndarray, rotation: np.ndarray, translation: np.ndarray):
         b = OscBundleBuilder(IMMEDIATELY)
@@ -85,6 +90,11 @@ class VmcSink:
                                              row[HEAD_TRANSLATION]))
             except OSError:  # receiver not up yet: keep streaming
                 self.errors += 1
+            else:
+                self.sent += 1
+
+    def stats(self) -> dict:
+        return {"sent": self.sent, "errors": self.errors}
 
     def close(self) -> None:
         self.client.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +31,7 @@ from .protocol import ProtocolError
 log = logging.getLogger("backchannel.worker")
 
 SWITCH_GRID = SAMPLE_RATE // 10  # 1600 samples = 3 frames: the finest grid where frames and samples both align
+WARM_UP = SAMPLE_RATE  # audio a stream opened by `set` is fed before its frames count (its VAD, levels, model state)
 
 
 @dataclass
@@ -74,21 +75,34 @@ class Session:
         self.clock = FrameClock()
         self.generator, self.seed, self.style = generator, seed, dict(style)
         self.stream: MotionStream = generator.open_stream(seed, Style.from_dict(style))
-        self.frame_offset = 0  # seq of the current stream's frame 0 (non-zero after a generator/style switch)
-        self.fed = 0  # 16 kHz samples fed, all streams
-        self.recent = (np.zeros(0, np.float32), np.zeros(0, np.float32))  # audio since the last SWITCH_GRID line
+        self.frame_offset = 0  # seq of the current stream's frame 0 (non-zero after a `set`)
+        self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque()  # audio fed since recent_start, as fed
+        self.recent_start = 0
         self.next_seq = 0  # next frame to publish
-        self.switch_to: tuple[Generator, int, dict] | None = None
-        self.last_audio = now  # arrival of the newest accepted chunk
+        # arrival of the newest accepted chunk; None until the first: a session opened with `open` may wait any
+        # time for its audio (the idle timeout starts with it; max_sessions bounds how many wait)
+        self.last_audio: float | None = None
         self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
         self.errors: Counter[str] = Counter()
 
+    def restart_line(self) -> int:
+        """Where a stream opened now would start: the last 0.1 s grid line at least WARM_UP before the next frame to
+        publish (or the session's start). It only moves forward, so audio before it is never needed again."""
+        return max(0, self.next_seq * SAMPLE_RATE // FRAME_RATE - WARM_UP) // SWITCH_GRID * SWITCH_GRID
+
     def remember(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Keep the audio since the last grid line: a new stream restarts from there."""
-        self.fed += len(a)
-        keep = self.fed % SWITCH_GRID
-        a, b = (np.concatenate([r, x])[len(r) + len(x) - keep:] for r, x in zip(self.recent, (a, b)))
-        self.recent = (a, b)
+        """Keep the audio fed since the restart line, chunk by chunk (copied: a released chunk may be a view that
+        would keep a larger jitter-buffer array alive)."""
+        self.recent.append((a.copy(), b.copy()))
+        line = self.restart_line()
+        while self.recent and self.recent_start + len(self.recent[0][0]) <= line:
+            self.recent_start += len(self.recent.popleft()[0])
+
+    def audio_since(self, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Both tracks as fed from sample `start` on (start >= recent_start: see restart_line)."""
+        skip = start - self.recent_start
+        return tuple(np.concatenate([np.zeros(0, np.float32)] + [chunk[i] for chunk in self.recent])[skip:]
+                     for i in (0, 1))
 
     def stats(self) -> dict:
         return {"session": self.name, "generator": self.generator.name, "seed": self.seed, "style": self.style,
@@ -97,6 +111,10 @@ class Session:
 
 
 class Worker:
+    """`sinks` are the other outputs (Live Link, VMC, rendered frames): each has `send(session, block)` for every
+    block published, `close()`, a `name` and `stats()` (its counters, under `outputs` in the worker's stats), and
+    `publish_ready()` if it makes output off the worker's thread."""
+
     def __init__(self, config: WorkerConfig | None = None, generator_factory=make_generator, sinks=(),
                  context: zmq.Context | None = None):
         self.config = config or WorkerConfig()
@@ -104,6 +122,7 @@ class Worker:
         self.sinks = list(sinks)
         self.generators: dict[str | None, Generator] = {}
         self.default_generator = self._generator(self.config.generator)  # fail at start, not on the first audio
+        self._check_defaults()
         self.sessions: dict[str, Session] = {}
         # sessions closed by a failure -> their last audio; see session_failed
         self.failed: dict[str, float] = {}
@@ -139,6 +158,21 @@ class Worker:
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         self.poller.register(self.rep, zmq.POLLIN)
+
+    def _check_defaults(self) -> None:
+        """The default seed and style, checked as a request's are and tried on the default generator: a bad one
+        would fail every session that does not choose its own."""
+        seed, style = self.config.seed, self.config.style
+        try:
+            protocol.check_seed(seed)
+            protocol.check_style(style)
+        except ProtocolError as e:
+            raise ValueError(f"default {e}") from None
+        try:
+            self.default_generator.open_stream(seed, Style.from_dict(style))
+        except Exception as e:
+            raise ValueError(f"generator {self.default_generator.name} cannot open a stream with the default seed "
+                             f"{seed} and style {style}: {type(e).__name__}: {e}") from None
 
     # --- main loop ------------------------------------------------------------------------------------------------
 
@@ -176,8 +210,12 @@ class Worker:
                 log.exception("failed on an audio message")
                 self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
 
-    def shutdown(self) -> None:
-        """Close every session (their last frames go out), then the sockets."""
+    def shutdown(self, drain_s: float = 1.0) -> None:
+        """Take in the audio already waiting in the socket, close every session (their last frames go out), then the
+        sockets. The drain is bounded (`drain_s`): a sender that never stops must not hold the exit up."""
+        deadline = time.time() + drain_s
+        while self.pull.poll(0) and time.time() < deadline:
+            self.drain()
         for name in list(self.sessions):
             self.close_session(name, time.time())
         self.close()
@@ -220,8 +258,6 @@ class Worker:
         session = self.sessions.get(chunk.session)
         if session is None:
             try:
-                if len(self.sessions) >= self.config.max_sessions:
-                    raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions")
                 session = self.open_session(chunk.session, now)
             except ProtocolError as e:
                 self.reject(e)
@@ -248,6 +284,9 @@ class Worker:
 
     def open_session(self, name: str, now: float, generator: str | None = None, seed: int | None = None,
                      style: dict | None = None) -> Session:
+        """A new session (its first audio, or `open`), within max_sessions."""
+        if len(self.sessions) >= self.config.max_sessions:
+            raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions (max_sessions)")
         gen = self._generator(generator) if generator else self.default_generator
         try:
             session = Session(name, gen, self.config.seed if seed is None else seed,
@@ -275,20 +314,25 @@ class Worker:
                  session.aligner.released / SAMPLE_RATE)
         return session
 
-    def switch_stream(self, session: Session) -> None:
-        """Apply a `set`: the old stream's frames up to the last 0.1 s grid line stand, a fresh stream takes over
-        from that line (fed the audio since it), and frames already published are not sent twice."""
-        generator, seed, style = session.switch_to
-        session.switch_to = None
-        grid = session.fed - len(session.recent[0])
-        grid_frame = grid * FRAME_RATE // SAMPLE_RATE
-        old = session.stream.flush()
-        self.publish(session, _frames_before(old, grid_frame - session.frame_offset))
+    def switch_stream(self, session: Session, generator: Generator, seed: int, style: dict) -> None:
+        """Apply a `set`. Generators take seed and style when a stream opens, so a fresh stream takes over from the
+        next frame not yet published. It starts at the restart line (a 0.1 s grid line, where frame and sample
+        edges meet) up to WARM_UP earlier and is fed the audio since, so its state has warmed up by then; its
+        frames before the takeover are dropped. Nothing changes until the new stream has opened and taken that
+        audio: if either fails, the request is refused and the old stream goes on."""
+        try:
+            stream = generator.open_stream(seed, Style.from_dict(style))
+            start = session.restart_line()
+            audio = session.audio_since(start)
+            block = stream.feed(*audio) if len(audio[0]) else None
+        except Exception as e:
+            raise ProtocolError("generator_error", f"{generator.name} cannot take over with seed {seed} and style "
+                                                   f"{style}: {type(e).__name__}: {e}; nothing changed") from None
         session.generator, session.seed, session.style = generator, seed, dict(style)
-        session.stream = generator.open_stream(seed, Style.from_dict(style))
-        session.frame_offset = grid_frame
-        if len(session.recent[0]):
-            self.publish(session, session.stream.feed(*session.recent))
+        session.stream = stream
+        session.frame_offset = start * FRAME_RATE // SAMPLE_RATE
+        if block is not None:
+            self.publish(session, block)
 
     # --- the tick -------------------------------------------------------------------------------------------------
 
@@ -300,12 +344,6 @@ class Worker:
         looked = now if looked is None else looked
         batches: dict[int, list[tuple[Session, np.ndarray, np.ndarray]]] = defaultdict(list)
         for session in list(self.sessions.values()):
-            if session.switch_to is not None:
-                try:
-                    self.switch_stream(session)
-                except Exception as e:
-                    self.session_failed(session, "generator_error", e)
-                    continue
             try:
                 a, b = session.aligner.release(looked)
             except Exception as e:  # a bug must cost this session, not the others
@@ -317,7 +355,8 @@ class Worker:
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
             self.feed(items[0][0].generator, items)
-        for name in [n for n, s in self.sessions.items() if now - s.last_audio > self.config.idle_timeout_s]:
+        for name in [n for n, s in self.sessions.items()
+                     if s.last_audio is not None and now - s.last_audio > self.config.idle_timeout_s]:
             log.info("session %s idle for %.0f s", name, self.config.idle_timeout_s)
             self.close_session(name, now)
         for name in [n for n, last in self.failed.items() if now - last > self.config.idle_timeout_s]:
@@ -344,8 +383,8 @@ class Worker:
             blocks = [self.feed_one(s, a, b) for s, a, b in items]
         for (s, a, b), block in zip(items, blocks):
             if block is not None and s.name in self.sessions:
-                s.remember(a, b)
                 self.publish(s, block)
+                s.remember(a, b)
 
     def feed_one(self, session: Session, a: np.ndarray, b: np.ndarray) -> MotionBlock | None:
         try:
@@ -361,7 +400,7 @@ class Worker:
         session, or sends nothing for idle_timeout_s."""
         self.report_failure(session, kind, error)
         self.sessions.pop(session.name, None)
-        self.failed[session.name] = session.last_audio
+        self.failed[session.name] = time.time() if session.last_audio is None else session.last_audio
         if len(self.failed) > self.config.max_sessions:  # bounded: forget the oldest failure
             del self.failed[next(iter(self.failed))]
         self.publish_closed(session)
@@ -413,6 +452,7 @@ class Worker:
 
     def stats(self) -> dict:
         return {"sessions": sorted(self.sessions), "frames": self.frames, "errors": dict(self.errors),
+                "outputs": {sink.name: sink.stats() for sink in self.sinks},
                 "uptime_s": round(time.time() - self.started, 3), "cpu_s": round(time.process_time(), 3)}
 
     # --- control --------------------------------------------------------------------------------------------------
@@ -462,12 +502,11 @@ class Worker:
                 raise self._failed_error(name)
             self._session(name)
             return self.close_session(name, now).stats()
-        # set: the change takes effect from the last 0.1 s grid line (see switch_stream)
+        # set: the change takes effect from the next frame not yet published (see switch_stream)
         session = self._session(name)
         generator = self._generator(req["generator"]) if "generator" in req else session.generator
-        session.switch_to = (generator, req.get("seed", session.seed), req.get("style", session.style))
-        return {**session.stats(), "generator": generator.name, "seed": session.switch_to[1],
-                "style": session.switch_to[2]}
+        self.switch_stream(session, generator, req.get("seed", session.seed), req.get("style", session.style))
+        return session.stats()
 
     def _session(self, name: str) -> Session:
         if name in self.failed:
@@ -483,10 +522,3 @@ def _frames_from(block: MotionBlock, seq: int) -> MotionBlock:
         return block
     latent = block.latent[skip:] if block.latent is not None else None
     return MotionBlock(block.first + skip, block.motion[skip:], block.state[skip:], latent)
-
-
-def _frames_before(block: MotionBlock, seq: int) -> MotionBlock:
-    keep = max(0, min(len(block), seq - block.first))
-    latent = block.latent[:keep] if block.latent is not None else None
-    return MotionBlock(block.first, block.motion[:keep], block.state[:keep], latent)
-

@@ -79,7 +79,10 @@ class EnergyGenerator(Generator):
         self.batches: list[int] = []
 
     def open_stream(self, seed=0, style=None):
-        return EnergyStream(seed, style or Style(), self.fail)
+        style = style or Style()
+        if style.expressiveness < 0:  # a value this generator refuses, as real ones may refuse theirs
+            raise ValueError(f"expressiveness {style.expressiveness} must be >= 0")
+        return EnergyStream(seed, style, self.fail)
 
     def feed_many(self, items):
         self.batches.append(len(items))
@@ -129,3 +132,10 @@ def collect(receiver, sessions, timeout_s: float = 20.0) -> dict:
         else:
             entry[msg.kind].append(msg.body)
     return got
+
+
+def next_worker_stats(receiver, timeout_s: float = 10.0) -> dict | None:
+    """The next `_worker/stats` body the receiver gets (what came before it is skipped), None if none comes."""
+    from backchannel.bridge.protocol import WORKER_TOPIC
+
+    return next((m.body for m in iter(lambda: receiver.receive(timeout_s), None) if m.session == WORKER_TOPIC), None)

@@ -18,7 +18,7 @@ from backchannel.calibration.rigs import RIGS, VRM0_TABLE, RigMap, rig_map
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.motion import ARKIT_NAMES, BS, HEAD_ROTATION, MOTION_DIM, MotionBlock
 
-from .helpers import WORKER_COMMAND, collect, push_socket
+from .helpers import WORKER_COMMAND, collect, next_worker_stats, push_socket
 
 
 class OscRecorder:
@@ -75,11 +75,13 @@ def test_worker_sends_live_link_and_vmc_that_independent_decoders_read():
             frames = sorted(collect(r, ["face"])["face"]["motion"], key=lambda f: f["seq"])
             packets = [udp.recvfrom(4096)[0] for _ in frames]
             wait_for(lambda: len(osc.frames()) == len(frames))
+            outputs = next_worker_stats(r)["outputs"]  # the first worker stats after the session closed
             r.close()
     finally:
         udp.close()
         osc.close()
     assert len(frames) == 90
+    assert outputs == {"livelink": {"sent": 90, "errors": 0}, "vmc": {"sent": 90, "errors": 0}}
     device_ids = set()
     for frame, raw in zip(frames, packets):
         ok, face = PyLiveLinkFace.decode(raw)

@@ -335,6 +335,16 @@ def test_run_refuses_video_without_portrait(tmp_path, capsys):
     assert code == 2 and "--video needs --portrait" in capsys.readouterr().err
 
 
+def test_an_odd_size_is_refused_before_anything_is_generated(tmp_path, capsys):
+    from backchannel.bridge.cli import main
+
+    data = ALLISON
+    code = main(["run", "--self", str(data / "agent-pass.wav"), "--other", str(data / "agent-pass.wav"),
+                 "--out", str(tmp_path / "m.jsonl"), "--portrait", str(BUNDLED_PORTRAIT), "--size", "129"])
+    assert code == 2 and "size 129: frames need an even whole number of pixels" in capsys.readouterr().err
+    assert not (tmp_path / "m.jsonl").exists()  # before: motion written, then ffmpeg refused the video
+
+
 class Subscriber:
     """A real PUB/SUB pair on 127.0.0.1; `collect` keeps calling `pump` until `count` frames arrived."""
 

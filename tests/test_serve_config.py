@@ -1,6 +1,9 @@
+import gc
+import warnings
+
 import pytest
 
-from backchannel.bridge.cli import build_parser
+from backchannel.bridge.cli import build_parser, main
 from backchannel.bridge.client import ControlClient, spawn_worker
 from backchannel.bridge.serve import load_settings
 
@@ -35,3 +38,33 @@ def test_a_worker_started_from_a_config_file(tmp_path):
     with spawn_worker("--config", str(path), command=WORKER_COMMAND) as ep:
         d = ControlClient(ep["control"]).call("describe")
     assert d["jitter_ms"] == 55 and d["idle_timeout_s"] == 12
+
+
+@pytest.mark.parametrize("command", [["serve"], ["run", "--self", "a.wav", "--other", "b.wav", "--out", "m.jsonl"]])
+def test_json_object_flags_refuse_what_is_not_an_object_clearly(command, capsys):
+    for text, message in (("[1]", "is a JSON list; give an object"), ("{x", "is not JSON: Expecting property name"),
+                          ('"calm"', "is a JSON str; give an object")):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([*command, "--style", text])
+        assert e.value.code == 2 and f"argument --style: {text!r} {message}" in capsys.readouterr().err
+    assert build_parser().parse_args([*command, "--style", '{"smile": 0.5}']).style == {"smile": 0.5}
+
+
+@pytest.mark.parametrize("flags, message", [(["--seed", "-1"], "seed must be a whole number >= 0"),
+                                            (["--style", '{"smile": "wide"}'], "style must be a map of names to")])
+def test_a_bad_seed_or_style_stops_run_and_serve_with_one_line(tmp_path, flags, message, capsys):
+    anywhere = [f"--{socket}=tcp://127.0.0.1:*" for socket in ("audio-in", "motion-out", "control")]
+    for command in (["serve", *anywhere], ["run", "--self", "a.wav", "--other", "b.wav", "--out", "m.jsonl"]):
+        assert main([*command, *flags]) == 2  # before: serve started and failed every session, run a traceback
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_spawn_worker_closes_its_log_when_the_worker_cannot_even_start(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(FileNotFoundError):
+            with spawn_worker(command=[str(tmp_path / "no-such-program")], log_path=tmp_path / "worker.log"):
+                pass
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []  # before: "unclosed file"

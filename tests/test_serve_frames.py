@@ -9,7 +9,7 @@ from backchannel.bridge.client import MotionReceiver, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
 from backchannel.models.render import BUNDLED_PORTRAIT
 
-from .helpers import WORKER_COMMAND
+from .helpers import WORKER_COMMAND, next_worker_stats
 from .test_worker import stream
 
 
@@ -41,9 +41,11 @@ def test_serve_publishes_a_frame_for_every_motion_frame():
             a, b = synthetic_dialogue(1.5, seed=3)
             stream(worker, "face", {"self": a, "other": b})
             motion, frames, closed = receive_all(receiver, "face")
+            outputs = next_worker_stats(receiver)["outputs"]  # the first worker stats after the last frame
         finally:
             receiver.close()
     assert closed and len(motion) == 45
+    assert outputs == {"frames": {"published": 45, "dropped": 0, "errors": 0}}
     assert sorted(f["seq"] for f in frames) == [m["seq"] for m in motion]  # the motion rate: one frame each
     by_seq = {m["seq"]: m for m in motion}
     for f in frames:

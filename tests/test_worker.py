@@ -145,14 +145,17 @@ def test_control_channel(worker, receiver):
     assert brow[0] == pytest.approx(0.7) and brow[-1] == pytest.approx(0.3)  # seed 7, then seed 3 after `set`
     assert set(np.round(brow, 3)) == {0.7, 0.3}
     switch = int(np.argmax(brow < 0.5))
-    assert switch % 3 == 0  # the switch lands on the 0.1 s grid
-    # before the switch: seed 7 and the opening style; after it: a fresh stream with seed 3, same style
+    assert switch >= 20  # frames published before the `set` stand
+    # before the switch: seed 7 and the opening style; after it: a fresh stream with seed 3, same style, that
+    # started on the 0.1 s grid line at least 1 s earlier (its frames before the switch dropped)
     wire = decode_pcm(encode_pcm(audio), "s16le")
-    cut = switch * SAMPLE_RATE // 30
+    start = max(0, switch * SAMPLE_RATE // 30 - SAMPLE_RATE) // 1600 * 1600
+    silence = np.zeros(len(wire), np.float32)
     style = Style(expressiveness=0.5)
-    before = generate(EnergyGenerator(), wire[:cut], np.zeros(cut, np.float32), seed=7, style=style)
-    after = generate(EnergyGenerator(), wire[cut:], np.zeros(len(wire) - cut, np.float32), seed=3, style=style)
-    np.testing.assert_allclose(motion_of(bodies), np.concatenate([before.motion, after.motion])[:, :52], atol=1e-6)
+    before = generate(EnergyGenerator(), wire, silence, seed=7, style=style).motion[:switch]
+    after = generate(EnergyGenerator(), wire[start:], silence[start:], seed=3, style=style).motion
+    after = after[switch - start * 30 // SAMPLE_RATE:]
+    np.testing.assert_allclose(motion_of(bodies), np.concatenate([before, after])[:, :52], atol=1e-6)
     stats = control.call("stats")
     assert "ctl" not in stats["sessions"] and stats["errors"]["session_exists"] >= 1
 
@@ -281,7 +284,14 @@ def test_idle_sessions_time_out_and_shutdown_flushes_open_sessions():
         forgotten = collect(r, ["forgotten"], timeout_s=10)["forgotten"]  # closed by the idle timeout
         assert len(forgotten["motion"]) == 31
         stream(ep, "open-at-exit", {"self": a, "other": b}, end=False)
-        time.sleep(0.2)
+        control = ControlClient(ep["control"])
+        deadline = time.time() + 10
+        while time.time() < deadline:  # every chunk has reached the worker: now only shutdown can release the last
+            tracks = control.request("stats", session="open-at-exit").get("tracks", {})
+            if [t["received_s"] for t in tracks.values()] == [1.01, 1.01]:
+                break
+            time.sleep(0.02)
+        control.close()
         ep["process"].send_signal(signal.SIGTERM)
         at_exit = collect(r, ["open-at-exit"], timeout_s=10)["open-at-exit"]
         assert len(at_exit["motion"]) == 31  # the last frame went out before the worker left

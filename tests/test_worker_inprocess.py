@@ -34,6 +34,38 @@ def chunk(session, track, seq=0, seconds=0.1):
     return [protocol.audio_message(session, track, seq, seq * seconds, np.full(int(16000 * seconds), 0.1), 16000)]
 
 
+def request(worker, kind, **fields) -> dict:
+    """A control request as bytes on the wire would make it: parsed, answered, unpacked."""
+    return protocol.unpack(worker.handle_control([protocol.control_request(kind, **fields)], time.time()))
+
+
+def stream_into(worker, name, seconds, first_seq=0):
+    """`seconds` of both tracks (0.1 s chunks) into a session, a tick after each."""
+    for seq in range(first_seq, first_seq + round(seconds * 10)):
+        now = time.time()
+        worker.ingest(chunk(name, "self", seq), now)
+        worker.ingest(chunk(name, "other", seq), now)
+        worker.tick(now)
+
+
+class Recorder:
+    """A worker output that counts the frames it is given, per session."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.frames: dict[str, int] = {}
+
+    def send(self, session, block):
+        self.frames[session] = self.frames.get(session, 0) + len(block)
+
+    def stats(self):
+        return dict(self.frames)
+
+    def close(self):
+        pass
+
+
 def test_one_tick_feeds_every_session_with_new_audio_in_one_batch(worker):
     now = time.time()
     for name in ("a", "b", "c"):
@@ -50,6 +82,8 @@ def test_sessions_beyond_the_limit_are_refused_and_counted(worker):
         worker.ingest(chunk(name, "self"), now)
     assert sorted(worker.sessions) == ["a", "b", "c"]
     assert worker.errors["too_many_sessions"] == 1
+    assert request(worker, "open", session="d")["error"] == "too_many_sessions"  # `open` counts the same
+    assert "d" not in worker.sessions and worker.errors["too_many_sessions"] == 2
     worker.close_session("a", now)
     worker.ingest(chunk("d", "self"), now)
     assert "d" in worker.sessions
@@ -156,3 +190,63 @@ def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadli
     finally:
         push.close(0), req.close(0)
         w.shutdown()
+
+
+def test_a_set_the_generator_refuses_is_answered_with_an_error_and_the_session_goes_on(worker):
+    stream_into(worker, "npc", 1.0)
+    session = worker.sessions["npc"]
+    old_stream, frames = session.stream, session.next_seq
+    assert request(worker, "set", session="npc", seed=-1)["error"] == "bad_seed"
+    refused = request(worker, "set", session="npc", style={"expressiveness": -1})  # EnergyGenerator refuses it
+    assert refused["error"] == "generator_error" and "nothing changed" in refused["message"]
+    assert worker.sessions["npc"] is session and session.stream is old_stream and session.style == {}
+    stream_into(worker, "npc", 0.5, first_seq=10)  # before: the next tick closed the session as generator_error
+    assert "npc" in worker.sessions and session.next_seq == frames + 15 and session.errors == {}
+
+
+def test_a_set_starts_the_new_stream_a_second_back_so_it_takes_over_warm(worker):
+    stream_into(worker, "npc", 2.5)
+    session = worker.sessions["npc"]
+    published = session.next_seq
+    reply = request(worker, "set", session="npc", seed=4)
+    assert reply["ok"] and reply["seed"] == 4
+    start = session.frame_offset  # the new stream's frame 0: on the 0.1 s grid, at least 1 s before the takeover
+    assert start % 3 == 0 and published - 33 < start <= published - 30
+    assert session.stream.next + start == session.next_seq == published  # fed up to now, its early frames dropped
+    stream_into(worker, "npc", 0.5, first_seq=25)
+    assert session.next_seq == published + 15 and session.stream.brow == 0.4
+
+
+def test_a_negative_seed_is_refused_on_open_and_at_worker_start(worker):
+    assert request(worker, "open", session="npc", seed=-1)["error"] == "bad_seed"
+    assert "npc" not in worker.sessions
+    for bad, message in (({"seed": -1}, "default seed must be a whole number >= 0"),
+                         ({"style": {"smile": "wide"}}, "default style must be a map"),
+                         ({"style": {"expressiveness": -2}}, "cannot open a stream with the default seed")):
+        with pytest.raises(ValueError, match=message):
+            Worker(WorkerConfig(**ANY_PORT, **bad), generator_factory=lambda name=None: EnergyGenerator())
+
+
+def test_an_opened_session_waits_any_time_for_its_first_audio_then_times_out_as_usual(worker):
+    opened = time.time()
+    worker.control({"type": "open", "session": "npc", "seed": 7}, opened)
+    later = opened + 10 * worker.config.idle_timeout_s
+    worker.tick(later)
+    assert "npc" in worker.sessions  # before: closed by the idle timeout, and this audio opened a default session
+    worker.ingest(chunk("npc", "self"), later)
+    assert worker.sessions["npc"].seed == 7
+    worker.tick(later + worker.config.idle_timeout_s + 1)
+    assert "npc" not in worker.sessions
+
+
+def test_shutdown_takes_in_the_audio_still_waiting_in_the_socket():
+    """SIGTERM arrives while audio is queued unread: it is served, and its last frames go out, before the exit."""
+    recorder = Recorder()
+    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=lambda name=None: EnergyGenerator(), sinks=[recorder])
+    push = push_socket(w.local_audio)
+    for seq in range(10):
+        for track in ("self", "other"):
+            push.send(chunk("late", track, seq)[0])
+    w.shutdown()
+    push.close(0)
+    assert recorder.frames == {"late": 30}  # before: the session never opened, its second of audio lost

@@ -20,6 +20,8 @@
 #include <vector>
 
 // --- a msgpack value and reader: just the types protocol v1 uses (maps, arrays, strings, ints, floats, bools) ---
+// The bytes come from the network: the reader never reads past the message, refuses counts the message cannot hold
+// and nesting deeper than protocol v1 uses (recursion on hostile input would overflow the stack).
 struct Value {
     enum Kind { Nil, Bool, Int, Float, Str, Bin, Array, Map } kind = Nil;
     bool b = false;
@@ -39,15 +41,18 @@ struct Value {
 
 class Reader {
   public:
+    static constexpr int kMaxDepth = 8;  // protocol v1 nests two deep (a body map holding arrays)
+
     Reader(const uint8_t* data, size_t size) : p_(data), end_(data + size) {}
 
-    Value read() {
+    Value read(int depth = 0) {
+        if (depth > kMaxDepth) throw std::runtime_error("msgpack nested too deep");
         uint8_t tag = byte();
         Value v;
         if (tag <= 0x7f) { v.kind = Value::Int; v.i = tag; }
         else if (tag >= 0xe0) { v.kind = Value::Int; v.i = int8_t(tag); }
-        else if ((tag & 0xf0) == 0x80) return map(tag & 0x0f);
-        else if ((tag & 0xf0) == 0x90) return array(tag & 0x0f);
+        else if ((tag & 0xf0) == 0x80) return map(tag & 0x0f, depth);
+        else if ((tag & 0xf0) == 0x90) return array(tag & 0x0f, depth);
         else if ((tag & 0xe0) == 0xa0) return str(tag & 0x1f, Value::Str);
         else switch (tag) {
             case 0xc0: break;
@@ -68,10 +73,10 @@ class Reader {
             case 0xd9: return str(uint(1), Value::Str);
             case 0xda: return str(uint(2), Value::Str);
             case 0xdb: return str(uint(4), Value::Str);
-            case 0xdc: return array(uint(2));
-            case 0xdd: return array(uint(4));
-            case 0xde: return map(uint(2));
-            case 0xdf: return map(uint(4));
+            case 0xdc: return array(uint(2), depth);
+            case 0xdd: return array(uint(4), depth);
+            case 0xde: return map(uint(2), depth);
+            case 0xdf: return map(uint(4), depth);
             default: throw std::runtime_error("msgpack type not used by protocol v1");
         }
         return v;
@@ -87,27 +92,31 @@ class Reader {
         for (int k = 0; k < n; ++k) u = (u << 8) | byte();
         return u;
     }
+    uint64_t left() const { return uint64_t(end_ - p_); }
     Value str(uint64_t n, Value::Kind kind) {
-        if (uint64_t(end_ - p_) < n) throw std::runtime_error("truncated msgpack string");
+        if (left() < n) throw std::runtime_error("truncated msgpack string");
         Value v;
         v.kind = kind;
         v.s.assign(reinterpret_cast<const char*>(p_), size_t(n));
         p_ += n;
         return v;
     }
-    Value array(uint64_t n) {
+    Value array(uint64_t n, int depth) {
+        if (n > left()) throw std::runtime_error("msgpack array longer than its message");  // items take >= 1 byte
         Value v;
         v.kind = Value::Array;
-        for (uint64_t k = 0; k < n; ++k) v.items.push_back(read());
+        v.items.reserve(size_t(n));
+        for (uint64_t k = 0; k < n; ++k) v.items.push_back(read(depth + 1));
         return v;
     }
-    Value map(uint64_t n) {
+    Value map(uint64_t n, int depth) {
+        if (n > left() / 2) throw std::runtime_error("msgpack map longer than its message");  // entries take >= 2
         Value v;
         v.kind = Value::Map;
         for (uint64_t k = 0; k < n; ++k) {
-            Value key = read();
+            Value key = read(depth + 1);
             if (key.kind != Value::Str) throw std::runtime_error("non-string map key");
-            v.fields[key.s] = read();
+            v.fields[key.s] = read(depth + 1);
         }
         return v;
     }
