@@ -13,7 +13,7 @@ COMMAND_MODULES = (
     "backchannel.bridge.serve",
     "backchannel.bridge.send",
     "backchannel.bridge.bench",
-    "backchannel.models.commands",
+    "backchannel.bridge.model_commands",
     "backchannel.bridge.data",
     "backchannel.bridge.landmark_files",
     "backchannel.bridge.demo",

@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .cli import json_object
+
 log = logging.getLogger(__name__)
 
 
@@ -19,7 +21,7 @@ def register(commands) -> None:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--window", type=int, default=None, help="target frames per training window")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", type=json.loads, default=None, metavar="JSON",
+    p.add_argument("--config", type=json_object, default=None, metavar="JSON",
                    help='model config overrides for a new codec run, e.g. {"depth": 3}')
     p.add_argument("--install", action="store_true", help="also copy the final weights to the shipped default")
     p.set_defaults(func=train_command)
@@ -45,8 +47,8 @@ def register(commands) -> None:
 
 
 def _training_clip(job):
-    from .corpus.storage import read_clip
-    from .training_data import make_clip
+    from backchannel.models.corpus.storage import read_clip
+    from backchannel.models.training_data import make_clip
 
     split, path, cache = job
     c = read_clip(path)
@@ -59,8 +61,8 @@ def load_training_clips(data: str, split: str, cache: Path, workers: int | None 
 
     from tqdm import tqdm
 
-    from .corpus.dataset import Corpus
-    from .cpus import usable_cpus
+    from backchannel.models.corpus.dataset import Corpus
+    from backchannel.models.cpus import usable_cpus
 
     corpus = Corpus(data)
     paths = corpus.paths(split)
@@ -74,9 +76,10 @@ def load_training_clips(data: str, split: str, cache: Path, workers: int | None 
 def train_command(args) -> int:
     import torch
 
-    from .model_generator import WEIGHTS, load_model
-    from .motion_model import ModelConfig
-    from .train import Run, TrainConfig, fit_input_statistics, new_model, save_weights, train_codec, train_motion
+    from backchannel.models.model_generator import WEIGHTS, load_model
+    from backchannel.models.motion_model import ModelConfig
+    from backchannel.models.train import (Run, TrainConfig, fit_input_statistics, new_model, save_weights, train_codec,
+                                          train_motion)
 
     torch.manual_seed(args.seed)
     run_dir = Path(args.run)
@@ -116,8 +119,8 @@ def train_command(args) -> int:
 def eval_command(args) -> int:
     from itertools import islice
 
-    from .corpus.dataset import Corpus
-    from .evaluate import eval_clip, evaluate, markdown_table, plot_results
+    from backchannel.models.corpus.dataset import Corpus
+    from backchannel.models.evaluate import eval_clip, evaluate, markdown_table, plot_results
 
     corpus = Corpus(args.data)
     splits = args.split or [s for s in ("test", "test-real") if s in corpus.splits()]
@@ -145,8 +148,8 @@ def eval_command(args) -> int:
 
 
 def export_command(args) -> int:
-    from .export import build_tensorrt, check_onnx, export_onnx
-    from .model_generator import load_model
+    from backchannel.models.export import build_tensorrt, check_onnx, export_onnx
+    from backchannel.models.model_generator import load_model
 
     out = Path(args.out)
     if args.format == "onnx":
