@@ -30,20 +30,10 @@ import numpy as np
 
 from backchannel.models.motion import BLENDSHAPES, FRAME_RATE, GAZE, HEAD_ROTATION, MotionBlock
 
+from .udp import UdpOutput, udp_target
+
 VERSION = 6
 VALUES = 61
-
-
-def udp_target(address: str) -> tuple[int, tuple]:
-    """"HOST:PORT" -> (address family, socket address), resolved once rather than on every packet."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{address!r}: expected HOST:PORT")
-    try:
-        family, _, _, _, sockaddr = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_DGRAM)[0]
-    except socket.gaierror as e:
-        raise ValueError(f"{address!r}: cannot resolve {host}: {e}") from None
-    return family, sockaddr
 
 
 def curve_values(row: np.ndarray) -> list[float]:
@@ -63,29 +53,21 @@ def packet(device_id: str, subject: str, frame: int, values: list[float]) -> byt
     ))
 
 
-class LiveLinkSink:
+class LiveLinkSink(UdpOutput):
     """Sends every session's frames as Live Link Face packets, one subject per session."""
 
-    name = "livelink"  # its counters' key in the worker's stats
+    name = "livelink"
 
     def __init__(self, address: str, device_id: str | None = None):
         family, self.address = udp_target(address)
         self.device_id = device_id or str(uuid.uuid4()).upper()  # 36 characters, like the app's identifierForVendor
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sent = 0
-        self.errors = 0  # packets the system refused to send
+        super().__init__()
 
     def send(self, session: str, block: MotionBlock) -> None:
         for i, row in enumerate(block.motion):
-            try:
-                self.sock.sendto(packet(self.device_id, session, block.first + i, curve_values(row)), self.address)
-            except OSError:  # nobody listening (ICMP unreachable) or a full buffer: a face frame is not worth a crash
-                self.errors += 1
-            else:
-                self.sent += 1
-
-    def stats(self) -> dict:
-        return {"sent": self.sent, "errors": self.errors}
+            self.deliver(self.sock.sendto, packet(self.device_id, session, block.first + i, curve_values(row)),
+                         self.address)
 
     def close(self) -> None:
         self.sock.close()

@@ -31,7 +31,7 @@ from pythonosc.udp_client import UDPClient
 from backchannel.calibration.rigs import rig_map
 from backchannel.models.motion import BLENDSHAPES, HEAD_ROTATION, HEAD_TRANSLATION, MotionBlock, frame_time
 
-from .livelink import udp_target
+from .udp import UdpOutput, udp_target
 
 
 def _axis_quat(axis: int, angle: float) -> np.ndarray:
@@ -56,7 +56,7 @@ def head_quaternion(pitch: float, yaw: float, roll: float) -> np.ndarray:
     return _mul(_axis_quat(1, -yaw), _mul(_axis_quat(0, pitch), _axis_quat(2, roll)))
 
 
-class VmcSink:
+class VmcSink(UdpOutput):
     """Sends frames (every session's, or only `session`'s) as VMC bundles."""
 
     name = "vmc"  # its counters' key in the worker's stats
@@ -66,8 +66,7 @@ class VmcSink:
         self.client = UDPClient(host, port, family=family)
         self.rig = rig_map(names)
         self.session = session
-        self.sent = 0
-        self.errors = 0  # bundles the system refused to send
+        super().__init__()
 
     def bundle(self, t: float, weights: np.ndarray, rotation: np.ndarray, translation: np.ndarray):
         b = OscBundleBuilder(IMMEDIATELY)
@@ -85,16 +84,8 @@ class VmcSink:
             return
         weights = self.rig.apply(block.motion[:, BLENDSHAPES])
         for i, row in enumerate(block.motion):
-            try:
-                self.client.send(self.bundle(frame_time(block.first + i), weights[i], row[HEAD_ROTATION],
-                                             row[HEAD_TRANSLATION]))
-            except OSError:  # receiver not up yet: keep streaming
-                self.errors += 1
-            else:
-                self.sent += 1
-
-    def stats(self) -> dict:
-        return {"sent": self.sent, "errors": self.errors}
+            self.deliver(self.client.send, self.bundle(frame_time(block.first + i), weights[i], row[HEAD_ROTATION],
+                                                       row[HEAD_TRANSLATION]))
 
     def close(self) -> None:
         self.client.close()
