@@ -20,9 +20,11 @@ def register(commands) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: 3000 codec, 4000 motion)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--window", type=int, default=None, help="target frames per training window")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=json_object, default=None, metavar="JSON",
-                   help='model config overrides for a new codec run, e.g. {"depth": 3}')
+                   help='model config overrides (models/motion_model.py ModelConfig), e.g. {"depth": 3}; with '
+                        '`motion`, a new motion model on the run\'s codec')
     p.add_argument("--install", action="store_true", help="also copy the final weights to the shipped default")
     p.set_defaults(func=train_command)
 
@@ -50,13 +52,16 @@ def _training_clip(job):
     from backchannel.models.corpus.storage import read_clip
     from backchannel.models.training_data import make_clip
 
-    split, path, cache = job
+    split, path, cache, delay_s = job
     c = read_clip(path)
-    return make_clip(f"{split}-{Path(path).stem}", c.self_audio, c.other_audio, c.motion, c.state, Path(cache))
+    phones = (c.meta["self_phones"], c.meta.get("other_phones", [])) if "self_phones" in c.meta else None
+    return make_clip(f"{split}-{Path(path).stem}", c.self_audio, c.other_audio, c.motion, c.state, Path(cache),
+                     phones, delay_s)
 
 
-def load_training_clips(data: str, split: str, cache: Path, workers: int | None = None):
-    """Every clip of a split with its feature rows (computed once, in parallel, then cached)."""
+def load_training_clips(data: str, split: str, cache: Path, delay_s: float, workers: int | None = None):
+    """Every clip of a split with its feature rows (computed once, in parallel, then cached) and, where the clip
+    has phone timings, the articulatory targets of its rows (`delay_s`: ModelConfig.target_delay_s)."""
     import multiprocessing as mp
 
     from tqdm import tqdm
@@ -68,16 +73,17 @@ def load_training_clips(data: str, split: str, cache: Path, workers: int | None 
     paths = corpus.paths(split)
     if not paths:
         raise ValueError(f"{data} has no clips in split {split!r} (splits: {', '.join(corpus.splits()) or 'none'})")
-    jobs = [(split, str(p), str(cache)) for p in paths]
+    jobs = [(split, str(p), str(cache), delay_s) for p in paths]
     with mp.get_context("spawn").Pool(workers or usable_cpus()) as pool:
-        return list(tqdm(pool.imap(_training_clip, jobs, chunksize=4), total=len(jobs), desc=f"features ({split})", mininterval=2))
+        return list(tqdm(pool.imap(_training_clip, jobs, chunksize=4), total=len(jobs), desc=f"features ({split})",
+                         mininterval=2))
 
 
 def train_command(args) -> int:
     import torch
 
-    from backchannel.models.model_generator import WEIGHTS, load_model
-    from backchannel.models.motion_model import ModelConfig
+    from backchannel.models.model_generator import WEIGHTS
+    from backchannel.models.motion_model import ModelConfig, MotionModel
     from backchannel.models.train import (Run, TrainConfig, fit_input_statistics, new_model, save_weights, train_codec,
                                           train_motion)
 
@@ -88,12 +94,23 @@ def train_command(args) -> int:
         tc.batch = args.batch
     if args.window:
         tc.window_frames = args.window
-    clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features")
+    if args.lr:
+        tc.lr = args.lr
+    unknown = set(args.config or {}) - set(ModelConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"--config: unknown setting(s) {', '.join(sorted(unknown))}")
     progress = True
+    codec_path = run_dir / "codec.pt"
+    if args.what == "codec":
+        model = new_model(ModelConfig(**(args.config or {})), args.seed)
+    elif not codec_path.is_file():
+        raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
+    else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
+        model = MotionModel.from_codec(codec_path, **(args.config or {})).train()
+    clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)
     if args.what == "codec":
         if args.steps:
             tc.codec_steps = args.steps
-        model = new_model(ModelConfig(**(args.config or {})), args.seed)
         fit_input_statistics(model, clips)
         train_codec(model, clips, Run(run_dir, "codec"), tc, args.device, progress)
         path = save_weights(model, run_dir / "codec.pt", {"stage": "codec", "data": str(args.data)})
@@ -101,10 +118,6 @@ def train_command(args) -> int:
         return 0
     if args.steps:
         tc.steps = args.steps
-    codec_path = run_dir / "codec.pt"
-    if not codec_path.is_file():
-        raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
-    model = load_model(codec_path).train()
     ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
     meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
             "window_frames": tc.window_frames, "seed": args.seed, "train_frames": sum(c.frames for c in clips)}

@@ -18,37 +18,39 @@ SELF, OTHER = 0, 1
 
 
 class AudioEncoder(nn.Module):
-    def __init__(self, channels: int = 128, hidden: int = 128, kernel: int = 5):
+    def __init__(self, channels: int = 128, hidden: int = 128, kernel: int = 5, layers: int = 2):
         super().__init__()
         self.kernel = kernel
         self.register_buffer("feature_mean", torch.zeros(FEATURE_DIM))  # from the corpus (fit_statistics)
         self.register_buffer("feature_std", torch.ones(FEATURE_DIM))
         self.inp = nn.Conv1d(FEATURE_DIM, channels, kernel)
         self.track = nn.Embedding(2, channels)
-        self.mix = nn.Conv1d(channels, channels, kernel)
+        self.convs = nn.ModuleList(nn.Conv1d(channels, channels, kernel) for _ in range(layers - 1))
         self.gru = nn.GRU(channels, hidden, batch_first=True)
         self.hidden = hidden
         self.channels = channels
 
-    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Silence before the stream: (input history, conv history, GRU state)."""
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """Silence before the stream: each convolution's input history, then the GRU state."""
         dev = self.feature_mean.device
         silent = (torch.full((FEATURE_DIM,), math.log(LOG_FLOOR), device=dev) - self.feature_mean) / self.feature_std
         silent[-1] = (0.0 - self.feature_mean[-1]) / self.feature_std[-1]
         x_hist = silent[None, :, None].expand(batch, FEATURE_DIM, self.kernel - 1).contiguous()
-        return (x_hist, torch.zeros(batch, self.channels, self.kernel - 1, device=dev),
-                torch.zeros(1, batch, self.hidden, device=dev))
+        h_hists = [torch.zeros(batch, self.channels, self.kernel - 1, device=dev) for _ in self.convs]
+        return (x_hist, *h_hists, torch.zeros(1, batch, self.hidden, device=dev))
 
     def forward(self, rows: torch.Tensor, track: int | torch.Tensor, state=None):
         """rows (B, T, FEATURE_DIM) raw features -> (B, T, hidden), new state. state=None: silence before.
-        `track` is SELF or OTHER (an int, or a 0-d int64 tensor in the exported graph)."""
-        b = rows.shape[0]
-        x_hist, h_hist, gru_state = state if state is not None else self.initial_state(b)
-        x = ((rows - self.feature_mean) / self.feature_std).transpose(1, 2)  # (B, F, T)
-        x = torch.cat([x_hist, x], dim=2)
-        h = F.silu(self.inp(x) + self.track.weight[track][None, :, None])
-        h = torch.cat([h_hist, h], dim=2)
-        y = F.silu(self.mix(h)) + h[:, :, self.kernel - 1:]
-        out, gru_state = self.gru(y.transpose(1, 2), gru_state)
-        new_state = (x[:, :, -(self.kernel - 1):], h[:, :, -(self.kernel - 1):], gru_state)
-        return out, new_state
+        `track` is SELF or OTHER (an int, or a 0-d int64 tensor in the exported graph), or a (B,) tensor of them
+        (training encodes both tracks in one batch)."""
+        *hists, gru_state = state if state is not None else self.initial_state(rows.shape[0])
+        keep = self.kernel - 1
+        x = torch.cat([hists[0], ((rows - self.feature_mean) / self.feature_std).transpose(1, 2)], dim=2)
+        new_hists = [x[:, :, -keep:]]
+        h = F.silu(self.inp(x) + self.track.weight[track][..., None])  # (B, C, T)
+        for conv, hist in zip(self.convs, hists[1:]):  # residual causal convolutions
+            padded = torch.cat([hist, h], dim=2)
+            new_hists.append(padded[:, :, -keep:])
+            h = F.silu(conv(padded)) + h
+        out, gru_state = self.gru(h.transpose(1, 2), gru_state)
+        return out, (*new_hists, gru_state)

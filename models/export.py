@@ -20,11 +20,14 @@ from .features import FEATURE_DIM
 from .motion_model import FrameStep, MotionModel
 
 log = logging.getLogger(__name__)
-ENCODER_INPUTS = ["rows", "track", "x_hist", "h_hist", "gru_state"]
-ENCODER_OUTPUTS = ["out", "x_hist_out", "h_hist_out", "gru_state_out"]
 STEP_INPUTS = ["a_self", "a_other", "style", "guide_past", "prev", "noise"]
 STEP_OUTPUTS = ["latents", "motion", "state_logits", "guide"]
 OPSET = 17
+
+
+def encoder_state_names(model: MotionModel) -> list[str]:
+    """The encoder's streaming state: one history per convolution, then the GRU's."""
+    return [f"hist{i}" for i in range(len(model.encoder.convs) + 1)] + ["gru_state"]
 
 
 class _EncoderGraph(torch.nn.Module):
@@ -32,17 +35,17 @@ class _EncoderGraph(torch.nn.Module):
         super().__init__()
         self.encoder = model.encoder
 
-    def forward(self, rows, track, x_hist, h_hist, gru_state):
-        out, (x, h, g) = self.encoder(rows, track, (x_hist, h_hist, gru_state))
-        return out, x, h, g
+    def forward(self, rows, track, *state):
+        out, new_state = self.encoder(rows, track, state)
+        return (out, *new_state)
 
 
 def example_inputs(model: MotionModel, batch: int = 2, rows: int = 4):
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    x_hist, h_hist, gru = model.encoder.initial_state(batch)
-    encoder = (r(batch, rows, FEATURE_DIM) * 3 - 8, torch.tensor(1, dtype=torch.int64), x_hist, h_hist, gru)
+    encoder = (r(batch, rows, FEATURE_DIM) * 3 - 8, torch.tensor(1, dtype=torch.int64),
+               *model.encoder.initial_state(batch))
     step = (r(batch, cfg.chunk, cfg.enc_hidden), r(batch, cfg.chunk, cfg.enc_hidden), r(batch, cfg.style_dim),
             r(batch, cfg.guide_window - cfg.chunk, cfg.d_model), r(batch, cfg.prev_frames, cfg.latent_dim),
             r(batch, cfg.chunk, cfg.latent_dim))
@@ -60,12 +63,11 @@ def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = Non
         # tracing notes that Python-side shapes become constants: true of the step count and head sizes, by design
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*RNN.*batch_first.*")
-        torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=ENCODER_INPUTS,
-                          output_names=ENCODER_OUTPUTS, opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"rows": {0: "batch", 1: "rows"}, "x_hist": {0: "batch"},
-                                        "h_hist": {0: "batch"}, "gru_state": {1: "batch"}, "out": {0: "batch", 1: "rows"},
-                                        "x_hist_out": {0: "batch"}, "h_hist_out": {0: "batch"},
-                                        "gru_state_out": {1: "batch"}})
+        state = encoder_state_names(model)
+        batch_axes = {name: {1 if name.startswith("gru") else 0: "batch"} for name in state + [n + "_out" for n in state]}
+        torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=["rows", "track", *state],
+                          output_names=["out", *(n + "_out" for n in state)], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"rows": {0: "batch", 1: "rows"}, "out": {0: "batch", 1: "rows"}, **batch_axes})
         torch.onnx.export(FrameStep(model, steps, partner_guidance).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
                           output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
                           dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
@@ -122,8 +124,9 @@ class OnnxEngine:
 
     def __init__(self, encoder_path: Path, step_path: Path, model: MotionModel):
         self.encoder = _session(encoder_path)
+        self.encoder_inputs = [i.name for i in self.encoder.get_inputs()]  # rows, track, the streaming state
         self.frame_step = _session(step_path)
-        self._initial = tuple(s.numpy() for s in model.encoder.initial_state(1))
+        self._initial = tuple(s.detach().cpu().numpy() for s in model.encoder.initial_state(1))
 
     @classmethod
     def from_model(cls, model: MotionModel, steps: int, partner_guidance: float = 1.0) -> "OnnxEngine":
@@ -147,7 +150,7 @@ class OnnxEngine:
         return self._initial
 
     def encode(self, rows: np.ndarray, track: int, state):
-        out, *state = self.encoder.run(None, dict(zip(ENCODER_INPUTS, (np.asarray(rows, np.float32)[None],
+        out, *state = self.encoder.run(None, dict(zip(self.encoder_inputs, (np.asarray(rows, np.float32)[None],
                                                                        np.array(track, np.int64), *state))))
         return out[0], tuple(state)
 
@@ -163,7 +166,7 @@ def check_onnx(model: MotionModel, enc_path: Path, step_path: Path, batch: int =
         want_enc = _EncoderGraph(model)(*enc_in)
         meta = stamped(step_path)
         want_step = FrameStep(model, int(meta["steps"]), float(meta["partner_guidance"])).eval()(*step_in)
-    got_enc = engine.encoder.run(None, dict(zip(ENCODER_INPUTS, (t.numpy() for t in enc_in))))
+    got_enc = engine.encoder.run(None, dict(zip(engine.encoder_inputs, (t.numpy() for t in enc_in))))
     got_step = engine.step(*(t.numpy() for t in step_in))
     diff = lambda want, got: max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got))  # noqa: E731
     return {"encoder": diff(want_enc, got_enc), "frame_step": diff(want_step, got_step)}
@@ -192,7 +195,7 @@ def build_tensorrt(onnx_path: str | Path, engine_path: str | Path, fp16: bool = 
     for i in range(network.num_inputs):  # sessions 1 .. 1024 (64 typical), new feature rows 1 .. 64 (4 typical)
         tensor = network.get_input(i)
         shape = list(tensor.shape)
-        batch_axis = 1 if tensor.name == "gru_state" else 0  # the GRU state is (layers, batch, hidden)
+        batch_axis = 1 if tensor.name.startswith("gru_state") else 0  # the GRU state is (layers, batch, hidden)
         ranges = {batch_axis: (1, 64, 1024), **({1: (1, 4, 64)} if tensor.name == "rows" else {})}
         lo, opt, hi = ([ranges[j][k] if j in ranges and d == -1 else d for j, d in enumerate(shape)] for k in range(3))
         profile.set_shape(tensor.name, lo, opt, hi)

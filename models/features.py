@@ -101,6 +101,13 @@ class LogMel:
 FEATURE_DIM = N_MELS + 1  # log-mel bands + the track's speech probability
 
 
+def silence_rows(n: int) -> np.ndarray:
+    """Feature rows of digital silence (what a stream hears before it starts and after it ends)."""
+    rows = np.full((n, FEATURE_DIM), np.log(LOG_FLOOR), np.float32)
+    rows[:, -1] = 0.0  # speech probability
+    return rows
+
+
 def vad_window_for_mel(j: int | np.ndarray) -> int | np.ndarray:
     """The newest 32 ms VAD window complete when mel frame j's window is: its probability joins that frame."""
     from .vad import WINDOW

@@ -15,20 +15,14 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF
-from .features import FEATURE_DIM, LOG_FLOOR, TrackFeatures
+from .features import TrackFeatures, silence_rows
 from .generator import Generator, MotionStream, Style
 from .motion import BS, HEAD_ROTATION, HEAD_TRANSLATION, MOTION_DIM, MotionBlock, frame_count
-from .motion_model import FrameStep, ModelConfig, MotionModel
+from .motion_model import TRAINING_ONLY, FrameStep, ModelConfig, MotionModel
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
 NOISE_CORRELATION = 0.95  # frame-to-frame correlation of the sampler's starting noise (about 0.7 s memory)
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
-
-
-def silence_rows(n: int) -> np.ndarray:
-    rows = np.full((n, FEATURE_DIM), np.log(LOG_FLOOR), np.float32)
-    rows[:, -1] = 0.0  # speech probability
-    return rows
 
 
 def load_model(path: str | Path | None = None) -> MotionModel:
@@ -37,7 +31,10 @@ def load_model(path: str | Path | None = None) -> MotionModel:
         raise FileNotFoundError(f"model weights not found: {path} (train them with `backchannel train motion`)")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = MotionModel(ModelConfig(**ckpt["config"]))
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()}, strict=False)
+    missing = [k for k in missing if not k.startswith(TRAINING_ONLY)]
+    if missing or unexpected:
+        raise RuntimeError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval()
 
 
@@ -106,7 +103,7 @@ class ModelStream(MotionStream):
             fresh = self.rng.standard_normal(self.cfg.latent_dim, np.float32)
             self.noise = fresh if self.noise is None else rho * self.noise + np.sqrt(1 - rho * rho) * fresh
             out[i] = self.noise
-        return out
+        return out * self.gen.temperature
 
     def encode(self, rows_self: np.ndarray, rows_other: np.ndarray) -> None:
         for track, rows in ((SELF, rows_self), (OTHER, rows_other)):
@@ -165,12 +162,14 @@ class ModelGenerator(Generator):
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
                  backend: str = "auto", model: MotionModel | None = None,
-                 noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0):
+                 noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0,
+                 temperature: float = 1.0):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
         self.steps = steps or self.cfg.steps
         self.noise_correlation = float(noise_correlation)
+        self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
         self.partner_guidance = float(partner_guidance)
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")

@@ -9,7 +9,7 @@ in `chunk`-frame pieces, so the cost per frame is constant however long the conv
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -22,7 +22,11 @@ from .denoiser import Denoiser
 from .features import HOP, WIN
 from .flow import add_noise, sample
 from .guider import InteractiveMotionGuider, StyleEncoder
+from .corpus.phones import PARAMS
 from .motion import FRAME_RATE
+
+ARTICULATORS = len(PARAMS)  # jaw, closure, press, pucker, funnel, spread, tuck, tongue, raise
+TRAINING_ONLY = ("articulation.",)  # parameters used in training alone: not shipped, not needed to run
 
 
 @dataclass
@@ -33,6 +37,7 @@ class ModelConfig:
     depth: int = 4
     enc_channels: int = 128
     enc_hidden: int = 128
+    enc_layers: int = 2  # causal convolutions before the GRU (kernel 5 each: 4 more rows of context per layer)
     bank_slots: int = 64  # per memory bank (INFP: 64)
     style_dim: int = 64
     chunk: int = 1  # frames generated per denoiser call
@@ -45,10 +50,17 @@ class ModelConfig:
     p_drop_prev: float = 0.5
     p_drop_partner: float = 0.1
     prev_noise: float = 0.1  # noise on the previous latents in training, so the model trusts its own output
+    articulation_weight: float = 0.5  # the encoder also predicts the mouth shapes of the phones it hears
+    loss_frames: int = 0  # frames per window that train the denoiser (0: all); fewer = more windows per second
 
     @property
     def lookahead_s(self) -> float:
         return self.lookahead_samples / SAMPLE_RATE
+
+    @property
+    def target_delay_s(self) -> float:
+        """How far a feature row's centre lies after the motion frame that reads it."""
+        return (self.lookahead_samples - WIN // 2) / SAMPLE_RATE
 
     def row_for_frame(self, k):
         """Newest feature row whose analysis window ends by frame k's time plus the look-ahead."""
@@ -61,14 +73,31 @@ class MotionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.codec = MotionCodec(cfg.latent_dim)
-        self.encoder = AudioEncoder(cfg.enc_channels, cfg.enc_hidden)
+        self.encoder = AudioEncoder(cfg.enc_channels, cfg.enc_hidden, layers=cfg.enc_layers)
         self.style_encoder = StyleEncoder(cfg.latent_dim, cfg.d_model, cfg.style_dim)
         self.guider = InteractiveMotionGuider(cfg.enc_hidden, cfg.d_model, cfg.bank_slots, cfg.heads, cfg.style_dim)
         self.denoiser = Denoiser(cfg.latent_dim, cfg.d_model, cfg.depth, cfg.heads, cfg.chunk, cfg.prev_frames,
                                  cfg.guide_window, cfg.style_dim)
+        # training only: what the mouth of whoever speaks on a track is doing (from phone timings), read from the
+        # encoder; it teaches the shared acoustic front end the distinctions lips need (closures, rounding...)
+        self.articulation = nn.Linear(cfg.enc_hidden, ARTICULATORS)
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+    @classmethod
+    def from_codec(cls, path, **changes) -> "MotionModel":
+        """A fresh model on a trained codec (`train codec`'s codec.pt): its codec and input statistics are loaded,
+        everything else starts new; `changes` override the codec run's settings (not the codec's own)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = replace(ModelConfig(**ckpt["config"]), **changes)
+        if cfg.latent_dim != ckpt["config"]["latent_dim"]:
+            raise ValueError("latent_dim belongs to the codec: train a new codec to change it")
+        model = cls(cfg)
+        kept = {k: v.float() for k, v in ckpt["model"].items()
+                if k.startswith("codec.") or k in ("encoder.feature_mean", "encoder.feature_std")}
+        model.load_state_dict(kept, strict=False)
+        return model
 
     def style_vector(self, ref_motion: torch.Tensor | None, batch: int) -> torch.Tensor:
         if ref_motion is None:
@@ -93,8 +122,10 @@ class MotionModel(nn.Module):
 
         with torch.no_grad():
             z = self.codec.encode(motion)  # (B, P + T, L), the codec is trained first and frozen here
-        a_self, _ = self.encoder(batch["rows_self"], SELF)
-        a_other, _ = self.encoder(batch["rows_other"], OTHER)
+        tracks = torch.tensor([SELF] * b + [OTHER] * b, device=dev)
+        encoded, _ = self.encoder(torch.cat([batch["rows_self"], batch["rows_other"]]), tracks)
+        art_loss = self.articulation_loss(encoded, torch.cat([batch["art_self"], batch["art_other"]]))
+        a_self, a_other = encoded.chunk(2)
         rows = batch["frame_rows"][:, :, None].expand(-1, -1, a_self.shape[2])
         a_self, a_other = a_self.gather(1, rows), a_other.gather(1, rows)  # (B, P + T, A)
 
@@ -104,6 +135,8 @@ class MotionModel(nn.Module):
 
         # every chunk of the T target frames is one denoising example with its own history and noise level
         starts = torch.arange(P, total - C + 1, C, device=dev)  # chunk start frames in the window
+        if 0 < cfg.loss_frames < len(starts) * C:
+            starts = starts[torch.randperm(len(starts), generator=generator, device=dev)[:max(1, cfg.loss_frames // C)]]
         n = len(starts)
         x0 = torch.stack([z[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, C, L)
         prev = torch.stack([z[:, s - P:s] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, P, L)
@@ -121,9 +154,16 @@ class MotionModel(nn.Module):
         weight = torch.as_tensor(CHANNEL_WEIGHT, device=dev)
         motion_loss = (((decoded - target) / self.codec.motion_std) ** 2 * weight).mean()
         state_loss = F.cross_entropy(state_logits[:, P:].reshape(-1, 3), batch["state"][:, P:].reshape(-1))
-        total_loss = latent_loss + 0.5 * motion_loss + 0.2 * state_loss
+        total_loss = latent_loss + 0.5 * motion_loss + 0.2 * state_loss + cfg.articulation_weight * art_loss
         return {"loss": total_loss, "latent": latent_loss.detach(), "motion": motion_loss.detach(),
-                "state": state_loss.detach()}
+                "state": state_loss.detach(), "articulation": art_loss.detach()}
+
+    def articulation_loss(self, encoded: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """MSE of the articulation read from encoder rows (B, R, A) against targets (B, R, ARTICULATORS + 1),
+        whose last column marks rows with a known target (clips without phone timings have none)."""
+        known = targets[..., -1:]
+        err = ((self.articulation(encoded) - targets[..., :-1]) ** 2 * known).sum()
+        return err / (known.sum() * ARTICULATORS).clamp_min(1.0)
 
     # ---- streaming inference -----------------------------------------------------------------------------------
     def rest_latent(self) -> torch.Tensor:

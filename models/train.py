@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .motion_model import ModelConfig, MotionModel
+from .motion_model import TRAINING_ONLY, ModelConfig, MotionModel
 from .training_data import PAD_FRAMES, TrainingClip, WindowSampler
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class Run:
 def save_weights(model: MotionModel, path: Path, meta: dict) -> Path:
     """The shipped form: float16 tensors + config + how they were made."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+             if not k.startswith(TRAINING_ONLY)}
     torch.save({"config": model.config_dict(), "model": state, "meta": meta}, path)
     return path
 

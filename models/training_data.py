@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import LOG_FLOOR, track_features
-from .model_generator import silence_rows
+from .audio import SAMPLE_RATE
+from .corpus.phones import PARAMS, articulations
+from .features import HOP, LOG_FLOOR, silence_rows, track_features
 from .motion import MOTION_DIM
-from .motion_model import ModelConfig
+from .motion_model import ARTICULATORS, ModelConfig
 
 PAD_FRAMES = 30  # neutral motion before t = 0 (>= prev_frames + guide_window)
 PAD_ROWS = 150  # silence rows before t = 0 (covers PAD_FRAMES and the encoder warm-up)
-WARMUP_ROWS = 50  # rows the encoder hears before a window's first history frame
+WARMUP_ROWS = 30  # rows the encoder hears before a window's first history frame
 FEATURES_VERSION = 1  # bump when features.py changes, so caches rebuild
 
 
@@ -29,6 +30,8 @@ class TrainingClip:
     rows_other: np.ndarray
     motion: np.ndarray  # (PAD_FRAMES + T, 62) float32
     state: np.ndarray  # (PAD_FRAMES + T,) int64
+    art_self: np.ndarray | None = None  # (PAD_ROWS + R, ARTICULATORS) float16: mouth targets of the phones
+    art_other: np.ndarray | None = None  # heard at each row (articulatory_targets), None without phone timings
 
     @property
     def frames(self) -> int:
@@ -51,18 +54,42 @@ def features_for(name: str, self_audio: np.ndarray, other_audio: np.ndarray, cac
     return rows_self, rows_other
 
 
+def articulatory_targets(phones, rows: int, delay_s: float) -> np.ndarray:
+    """(rows, ARTICULATORS) what the mouth of the speaker of `phones` ((start, end, ipa) spans) is doing `delay_s`
+    before each feature row's centre: zeros in silence. Row j of the audio encoder is read for the motion frame
+    `delay_s` earlier (the look-ahead), so this is the articulation that row should know about."""
+    out = np.zeros((rows, ARTICULATORS), np.float32)
+    times = np.arange(rows) * HOP / SAMPLE_RATE - delay_s
+    for start, end, name in phones:
+        a = start
+        for share, art in articulations(name):
+            b = a + share * (end - start)
+            sel = (times >= a) & (times < b)
+            for key, value in art.targets.items():
+                out[sel, PARAMS.index(key)] = value
+            a = b
+    return out
+
+
 def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion: np.ndarray, state: np.ndarray,
-              cache_dir: Path | None = None) -> TrainingClip:
+              cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0) -> TrainingClip:
+    """`phones`: (self phones, other phones) when the clip has phone timings, for the encoder's articulatory
+    targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s)."""
     n = max(len(self_audio), len(other_audio))
     self_audio = np.pad(self_audio, (0, n - len(self_audio)))
     other_audio = np.pad(other_audio, (0, n - len(other_audio)))
     rows_self, rows_other = features_for(name, self_audio, other_audio, cache_dir)
     pad = silence_rows(PAD_ROWS).astype(np.float16)
+    art = [None, None]
+    if phones is not None:
+        art = [np.concatenate([np.zeros((PAD_ROWS, ARTICULATORS), np.float16),
+                               articulatory_targets(p, len(rows_self), delay_s).astype(np.float16)]) for p in phones]
     return TrainingClip(
         name,
         np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
         np.concatenate([np.zeros((PAD_FRAMES, MOTION_DIM), np.float32), np.asarray(motion, np.float32)]),
         np.concatenate([np.zeros(PAD_FRAMES, np.int64), np.asarray(state, np.int64)]),
+        *art,
     )
 
 
@@ -110,7 +137,17 @@ class WindowSampler:
             out[:, :-1] = np.maximum(out[:, :-1] + shift, floor)
             return np.concatenate([out, silence_rows(rows - len(out))])  # causal: right padding changes nothing
 
+        def art_rows(x: np.ndarray | None, r0: int, r1: int) -> np.ndarray:
+            out = np.zeros((rows, ARTICULATORS + 1), np.float32)  # last column: 1 where a target is known
+            if x is not None:
+                known = x[r0:r1]  # shorter than r1 - r0 where the window runs past the clip's last row
+                out[:len(known), :-1] = known
+                out[:len(known), -1] = 1.0
+            return out
+
         return {
+            "art_self": torch.as_tensor(np.stack([art_rows(c.art_self, r0, r1) for c, _, r0, r1, _, _ in items])),
+            "art_other": torch.as_tensor(np.stack([art_rows(c.art_other, r0, r1) for c, _, r0, r1, _, _ in items])),
             "rows_self": torch.as_tensor(np.stack([track_rows(c.rows_self, r0, r1, s) for c, _, r0, r1, _, s in items])),
             "rows_other": torch.as_tensor(np.stack([track_rows(c.rows_other, r0, r1, s) for c, _, r0, r1, _, s in items])),
             "frame_rows": torch.as_tensor(np.stack([self.row(f) - r0 for _, f, r0, _, _, _ in items]), dtype=torch.int64),

@@ -172,3 +172,15 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(dialogue, tmp_p
     assert logged == [0, 10, 11]  # step 0 once: the second run went on from the checkpoint, not from scratch
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_articulatory_targets_follow_the_phones_delayed_by_the_look_ahead():
+    from backchannel.models.corpus.phones import PARAMS
+    from backchannel.models.training_data import articulatory_targets
+
+    phones = [(0.50, 0.60, "m"), (0.60, 0.80, "a"), (0.80, 0.90, "f")]
+    art = articulatory_targets(phones, 120, delay_s=0.05)  # rows every 10 ms
+    closure, jaw, tuck = (art[:, PARAMS.index(k)] for k in ("closure", "jaw", "tuck"))
+    assert closure[55:65].min() == 1.0 and closure[:55].max() == 0.0 and closure[65:].max() == 0.0
+    assert jaw[66:84].min() > jaw[56:64].max()  # the open vowel, 50 ms later than it sounds
+    assert tuck[86:94].min() == 1.0 and art[96:].max() == 0.0  # and silence after the last phone
