@@ -52,6 +52,10 @@ class ModelConfig:
     prev_noise: float = 0.1  # noise on the previous latents in training, so the model trusts its own output
     articulation_weight: float = 0.5  # the encoder also predicts the mouth shapes of the phones it hears
     loss_frames: int = 0  # frames per window that train the denoiser (0: all); fewer = more windows per second
+    # what the denoiser predicts: "latent" (the frame's latent) or "step" (its change from the previous frame, in
+    # units of the data's frame-to-frame change): a step keeps slow channels (head, gaze) as precise per frame as
+    # fast ones (lips), where latent-sized errors showed as jitter
+    predict: str = "latent"
 
     @property
     def lookahead_s(self) -> float:
@@ -81,6 +85,9 @@ class MotionModel(nn.Module):
         # training only: what the mouth of whoever speaks on a track is doing (from phone timings), read from the
         # encoder; it teaches the shared acoustic front end the distinctions lips need (closures, rounding...)
         self.articulation = nn.Linear(cfg.enc_hidden, ARTICULATORS)
+        if cfg.predict not in ("latent", "step"):
+            raise ValueError(f"predict must be 'latent' or 'step', not {cfg.predict!r}")
+        self.register_buffer("step_scale", torch.ones(cfg.latent_dim))  # frame-to-frame latent change (fit_steps)
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
@@ -98,6 +105,24 @@ class MotionModel(nn.Module):
                 if k.startswith("codec.") or k in ("encoder.feature_mean", "encoder.feature_std")}
         model.load_state_dict(kept, strict=False)
         return model
+
+    @torch.no_grad()
+    def fit_steps(self, clips_motion: list) -> None:
+        """The spread of frame-to-frame latent changes in the training motion (one (T, 62) array per clip)."""
+        steps = torch.cat([torch.diff(self.codec.encode(torch.as_tensor(m, dtype=torch.float32)), dim=0)
+                           for m in clips_motion])
+        self.step_scale.copy_(steps.std(0).clamp_min(1e-3))
+
+    def to_target(self, z: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Chunk latents (N, C, L) after the latent `last` (N, 1, L) -> what the denoiser predicts."""
+        if self.cfg.predict == "latent":
+            return z
+        return torch.diff(torch.cat([last, z], dim=1), dim=1) / self.step_scale
+
+    def from_target(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        if self.cfg.predict == "latent":
+            return x
+        return last + torch.cumsum(x * self.step_scale, dim=1)
 
     def style_vector(self, ref_motion: torch.Tensor | None, batch: int) -> torch.Tensor:
         if ref_motion is None:
@@ -138,11 +163,12 @@ class MotionModel(nn.Module):
         if 0 < cfg.loss_frames < len(starts) * C:
             starts = starts[torch.randperm(len(starts), generator=generator, device=dev)[:max(1, cfg.loss_frames // C)]]
         n = len(starts)
-        x0 = torch.stack([z[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, C, L)
+        z_chunk = torch.stack([z[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, C, L)
         prev = torch.stack([z[:, s - P:s] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, P, L)
         guide = torch.stack([g[:, s + C - W:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, W, d)
         styles = style.repeat_interleave(n, 0)
         prev = prev + cfg.prev_noise * rand(b * n, 1, 1) * torch.randn(prev.shape, generator=generator, device=dev)
+        x0 = self.to_target(z_chunk, prev[:, -1:])  # steps from the (noisy) history: learn to correct drift too
         t = rand(b * n)
         noise = torch.randn(x0.shape, generator=generator, device=dev)
         x0_hat = self.denoiser(add_noise(x0, noise, t), t, guide, prev, styles, drop_prev=rand(b * n) < cfg.p_drop_prev)
@@ -150,7 +176,7 @@ class MotionModel(nn.Module):
         latent_loss = F.mse_loss(x0_hat, x0)
         # the same error seen in motion space, weighted towards mouth and eyelids: what viewers judge
         target = torch.stack([motion[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)
-        decoded = self.codec.decode(x0_hat, clip=False)
+        decoded = self.codec.decode(self.from_target(x0_hat, prev[:, -1:]), clip=False)
         weight = torch.as_tensor(CHANNEL_WEIGHT, device=dev)
         motion_loss = (((decoded - target) / self.codec.motion_std) ** 2 * weight).mean()
         state_loss = F.cross_entropy(state_logits[:, P:].reshape(-1, 3), batch["state"][:, P:].reshape(-1))
@@ -200,5 +226,5 @@ class FrameStep(nn.Module):
                 with_partner, alone = self.model.denoiser(torch.cat([x, x]), torch.cat([t, t]), guide2, prev2,
                                                           style2).chunk(2)
                 return alone + self.partner_guidance * (with_partner - alone)
-        z = sample(denoise, noise, self.steps)
+        z = self.model.from_target(sample(denoise, noise, self.steps), prev[:, -1:])
         return z, self.model.codec.decode(z), logits, g

@@ -152,6 +152,8 @@ def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tr
     """The diffusion model with the codec frozen. Returns the EMA model (what gets shipped)."""
     from tqdm import tqdm
 
+    if model.cfg.predict == "step":
+        model.fit_steps([c.motion[PAD_FRAMES:] for c in clips])
     model.to(device)
     model.codec.requires_grad_(False)
     params = [p for n, p in model.named_parameters() if not n.startswith("codec.")]

@@ -35,16 +35,18 @@ def short(dialogue):
     return dialogue.self_audio[8 * SAMPLE_RATE:8 * SAMPLE_RATE + n], dialogue.other_audio[:n]
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_shapes_and_chunking_invariance(short, chunk):
-    gen = ModelGenerator(model=small_model(chunk=chunk, guide_window=4), backend="torch")
+@pytest.mark.parametrize("chunk,predict", [(1, "latent"), (3, "latent"), (3, "step")])
+def test_shapes_and_chunking_invariance(short, chunk, predict):
+    gen = ModelGenerator(model=small_model(chunk=chunk, guide_window=4, predict=predict), backend="torch")
     a, b = short
     whole = generate(gen, a, b, seed=5)
     pieces = generate(gen, a, b, seed=5, chunk_s=0.021)  # 21 ms pieces: joins fall anywhere
     assert len(whole) == frame_count(len(a) / SAMPLE_RATE)
     assert whole.motion.shape == (len(whole), MOTION_DIM) and whole.latent.shape == (len(whole), 8)
     assert set(np.unique(whole.state)) <= {0, 1, 2}
-    np.testing.assert_allclose(pieces.motion, whole.motion, atol=1e-5)
+    # a "step" model sums its steps: float rounding in the encoder (rows arrive in calls of other lengths)
+    # compounds through that sum, so it agrees to 1e-3 rather than 1e-5
+    np.testing.assert_allclose(pieces.motion, whole.motion, atol=1e-5 if predict == "latent" else 1e-3)
 
 
 def test_future_audio_beyond_lookahead_cannot_change_a_frame(short):
@@ -111,14 +113,15 @@ def test_onnx_matches_torch(tmp_path, short):
     np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
 
 
-def test_tiny_training_run_reduces_the_loss(dialogue, tmp_path):
+@pytest.mark.parametrize("predict", ["latent", "step"])
+def test_tiny_training_run_reduces_the_loss(dialogue, tmp_path, predict):
     from backchannel.models.generator import make_generator
     from backchannel.models.train import Run, TrainConfig, fit_input_statistics, train_codec, train_motion
     from backchannel.models.training_data import make_clip
 
     labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
     clips = [make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state)]
-    model = small_model(seed=1)
+    model = small_model(seed=1, predict=predict)
     fit_input_statistics(model, clips)
     tc = TrainConfig(steps=60, batch=8, window_frames=30, warmup=10, codec_steps=150, codec_batch=256,
                      checkpoint_every=1000)
