@@ -21,7 +21,12 @@ from .motion import BS, HEAD_ROTATION, HEAD_TRANSLATION, MOTION_DIM, MotionBlock
 from .motion_model import TRAINING_ONLY, FrameStep, ModelConfig, MotionModel
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
-NOISE_CORRELATION = 0.95  # frame-to-frame correlation of the sampler's starting noise (about 0.7 s memory)
+# The sampler's starting noise, chosen on the corpus's validation split (docs/model.md): its frame-to-frame
+# correlation, and its scale. Independent full-scale noise every frame shook the head (10x the labels' jitter);
+# 0.95 correlation drifted (the model's feedback on its own latents compounded slow noise); less noise also syncs
+# the lips better, at some cost in head diversity and nods.
+NOISE_CORRELATION = 0.5
+TEMPERATURE = 0.4
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -163,7 +168,7 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
                  backend: str = "auto", model: MotionModel | None = None,
                  noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0,
-                 temperature: float = 1.0):
+                 temperature: float = TEMPERATURE):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
@@ -194,6 +199,7 @@ class ModelGenerator(Generator):
     def describe(self) -> dict:
         return {**super().describe(), "steps": self.steps, "latent_dim": self.cfg.latent_dim,
                 "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
+                "temperature": self.temperature,
                 "partner_guidance": self.partner_guidance}
 
     @torch.no_grad()

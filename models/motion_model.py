@@ -92,6 +92,11 @@ class MotionModel(nn.Module):
     def config_dict(self) -> dict:
         return asdict(self.cfg)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before step prediction existed have no step_scale; they predict latents, where it is unused
+        state_dict.setdefault(prefix + "step_scale", torch.ones_like(self.step_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @classmethod
     def from_codec(cls, path, **changes) -> "MotionModel":
         """A fresh model on a trained codec (`train codec`'s codec.pt): its codec and input statistics are loaded,
