@@ -194,6 +194,10 @@ class Aligner:
             self.first_audio = now
         return span
 
+    def buffered_s(self) -> float:
+        """The most audio either track holds, waiting for release."""
+        return max(tr.buffered_s() for tr in self.tracks.values())
+
     def release(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Equal-length, aligned 16 kHz audio for both tracks, as far as the waiting policy allows (maybe empty)."""
         tracks = self.tracks.values()

@@ -205,10 +205,15 @@ class Worker:
                 self.looked = time.time()
                 return
             try:
-                self.ingest(parts, time.time())
+                session = self.ingest(parts, time.time())
             except Exception as e:  # a bug must cost one message, not the worker
                 log.exception("failed on an audio message")
                 self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
+                continue
+            if session is not None and session.aligner.buffered_s() > self.config.max_buffer_s / 2:
+                # a sender ahead of us (a file streamed faster than real time to a busy worker): generate before
+                # taking more, and let ZeroMQ hold the rest back at the sender, rather than overflow the buffer
+                return
 
     def shutdown(self, drain_s: float = 1.0) -> None:
         """Take in the audio already waiting in the socket, close every session (their last frames go out), then the
@@ -238,7 +243,8 @@ class Worker:
             log.warning("rejected input (%s): %s%s; further %s are only counted (see stats)", error.kind, error,
                         f" [session {session.name}]" if session else "", error.kind)
 
-    def ingest(self, parts: list[bytes], now: float) -> None:
+    def ingest(self, parts: list[bytes], now: float) -> Session | None:
+        """One audio message; returns the session it added audio to, if any."""
         try:
             if len(parts) != 1:
                 raise ProtocolError("multipart", f"audio message in {len(parts)} parts; send one msgpack frame")
@@ -270,6 +276,7 @@ class Worker:
         session.last_audio = now
         if span:
             session.clock.audio_arrived(*span, now)
+        return session
 
     # --- sessions -------------------------------------------------------------------------------------------------
 

@@ -63,6 +63,8 @@ def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = Non
         # tracing notes that Python-side shapes become constants: true of the step count and head sizes, by design
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*RNN.*batch_first.*")
+        # asks for the GRU's initial state as a graph input when the batch varies: it is one (the `gru*` inputs)
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         state = encoder_state_names(model)
         batch_axes = {name: {1 if name.startswith("gru") else 0: "batch"} for name in state + [n + "_out" for n in state]}
         torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=["rows", "track", *state],

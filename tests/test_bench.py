@@ -25,7 +25,7 @@ def test_capacity_measurement_covers_each_level():
     rows = measure_capacity(a, b, [1, 3], worker_command=WORKER_COMMAND, progress=seen.append)
     assert [r["sessions"] for r in rows] == [1, 3] and seen == rows
     for r in rows:
-        assert 0 < r["fps_min"] <= r["fps_mean"] < 40
+        assert 0 < r["fps_min"] <= r["fps_mean"] + 1e-9 < 40  # (a mean of equal rates may round below them)
         assert isinstance(r["holds_30fps"], bool) and math.isfinite(r["end_to_end_ms"]["p95"])
 
 

@@ -250,3 +250,23 @@ def test_shutdown_takes_in_the_audio_still_waiting_in_the_socket():
     w.shutdown()
     push.close(0)
     assert recorder.frames == {"late": 30}  # before: the session never opened, its second of audio lost
+
+
+def test_audio_sent_faster_than_the_worker_takes_it_waits_in_the_socket_and_none_is_lost():
+    """A file streamed flat out to a busy worker: far more audio queued than a track may buffer (max_buffer_s)."""
+    recorder = Recorder()
+    w = Worker(WorkerConfig(**ANY_PORT, max_buffer_s=2.0), generator_factory=lambda name=None: EnergyGenerator(),
+               sinks=[recorder])
+    push = push_socket(w.local_audio)
+    for seq in range(400):  # 8 s of both tracks in 20 ms chunks, all queued before the worker takes any
+        for track in ("self", "other"):
+            push.send(chunk("burst", track, seq, seconds=0.02)[0])
+    push.send(protocol.end_message("burst"))
+    deadline = time.time() + 30
+    while "burst" not in recorder.frames or "burst" in w.sessions:
+        assert time.time() < deadline, recorder.frames
+        w.step()
+    push.close(0)
+    w.shutdown()
+    assert w.errors == {}  # before: the first drain took 1000 messages, 10 s a track, and refused them as buffer_full
+    assert recorder.frames == {"burst": 240}
