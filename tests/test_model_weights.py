@@ -9,12 +9,12 @@ from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.evaluate import pearson, speech_envelope
 from backchannel.models.generator import generate, make_generator
 from backchannel.models.model_generator import WEIGHTS, ModelGenerator, load_model
-from backchannel.models.measures import mouth_openness
-from backchannel.models.motion import BS, FRAME_RATE, HEAD_ROTATION, STATES
+from backchannel.models.measures import mouth_openness, spans_mask
+from backchannel.models.motion import BS, HEAD_ROTATION, LISTENING, SPEAKING
 
 from .speech import two_track_dialogue
 
-SPEAKING, LISTENING = STATES.index("speaking"), STATES.index("listening")
+EDGE_S = 0.1  # judge roles and mouths away from the edges of each stretch of speech
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,6 @@ def model_gen():
 @pytest.fixture(scope="module")
 def talk(model_gen, dialogue):
     return generate(model_gen, dialogue.self_audio, dialogue.other_audio, seed=0)
-
-
-def frames_in(segments, n):
-    mask = np.zeros(n, bool)
-    for start, end in segments:
-        mask[int(start * FRAME_RATE) + 3:int(end * FRAME_RATE) - 3] = True  # away from the edges
-    return mask
 
 
 def test_shipped_weights_are_small_half_precision_and_load_with_no_network(monkeypatch):
@@ -57,8 +50,8 @@ def test_shipped_weights_are_small_half_precision_and_load_with_no_network(monke
 
 def test_trained_model_talks_with_its_own_voice_and_listens_to_the_partner(dialogue, talk):
     n = len(talk)
-    own = frames_in(dialogue.self_segments, n)
-    partner = frames_in(dialogue.other_segments, n) & ~own
+    own = spans_mask(dialogue.self_segments, n, margin=-EDGE_S)
+    partner = spans_mask(dialogue.other_segments, n, margin=-EDGE_S) & ~own
     assert np.mean(talk.state[own] == SPEAKING) > 0.9
     assert np.mean(talk.state[partner] == LISTENING) > 0.9
     jaw = talk.motion[:, BS["JawOpen"]]
