@@ -25,6 +25,9 @@ def register(commands) -> None:
     p.add_argument("--config", type=json_object, default=None, metavar="JSON",
                    help='model config overrides (models/motion_model.py ModelConfig), e.g. {"depth": 3}; with '
                         '`motion`, a new motion model on the run\'s codec')
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="motion: fine-tune these weights (a motion.pt, or a run's motion-checkpoint.pt, whose EMA "
+                        "weights and training-only read-out are taken) instead of starting new")
     p.add_argument("--install", action="store_true", help="also copy the final weights to the shipped default")
     p.set_defaults(func=train_command)
 
@@ -102,7 +105,11 @@ def train_command(args) -> int:
     progress = True
     codec_path = run_dir / "codec.pt"
     if args.what == "codec":
+        if args.init:
+            raise ValueError("--init is for `train motion` (codec training starts new)")
         model = new_model(ModelConfig(**(args.config or {})), args.seed)
+    elif args.init:  # fine-tuning; a run folder that already has a checkpoint resumes that instead
+        model = MotionModel.for_fine_tuning(args.init, **(args.config or {})).train()
     elif not codec_path.is_file():
         raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)

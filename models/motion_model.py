@@ -111,6 +111,26 @@ class MotionModel(nn.Module):
         model.load_state_dict(kept, strict=False)
         return model
 
+    @classmethod
+    def for_fine_tuning(cls, path, **changes) -> "MotionModel":
+        """A trained model to train further: shipped weights (`motion.pt`, float16, no training-only read-out) or a
+        run's `motion-checkpoint.pt` (its EMA weights, read-out included). `changes` may only touch settings that
+        leave the parameters' shapes alone (loss weights, dropout rates, sampler settings)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if "config" not in ckpt or not ({"model", "ema"} & set(ckpt)):
+            raise ValueError(f"{path} holds neither motion weights nor a motion training checkpoint")
+        model = cls(replace(ModelConfig(**ckpt["config"]), **changes))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.get("ema", ckpt.get("model")).items()}
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # a shape changed
+            raise ValueError(f"{path} does not fit these settings: fine-tuning keeps the architecture ({e})") from None
+        wrong = [k for k in missing if not k.startswith(TRAINING_ONLY)] + list(unexpected)
+        if wrong:
+            raise ValueError(f"{path} does not fit these settings (e.g. {', '.join(wrong[:3])}): fine-tuning keeps "
+                             "the architecture")
+        return model
+
     @torch.no_grad()
     def fit_steps(self, clips_motion: list) -> None:
         """The spread of frame-to-frame latent changes in the training motion (one (T, 62) array per clip)."""
