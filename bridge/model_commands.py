@@ -109,7 +109,7 @@ def train_command(args) -> int:
             raise ValueError("--init is for `train motion` (codec training starts new)")
         model = new_model(ModelConfig(**(args.config or {})), args.seed)
     elif args.init:  # fine-tuning; a run folder that already has a checkpoint resumes that instead
-        model = MotionModel.for_fine_tuning(args.init, **(args.config or {})).train()
+        model = MotionModel.from_weights(args.init, **(args.config or {})).train()
     elif not codec_path.is_file():
         raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)

@@ -18,7 +18,7 @@ from .audio_encoder import OTHER, SELF
 from .features import TrackFeatures, silence_rows
 from .generator import Generator, MotionStream, Style
 from .motion import BS, HEAD_ROTATION, HEAD_TRANSLATION, MOTION_DIM, MotionBlock, frame_count
-from .motion_model import TRAINING_ONLY, FrameStep, ModelConfig, MotionModel
+from .motion_model import FrameStep, ModelConfig, MotionModel
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
 # The sampler's starting noise, chosen on the corpus's validation split (docs/model.md): its frame-to-frame
@@ -34,13 +34,7 @@ def load_model(path: str | Path | None = None) -> MotionModel:
     path = Path(path or WEIGHTS)
     if not path.is_file():
         raise FileNotFoundError(f"model weights not found: {path} (train them with `backchannel train motion`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = MotionModel(ModelConfig(**ckpt["config"]))
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()}, strict=False)
-    missing = [k for k in missing if not k.startswith(TRAINING_ONLY)]
-    if missing or unexpected:
-        raise RuntimeError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval()
+    return MotionModel.from_weights(path).eval()
 
 
 class TorchEngine:

@@ -112,11 +112,11 @@ class MotionModel(nn.Module):
         return model
 
     @classmethod
-    def for_fine_tuning(cls, path, **changes) -> "MotionModel":
-        """A trained model to train further: shipped weights (`motion.pt`, float16, no training-only read-out) or a
-        run's `motion-checkpoint.pt` (its EMA weights, read-out included). `changes` may only touch settings that
-        leave the parameters' shapes alone (loss weights, dropout rates, sampler settings)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    def from_weights(cls, path, **changes) -> "MotionModel":
+        """A trained model: shipped weights (`motion.pt`, float16, no training-only read-out) or a run's
+        `motion-checkpoint.pt` (its EMA weights, read-out included), to run or to train further. `changes` may only
+        touch settings that leave the parameters' shapes alone (loss weights, dropout rates, sampler settings)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if "config" not in ckpt or not ({"model", "ema"} & set(ckpt)):
             raise ValueError(f"{path} holds neither motion weights nor a motion training checkpoint")
         model = cls(replace(ModelConfig(**ckpt["config"]), **changes))
@@ -124,11 +124,12 @@ class MotionModel(nn.Module):
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as e:  # a shape changed
-            raise ValueError(f"{path} does not fit these settings: fine-tuning keeps the architecture ({e})") from None
+            raise ValueError(f"{path} does not fit these settings: a model keeps the architecture it was trained "
+                             f"with ({e})") from None
         wrong = [k for k in missing if not k.startswith(TRAINING_ONLY)] + list(unexpected)
         if wrong:
-            raise ValueError(f"{path} does not fit these settings (e.g. {', '.join(wrong[:3])}): fine-tuning keeps "
-                             "the architecture")
+            raise ValueError(f"{path} does not fit these settings (e.g. {', '.join(wrong[:3])}): a model keeps the "
+                             "architecture it was trained with")
         return model
 
     @torch.no_grad()

@@ -177,25 +177,25 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(dialogue, tmp_p
         torch.testing.assert_close(a, b, msg=name)
 
 
-def test_fine_tuning_starts_from_shipped_weights_or_a_checkpoint(tmp_path):
+def test_a_trained_model_loads_from_shipped_weights_or_a_checkpoint_to_run_or_fine_tune(tmp_path):
     from backchannel.models.motion_model import TRAINING_ONLY
     from backchannel.models.train import save_weights
 
     trained = small_model(seed=3)
     save_weights(trained, tmp_path / "motion.pt", {})
     torch.save({"ema": trained.state_dict(), "config": trained.config_dict()}, tmp_path / "motion-checkpoint.pt")
-    from_weights = MotionModel.for_fine_tuning(tmp_path / "motion.pt", articulation_weight=1.0)
-    from_checkpoint = MotionModel.for_fine_tuning(tmp_path / "motion-checkpoint.pt")
+    from_weights = MotionModel.from_weights(tmp_path / "motion.pt", articulation_weight=1.0)
+    from_checkpoint = MotionModel.from_weights(tmp_path / "motion-checkpoint.pt")
     assert from_weights.cfg.articulation_weight == 1.0
     for name, value in trained.state_dict().items():
         torch.testing.assert_close(from_checkpoint.state_dict()[name], value, msg=name)  # exact, read-out included
         if not name.startswith(TRAINING_ONLY):  # the shipped form is float16
             torch.testing.assert_close(from_weights.state_dict()[name], value, atol=2e-3, rtol=2e-3, msg=name)
     with pytest.raises(ValueError, match="keeps the architecture"):
-        MotionModel.for_fine_tuning(tmp_path / "motion.pt", d_model=64)
+        MotionModel.from_weights(tmp_path / "motion.pt", d_model=64)
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="neither motion weights"):
-        MotionModel.for_fine_tuning(tmp_path / "other.pt")
+        MotionModel.from_weights(tmp_path / "other.pt")
 
 
 def test_articulatory_targets_follow_the_phones_delayed_by_the_look_ahead():
