@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .features import frame_rms as speech_envelope
-from .measures import bilabial_closure, mouth_openness, nod_frames, nods_after, spans_mask
+from .corpus.phones import is_vowel
+from .measures import mouth_openness, nod_frames, nods_after, phones_shut, spans_mask
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
 MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
@@ -62,7 +63,7 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
     own = spans_mask(clip.self_speech, n)
     partner_only = spans_mask(clip.other_speech, n) & ~spans_mask(clip.self_speech, n, margin=0.2)
     env = speech_envelope(clip.self_audio, n)
-    closed, bilabials = bilabial_closure(motion, clip.self_phones)
+    closed, bilabials = phones_shut(motion, clip.self_phones)
     nods = nod_frames(motion)
     ends = [t for t in clip.other_phrase_ends if t * FRAME_RATE < n - FRAME_RATE]
     after_end = spans_mask([(t, t + 1.0) for t in clip.other_phrase_ends], n)
@@ -74,6 +75,7 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
         # per clip (one recording level and channel) over every frame: opens with the own voice, shut without it
         "lip_r": pearson(opening, env) if own.any() else float("nan"),
         "bilabial": (closed, bilabials),
+        "vowel": phones_shut(motion, clip.self_phones, is_vowel),  # lips that shut often close P/B/M by chance
         "speaking": (state == SPEAKING, ref == SPEAKING),
         "listening": (state == LISTENING, ref == LISTENING),
         "switches": switch_latencies(state, ref),
@@ -95,6 +97,7 @@ def summarise(per_clip: list[dict]) -> dict:
     return {
         "lip_envelope_r": float(np.nanmean([c["lip_r"] for c in per_clip])),
         "pbm_closure": ratio("bilabial", 0, 1),
+        "vowel_closure": ratio("vowel", 0, 1),
         "role_f1": 0.5 * (f1(cat("speaking", 0), cat("speaking", 1)) + f1(cat("listening", 0), cat("listening", 1))),
         "switch_latency_ms": 1000 * float(np.median(switches)) if switches else float("nan"),
         "partner_leak": leak_partner / leak_own if leak_own > 0 else float("nan"),
@@ -194,6 +197,7 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
 COLUMNS = [
     ("lip_envelope_r", "lip-envelope r", "{:.3f}"),
     ("pbm_closure", "P/B/M closed", "{:.1%}"),
+    ("vowel_closure", "vowels closed (lower: better)", "{:.1%}"),
     ("role_f1", "role F1", "{:.3f}"),
     ("switch_latency_ms", "switch latency (ms)", "{:.0f}"),
     ("partner_leak", "partner leak", "{:.3f}"),

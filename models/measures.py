@@ -53,13 +53,13 @@ def spans_mask(spans, frames: int, margin: float = 0.0) -> np.ndarray:
     return mask
 
 
-def bilabial_closure(motion: np.ndarray, phones) -> tuple[int, int]:
-    """(closed, total) over the P/B/M phones in `phones` ((start, end, ipa) spans): a phone counts as closed
-    when the lips are shut on at least one of its frames."""
+def phones_shut(motion: np.ndarray, phones, which=is_bilabial_closure) -> tuple[int, int]:
+    """(shut, total) over the phones in `phones` ((start, end, ipa) spans) that `which` picks (by default the P/B/M
+    closures): a phone counts as shut when the lips are together on at least one of its frames."""
     shut = lips_shut(motion)
     closed = total = 0
     for start, end, name in phones:
-        if not is_bilabial_closure(name):
+        if not which(name):
             continue
         ks = span_frames(start, end, len(shut))
         if len(ks):

@@ -39,7 +39,7 @@ CASES = [("en-us", "Bob bought a big map, maybe my mom paid for the pub.", 130),
 def test_lips_shut_in_every_bilabial_and_open_on_vowels(voice, sentence, rate):
     u = Espeak.get().synth(sentence, voice, rate=rate)
     m = lips(u)
-    closed, total = measures.bilabial_closure(m, u.phones)
+    closed, total = measures.phones_shut(m, u.phones)
     assert total >= 4 and closed == total
     shut = measures.lips_shut(m)
     vowels = [(a, b) for a, b, n in u.phones if clean_ipa(n)[:1] in "aeiouɑæɛɔəʌɪʊɐ"]
@@ -80,7 +80,7 @@ def test_measures_on_hand_made_frames():
     assert measures.lips_shut(m).tolist() == [True, False, True, False, True, True]
     # frames are instants k / 30: "m" holds frame 2 (shut), "p" only frame 1 (open), "b" frame 4 (shut)
     phones = [(0.06, 0.075, "m"), (0.0333, 0.034, "p"), (0.12, 0.16, "b"), (0.0, 0.2, "a")]
-    assert measures.bilabial_closure(m, phones) == (2, 3)
+    assert measures.phones_shut(m, phones) == (2, 3)
     assert measures.span_frames(0.04, 0.045, 100).tolist() == [1]  # between two instants: the nearest frame
 
 

@@ -50,6 +50,7 @@ def test_perfect_generator_scores_perfectly_where_it_should(clip):
     assert s["role_f1"] == pytest.approx(1.0)
     assert s["switch_latency_ms"] == pytest.approx(0.0)
     assert s["pbm_closure"] == pytest.approx(3 / 4)  # the fourth bilabial stays open; the vowel does not count
+    assert s["vowel_closure"] == 0.0
     assert s["partner_leak"] == pytest.approx(0.0, abs=1e-6)
     assert s["nods_after_phrase_ends"] == pytest.approx(2 / 3)  # the last end is too close to the clip's end
     assert s["lip_envelope_r"] > 0.95
@@ -63,6 +64,9 @@ def test_leak_latency_and_lips_are_measured(clip):
     assert s["partner_leak"] == pytest.approx(partner_mean / own_mean, rel=0.02)
     assert s["switch_latency_ms"] == pytest.approx(100.0)  # three frames late
     assert s["role_f1"] < 1.0
+    shut = motion.copy()
+    shut[int(3.55 * FRAME_RATE), BS["JawOpen"]] = 0.0  # lips meeting inside the vowel are counted against it
+    assert summarise([clip_metrics(clip, shut, state, np.random.default_rng(0))])["vowel_closure"] == 1.0
     flat = motion.copy()
     flat[:, BS["JawOpen"]] = 0.3  # a mouth that never moves does not follow the voice
     assert summarise([clip_metrics(clip, flat, state, np.random.default_rng(0))])["lip_envelope_r"] == pytest.approx(0.0, abs=1e-9)

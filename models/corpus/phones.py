@@ -118,6 +118,12 @@ def is_bilabial_closure(name: str) -> bool:
     return clean_ipa(name) in BILABIAL_CLOSURES
 
 
+def is_vowel(name: str) -> bool:
+    """True for plain vowels and vowel sequences (diphthongs): phones where the lips have no reason to meet."""
+    parts = articulations(name)
+    return bool(parts) and all(a.kind == "vowel" for _, a in parts)
+
+
 def articulations(name: str) -> list[tuple[float, Articulation]]:
     """The mouth shapes an IPA phone name passes through, each with its share of the phone's duration.
     Affricates (t + a fricative) count as the fricative; vowel sequences split the time, the first part longest.

@@ -28,7 +28,7 @@ def clip_quality(clip, rng: np.random.Generator) -> dict:
     """Counts for one clip (summed over a corpus by corpus_stats)."""
     meta, motion = clip.meta, clip.motion
     frames = len(motion)
-    closed, total = measures.bilabial_closure(motion, meta["self_phones"])
+    closed, total = measures.phones_shut(motion, meta["self_phones"])
     outside = ~speech_mask(meta, "self", frames, MARGIN_S)
     shut = measures.lips_shut(motion)
     nods = measures.nod_frames(motion)
