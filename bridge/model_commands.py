@@ -169,12 +169,14 @@ def eval_command(args) -> int:
 
 def export_command(args) -> int:
     from backchannel.models.export import build_tensorrt, check_onnx, export_onnx
-    from backchannel.models.model_generator import load_model
+    from backchannel.models.model_generator import MOUTH_HISTORY, load_model
+    from backchannel.models.motion_model import Sampling
 
     out = Path(args.out)
     if args.format == "onnx":
         model = load_model(args.weights)
-        enc, step = export_onnx(model, out, args.steps)
+        sampling = Sampling(args.steps or model.cfg.steps, mouth_history=MOUTH_HISTORY)  # what `run` uses
+        enc, step = export_onnx(model, out, sampling)
         diffs = check_onnx(model, enc, step)
         print(f"wrote {enc} and {step}; largest difference from torch: "
               + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))

@@ -7,17 +7,19 @@ sampler, unrolled -> codec decoder; models.motion_model.FrameStep). Batch and ro
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .features import FEATURE_DIM
-from .motion_model import FrameStep, MotionModel
+from .motion_model import TRAINING_ONLY, FrameStep, MotionModel, Sampling
 
 log = logging.getLogger(__name__)
 STEP_INPUTS = ["a_self", "a_other", "style", "guide_past", "prev", "noise"]
@@ -52,11 +54,11 @@ def example_inputs(model: MotionModel, batch: int = 2, rows: int = 4):
     return encoder, step
 
 
-def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = None,
-                partner_guidance: float = 1.0) -> tuple[Path, Path]:
+def export_onnx(model: MotionModel, out_dir: str | Path, sampling: Sampling | None = None) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
+    sampling = sampling or Sampling(model.cfg.steps)
     enc_in, step_in = example_inputs(model)
     enc_path, step_path = out_dir / "encoder.onnx", out_dir / "frame_step.onnx"
     with torch.no_grad(), warnings.catch_warnings():
@@ -70,15 +72,15 @@ def export_onnx(model: MotionModel, out_dir: str | Path, steps: int | None = Non
         torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=["rows", "track", *state],
                           output_names=["out", *(n + "_out" for n in state)], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"rows": {0: "batch", 1: "rows"}, "out": {0: "batch", 1: "rows"}, **batch_axes})
-        torch.onnx.export(FrameStep(model, steps, partner_guidance).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
+        torch.onnx.export(FrameStep(model, sampling).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
                           output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
                           dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
-    _stamp(step_path, steps=str(steps or model.cfg.steps), partner_guidance=str(partner_guidance))
+    _stamp(step_path, sampling=json.dumps(asdict(sampling)))
     return enc_path, step_path
 
 
 def _stamp(path: Path, **meta: str) -> None:
-    """Record facts the graph cannot show (the sampler's step count) in the model's metadata."""
+    """Record facts the graph cannot show (the sampler's settings) in the model's metadata."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -97,13 +99,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("BACKCHANNEL_CACHE") or Path.home() / ".cache" / "backchannel")
 
 
-def graph_cache_dir(model: MotionModel, steps: int, partner_guidance: float) -> Path:
-    """Keyed by the weights, the step count, torch's version and the source of every module in the graphs, so a
-    change to any of them exports afresh instead of running a stale graph."""
+def graph_cache_dir(model: MotionModel, sampling: Sampling) -> Path:
+    """Keyed by the weights, the sampler's settings, torch's version and the source of every module in the graphs,
+    so a change to any of them exports afresh instead of running a stale graph. Training-only parameters are left
+    out: they are not in the graphs, and shipped weights lack them (they are randomly initialised on load), which
+    made the key differ in every process and the cache never hit."""
     from . import audio_encoder, codec, denoiser, flow, guider, motion_model
 
-    h = hashlib.sha256(f"{steps} {partner_guidance} {torch.__version__} {OPSET}".encode())
+    h = hashlib.sha256(f"{json.dumps(asdict(sampling))} {torch.__version__} {OPSET}".encode())
     for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(TRAINING_ONLY):
+            continue
         h.update(name.encode())
         h.update(tensor.detach().cpu().numpy().tobytes())
     for module in (audio_encoder, codec, denoiser, flow, guider, motion_model, sys.modules[__name__]):
@@ -131,9 +137,9 @@ class OnnxEngine:
         self._initial = tuple(s.detach().cpu().numpy() for s in model.encoder.initial_state(1))
 
     @classmethod
-    def from_model(cls, model: MotionModel, steps: int, partner_guidance: float = 1.0) -> "OnnxEngine":
+    def from_model(cls, model: MotionModel, sampling: Sampling) -> "OnnxEngine":
         """Export once per (weights, sampler settings, graph code) into the cache, then reuse."""
-        folder = graph_cache_dir(model, steps, partner_guidance)
+        folder = graph_cache_dir(model, sampling)
         paths = (folder / "encoder.onnx", folder / "frame_step.onnx")
         if not all(p.is_file() for p in paths):
             import shutil
@@ -141,7 +147,7 @@ class OnnxEngine:
 
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
-            export_onnx(model, tmp, steps, partner_guidance)
+            export_onnx(model, tmp, sampling)
             try:
                 tmp.rename(folder)  # atomic: a concurrent process either sees whole graphs or exports its own
             except OSError:
@@ -166,8 +172,8 @@ def check_onnx(model: MotionModel, enc_path: Path, step_path: Path, batch: int =
     enc_in, step_in = example_inputs(model, batch, rows)
     with torch.no_grad():
         want_enc = _EncoderGraph(model)(*enc_in)
-        meta = stamped(step_path)
-        want_step = FrameStep(model, int(meta["steps"]), float(meta["partner_guidance"])).eval()(*step_in)
+        sampling = Sampling(**json.loads(stamped(step_path)["sampling"]))
+        want_step = FrameStep(model, sampling).eval()(*step_in)
     got_enc = engine.encoder.run(None, dict(zip(engine.encoder_inputs, (t.numpy() for t in enc_in))))
     got_step = engine.step(*(t.numpy() for t in step_in))
     diff = lambda want, got: max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got))  # noqa: E731

@@ -23,7 +23,7 @@ from .features import HOP, WIN
 from .flow import add_noise, sample
 from .guider import InteractiveMotionGuider, StyleEncoder
 from .corpus.phones import PARAMS
-from .motion import FRAME_RATE
+from .motion import BS, FRAME_RATE
 
 ARTICULATORS = len(PARAMS)  # jaw, closure, press, pucker, funnel, spread, tuck, tongue, raise
 TRAINING_ONLY = ("articulation.",)  # parameters used in training alone: not shipped, not needed to run
@@ -223,6 +223,27 @@ class MotionModel(nn.Module):
         return self.codec.encode(torch.zeros_like(self.codec.motion_mean)[None])[0]
 
 
+# The speech articulators (the blendshapes corpus.visemes.lips_to_blendshapes writes): what `mouth_history` acts on.
+# Expressions (smiles, frowns, cheeks), eyes, head and gaze stay with the history, which keeps slow motion coherent.
+SPEECH_CHANNELS = tuple(BS[name] for name in (
+    "JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthStretchLeft", "MouthStretchRight",
+    "MouthRollLower", "MouthShrugUpper", "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft",
+    "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight", "TongueOut"))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How FrameStep samples: fixed in an exported graph (and part of its cache key)."""
+
+    steps: int = 4  # network evaluations per chunk
+    partner_guidance: float = 1.0  # > 1: classifier-free guidance away from "no partner heard"
+    # How far the speech articulators follow the model's own previous frames. 1: one sample, conditioned on the
+    # history. 0: they come from a second sample drawn without it (training drops the history for half its
+    # examples, so the model knows that condition), while head, eyes and expressions keep the history. Measured on
+    # the shipped weights: with history the lips missed closures and loudness the encoder heard (docs/model.md).
+    mouth_history: float = 1.0
+
+
 class FrameStep(nn.Module):
     """Everything after the audio encoder for one chunk: guider -> few-step denoising -> codec decoder.
 
@@ -230,27 +251,41 @@ class FrameStep(nn.Module):
     state: the caller passes the guider features and latents of the recent past and gets the new ones back.
     """
 
-    def __init__(self, model: MotionModel, steps: int | None = None, partner_guidance: float = 1.0):
+    def __init__(self, model: MotionModel, sampling: Sampling | None = None):
         super().__init__()
         self.model = model
-        self.steps = steps or model.cfg.steps
-        self.partner_guidance = partner_guidance
+        self.sampling = sampling or Sampling(model.cfg.steps)
+        mix = torch.ones(model.codec.motion_mean.shape[-1])
+        mix[list(SPEECH_CHANNELS)] = self.sampling.mouth_history
+        self.register_buffer("history_mix", mix, persistent=False)  # per motion channel: weight of the history
 
     def forward(self, a_self, a_other, style, guide_past, prev, noise):
         """a_self, a_other (B, C, A); style (B, S); guide_past (B, W - C, d); prev (B, P, L); noise (B, C, L)
         -> latents (B, C, L), motion (B, C, 62), state logits (B, C, 3), guider features (B, C, d)."""
-        g, logits = self.model.guider(a_self, a_other, style)
-        guide = torch.cat([guide_past, g], dim=1)
-        if self.partner_guidance == 1.0:
-            denoise = lambda x, t: self.model.denoiser(x, t, guide, prev, style)  # noqa: E731
-        else:  # classifier-free guidance on the partner: push away from what the avatar would do without one
-            g_alone, _ = self.model.guider(a_self, a_other, style, drop_partner=torch.ones_like(style[:, 0]).bool())
-            guide2 = torch.cat([guide, torch.cat([guide_past, g_alone], dim=1)])
-            prev2, style2 = torch.cat([prev, prev]), torch.cat([style, style])
+        m, s = self.model, self.sampling
+        g, logits = m.guider(a_self, a_other, style)
+        guides = [torch.cat([guide_past, g], dim=1)]
+        if s.partner_guidance != 1.0:  # the same frames as they would be with no partner heard
+            g_alone, _ = m.guider(a_self, a_other, style, drop_partner=torch.ones_like(style[:, 0]).bool())
+            guides.append(torch.cat([guide_past, g_alone], dim=1))
+        # samples drawn side by side in one batch: with history, and (mouth_history < 1) without it
+        k, h = len(guides), 1 if s.mouth_history == 1.0 else 2
+        guide = torch.cat([gd for gd in guides for _ in range(h)])  # (k * h * B, W, d), partner-major
+        keep = torch.zeros_like(noise[:, 0, 0]).bool()  # built from a tensor so the batch stays dynamic in ONNX
+        drop_prev = torch.cat([keep, ~keep]).repeat(k) if h == 2 else None
+        prev_all, style_all = prev.repeat(k * h, 1, 1), style.repeat(k * h, 1)
 
-            def denoise(x, t):
-                with_partner, alone = self.model.denoiser(torch.cat([x, x]), torch.cat([t, t]), guide2, prev2,
-                                                          style2).chunk(2)
-                return alone + self.partner_guidance * (with_partner - alone)
-        z = self.model.from_target(sample(denoise, noise, self.steps), prev[:, -1:])
-        return z, self.model.codec.decode(z), logits, g
+        def denoise(x, t):  # x (h * B, C, L): one sample per history condition
+            out = m.denoiser(x.repeat(k, 1, 1), t.repeat(k), guide, prev_all, style_all, drop_prev=drop_prev)
+            if k == 1:
+                return out
+            heard, alone = out.chunk(2)
+            return alone + s.partner_guidance * (heard - alone)
+
+        z = m.from_target(sample(denoise, noise.repeat(h, 1, 1), s.steps), prev.repeat(h, 1, 1)[:, -1:])
+        motion = m.codec.decode(z)
+        if h == 1:
+            return z, motion, logits, g
+        with_history, audio_only = motion.chunk(2)
+        motion = audio_only + self.history_mix * (with_history - audio_only)
+        return m.codec.encode(motion), motion, logits, g

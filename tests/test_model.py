@@ -7,7 +7,7 @@ from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.generator import generate
 from backchannel.models.model_generator import ModelGenerator
 from backchannel.models.motion import FRAME_RATE, MOTION_DIM, frame_count
-from backchannel.models.motion_model import ModelConfig, MotionModel
+from backchannel.models.motion_model import SPEECH_CHANNELS, FrameStep, ModelConfig, MotionModel, Sampling
 
 from .speech import two_track_dialogue
 
@@ -103,14 +103,53 @@ def test_onnx_matches_torch(tmp_path, short):
     from backchannel.models.export import check_onnx, export_onnx
 
     model = small_model()
-    diffs = check_onnx(model, *export_onnx(model, tmp_path, steps=2))
+    diffs = check_onnx(model, *export_onnx(model, tmp_path, Sampling(2)))
     assert diffs["encoder"] < 1e-4 and diffs["frame_step"] < 1e-4
-    guided = check_onnx(model, *export_onnx(model, tmp_path / "guided", steps=2, partner_guidance=1.5))
+    guided = check_onnx(model, *export_onnx(model, tmp_path / "guided", Sampling(2, partner_guidance=1.5,
+                                                                                   mouth_history=0.3)))
     assert guided["frame_step"] < 1e-4
     a, b = short  # and the whole streaming path on onnxruntime gives the torch path's frames
     on_torch = generate(ModelGenerator(model=model, steps=2, backend="torch"), a, b, seed=1)
     on_onnx = generate(ModelGenerator(model=model, steps=2, backend="onnx"), a, b, seed=1)
     np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
+
+
+def test_mouth_history_zero_takes_the_lips_from_audio_alone_and_the_rest_from_the_history():
+    from backchannel.models.export import example_inputs
+
+    model = small_model()
+    _, (a_self, a_other, style, guide_past, prev, noise) = example_inputs(model, batch=3)
+    other_prev = prev + torch.randn(prev.shape, generator=torch.Generator().manual_seed(1))
+    speech = list(SPEECH_CHANNELS)
+    rest = [c for c in range(MOTION_DIM) if c not in SPEECH_CHANNELS]
+    with torch.no_grad():
+        for mouth_history, lips_move in ((0.0, False), (1.0, True)):
+            step = FrameStep(model, Sampling(2, mouth_history=mouth_history))
+            _, motion, _, _ = step(a_self, a_other, style, guide_past, prev, noise)
+            _, moved, _, _ = step(a_self, a_other, style, guide_past, other_prev, noise)
+            lips_diff = float((motion[..., speech] - moved[..., speech]).abs().max())
+            assert (lips_diff > 1e-4) == lips_move, (mouth_history, lips_diff)
+            assert float((motion[..., rest] - moved[..., rest]).abs().max()) > 1e-4  # head, eyes: history counts
+
+
+def test_speech_channels_are_the_blendshapes_the_corpus_articulates():
+    from backchannel.models.corpus.phones import PARAMS
+    from backchannel.models.corpus.visemes import lips_to_blendshapes
+
+    params = np.random.default_rng(0).uniform(0.1, 0.9, (50, len(PARAMS))).astype(np.float32)
+    written = np.flatnonzero(np.abs(lips_to_blendshapes(params)).max(0) > 0)
+    assert sorted(SPEECH_CHANNELS) == written.tolist()
+
+
+def test_the_onnx_graph_cache_key_is_the_same_in_every_process():
+    """Shipped weights lack the training-only read-out, which loads randomly initialised: it must not enter the
+    key, or every process exports afresh (it did)."""
+    from backchannel.models.export import graph_cache_dir
+    from backchannel.models.model_generator import load_model
+
+    keys = {graph_cache_dir(load_model(None), Sampling(4)) for _ in range(2)}
+    assert len(keys) == 1
+    assert graph_cache_dir(load_model(None), Sampling(4, mouth_history=0.0)) not in keys
 
 
 @pytest.mark.parametrize("predict", ["latent", "step"])
