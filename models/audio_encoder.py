@@ -6,13 +6,11 @@ causal, so the look-ahead is set only by which row a motion frame reads (MotionM
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .features import FEATURE_DIM, LOG_FLOOR
+from .features import FEATURE_DIM, silence_rows
 
 SELF, OTHER = 0, 1
 
@@ -33,8 +31,7 @@ class AudioEncoder(nn.Module):
     def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         """Silence before the stream: each convolution's input history, then the GRU state."""
         dev = self.feature_mean.device
-        silent = (torch.full((FEATURE_DIM,), math.log(LOG_FLOOR), device=dev) - self.feature_mean) / self.feature_std
-        silent[-1] = (0.0 - self.feature_mean[-1]) / self.feature_std[-1]
+        silent = (torch.as_tensor(silence_rows(1)[0], device=dev) - self.feature_mean) / self.feature_std
         x_hist = silent[None, :, None].expand(batch, FEATURE_DIM, self.kernel - 1).contiguous()
         h_hists = [torch.zeros(batch, self.channels, self.kernel - 1, device=dev) for _ in self.convs]
         return (x_hist, *h_hists, torch.zeros(1, batch, self.hidden, device=dev))
