@@ -127,7 +127,8 @@ def train_command(args) -> int:
         tc.steps = args.steps
     ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
     meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
-            "window_frames": tc.window_frames, "seed": args.seed, "train_frames": sum(c.frames for c in clips)}
+            "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings, "seed": args.seed,
+            "train_frames": sum(c.frames for c in clips)}
     path = save_weights(ema, run_dir / "motion.pt", meta)
     print(f"motion model: {path}; losses: {run_dir / 'motion-losses.png'}")
     if args.install:

@@ -17,12 +17,18 @@ F_MIN, F_MAX = 60.0, 7600.0
 LOG_FLOOR = 1e-8  # keeps digital silence finite (log power about -18)
 
 
+def mel_edges_hz(n_mels: int = N_MELS, f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
+    """(n_mels + 2,) frequencies equally spaced on the HTK mel scale: band k rises from edge k, peaks at edge
+    k + 1 (its centre) and falls to edge k + 2."""
+    to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    return to_hz(np.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2))
+
+
 def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, rate: int = SAMPLE_RATE,
                    f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
     """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1), each with unit area."""
-    to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
-    to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
-    edges = to_hz(np.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2))
+    edges = mel_edges_hz(n_mels, f_min, f_max)
     bins = np.fft.rfftfreq(n_fft, 1.0 / rate)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     fb = np.maximum(0.0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))

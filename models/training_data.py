@@ -13,7 +13,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .corpus.phones import PARAMS, articulations
-from .features import HOP, LOG_FLOOR, silence_rows, track_features
+from .features import HOP, LOG_FLOOR, mel_edges_hz, silence_rows, track_features
 from .motion import MOTION_DIM
 from .motion_model import ARTICULATORS, ModelConfig
 
@@ -93,12 +93,39 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
     )
 
 
+_BAND_HZ = mel_edges_hz()[1:-1]  # each log-mel band's centre frequency
+_FLOOR = np.float32(np.log(LOG_FLOOR))
+VOCAL_TRACT_WARP = 0.12  # about the spread of adult vocal tract lengths
+
+
+def vary_recording(log_mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same speech from another vocal tract through another microphone, in the log-mel domain (rows, bands):
+    every frequency scaled by up to VOCAL_TRACT_WARP either way (vocal tract length moves all formants together),
+    a smooth random equaliser, and for some windows a noise floor or a lower bandwidth. The corpus's voices are
+    synthetic and few, and its own audio augmentation is fixed per clip; without this the articulatory read-out
+    found a third as many lip closures in real speech as in held-out synthetic voices (docs/model.md)."""
+    bands = np.arange(len(_BAND_HZ))
+    # the new voice at frequency f sounds like the old one at f / alpha: read each band there
+    src = np.interp(_BAND_HZ / rng.uniform(1 - VOCAL_TRACT_WARP, 1 + VOCAL_TRACT_WARP), _BAND_HZ, bands)
+    lo = np.floor(src).astype(np.int64)
+    hi, w = np.minimum(lo + 1, len(bands) - 1), (src - lo).astype(np.float32)
+    out = log_mel[:, lo] * (1 - w) + log_mel[:, hi] * w
+    out += np.interp(bands, np.linspace(0, len(bands) - 1, 5), rng.normal(0, 0.5, 5)).astype(np.float32)
+    if rng.random() < 0.5:  # stationary noise, from inaudible to filling the weak upper bands
+        level = np.log(rng.uniform(0, 3e-4) + 1e-7) + rng.normal(0, 0.3, out.shape)
+        out = np.logaddexp(out, level.astype(np.float32))
+    if rng.random() < 0.3:  # nothing above a cut-off (telephone and VoIP codecs, cheap microphones)
+        out[:, _BAND_HZ > rng.uniform(2500, _BAND_HZ[-1])] = _FLOOR
+    return np.maximum(out, _FLOOR)
+
+
 class WindowSampler:
     """Random training windows: `frames` target frames after `prev_frames` of history, plus a style reference."""
 
     def __init__(self, clips: list[TrainingClip], cfg: ModelConfig, frames: int = 90, ref_frames: int = 90,
-                 gain_db: float = 12.0):
+                 gain_db: float = 12.0, vary_recordings: bool = False):
         self.cfg, self.frames, self.ref_frames, self.gain_db = cfg, frames, ref_frames, gain_db
+        self.vary_recordings = vary_recordings  # vary_recording, per window and track
         self.clips = [c for c in clips if c.frames >= max(frames, ref_frames)]
         if not self.clips:
             raise ValueError(f"no clip is long enough for {frames}-frame windows and {ref_frames}-frame references")
@@ -130,11 +157,12 @@ class WindowSampler:
             shift = np.float32(rng.uniform(-1, 1) * self.gain_db / 10 * np.log(10))  # level change, log power
             items.append((clip, frames, r0, r1, rf, shift))
         rows = max(r1 - r0 for _, _, r0, r1, _, _ in items)
-        floor = np.float32(np.log(LOG_FLOOR))
 
         def track_rows(x: np.ndarray, r0: int, r1: int, shift: np.float32) -> np.ndarray:
             out = np.asarray(x[r0:r1], np.float32).copy()
-            out[:, :-1] = np.maximum(out[:, :-1] + shift, floor)
+            out[:, :-1] = np.maximum(out[:, :-1] + shift, _FLOOR)
+            if self.vary_recordings:
+                out[:, :-1] = vary_recording(out[:, :-1], rng)
             return np.concatenate([out, silence_rows(rows - len(out))])  # causal: right padding changes nothing
 
         def art_rows(x: np.ndarray | None, r0: int, r1: int) -> np.ndarray:

@@ -247,3 +247,31 @@ def test_articulatory_targets_follow_the_phones_delayed_by_the_look_ahead():
     assert closure[55:65].min() == 1.0 and closure[:55].max() == 0.0 and closure[65:].max() == 0.0
     assert jaw[66:84].min() > jaw[56:64].max()  # the open vowel, 50 ms later than it sounds
     assert tuck[86:94].min() == 1.0 and art[96:].max() == 0.0  # and silence after the last phone
+
+
+def test_recording_variation_moves_every_formant_by_one_factor_within_the_warp():
+    from backchannel.models.features import LOG_FLOOR, mel_edges_hz, track_features
+    from backchannel.models.training_data import VOCAL_TRACT_WARP, vary_recording
+
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    two_formants = 0.2 * np.sin(2 * np.pi * 500 * t) + 0.2 * np.sin(2 * np.pi * 2000 * t)
+    rows = track_features(two_formants.astype(np.float32))[20:80, :-1]
+    before = rows.copy()
+    centres = mel_edges_hz()[1:-1]
+
+    def peaks(x):  # the strongest band below and above 1 kHz
+        m = x.mean(0)
+        low = centres < 1000
+        return np.array([centres[low][m[low].argmax()], centres[~low][m[~low].argmax()]])
+
+    rng = np.random.default_rng(0)
+    ratios = np.array([peaks(vary_recording(rows, rng)) / peaks(rows) for _ in range(200)])
+    np.testing.assert_array_equal(rows, before)  # the cached rows stay as they were
+    band = centres[1:] / centres[:-1]  # a band's step in frequency, largest at the bottom
+    slack = band[np.searchsorted(centres, 500)]
+    assert ratios.min() >= (1 - VOCAL_TRACT_WARP) / slack and ratios.max() <= (1 + VOCAL_TRACT_WARP) * slack
+    # both formants move the same way in a draw (one vocal tract), and draws go both ways
+    assert np.mean(np.sign(ratios[:, 0] - 1) * np.sign(ratios[:, 1] - 1) >= 0) > 0.9
+    assert np.mean(ratios[:, 1] < 0.97) > 0.2 and np.mean(ratios[:, 1] > 1.03) > 0.2
+    varied = vary_recording(rows, np.random.default_rng(1))
+    assert varied.shape == rows.shape and varied.dtype == np.float32 and varied.min() >= np.log(LOG_FLOOR) - 1e-6
