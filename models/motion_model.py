@@ -51,6 +51,9 @@ class ModelConfig:
     p_drop_partner: float = 0.1
     prev_noise: float = 0.1  # noise on the previous latents in training, so the model trusts its own output
     articulation_weight: float = 0.5  # the encoder also predicts the mouth shapes of the phones it hears
+    # denoising loss weight of frames within a second after a partner's phrase ends (1: like any other frame):
+    # listeners nod there, rare moments that an even weighting leaves to the mean
+    reply_weight: float = 1.0
     loss_frames: int = 0  # frames per window that train the denoiser (0: all); fewer = more windows per second
     # what the denoiser predicts: "latent" (the frame's latent) or "step" (its change from the previous frame, in
     # units of the data's frame-to-frame change): a step keeps slow channels (head, gaze) as precise per frame as
@@ -199,12 +202,16 @@ class MotionModel(nn.Module):
         noise = torch.randn(x0.shape, generator=generator, device=dev)
         x0_hat = self.denoiser(add_noise(x0, noise, t), t, guide, prev, styles, drop_prev=rand(b * n) < cfg.p_drop_prev)
 
-        latent_loss = F.mse_loss(x0_hat, x0)
+        reply = batch.get("reply", torch.zeros_like(motion[..., 0]))
+        w = 1 + (cfg.reply_weight - 1) * torch.stack([reply[:, s] for s in starts.tolist()], 1).flatten()[:, None, None]
+        w = w / w.mean()  # the same loss scale whatever share of examples are replies
+
+        latent_loss = (w * (x0_hat - x0) ** 2).mean()
         # the same error seen in motion space, weighted towards mouth and eyelids: what viewers judge
         target = torch.stack([motion[:, s:s + C] for s in starts.tolist()], 1).flatten(0, 1)
         decoded = self.codec.decode(self.from_target(x0_hat, prev[:, -1:]), clip=False)
         weight = torch.as_tensor(CHANNEL_WEIGHT, device=dev)
-        motion_loss = (((decoded - target) / self.codec.motion_std) ** 2 * weight).mean()
+        motion_loss = (w * ((decoded - target) / self.codec.motion_std) ** 2 * weight).mean()
         state_loss = F.cross_entropy(state_logits[:, P:].reshape(-1, 3), batch["state"][:, P:].reshape(-1))
         total_loss = latent_loss + 0.5 * motion_loss + 0.2 * state_loss + cfg.articulation_weight * art_loss
         return {"loss": total_loss, "latent": latent_loss.detach(), "motion": motion_loss.detach(),

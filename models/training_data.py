@@ -13,6 +13,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .corpus.phones import PARAMS, articulations
+from .measures import NOD_WINDOW_S, spans_mask
 from .features import HOP, LOG_FLOOR, mel_edges_hz, silence_rows, track_features
 from .motion import MOTION_DIM
 from .motion_model import ARTICULATORS, ModelConfig
@@ -32,6 +33,7 @@ class TrainingClip:
     state: np.ndarray  # (PAD_FRAMES + T,) int64
     art_self: np.ndarray | None = None  # (PAD_ROWS + R, ARTICULATORS) float16: mouth targets of the phones
     art_other: np.ndarray | None = None  # heard at each row (articulatory_targets), None without phone timings
+    reply: np.ndarray | None = None  # (PAD_FRAMES + T,) float32: 1 within NOD_WINDOW_S after a partner's phrase ends
 
     @property
     def frames(self) -> int:
@@ -72,9 +74,11 @@ def articulatory_targets(phones, rows: int, delay_s: float) -> np.ndarray:
 
 
 def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion: np.ndarray, state: np.ndarray,
-              cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0) -> TrainingClip:
+              cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0,
+              partner_phrase_ends: list[float] | None = None) -> TrainingClip:
     """`phones`: (self phones, other phones) when the clip has phone timings, for the encoder's articulatory
-    targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s)."""
+    targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s). `partner_phrase_ends` (seconds): the
+    moments a listener answers, for ModelConfig.reply_weight."""
     n = max(len(self_audio), len(other_audio))
     self_audio = np.pad(self_audio, (0, n - len(self_audio)))
     other_audio = np.pad(other_audio, (0, n - len(other_audio)))
@@ -84,12 +88,16 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
     if phones is not None:
         art = [np.concatenate([np.zeros((PAD_ROWS, ARTICULATORS), np.float16),
                                articulatory_targets(p, len(rows_self), delay_s).astype(np.float16)]) for p in phones]
+    reply = None
+    if partner_phrase_ends is not None:
+        reply = np.zeros(PAD_FRAMES + len(motion), np.float32)
+        reply[PAD_FRAMES:] = spans_mask([(t, t + NOD_WINDOW_S) for t in partner_phrase_ends], len(motion))
     return TrainingClip(
         name,
         np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
         np.concatenate([np.zeros((PAD_FRAMES, MOTION_DIM), np.float32), np.asarray(motion, np.float32)]),
         np.concatenate([np.zeros(PAD_FRAMES, np.int64), np.asarray(state, np.int64)]),
-        *art,
+        *art, reply,
     )
 
 
@@ -181,6 +189,8 @@ class WindowSampler:
             "frame_rows": torch.as_tensor(np.stack([self.row(f) - r0 for _, f, r0, _, _, _ in items]), dtype=torch.int64),
             "motion": torch.as_tensor(np.stack([c.motion[f] for c, f, _, _, _, _ in items])),
             "state": torch.as_tensor(np.stack([c.state[f] for c, f, _, _, _, _ in items])),
+            "reply": torch.as_tensor(np.stack([c.reply[f] if c.reply is not None else np.zeros(len(f), np.float32)
+                                               for c, f, _, _, _, _ in items])),
             "ref_motion": torch.as_tensor(np.stack([c.motion[rf:rf + self.ref_frames] for c, _, _, _, rf, _ in items])),
         }
 

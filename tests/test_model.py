@@ -275,3 +275,35 @@ def test_recording_variation_moves_every_formant_by_one_factor_within_the_warp()
     assert np.mean(ratios[:, 1] < 0.97) > 0.2 and np.mean(ratios[:, 1] > 1.03) > 0.2
     varied = vary_recording(rows, np.random.default_rng(1))
     assert varied.shape == rows.shape and varied.dtype == np.float32 and varied.min() >= np.log(LOG_FLOOR) - 1e-6
+
+
+def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dialogue):
+    from backchannel.models.generator import make_generator
+    from backchannel.models.train import fit_input_statistics
+    from backchannel.models.training_data import PAD_FRAMES, WindowSampler, make_clip
+
+    labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
+    clip = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state,
+                     partner_phrase_ends=[1.0, 3.0])
+    reply = clip.reply[PAD_FRAMES:]
+    assert reply[30:60].all() and reply[90:120].all() and reply[:29].sum() == reply[62:89].sum() == 0
+    model = small_model(seed=1)
+    fit_input_statistics(model, [clip])
+    batch = WindowSampler([clip], model.cfg, frames=30).batch(np.random.default_rng(0), 4)
+
+    def latent_loss(weight, reply):
+        model.cfg.reply_weight = weight
+        torch.manual_seed(0)
+        return model.training_loss(dict(batch, reply=reply), torch.Generator().manual_seed(0))["latent"].item()
+
+    none, some = torch.zeros_like(batch["reply"]), torch.zeros_like(batch["reply"])
+    some[:2] = 1.0  # the first two windows are replies throughout
+    plain = latent_loss(1.0, none)
+    # the weights are relative: all-reply or no-reply batches keep the plain loss
+    assert latent_loss(4.0, none) == pytest.approx(plain, rel=1e-5)
+    assert latent_loss(4.0, torch.ones_like(none)) == pytest.approx(plain, rel=1e-5)
+    assert latent_loss(1.0, some) == pytest.approx(plain, rel=1e-5)
+    # a huge weight leaves only the reply windows' error, a neutral one mixes in the rest
+    replies_only = latent_loss(1e6, some)
+    assert replies_only != pytest.approx(plain, rel=1e-3)
+    assert latent_loss(4.0, some) == pytest.approx(0.8 * replies_only + 0.2 * (2 * plain - replies_only), rel=1e-3)
