@@ -58,10 +58,8 @@ def _training_clip(job):
     split, path, cache, delay_s = job
     c = read_clip(path)
     phones = (c.meta["self_phones"], c.meta.get("other_phones", [])) if "self_phones" in c.meta else None
-    ends = [e["t"] for e in c.meta["other_phrase_ends"] if e.get("listened", True)] \
-        if "other_phrase_ends" in c.meta else None
     return make_clip(f"{split}-{Path(path).stem}", c.self_audio, c.other_audio, c.motion, c.state, Path(cache),
-                     phones, delay_s, ends)
+                     phones, delay_s, c.partner_phrase_ends)
 
 
 def load_training_clips(data: str, split: str, cache: Path, delay_s: float, workers: int | None = None):
@@ -130,8 +128,7 @@ def train_command(args) -> int:
     ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
     meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
             "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings, "seed": args.seed,
-            "init": args.init,
-            "train_frames": sum(c.frames for c in clips)}
+            "init": args.init, "train_frames": sum(c.frames for c in clips)}
     path = save_weights(ema, run_dir / "motion.pt", meta)
     print(f"motion model: {path}; losses: {run_dir / 'motion-losses.png'}")
     if args.install:

@@ -13,8 +13,8 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .corpus.phones import PARAMS, articulations
-from .measures import NOD_WINDOW_S, spans_mask
 from .features import HOP, LOG_FLOOR, mel_edges_hz, silence_rows, track_features
+from .measures import NOD_WINDOW_S, spans_mask
 from .motion import MOTION_DIM
 from .motion_model import ARTICULATORS, ModelConfig
 

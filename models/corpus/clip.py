@@ -43,6 +43,11 @@ class Clip:
     state: np.ndarray  # (T,) int8
     meta: dict
 
+    @property
+    def partner_phrase_ends(self) -> list[float]:
+        """Times (s) the partner ends a phrase the avatar heard out: where listeners answer (nod)."""
+        return [e["t"] for e in self.meta.get("other_phrase_ends", []) if e.get("listened", True)]
+
 
 def _spans(segments: list[Segment], what: str) -> list[tuple[float, float, str]]:
     out = []

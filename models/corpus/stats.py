@@ -32,7 +32,7 @@ def clip_quality(clip, rng: np.random.Generator) -> dict:
     outside = ~speech_mask(meta, "self", frames, MARGIN_S)
     shut = measures.lips_shut(motion)
     nods = measures.nod_frames(motion)
-    ends = [e["t"] for e in meta["other_phrase_ends"] if e["listened"]]
+    ends = clip.partner_phrase_ends
     answered = measures.nods_after(ends, nods)
     # random listening moments, away from the phrase ends (so they measure spontaneous nodding)
     listening = np.flatnonzero(clip.state == LISTENING) / FRAME_RATE
