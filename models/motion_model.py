@@ -164,7 +164,8 @@ class MotionModel(nn.Module):
 
         batch: rows_self, rows_other (B, R, F) feature rows; frame_rows (B, P + T) row index of each motion frame;
         motion (B, P + T, 62) with P = prev_frames of history first; state (B, P + T) int64;
-        ref_motion (B, Rm, 62) another stretch of the same person's motion (style reference).
+        ref_motion (B, Rm, 62) another stretch of the same person's motion (style reference); reply (B, P + T) 1 on
+        frames just after a partner's phrase ends (weighed by reply_weight).
         """
         cfg = self.cfg
         P, C, W = cfg.prev_frames, cfg.chunk, cfg.guide_window
@@ -202,8 +203,7 @@ class MotionModel(nn.Module):
         noise = torch.randn(x0.shape, generator=generator, device=dev)
         x0_hat = self.denoiser(add_noise(x0, noise, t), t, guide, prev, styles, drop_prev=rand(b * n) < cfg.p_drop_prev)
 
-        reply = batch.get("reply", torch.zeros_like(motion[..., 0]))
-        w = 1 + (cfg.reply_weight - 1) * torch.stack([reply[:, s] for s in starts.tolist()], 1).flatten()[:, None, None]
+        w = 1 + (cfg.reply_weight - 1) * batch["reply"][:, starts].flatten()[:, None, None]  # per chunk, as z_chunk
         w = w / w.mean()  # the same loss scale whatever share of examples are replies
 
         latent_loss = (w * (x0_hat - x0) ** 2).mean()

@@ -31,9 +31,9 @@ class TrainingClip:
     rows_other: np.ndarray
     motion: np.ndarray  # (PAD_FRAMES + T, 62) float32
     state: np.ndarray  # (PAD_FRAMES + T,) int64
+    reply: np.ndarray  # (PAD_FRAMES + T,) float32: 1 within NOD_WINDOW_S after a partner's phrase ends
     art_self: np.ndarray | None = None  # (PAD_ROWS + R, ARTICULATORS) float16: mouth targets of the phones
     art_other: np.ndarray | None = None  # heard at each row (articulatory_targets), None without phone timings
-    reply: np.ndarray | None = None  # (PAD_FRAMES + T,) float32: 1 within NOD_WINDOW_S after a partner's phrase ends
 
     @property
     def frames(self) -> int:
@@ -75,7 +75,7 @@ def articulatory_targets(phones, rows: int, delay_s: float) -> np.ndarray:
 
 def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion: np.ndarray, state: np.ndarray,
               cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0,
-              partner_phrase_ends: list[float] | None = None) -> TrainingClip:
+              partner_phrase_ends: list[float] = ()) -> TrainingClip:
     """`phones`: (self phones, other phones) when the clip has phone timings, for the encoder's articulatory
     targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s). `partner_phrase_ends` (seconds): the
     moments a listener answers, for ModelConfig.reply_weight."""
@@ -88,16 +88,14 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
     if phones is not None:
         art = [np.concatenate([np.zeros((PAD_ROWS, ARTICULATORS), np.float16),
                                articulatory_targets(p, len(rows_self), delay_s).astype(np.float16)]) for p in phones]
-    reply = None
-    if partner_phrase_ends is not None:
-        reply = np.zeros(PAD_FRAMES + len(motion), np.float32)
-        reply[PAD_FRAMES:] = spans_mask([(t, t + NOD_WINDOW_S) for t in partner_phrase_ends], len(motion))
+    reply = np.zeros(PAD_FRAMES + len(motion), np.float32)
+    reply[PAD_FRAMES:] = spans_mask([(t, t + NOD_WINDOW_S) for t in partner_phrase_ends], len(motion))
     return TrainingClip(
         name,
         np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
         np.concatenate([np.zeros((PAD_FRAMES, MOTION_DIM), np.float32), np.asarray(motion, np.float32)]),
         np.concatenate([np.zeros(PAD_FRAMES, np.int64), np.asarray(state, np.int64)]),
-        *art, reply,
+        reply, *art,
     )
 
 
@@ -189,8 +187,7 @@ class WindowSampler:
             "frame_rows": torch.as_tensor(np.stack([self.row(f) - r0 for _, f, r0, _, _, _ in items]), dtype=torch.int64),
             "motion": torch.as_tensor(np.stack([c.motion[f] for c, f, _, _, _, _ in items])),
             "state": torch.as_tensor(np.stack([c.state[f] for c, f, _, _, _, _ in items])),
-            "reply": torch.as_tensor(np.stack([c.reply[f] if c.reply is not None else np.zeros(len(f), np.float32)
-                                               for c, f, _, _, _, _ in items])),
+            "reply": torch.as_tensor(np.stack([c.reply[f] for c, f, _, _, _, _ in items])),
             "ref_motion": torch.as_tensor(np.stack([c.motion[rf:rf + self.ref_frames] for c, _, _, _, rf, _ in items])),
         }
 
