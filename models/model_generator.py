@@ -32,6 +32,12 @@ TEMPERATURE = 0.4
 # it, the shipped weights' lips kept the previous frames' shape and missed what the encoder heard (validation:
 # lip-envelope r 0.55 -> 0.78, nods after phrase ends 29% -> 43% at the same jitter; docs/model.md).
 MOUTH_HISTORY = 0.0
+# The head pose shown is the sampled one through a causal [1/4, 1/2, 1/4] filter (one frame of delay): the sampler's
+# fresh noise each frame made the head tremble (jitter 2.5x the labels'); the filter halves that while nods, a few
+# frames wide, keep their depth (validation and test: jitter 0.10-0.12 -> 0.05 deg/frame^2, nods after phrase ends
+# within one of ~30-40; docs/model.md). Only what is shown is filtered: the model's history keeps its own samples.
+HEAD_FILTER = np.array([0.25, 0.5, 0.25], np.float32)
+HEAD = slice(HEAD_ROTATION.start, HEAD_TRANSLATION.stop)
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -83,6 +89,7 @@ class ModelStream(MotionStream):
         self.fed = 0
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
+        self.head_past: np.ndarray | None = None  # the last sampled head poses the filter still reads (smooth_head)
         self.style_vec = gen.style_vector(style)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         self.guide_past = self._silent_guide()
@@ -135,6 +142,15 @@ class ModelStream(MotionStream):
             self.rows = [r[keep:] for r in self.rows]
             self.row0 += keep
 
+    def smooth_head(self, motion: np.ndarray) -> None:
+        """Filters the head pose of new frames in place (HEAD_FILTER), carrying the last raw poses across calls."""
+        raw = motion[:, HEAD]
+        taps = len(HEAD_FILTER) - 1
+        past = np.repeat(raw[:1], taps, 0) if self.head_past is None else self.head_past  # starts as if held still
+        padded = np.concatenate([past, raw])
+        self.head_past = padded[-taps:]
+        motion[:, HEAD] = sum(w * padded[i:i + len(raw)] for i, w in enumerate(HEAD_FILTER))
+
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
 
@@ -167,13 +183,14 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
                  backend: str = "auto", model: MotionModel | None = None,
                  noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0,
-                 temperature: float = TEMPERATURE, mouth_history: float = MOUTH_HISTORY):
+                 temperature: float = TEMPERATURE, mouth_history: float = MOUTH_HISTORY, smooth_head: bool = True):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
         self.sampling = Sampling(int(steps or self.cfg.steps), float(partner_guidance), float(mouth_history))
         self.noise_correlation = float(noise_correlation)
         self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
+        self.smooth_head = bool(smooth_head)
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         if not 0.0 <= self.sampling.mouth_history <= 1.0:
@@ -199,7 +216,7 @@ class ModelGenerator(Generator):
     def describe(self) -> dict:
         return {**super().describe(), **asdict(self.sampling), "latent_dim": self.cfg.latent_dim,
                 "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "smooth_head": self.smooth_head}
 
     @torch.no_grad()
     def style_vector(self, style: Style) -> np.ndarray:
@@ -252,6 +269,8 @@ class ModelGenerator(Generator):
             z, motion, state = (np.concatenate(x) for x in zip(*chunks))
             n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
             motion = motion[:n].copy()
+            if self.smooth_head and n:
+                s.smooth_head(motion)
             apply_style(motion, s.style)
             blocks.append(MotionBlock(first, motion, state[:n].astype(np.int8), z[:n]))
         return blocks

@@ -114,6 +114,22 @@ def test_onnx_matches_torch(tmp_path, short):
     np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
 
 
+def test_the_shown_head_is_the_sampled_head_through_a_causal_filter(short):
+    from backchannel.models.model_generator import HEAD, HEAD_FILTER
+
+    model = small_model()
+    a, b = short
+    raw = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=4, chunk_s=0.021)
+    shown = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=4, chunk_s=0.021)
+    head = np.concatenate([np.repeat(raw.motion[:1, HEAD], 2, 0), raw.motion[:, HEAD]])
+    expected = sum(w * head[i:i + len(raw)] for i, w in enumerate(HEAD_FILTER))  # frame k reads frames k-2..k
+    np.testing.assert_allclose(shown.motion[:, HEAD], expected, atol=1e-6)
+    rest = np.ones(MOTION_DIM, bool)
+    rest[HEAD] = False  # everything else, and the model's own history, is untouched
+    np.testing.assert_array_equal(shown.motion[:, rest], raw.motion[:, rest])
+    assert np.abs(np.diff(shown.motion[:, HEAD], 2, axis=0)).mean() < np.abs(np.diff(raw.motion[:, HEAD], 2, axis=0)).mean()
+
+
 def test_mouth_history_zero_takes_the_lips_from_audio_alone_and_the_rest_from_the_history():
     from backchannel.models.export import example_inputs
 
