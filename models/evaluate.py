@@ -15,6 +15,7 @@ from .measures import NOD_WINDOW_S, mouth_openness, nod_frames, nods_after, phon
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
 MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
+HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversational range (labels' 99.9th pct: 7-12)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
         "nods_after_ends": (int(nods_after(ends, nods).sum()), len(ends)),
         "nods_at_random": (int(nods_after(moments, nods).sum()), len(moments)),
         "jitter": (float(accel[:, BLENDSHAPES].sum()), float(accel[:, HEAD_ROTATION].sum()), len(accel)),
+        "head_out": (int((np.degrees(np.abs(motion[:, HEAD_ROTATION])) > HEAD_RANGE_DEG).any(1).sum()), n),
     }
 
 
@@ -105,6 +107,7 @@ def summarise(per_clip: list[dict]) -> dict:
         "nods_at_random": ratio("nods_at_random", 0, 1),
         "jitter_blendshapes": sum(c["jitter"][0] for c in per_clip) / jitter_frames / 52,
         "jitter_head_deg": np.degrees(sum(c["jitter"][1] for c in per_clip) / jitter_frames / 3),
+        "head_out_of_range": ratio("head_out", 0, 1),
     }
 
 
@@ -208,6 +211,7 @@ COLUMNS = [
     ("lip_r_min_over_seeds", "lip r, worst seed", "{:.3f}"),
     ("jitter_blendshapes", "jitter, shapes", "{:.4f}"),
     ("jitter_head_deg", "jitter, head (deg)", "{:.3f}"),
+    ("head_out_of_range", f"head beyond {HEAD_RANGE_DEG:.0f} deg (frames)", "{:.1%}"),
 ]
 
 

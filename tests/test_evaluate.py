@@ -54,6 +54,15 @@ def test_perfect_generator_scores_perfectly_where_it_should(clip):
     assert s["partner_leak"] == pytest.approx(0.0, abs=1e-6)
     assert s["nods_after_phrase_ends"] == pytest.approx(2 / 3)  # the last end is too close to the clip's end
     assert s["lip_envelope_r"] > 0.95
+    assert s["head_out_of_range"] == 0.0  # nods of 0.1 rad (6 deg)
+
+
+def test_a_head_beyond_conversational_range_is_counted(clip):
+    motion, state = motion_following(clip)
+    motion[60:90, 54] = np.radians(-25.0)  # rolled 25 degrees for a second (30 of 300 frames)
+    motion[100:103, 53] = np.radians(10.5)  # turned just past the range for three frames
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    assert s["head_out_of_range"] == pytest.approx(33 / N)
 
 
 def test_leak_latency_and_lips_are_measured(clip):
