@@ -23,7 +23,7 @@ from .features import HOP, WIN
 from .flow import add_noise, sample
 from .guider import InteractiveMotionGuider, StyleEncoder
 from .corpus.phones import PARAMS
-from .motion import BS, FRAME_RATE
+from .motion import BS, FRAME_RATE, HEAD_ROTATION, HEAD_TRANSLATION
 
 ARTICULATORS = len(PARAMS)  # jaw, closure, press, pucker, funnel, spread, tuck, tongue, raise
 TRAINING_ONLY = ("articulation.",)  # parameters used in training alone: not shipped, not needed to run
@@ -49,7 +49,9 @@ class ModelConfig:
     p_drop_style: float = 0.3
     p_drop_prev: float = 0.5
     p_drop_partner: float = 0.1
-    prev_noise: float = 0.1  # noise on the previous latents in training, so the model trusts its own output
+    # noise on the previous latents in training (per window, a scale up to this): at 0.1 the model leaned on its own
+    # history so hard that on some audio its head ran away to 20-25 degrees and stayed (docs/model.md)
+    prev_noise: float = 0.5
     articulation_weight: float = 0.5  # the encoder also predicts the mouth shapes of the phones it hears
     # denoising loss weight of frames within a second after a partner's phrase ends (1: like any other frame):
     # listeners nod there, rare moments that an even weighting leaves to the mean
@@ -238,6 +240,14 @@ SPEECH_CHANNELS = tuple(BS[name] for name in (
     "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight", "TongueOut"))
 
 
+# The head pose a frame shows, and remembers as history, stays within this many of the training motion's standard
+# deviations of its mean (about the labels' 99.9th percentile: +-10 deg of pitch, +-12 of yaw, +-9 of roll). The
+# model reads its own last latents, and on some audio that feedback compounded into a head tilted 20-25 degrees
+# and held there (5 of 12 validation runs of runs/v6); out of the range it was trained on, nothing pulls it back.
+POSE_BOUND_STD = 4.0
+HEAD_POSE = slice(HEAD_ROTATION.start, HEAD_TRANSLATION.stop)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How FrameStep samples: fixed in an exported graph (and part of its cache key)."""
@@ -265,6 +275,9 @@ class FrameStep(nn.Module):
         mix = torch.ones(model.codec.motion_mean.shape[-1])
         mix[list(SPEECH_CHANNELS)] = self.sampling.mouth_history
         self.register_buffer("history_mix", mix, persistent=False)  # per motion channel: weight of the history
+        mean, std = model.codec.motion_mean[HEAD_POSE], model.codec.motion_std[HEAD_POSE]
+        self.register_buffer("pose_low", mean - POSE_BOUND_STD * std, persistent=False)
+        self.register_buffer("pose_high", mean + POSE_BOUND_STD * std, persistent=False)
 
     def forward(self, a_self, a_other, style, guide_past, prev, noise):
         """a_self, a_other (B, C, A); style (B, S); guide_past (B, W - C, d); prev (B, P, L); noise (B, C, L)
@@ -291,8 +304,9 @@ class FrameStep(nn.Module):
 
         z = m.from_target(sample(denoise, noise.repeat(h, 1, 1), s.steps), prev.repeat(h, 1, 1)[:, -1:])
         motion = m.codec.decode(z)
-        if h == 1:
-            return z, motion, logits, g
-        with_history, audio_only = motion.chunk(2)
-        motion = audio_only + self.history_mix * (with_history - audio_only)
+        if h == 2:
+            with_history, audio_only = motion.chunk(2)
+            motion = audio_only + self.history_mix * (with_history - audio_only)
+        pose = torch.minimum(torch.maximum(motion[..., HEAD_POSE], self.pose_low), self.pose_high)
+        motion = torch.cat([motion[..., :HEAD_POSE.start], pose, motion[..., HEAD_POSE.stop:]], dim=-1)
         return m.codec.encode(motion), motion, logits, g

@@ -130,6 +130,23 @@ def test_the_shown_head_is_the_sampled_head_through_a_causal_filter(short):
     assert np.abs(np.diff(shown.motion[:, HEAD], 2, axis=0)).mean() < np.abs(np.diff(raw.motion[:, HEAD], 2, axis=0)).mean()
 
 
+def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
+    from backchannel.models.motion_model import HEAD_POSE, POSE_BOUND_STD
+
+    model = small_model()
+    with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
+        model.codec.decoder[-1].bias[HEAD_POSE.start] += 50.0
+    a, b = short
+    out = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=1)
+    mean, std = (x[HEAD_POSE].numpy() for x in (model.codec.motion_mean, model.codec.motion_std))
+    pose = out.motion[:, HEAD_POSE]
+    np.testing.assert_allclose(pose[:, 0], mean[0] + POSE_BOUND_STD * std[0], atol=1e-5)  # held at the bound
+    assert (np.abs(pose - mean) <= POSE_BOUND_STD * std + 1e-5).all()
+    with torch.no_grad():  # the history the model reads next is the bounded frame, not the runaway sample
+        remembered = model.codec.encode(torch.as_tensor(out.motion)).numpy()
+    np.testing.assert_allclose(out.latent, remembered, atol=1e-4)
+
+
 def test_mouth_history_zero_takes_the_lips_from_audio_alone_and_the_rest_from_the_history():
     from backchannel.models.export import example_inputs
 
