@@ -18,7 +18,7 @@ from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF
 from .features import TrackFeatures, silence_rows
 from .generator import Generator, MotionStream, Style
-from .motion import BS, HEAD_ROTATION, HEAD_TRANSLATION, MOTION_DIM, MotionBlock, frame_count
+from .motion import BS, HEAD_POSE, MOTION_DIM, MotionBlock, frame_count
 from .motion_model import FrameStep, ModelConfig, MotionModel, Sampling
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
@@ -34,11 +34,10 @@ TEMPERATURE = 0.5
 # lip-envelope r 0.55 -> 0.78, nods after phrase ends 29% -> 43% at the same jitter; docs/model.md).
 MOUTH_HISTORY = 0.0
 # The head pose shown is the sampled one through a causal [1/4, 1/2, 1/4] filter (one frame of delay): the sampler's
-# fresh noise each frame made the head tremble (jitter 2.5x the labels'); the filter halves that while nods, a few
-# frames wide, keep their depth (validation and test: jitter 0.10-0.12 -> 0.05 deg/frame^2, nods after phrase ends
-# within one of ~30-40; docs/model.md). Only what is shown is filtered: the model's history keeps its own samples.
+# fresh noise each frame made the head tremble; the filter halves that while nods, a few frames wide, keep their
+# depth (runs/v6, validation and test: jitter 0.10-0.12 -> 0.05 deg/frame^2, nods after phrase ends within one of
+# ~30-40; docs/model.md). Only what is shown is filtered: the model's history keeps its own samples.
 HEAD_FILTER = np.array([0.25, 0.5, 0.25], np.float32)
-HEAD = slice(HEAD_ROTATION.start, HEAD_TRANSLATION.stop)
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -145,12 +144,12 @@ class ModelStream(MotionStream):
 
     def smooth_head(self, motion: np.ndarray) -> None:
         """Filters the head pose of new frames in place (HEAD_FILTER), carrying the last raw poses across calls."""
-        raw = motion[:, HEAD]
+        raw = motion[:, HEAD_POSE]
         taps = len(HEAD_FILTER) - 1
         past = np.repeat(raw[:1], taps, 0) if self.head_past is None else self.head_past  # starts as if held still
         padded = np.concatenate([past, raw])
         self.head_past = padded[-taps:]
-        motion[:, HEAD] = sum(w * padded[i:i + len(raw)] for i, w in enumerate(HEAD_FILTER))
+        motion[:, HEAD_POSE] = sum(w * padded[i:i + len(raw)] for i, w in enumerate(HEAD_FILTER))
 
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
@@ -280,8 +279,7 @@ class ModelGenerator(Generator):
 def apply_style(motion: np.ndarray, style: Style) -> None:
     """The knobs the model honours after generation: expressiveness scales head motion, smile shifts the mouth.
     (Its blinks come from the network; `blink_rate` is a baseline knob.)"""
-    motion[:, HEAD_ROTATION] *= style.expressiveness
-    motion[:, HEAD_TRANSLATION] *= style.expressiveness
+    motion[:, HEAD_POSE] *= style.expressiveness
     if style.smile:
         for side in ("Left", "Right"):
             motion[:, BS["MouthSmile" + side]] = np.clip(motion[:, BS["MouthSmile" + side]] + 0.3 * style.smile, 0, 1)

@@ -42,6 +42,7 @@ BS = {name: i for i, name in enumerate(ARKIT_NAMES)}  # name -> column
 BLENDSHAPES = slice(0, 52)
 HEAD_ROTATION = slice(52, 55)
 HEAD_TRANSLATION = slice(55, 58)
+HEAD_POSE = slice(52, 58)  # rotation and translation
 GAZE = slice(58, 62)
 MOTION_DIM = 62
 

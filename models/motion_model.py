@@ -23,7 +23,7 @@ from .features import HOP, WIN
 from .flow import add_noise, sample
 from .guider import InteractiveMotionGuider, StyleEncoder
 from .corpus.phones import PARAMS
-from .motion import BS, FRAME_RATE, HEAD_ROTATION, HEAD_TRANSLATION
+from .motion import BS, FRAME_RATE, HEAD_POSE
 
 ARTICULATORS = len(PARAMS)  # jaw, closure, press, pucker, funnel, spread, tuck, tongue, raise
 TRAINING_ONLY = ("articulation.",)  # parameters used in training alone: not shipped, not needed to run
@@ -245,7 +245,6 @@ SPEECH_CHANNELS = tuple(BS[name] for name in (
 # model reads its own last latents, and on some audio that feedback compounded into a head tilted 20-25 degrees
 # and held there (5 of 12 validation runs of runs/v6); out of the range it was trained on, nothing pulls it back.
 POSE_BOUND_STD = 4.0
-HEAD_POSE = slice(HEAD_ROTATION.start, HEAD_TRANSLATION.stop)
 
 
 @dataclass(frozen=True)

@@ -115,23 +115,26 @@ def test_onnx_matches_torch(tmp_path, short):
 
 
 def test_the_shown_head_is_the_sampled_head_through_a_causal_filter(short):
-    from backchannel.models.model_generator import HEAD, HEAD_FILTER
+    from backchannel.models.model_generator import HEAD_FILTER
+    from backchannel.models.motion import HEAD_POSE
 
     model = small_model()
     a, b = short
     raw = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=4, chunk_s=0.021)
     shown = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=4, chunk_s=0.021)
-    head = np.concatenate([np.repeat(raw.motion[:1, HEAD], 2, 0), raw.motion[:, HEAD]])
+    head = np.concatenate([np.repeat(raw.motion[:1, HEAD_POSE], 2, 0), raw.motion[:, HEAD_POSE]])
     expected = sum(w * head[i:i + len(raw)] for i, w in enumerate(HEAD_FILTER))  # frame k reads frames k-2..k
-    np.testing.assert_allclose(shown.motion[:, HEAD], expected, atol=1e-6)
+    np.testing.assert_allclose(shown.motion[:, HEAD_POSE], expected, atol=1e-6)
     rest = np.ones(MOTION_DIM, bool)
-    rest[HEAD] = False  # everything else, and the model's own history, is untouched
+    rest[HEAD_POSE] = False  # everything else, and the model's own history, is untouched
     np.testing.assert_array_equal(shown.motion[:, rest], raw.motion[:, rest])
-    assert np.abs(np.diff(shown.motion[:, HEAD], 2, axis=0)).mean() < np.abs(np.diff(raw.motion[:, HEAD], 2, axis=0)).mean()
+    shake = [np.abs(np.diff(m.motion[:, HEAD_POSE], 2, axis=0)).mean() for m in (shown, raw)]
+    assert shake[0] < shake[1]
 
 
 def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
-    from backchannel.models.motion_model import HEAD_POSE, POSE_BOUND_STD
+    from backchannel.models.motion import HEAD_POSE
+    from backchannel.models.motion_model import POSE_BOUND_STD
 
     model = small_model()
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
