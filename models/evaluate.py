@@ -11,7 +11,7 @@ import numpy as np
 
 from .features import frame_rms as speech_envelope
 from .corpus.phones import is_vowel
-from .measures import NOD_WINDOW_S, mouth_openness, nod_frames, nods_after, phones_shut, spans_mask
+from .measures import answer_frames, mouth_openness, nod_frames, nods_after, phones_shut, spans_mask
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
 MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
@@ -67,7 +67,7 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
     closed, bilabials = phones_shut(motion, clip.self_phones)
     nods = nod_frames(motion)
     ends = [t for t in clip.other_phrase_ends if t * FRAME_RATE < n - FRAME_RATE]
-    after_end = spans_mask([(t, t + NOD_WINDOW_S) for t in clip.other_phrase_ends], n)
+    after_end = answer_frames(clip.other_phrase_ends, n)
     calm = np.flatnonzero((ref == LISTENING) & ~after_end)[: max(0, n - FRAME_RATE)]
     moments = rng.choice(calm, min(len(calm), max(len(ends), 20)), replace=False) / FRAME_RATE if len(calm) else []
     accel = np.abs(np.diff(motion, 2, axis=0)) if n > 2 else np.zeros((0, motion.shape[1]))

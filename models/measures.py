@@ -53,6 +53,13 @@ def spans_mask(spans, frames: int, margin: float = 0.0) -> np.ndarray:
     return mask
 
 
+def answer_frames(times, frames: int) -> np.ndarray:
+    """(frames,) bool: frames within NOD_WINDOW_S after any of the event `times` (s), where a nod would answer
+    them (nods_after). Training weighs these frames (ModelConfig.reply_weight) and the eval keeps its random
+    moments out of them, so both use this one window."""
+    return spans_mask([(t, t + NOD_WINDOW_S) for t in times], frames)
+
+
 def phones_shut(motion: np.ndarray, phones, which=is_bilabial_closure) -> tuple[int, int]:
     """(shut, total) over the phones in `phones` ((start, end, ipa) spans) that `which` picks (by default the P/B/M
     closures): a phone counts as shut when the lips are together on at least one of its frames."""

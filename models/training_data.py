@@ -14,7 +14,7 @@ import torch
 from .audio import SAMPLE_RATE
 from .corpus.phones import PARAMS, articulations
 from .features import HOP, LOG_FLOOR, mel_edges_hz, silence_rows, track_features
-from .measures import NOD_WINDOW_S, spans_mask
+from .measures import answer_frames
 from .motion import MOTION_DIM
 from .motion_model import ARTICULATORS, ModelConfig
 
@@ -89,7 +89,7 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
         art = [np.concatenate([np.zeros((PAD_ROWS, ARTICULATORS), np.float16),
                                articulatory_targets(p, len(rows_self), delay_s).astype(np.float16)]) for p in phones]
     reply = np.zeros(PAD_FRAMES + len(motion), np.float32)
-    reply[PAD_FRAMES:] = spans_mask([(t, t + NOD_WINDOW_S) for t in partner_phrase_ends], len(motion))
+    reply[PAD_FRAMES:] = answer_frames(partner_phrase_ends, len(motion))
     return TrainingClip(
         name,
         np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
