@@ -10,6 +10,7 @@ generators and publishes. Bad input is counted per kind, logged once per kind an
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -29,6 +30,7 @@ from .jitter import Aligner
 from .protocol import ProtocolError
 
 log = logging.getLogger("backchannel.worker")
+_LOCAL_AUDIO_NUMBERS = itertools.count()  # one in-process endpoint name per worker in this process
 
 SWITCH_GRID = SAMPLE_RATE // 10  # 1600 samples = 3 frames: the finest grid where frames and samples both align
 WARM_UP = SAMPLE_RATE  # audio a stream opened by `set` is fed before its frames count (its VAD, levels, model state)
@@ -153,7 +155,9 @@ class Worker:
         # as bound, so "tcp://127.0.0.1:*" (any free port) can be reported
         self.endpoints = {name: getattr(self, sock).getsockopt(zmq.LAST_ENDPOINT).decode()
                           for name, sock in (("audio_in", "pull"), ("motion_out", "pub"), ("control", "rep"))}
-        self.local_audio = f"inproc://backchannel-local-audio-{id(self)}"  # in-process capture pushes here
+        # in-process capture pushes here; numbered, not named by id(): a closed socket releases its inproc name
+        # asynchronously, so a worker at a freed worker's address could find the name still bound
+        self.local_audio = f"inproc://backchannel-local-audio-{next(_LOCAL_AUDIO_NUMBERS)}"
         self.pull.bind(self.local_audio)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)

@@ -270,3 +270,15 @@ def test_audio_sent_faster_than_the_worker_takes_it_waits_in_the_socket_and_none
     w.shutdown()
     assert w.errors == {}  # before: the first drain took 1000 messages, 10 s a track, and refused them as buffer_full
     assert recorder.frames == {"burst": 240}
+
+
+def test_workers_made_one_after_another_never_reuse_an_in_process_endpoint():
+    """A closed socket's inproc name is released asynchronously: a worker named after a freed one (its id())
+    could find the name still bound ("Address already in use"), which made this file's fixtures flaky."""
+    seen = set()
+    for _ in range(20):
+        w = Worker(WorkerConfig(**ANY_PORT), generator_factory=energy_factory)
+        seen.add(w.local_audio)
+        w.shutdown()
+        del w
+    assert len(seen) == 20
