@@ -60,6 +60,16 @@ def answer_frames(times, frames: int) -> np.ndarray:
     return spans_mask([(t, t + NOD_WINDOW_S) for t in times], frames)
 
 
+def phone_frames(phones, frames: int, which=is_bilabial_closure) -> np.ndarray:
+    """(frames,) bool: the frames of the phones in `phones` ((start, end, ipa) spans) that `which` picks, as
+    phones_shut counts them. Training weighs these frames (ModelConfig.closure_weight)."""
+    mask = np.zeros(frames, bool)
+    for start, end, name in phones:
+        if which(name):
+            mask[span_frames(start, end, frames)] = True
+    return mask
+
+
 def phones_shut(motion: np.ndarray, phones, which=is_bilabial_closure) -> tuple[int, int]:
     """(shut, total) over the phones in `phones` ((start, end, ipa) spans) that `which` picks (by default the P/B/M
     closures): a phone counts as shut when the lips are together on at least one of its frames."""

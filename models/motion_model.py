@@ -56,6 +56,8 @@ class ModelConfig:
     # denoising loss weight of frames within a second after a partner's phrase ends (1: like any other frame):
     # listeners nod there, rare moments that an even weighting leaves to the mean
     reply_weight: float = 1.0
+    # the same for the frames of the avatar's own P/B/M phones: brief closures the lips must not average away
+    closure_weight: float = 1.0
     loss_frames: int = 0  # frames per window that train the denoiser (0: all); fewer = more windows per second
     # what the denoiser predicts: "latent" (the frame's latent) or "step" (its change from the previous frame, in
     # units of the data's frame-to-frame change): a step keeps slow channels (head, gaze) as precise per frame as
@@ -167,7 +169,8 @@ class MotionModel(nn.Module):
         batch: rows_self, rows_other (B, R, F) feature rows; frame_rows (B, P + T) row index of each motion frame;
         motion (B, P + T, 62) with P = prev_frames of history first; state (B, P + T) int64;
         ref_motion (B, Rm, 62) another stretch of the same person's motion (style reference); reply (B, P + T) 1 on
-        frames just after a partner's phrase ends (weighed by reply_weight).
+        frames just after a partner's phrase ends (weighed by reply_weight); closing (B, P + T) 1 on frames of the
+        avatar's own P/B/M phones (weighed by closure_weight).
         """
         cfg = self.cfg
         P, C, W = cfg.prev_frames, cfg.chunk, cfg.guide_window
@@ -205,8 +208,9 @@ class MotionModel(nn.Module):
         noise = torch.randn(x0.shape, generator=generator, device=dev)
         x0_hat = self.denoiser(add_noise(x0, noise, t), t, guide, prev, styles, drop_prev=rand(b * n) < cfg.p_drop_prev)
 
-        w = 1 + (cfg.reply_weight - 1) * batch["reply"][:, starts].flatten()[:, None, None]  # per chunk, as z_chunk
-        w = w / w.mean()  # the same loss scale whatever share of examples are replies
+        rare = lambda key: batch[key][:, starts].flatten()[:, None, None]  # noqa: E731  per chunk, as z_chunk
+        w = 1 + (cfg.reply_weight - 1) * rare("reply") + (cfg.closure_weight - 1) * rare("closing")
+        w = w / w.mean()  # the same loss scale whatever share of examples are weighed up
 
         latent_loss = (w * (x0_hat - x0) ** 2).mean()
         # the same error seen in motion space, weighted towards mouth and eyelids: what viewers judge

@@ -14,7 +14,7 @@ import torch
 from .audio import SAMPLE_RATE
 from .corpus.phones import PARAMS, articulations
 from .features import HOP, LOG_FLOOR, mel_edges_hz, silence_rows, track_features
-from .measures import answer_frames
+from .measures import answer_frames, phone_frames
 from .motion import MOTION_DIM
 from .motion_model import ARTICULATORS, ModelConfig
 
@@ -32,6 +32,7 @@ class TrainingClip:
     motion: np.ndarray  # (PAD_FRAMES + T, 62) float32
     state: np.ndarray  # (PAD_FRAMES + T,) int64
     reply: np.ndarray  # (PAD_FRAMES + T,) float32: 1 within NOD_WINDOW_S after a partner's phrase ends
+    closing: np.ndarray  # (PAD_FRAMES + T,) float32: 1 on the frames of the avatar's own P/B/M phones
     art_self: np.ndarray | None = None  # (PAD_ROWS + R, ARTICULATORS) float16: mouth targets of the phones
     art_other: np.ndarray | None = None  # heard at each row (articulatory_targets), None without phone timings
 
@@ -77,7 +78,7 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
               cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0,
               partner_phrase_ends: list[float] = ()) -> TrainingClip:
     """`phones`: (self phones, other phones) when the clip has phone timings, for the encoder's articulatory
-    targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s). `partner_phrase_ends` (seconds): the
+    targets and the P/B/M frames of ModelConfig.closure_weight (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s). `partner_phrase_ends` (seconds): the
     moments a listener answers, for ModelConfig.reply_weight."""
     n = max(len(self_audio), len(other_audio))
     self_audio = np.pad(self_audio, (0, n - len(self_audio)))
@@ -88,14 +89,16 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
     if phones is not None:
         art = [np.concatenate([np.zeros((PAD_ROWS, ARTICULATORS), np.float16),
                                articulatory_targets(p, len(rows_self), delay_s).astype(np.float16)]) for p in phones]
-    reply = np.zeros(PAD_FRAMES + len(motion), np.float32)
+    reply, closing = np.zeros((2, PAD_FRAMES + len(motion)), np.float32)
     reply[PAD_FRAMES:] = answer_frames(partner_phrase_ends, len(motion))
+    if phones is not None:
+        closing[PAD_FRAMES:] = phone_frames(phones[0], len(motion))
     return TrainingClip(
         name,
         np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
         np.concatenate([np.zeros((PAD_FRAMES, MOTION_DIM), np.float32), np.asarray(motion, np.float32)]),
         np.concatenate([np.zeros(PAD_FRAMES, np.int64), np.asarray(state, np.int64)]),
-        reply, *art,
+        reply, closing, *art,
     )
 
 
@@ -188,6 +191,7 @@ class WindowSampler:
             "motion": torch.as_tensor(np.stack([c.motion[f] for c, f, _, _, _, _ in items])),
             "state": torch.as_tensor(np.stack([c.state[f] for c, f, _, _, _, _ in items])),
             "reply": torch.as_tensor(np.stack([c.reply[f] for c, f, _, _, _, _ in items])),
+            "closing": torch.as_tensor(np.stack([c.closing[f] for c, f, _, _, _, _ in items])),
             "ref_motion": torch.as_tensor(np.stack([c.motion[rf:rf + self.ref_frames] for c, _, _, _, rf, _ in items])),
         }
 

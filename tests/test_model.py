@@ -343,3 +343,36 @@ def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dial
     replies_only = latent_loss(1e6, some)
     assert replies_only != pytest.approx(plain, rel=1e-3)
     assert latent_loss(4.0, some) == pytest.approx(0.8 * replies_only + 0.2 * (2 * plain - replies_only), rel=1e-3)
+
+
+def test_frames_of_the_avatars_own_p_b_m_phones_weigh_like_replies(dialogue):
+    from backchannel.models.generator import make_generator
+    from backchannel.models.train import fit_input_statistics
+    from backchannel.models.training_data import PAD_FRAMES, WindowSampler, make_clip
+
+    labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
+    self_phones = [(0.5, 0.6, "b"), (0.6, 0.9, "a"), (1.0, 1.1, "m"), (1.1, 1.3, "i"), (2.0, 2.1, "p")]
+    partner_phones = [(0.5, 0.6, "m")]  # the partner's bilabials are not the avatar's lips
+    clip = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state,
+                     phones=(self_phones, partner_phones))
+    closing = clip.closing[PAD_FRAMES:]
+    assert np.flatnonzero(closing).tolist() == [15, 16, 17, 18, 30, 31, 32, 33, 60, 61, 62, 63]
+    no_phones = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state)
+    assert not no_phones.closing.any()
+
+    model = small_model(seed=1)
+    fit_input_statistics(model, [clip])
+    batch = WindowSampler([clip], model.cfg, frames=30).batch(np.random.default_rng(0), 4)
+    none, some = torch.zeros_like(batch["reply"]), torch.zeros_like(batch["reply"])
+    some[:2] = 1.0
+
+    def latent_loss(reply_weight, closure_weight, reply, closing):
+        model.cfg.reply_weight, model.cfg.closure_weight = reply_weight, closure_weight
+        torch.manual_seed(0)
+        return model.training_loss(dict(batch, reply=reply, closing=closing),
+                                   torch.Generator().manual_seed(0))["latent"].item()
+
+    plain = latent_loss(1.0, 1.0, none, none)
+    assert latent_loss(4.0, 4.0, none, none) == pytest.approx(plain, rel=1e-5)
+    assert latent_loss(1.0, 4.0, none, some) == pytest.approx(latent_loss(4.0, 1.0, some, none), rel=1e-5)
+    assert latent_loss(1.0, 4.0, none, some) != pytest.approx(plain, rel=1e-3)
