@@ -313,19 +313,27 @@ def test_recording_variation_moves_every_formant_by_one_factor_within_the_warp()
     assert varied.shape == rows.shape and varied.dtype == np.float32 and varied.min() >= np.log(LOG_FLOOR) - 1e-6
 
 
-def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dialogue):
+def dialogue_training_clip(dialogue, **kwargs):
+    """The test dialogue as a training clip (the baseline's motion as labels), a small model fitted to it and one
+    batch of 4 windows: for the loss-weighting tests."""
     from backchannel.models.generator import make_generator
     from backchannel.models.train import fit_input_statistics
-    from backchannel.models.training_data import PAD_FRAMES, WindowSampler, make_clip
+    from backchannel.models.training_data import WindowSampler, make_clip
 
     labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
-    clip = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state,
-                     partner_phrase_ends=[1.0, 3.0])
-    reply = clip.reply[PAD_FRAMES:]
-    assert reply[30:60].all() and reply[90:120].all() and reply[:29].sum() == reply[62:89].sum() == 0
+    clip = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state, **kwargs)
     model = small_model(seed=1)
     fit_input_statistics(model, [clip])
-    batch = WindowSampler([clip], model.cfg, frames=30).batch(np.random.default_rng(0), 4)
+    return clip, model, WindowSampler([clip], model.cfg, frames=30).batch(np.random.default_rng(0), 4)
+
+
+def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dialogue):
+    from backchannel.models.training_data import PAD_FRAMES
+
+    clip, model, batch = dialogue_training_clip(dialogue, partner_phrase_ends=[1.0, 3.0])
+    reply = clip.reply[PAD_FRAMES:]
+    assert reply[30:60].all() and reply[90:120].all() and reply[:29].sum() == reply[62:89].sum() == 0
+    assert not clip.closing.any()  # no phone timings given
 
     def latent_loss(weight, reply):
         model.cfg.reply_weight = weight
@@ -346,23 +354,14 @@ def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dial
 
 
 def test_frames_of_the_avatars_own_p_b_m_phones_weigh_like_replies(dialogue):
-    from backchannel.models.generator import make_generator
-    from backchannel.models.train import fit_input_statistics
-    from backchannel.models.training_data import PAD_FRAMES, WindowSampler, make_clip
+    from backchannel.models.training_data import PAD_FRAMES
 
-    labels = generate(make_generator("baseline"), dialogue.self_audio, dialogue.other_audio, seed=0)
     self_phones = [(0.5, 0.6, "b"), (0.6, 0.9, "a"), (1.0, 1.1, "m"), (1.1, 1.3, "i"), (2.0, 2.1, "p")]
     partner_phones = [(0.5, 0.6, "m")]  # the partner's bilabials are not the avatar's lips
-    clip = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state,
-                     phones=(self_phones, partner_phones))
+    clip, model, batch = dialogue_training_clip(dialogue, phones=(self_phones, partner_phones))
     closing = clip.closing[PAD_FRAMES:]
     assert np.flatnonzero(closing).tolist() == [15, 16, 17, 18, 30, 31, 32, 33, 60, 61, 62, 63]
-    no_phones = make_clip("dialogue", dialogue.self_audio, dialogue.other_audio, labels.motion, labels.state)
-    assert not no_phones.closing.any()
-
-    model = small_model(seed=1)
-    fit_input_statistics(model, [clip])
-    batch = WindowSampler([clip], model.cfg, frames=30).batch(np.random.default_rng(0), 4)
+    assert not clip.reply.any()  # no partner phrase ends given
     none, some = torch.zeros_like(batch["reply"]), torch.zeros_like(batch["reply"])
     some[:2] = 1.0
 
