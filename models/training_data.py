@@ -78,8 +78,9 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
               cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0,
               partner_phrase_ends: list[float] = ()) -> TrainingClip:
     """`phones`: (self phones, other phones) when the clip has phone timings, for the encoder's articulatory
-    targets and the P/B/M frames of ModelConfig.closure_weight (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s). `partner_phrase_ends` (seconds): the
-    moments a listener answers, for ModelConfig.reply_weight."""
+    targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s) and the avatar's P/B/M frames, for
+    ModelConfig.closure_weight. `partner_phrase_ends` (seconds): the moments a listener answers, for
+    ModelConfig.reply_weight."""
     n = max(len(self_audio), len(other_audio))
     self_audio = np.pad(self_audio, (0, n - len(self_audio)))
     other_audio = np.pad(other_audio, (0, n - len(other_audio)))
