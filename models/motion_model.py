@@ -208,8 +208,8 @@ class MotionModel(nn.Module):
         noise = torch.randn(x0.shape, generator=generator, device=dev)
         x0_hat = self.denoiser(add_noise(x0, noise, t), t, guide, prev, styles, drop_prev=rand(b * n) < cfg.p_drop_prev)
 
-        rare = lambda key: batch[key][:, starts].flatten()[:, None, None]  # noqa: E731  per chunk, as z_chunk
-        w = 1 + (cfg.reply_weight - 1) * rare("reply") + (cfg.closure_weight - 1) * rare("closing")
+        per_chunk = lambda key: batch[key][:, starts].flatten()[:, None, None]  # noqa: E731  (B*n, 1, 1), as z_chunk
+        w = 1 + (cfg.reply_weight - 1) * per_chunk("reply") + (cfg.closure_weight - 1) * per_chunk("closing")
         w = w / w.mean()  # the same loss scale whatever share of examples are weighed up
 
         latent_loss = (w * (x0_hat - x0) ** 2).mean()

@@ -327,6 +327,13 @@ def dialogue_training_clip(dialogue, **kwargs):
     return clip, model, WindowSampler([clip], model.cfg, frames=30).batch(np.random.default_rng(0), 4)
 
 
+def latent_loss(model, batch, reply_weight=1.0, closure_weight=1.0, **masks):
+    """The denoising loss of `batch` with its `reply` / `closing` masks replaced by `masks`, at fixed noise."""
+    model.cfg.reply_weight, model.cfg.closure_weight = reply_weight, closure_weight
+    torch.manual_seed(0)
+    return model.training_loss(dict(batch, **masks), torch.Generator().manual_seed(0))["latent"].item()
+
+
 def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dialogue):
     from backchannel.models.training_data import PAD_FRAMES
 
@@ -334,23 +341,19 @@ def test_frames_after_a_partner_phrase_end_weigh_more_in_the_denoising_loss(dial
     reply = clip.reply[PAD_FRAMES:]
     assert reply[30:60].all() and reply[90:120].all() and reply[:29].sum() == reply[62:89].sum() == 0
     assert not clip.closing.any()  # no phone timings given
-
-    def latent_loss(weight, reply):
-        model.cfg.reply_weight = weight
-        torch.manual_seed(0)
-        return model.training_loss(dict(batch, reply=reply), torch.Generator().manual_seed(0))["latent"].item()
+    loss = lambda weight, reply: latent_loss(model, batch, reply_weight=weight, reply=reply)  # noqa: E731
 
     none, some = torch.zeros_like(batch["reply"]), torch.zeros_like(batch["reply"])
     some[:2] = 1.0  # the first two windows are replies throughout
-    plain = latent_loss(1.0, none)
+    plain = loss(1.0, none)
     # the weights are relative: all-reply or no-reply batches keep the plain loss
-    assert latent_loss(4.0, none) == pytest.approx(plain, rel=1e-5)
-    assert latent_loss(4.0, torch.ones_like(none)) == pytest.approx(plain, rel=1e-5)
-    assert latent_loss(1.0, some) == pytest.approx(plain, rel=1e-5)
+    assert loss(4.0, none) == pytest.approx(plain, rel=1e-5)
+    assert loss(4.0, torch.ones_like(none)) == pytest.approx(plain, rel=1e-5)
+    assert loss(1.0, some) == pytest.approx(plain, rel=1e-5)
     # a huge weight leaves only the reply windows' error, a neutral one mixes in the rest
-    replies_only = latent_loss(1e6, some)
+    replies_only = loss(1e6, some)
     assert replies_only != pytest.approx(plain, rel=1e-3)
-    assert latent_loss(4.0, some) == pytest.approx(0.8 * replies_only + 0.2 * (2 * plain - replies_only), rel=1e-3)
+    assert loss(4.0, some) == pytest.approx(0.8 * replies_only + 0.2 * (2 * plain - replies_only), rel=1e-3)
 
 
 def test_frames_of_the_avatars_own_p_b_m_phones_weigh_like_replies(dialogue):
@@ -364,14 +367,9 @@ def test_frames_of_the_avatars_own_p_b_m_phones_weigh_like_replies(dialogue):
     assert not clip.reply.any()  # no partner phrase ends given
     none, some = torch.zeros_like(batch["reply"]), torch.zeros_like(batch["reply"])
     some[:2] = 1.0
+    loss = lambda rw, cw, reply, closing: latent_loss(model, batch, rw, cw, reply=reply, closing=closing)  # noqa: E731
 
-    def latent_loss(reply_weight, closure_weight, reply, closing):
-        model.cfg.reply_weight, model.cfg.closure_weight = reply_weight, closure_weight
-        torch.manual_seed(0)
-        return model.training_loss(dict(batch, reply=reply, closing=closing),
-                                   torch.Generator().manual_seed(0))["latent"].item()
-
-    plain = latent_loss(1.0, 1.0, none, none)
-    assert latent_loss(4.0, 4.0, none, none) == pytest.approx(plain, rel=1e-5)
-    assert latent_loss(1.0, 4.0, none, some) == pytest.approx(latent_loss(4.0, 1.0, some, none), rel=1e-5)
-    assert latent_loss(1.0, 4.0, none, some) != pytest.approx(plain, rel=1e-3)
+    plain = loss(1.0, 1.0, none, none)
+    assert loss(4.0, 4.0, none, none) == pytest.approx(plain, rel=1e-5)
+    assert loss(1.0, 4.0, none, some) == pytest.approx(loss(4.0, 1.0, some, none), rel=1e-5)
+    assert loss(1.0, 4.0, none, some) != pytest.approx(plain, rel=1e-3)
