@@ -26,7 +26,6 @@ from .corpus.phones import PARAMS
 from .motion import BS, FRAME_RATE, HEAD_POSE
 
 ARTICULATORS = len(PARAMS)  # jaw, closure, press, pucker, funnel, spread, tuck, tongue, raise
-CLOSURE = PARAMS.index("closure")  # the articulator column that says the lips are shut
 TRAINING_ONLY = ("articulation.",)  # parameters used in training alone: not shipped, not needed to run
 
 
@@ -59,8 +58,6 @@ class ModelConfig:
     reply_weight: float = 1.0
     # the same for the frames of the avatar's own P/B/M phones: brief closures the lips must not average away
     closure_weight: float = 1.0
-    # the encoder's articulatory loss on rows where the lips are shut: few rows, and the cue the lips most need
-    articulation_closure_weight: float = 1.0
     loss_frames: int = 0  # frames per window that train the denoiser (0: all); fewer = more windows per second
     # what the denoiser predicts: "latent" (the frame's latent) or "step" (its change from the previous frame, in
     # units of the data's frame-to-frame change): a step keeps slow channels (head, gaze) as precise per frame as
@@ -228,12 +225,10 @@ class MotionModel(nn.Module):
 
     def articulation_loss(self, encoded: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """MSE of the articulation read from encoder rows (B, R, A) against targets (B, R, ARTICULATORS + 1),
-        whose last column marks rows with a known target (clips without phone timings have none). Rows with the lips
-        shut weigh articulation_closure_weight, normalised so the loss keeps its scale."""
-        shut = (targets[..., CLOSURE:CLOSURE + 1] > 0.5).float()
-        w = targets[..., -1:] * (1 + (self.cfg.articulation_closure_weight - 1) * shut)  # 0 on unknown rows
-        err = ((self.articulation(encoded) - targets[..., :-1]) ** 2 * w).sum()
-        return err / (w.sum() * ARTICULATORS).clamp_min(1.0)
+        whose last column marks rows with a known target (clips without phone timings have none)."""
+        known = targets[..., -1:]
+        err = ((self.articulation(encoded) - targets[..., :-1]) ** 2 * known).sum()
+        return err / (known.sum() * ARTICULATORS).clamp_min(1.0)
 
     # ---- streaming inference -----------------------------------------------------------------------------------
     def rest_latent(self) -> torch.Tensor:

@@ -373,25 +373,3 @@ def test_frames_of_the_avatars_own_p_b_m_phones_weigh_like_replies(dialogue):
     assert loss(4.0, 4.0, none, none) == pytest.approx(plain, rel=1e-5)
     assert loss(1.0, 4.0, none, some) == pytest.approx(loss(4.0, 1.0, some, none), rel=1e-5)
     assert loss(1.0, 4.0, none, some) != pytest.approx(plain, rel=1e-3)
-
-
-def test_shut_lip_rows_weigh_more_in_the_encoders_articulatory_loss():
-    from backchannel.models.motion_model import ARTICULATORS, CLOSURE
-
-    model = small_model(seed=1)
-    encoded = torch.randn(2, 40, model.cfg.enc_hidden)
-    targets = torch.zeros(2, 40, ARTICULATORS + 1)
-    targets[..., -1] = 1.0
-    targets[0, 10:20, CLOSURE] = 1.0  # ten shut rows
-    targets[1, 30:, -1] = 0.0  # ten rows with no known target
-    read = model.articulation(encoded).detach()
-    error = ((read - targets[..., :-1]) ** 2).mean(-1)  # (2, 40) per-row error
-    shut, open_ = error[0, 10:20].mean(), torch.cat([error[0, :10], error[0, 20:], error[1, :30]]).mean()
-
-    def loss(weight):
-        model.cfg.articulation_closure_weight = weight
-        return model.articulation_loss(encoded, targets).item()
-
-    assert loss(1.0) == pytest.approx(((10 * shut + 60 * open_) / 70).item(), rel=1e-5)  # unknown rows never count
-    assert loss(4.0) == pytest.approx(((40 * shut + 60 * open_) / 100).item(), rel=1e-5)
-    assert loss(1e6) == pytest.approx(shut.item(), rel=1e-4)
