@@ -41,8 +41,9 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def f1(pred: np.ndarray, ref: np.ndarray) -> float:
-    tp = float((pred & ref).sum())
-    return 2 * tp / max(1.0, float(pred.sum() + ref.sum()))
+    """nan where the class occurs in neither: nothing to find and nothing missed is no score at all."""
+    total = float(pred.sum() + ref.sum())
+    return 2 * float((pred & ref).sum()) / total if total else float("nan")
 
 
 def switch_latencies(pred: np.ndarray, ref: np.ndarray) -> list[float]:
@@ -88,10 +89,16 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
     }
 
 
+# rates over countable events: the table shows the counts beside them (reported metric: clip_metrics key)
+COUNTED = {"pbm_closure": "bilabial", "vowel_closure": "vowel", "nods_after_phrase_ends": "nods_after_ends",
+           "nods_at_random": "nods_at_random"}
+
+
 def summarise(per_clip: list[dict]) -> dict:
     """Pool clips (frames weigh equally) into the reported figures."""
     cat = lambda key, i: np.concatenate([c[key][i] for c in per_clip])  # noqa: E731
-    ratio = lambda key, i, j: sum(c[key][i] for c in per_clip) / max(1, sum(c[key][j] for c in per_clip))  # noqa: E731
+    total = lambda key, i: sum(c[key][i] for c in per_clip)  # noqa: E731
+    ratio = lambda key, i, j: total(key, i) / max(1, total(key, j))  # noqa: E731
     switches = [s for c in per_clip for s in c["switches"]]
     leak_partner = ratio("leak", 0, 1)
     leak_own = ratio("leak", 2, 3)
@@ -100,7 +107,7 @@ def summarise(per_clip: list[dict]) -> dict:
         "lip_envelope_r": float(np.nanmean([c["lip_r"] for c in per_clip])),
         "pbm_closure": ratio("bilabial", 0, 1),
         "vowel_closure": ratio("vowel", 0, 1),
-        "role_f1": 0.5 * (f1(cat("speaking", 0), cat("speaking", 1)) + f1(cat("listening", 0), cat("listening", 1))),
+        "role_f1": float(np.nanmean([f1(cat(role, 0), cat(role, 1)) for role in ("speaking", "listening")])),
         "switch_latency_ms": 1000 * float(np.median(switches)) if switches else float("nan"),
         "partner_leak": leak_partner / leak_own if leak_own > 0 else float("nan"),
         "nods_after_phrase_ends": ratio("nods_after_ends", 0, 1),
@@ -108,6 +115,8 @@ def summarise(per_clip: list[dict]) -> dict:
         "jitter_blendshapes": sum(c["jitter"][0] for c in per_clip) / jitter_frames / 52,
         "jitter_head_deg": np.degrees(sum(c["jitter"][1] for c in per_clip) / jitter_frames / 3),
         "head_out_of_range": ratio("head_out", 0, 1),
+        # what the rates are of: 17 of 32 and 170 of 320 read alike as rates, not as evidence
+        "counts": {key: (total(raw, 0), total(raw, 1)) for key, raw in COUNTED.items()},
     }
 
 
@@ -224,6 +233,8 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
         target = TARGETS.get(key)
         cells = [fmt.format(results[n][key]) if key in results[n] and np.isfinite(results[n][key]) else "-"
                  for n in names]
+        cells = [cell + (" ({}/{})".format(*results[n]["counts"][key]) if key in results[n].get("counts", {}) else "")
+                 for cell, n in zip(cells, names)]
         lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -149,8 +149,8 @@ def test_only_the_split_layout_holds_clips(corpus, tmp_path):
         read_clip(broken)
 
 
-def run_cli(*args):
-    cmd = [sys.executable, "-m", "backchannel.bridge.cli", "data", *args]
+def run_cli(*args, command="data"):
+    cmd = [sys.executable, "-m", "backchannel.bridge.cli", command, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
 
 
@@ -170,6 +170,22 @@ def test_stats_and_show_commands(corpus, tmp_path):
     assert r.returncode == 2 and "clip not found" in r.stderr
     r = run_cli("make", "--out", str(tmp_path / "c"), "--hours", "0.01", "--speech-dir", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "speech folder not found" in r.stderr
+
+
+def test_eval_command_scores_generators_on_a_corpus(corpus, tmp_path):
+    split = Corpus(corpus).splits()[0]
+    r = run_cli("--data", str(corpus), "--split", split, "--generator", "labels,baseline", "--out", str(tmp_path),
+                command="eval")
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "eval.json").read_text())[split]
+    labels, baseline = results["labels"], results["baseline"]
+    assert labels["pbm_closure"] == 1.0 and labels["role_f1"] == pytest.approx(1.0)  # the corpus's own motion
+    closed, total = labels["counts"]["pbm_closure"]
+    assert closed == total > 0 and baseline["counts"]["pbm_closure"][1] == total  # same phones, both judged
+    assert f"| P/B/M closed | >= 90.0% | 100.0% ({total}/{total}) |" in (tmp_path / "eval.md").read_text()
+    assert (tmp_path / f"eval-{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_cli("--data", str(corpus), "--split", "nowhere", "--out", str(tmp_path), command="eval")
+    assert r.returncode == 2 and "nowhere" in r.stderr
 
 
 def test_bundled_sample_is_real_self_speech_with_labels():

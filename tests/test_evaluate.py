@@ -57,6 +57,15 @@ def test_perfect_generator_scores_perfectly_where_it_should(clip):
     assert s["head_out_of_range"] == 0.0  # nods of 0.1 rad (6 deg)
 
 
+def test_a_role_that_never_occurs_is_left_out_of_role_f1(clip):
+    motion, _ = motion_following(clip)
+    clip.state = np.where(clip.state == LISTENING, IDLE, clip.state)  # a clip where the avatar only speaks
+    perfect = summarise([clip_metrics(clip, motion, clip.state, np.random.default_rng(0))])
+    assert perfect["role_f1"] == 1.0  # not 0.5 for a listening class nobody had to find
+    always_listening = np.full(N, LISTENING, np.int8)
+    assert summarise([clip_metrics(clip, motion, always_listening, np.random.default_rng(0))])["role_f1"] == 0.0
+
+
 def test_a_head_beyond_conversational_range_is_counted(clip):
     motion, state = motion_following(clip)
     motion[60:90, 54] = np.radians(-25.0)  # rolled 25 degrees for a second (30 of 300 frames)
@@ -86,3 +95,6 @@ def test_table_lists_every_generator(clip):
     s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
     table = markdown_table({"hand": s, "again": s})
     assert "| lip-envelope r | >= 0.700 |" in table and table.count("|") > 40 and "again" in table
+    # rates over few events carry their counts: how much one more or one fewer would move them
+    assert "| P/B/M closed | >= 90.0% | 75.0% (3/4) | 75.0% (3/4) |" in table
+    assert "| nods after phrase ends | >= 60.0% | 66.7% (2/3) |" in table
