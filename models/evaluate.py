@@ -102,14 +102,14 @@ def summarise(per_clip: list[dict]) -> dict:
     switches = [s for c in per_clip for s in c["switches"]]
     leak_partner = ratio("leak", 0, 1)
     leak_own = ratio("leak", 2, 3)
-    jitter_frames = max(1, sum(c["jitter"][2] for c in per_clip))
+    jitter_frames = max(1, total("jitter", 2))
     return {
         "lip_envelope_r": float(np.nanmean([c["lip_r"] for c in per_clip])),
         "role_f1": float(np.nanmean([f1(cat(role, 0), cat(role, 1)) for role in ("speaking", "listening")])),
         "switch_latency_ms": 1000 * float(np.median(switches)) if switches else float("nan"),
         "partner_leak": leak_partner / leak_own if leak_own > 0 else float("nan"),
-        "jitter_blendshapes": sum(c["jitter"][0] for c in per_clip) / jitter_frames / 52,
-        "jitter_head_deg": np.degrees(sum(c["jitter"][1] for c in per_clip) / jitter_frames / 3),
+        "jitter_blendshapes": total("jitter", 0) / jitter_frames / 52,
+        "jitter_head_deg": np.degrees(total("jitter", 1) / jitter_frames / 3),
         "head_out_of_range": ratio("head_out", 0, 1),
         **{key: ratio(raw, 0, 1) for key, raw in COUNTED.items()},
         # what those rates are of: 17 of 32 and 170 of 320 read alike as rates, not as evidence
