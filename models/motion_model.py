@@ -52,6 +52,10 @@ class ModelConfig:
     # noise on the previous latents in training (per window, a scale up to this): at 0.1 the model leaned on its own
     # history so hard that on some audio its head ran away to 20-25 degrees and stayed (docs/model.md)
     prev_noise: float = 0.5
+    # share of those windows whose history noise is smooth (an offset and a trend per latent channel, like the drift
+    # of the model's own output) instead of independent per frame: with half, the model leans on the audio more and
+    # on its history less (more nods after phrase ends, and a steadier head at a lower temperature; docs/model.md)
+    prev_noise_smooth: float = 0.5
     articulation_weight: float = 0.5  # the encoder also predicts the mouth shapes of the phones it hears
     # denoising loss weight of frames within a second after a partner's phrase ends (1: like any other frame):
     # listeners nod there, rare moments that an even weighting leaves to the mean
@@ -77,6 +81,19 @@ class ModelConfig:
         """Newest feature row whose analysis window ends by frame k's time plus the look-ahead."""
         # row j's window ends at sample j * HOP + WIN / 2; frame k sits at sample k * SAMPLE_RATE / FRAME_RATE
         return (k * SAMPLE_RATE + FRAME_RATE * (self.lookahead_samples - WIN // 2)) // (FRAME_RATE * HOP)
+
+
+def history_noise(shape, scale: float, smooth_share: float, generator=None, device=None) -> torch.Tensor:
+    """Noise for training histories (N, P, L), each example's at a random level up to `scale`: for `smooth_share`
+    of the examples an offset and a trend per latent channel (how the model's own output drifts), for the rest
+    independent per frame."""
+    n, frames, channels = shape
+    rand = lambda *s: torch.rand(*s, generator=generator, device=device)  # noqa: E731
+    white = torch.randn(shape, generator=generator, device=device)
+    offset, trend = torch.randn(2, n, 1, channels, generator=generator, device=device)
+    drift = (offset + trend * torch.linspace(-1.0, 0.0, frames, device=device)[:, None]) / 1.15  # unit spread, as white
+    smooth = (rand(n, 1, 1) < smooth_share).float()
+    return scale * rand(n, 1, 1) * (smooth * drift + (1 - smooth) * white)
 
 
 class MotionModel(nn.Module):
@@ -202,7 +219,7 @@ class MotionModel(nn.Module):
         prev = torch.stack([z[:, s - P:s] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, P, L)
         guide = torch.stack([g[:, s + C - W:s + C] for s in starts.tolist()], 1).flatten(0, 1)  # (B*n, W, d)
         styles = style.repeat_interleave(n, 0)
-        prev = prev + cfg.prev_noise * rand(b * n, 1, 1) * torch.randn(prev.shape, generator=generator, device=dev)
+        prev = prev + history_noise(prev.shape, cfg.prev_noise, cfg.prev_noise_smooth, generator, dev)
         x0 = self.to_target(z_chunk, prev[:, -1:])  # steps from the (noisy) history: learn to correct drift too
         t = rand(b * n)
         noise = torch.randn(x0.shape, generator=generator, device=dev)

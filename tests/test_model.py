@@ -7,7 +7,8 @@ from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.generator import generate
 from backchannel.models.model_generator import ModelGenerator
 from backchannel.models.motion import FRAME_RATE, MOTION_DIM, frame_count
-from backchannel.models.motion_model import SPEECH_CHANNELS, FrameStep, ModelConfig, MotionModel, Sampling
+from backchannel.models.motion_model import (SPEECH_CHANNELS, FrameStep, ModelConfig, MotionModel, Sampling,
+                                             history_noise)
 
 from .speech import two_track_dialogue
 
@@ -166,6 +167,20 @@ def test_mouth_history_zero_takes_the_lips_from_audio_alone_and_the_rest_from_th
             lips_diff = float((motion[..., speech] - moved[..., speech]).abs().max())
             assert (lips_diff > 1e-4) == lips_move, (mouth_history, lips_diff)
             assert float((motion[..., rest] - moved[..., rest]).abs().max()) > 1e-4  # head, eyes: history counts
+
+
+def test_history_noise_drifts_smoothly_or_varies_per_frame():
+    g = torch.Generator().manual_seed(0)
+    drift = history_noise((256, 10, 8), 0.5, 1.0, g)
+    white = history_noise((256, 10, 8), 0.5, 0.0, g)
+    mixed = history_noise((256, 10, 8), 0.5, 0.5, g)
+    # an offset and a trend per channel: straight lines over the frames
+    assert float(torch.diff(drift, 2, dim=1).abs().max()) < 1e-5
+    assert float(torch.diff(white, 2, dim=1).abs().mean()) > 0.1
+    straight = (torch.diff(mixed, 2, dim=1).abs().amax(dim=(1, 2)) < 1e-5).float().mean()
+    assert 0.35 < float(straight) < 0.65
+    for noise in (drift, white):  # levels up to the scale, about unit spread before it: std 0.5 / sqrt(3) overall
+        assert 0.2 < float(noise.std()) < 0.37
 
 
 def test_speech_channels_are_the_blendshapes_the_corpus_articulates():
