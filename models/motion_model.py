@@ -91,7 +91,7 @@ def history_noise(shape, scale: float, smooth_share: float, generator=None, devi
     rand = lambda *s: torch.rand(*s, generator=generator, device=device)  # noqa: E731
     white = torch.randn(shape, generator=generator, device=device)
     offset, trend = torch.randn(2, n, 1, channels, generator=generator, device=device)
-    drift = (offset + trend * torch.linspace(-1.0, 0.0, frames, device=device)[:, None]) / 1.15  # unit spread, as white
+    drift = (offset + trend * torch.linspace(-1.0, 0.0, frames, device=device)[:, None]) / 1.15  # unit spread
     smooth = (rand(n, 1, 1) < smooth_share).float()
     return scale * rand(n, 1, 1) * (smooth * drift + (1 - smooth) * white)
 
