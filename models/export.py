@@ -22,8 +22,8 @@ from .features import FEATURE_DIM
 from .motion_model import TRAINING_ONLY, FrameStep, MotionModel, Sampling
 
 log = logging.getLogger(__name__)
-STEP_INPUTS = ["a_self", "a_other", "style", "guide_past", "prev", "noise"]
-STEP_OUTPUTS = ["latents", "motion", "state_logits", "guide"]
+STEP_INPUTS = ["a_self", "a_other", "style", "prev", "noise"]
+STEP_OUTPUTS = ["latents", "motion", "state_logits"]
 OPSET = 17
 
 
@@ -48,9 +48,8 @@ def example_inputs(model: MotionModel, batch: int = 2, rows: int = 4):
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     encoder = (r(batch, rows, FEATURE_DIM) * 3 - 8, torch.tensor(1, dtype=torch.int64),
                *model.encoder.initial_state(batch))
-    step = (r(batch, cfg.chunk, cfg.enc_hidden), r(batch, cfg.chunk, cfg.enc_hidden), r(batch, cfg.style_dim),
-            r(batch, cfg.guide_window - cfg.chunk, cfg.d_model), r(batch, cfg.prev_frames, cfg.latent_dim),
-            r(batch, cfg.chunk, cfg.latent_dim))
+    step = (r(batch, cfg.guide_window, cfg.enc_hidden), r(batch, cfg.guide_window, cfg.enc_hidden),
+            r(batch, cfg.style_dim), r(batch, cfg.prev_frames, cfg.latent_dim), r(batch, cfg.chunk, cfg.latent_dim))
     return encoder, step
 
 

@@ -16,13 +16,14 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.T
     return (1 - t) * x0 + t * noise
 
 
-def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
+def sample(denoise: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], noise: torch.Tensor,
            steps: int) -> torch.Tensor:
-    """Integrate from pure noise (t = 1) to data (t = 0) in `steps` network evaluations."""
+    """Integrate from pure noise (t = 1) to data (t = 0) in `steps` network evaluations; `denoise(x, t, step)`
+    gets the step's index too."""
     x = noise
     times = [1.0 - i / steps for i in range(steps + 1)]  # plain floats: the schedule is fixed, not traced
-    for t, t_next in zip(times[:-1], times[1:]):
-        x0 = denoise(x, torch.zeros_like(x[:, 0, 0]) + t)  # (B,) written so ONNX keeps the batch dynamic
+    for step, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+        x0 = denoise(x, torch.zeros_like(x[:, 0, 0]) + t, step)  # (B,) written so ONNX keeps the batch dynamic
         if t_next <= 0.0:
             return x0
         implied_noise = (x - (1 - t) * x0) / t

@@ -45,18 +45,27 @@ class InteractiveMotionGuider(nn.Module):
         nn.init.zeros_(self.style.weight)
         nn.init.zeros_(self.style.bias)
         self.null_partner = nn.Parameter(torch.zeros(audio_dim))  # "no partner" for classifier-free guidance
+        self.null_self = nn.Parameter(torch.zeros(audio_dim))  # "own voice unheard", the same for the lips
         self.state_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 3))
 
     def forward(self, a_self: torch.Tensor, a_other: torch.Tensor, style: torch.Tensor,
-                drop_partner: torch.Tensor | None = None):
-        """a_self, a_other (B, T, A); style (B, S); drop_partner (B,) bool -> features (B, T, d), state logits."""
+                drop_partner: torch.Tensor | None = None, drop_self: torch.Tensor | None = None):
+        """a_self, a_other (B, T, A); style (B, S); drop_partner, drop_self (B,) bool -> features (B, T, d), state
+        logits."""
         if drop_partner is not None:
             a_other = torch.where(drop_partner[:, None, None], self.null_partner.expand_as(a_other), a_other)
+        if drop_self is not None:
+            a_self = torch.where(drop_self[:, None, None], self.null_self.expand_as(a_self), a_self)
         g = self.verbal(a_self) + self.nonverbal(torch.cat([a_self, a_other], dim=-1))
         g = g + self.fuse(g)
         scale, shift = self.style(style).chunk(2, dim=-1)
         g = g * (1 + scale[:, None]) + shift[:, None]
         return g, self.state_head(g)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights trained before self-guidance existed never dropped the own voice; their null_self stays unused
+        state_dict.setdefault(prefix + "null_self", torch.zeros_like(self.null_self))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class StyleEncoder(nn.Module):

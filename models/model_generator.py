@@ -94,16 +94,8 @@ class ModelStream(MotionStream):
         self.head_past: np.ndarray | None = None  # the last sampled head poses the filter still reads (smooth_head)
         self.style_vec = gen.style_vector(style)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
-        self.guide_past = self._silent_guide()
-
-    def _silent_guide(self) -> np.ndarray:
-        """The guider's features of the silence before the start (training pads clips the same way), (W - C, d)."""
-        cfg, c = self.cfg, self.cfg.chunk
-        quiet = [np.repeat(r[-1:][None], c, 1) for r in self.rows]
-        *_, g = self.gen.engine.step(quiet[SELF], quiet[OTHER], self.style_vec[None],
-                                     np.zeros((1, cfg.guide_window - c, cfg.d_model), np.float32), self.prev[None],
-                                     np.zeros((1, c, cfg.latent_dim), np.float32))
-        return np.repeat(g[0, :1], cfg.guide_window - c, 0)
+        # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
+        self.audio_past = [np.repeat(r[-1:], cfg.guide_window - cfg.chunk, 0) for r in self.rows]
 
     def next_noise(self) -> np.ndarray:
         """The sampler's starting noise for the next chunk, (C, L): each frame's is standard normal, as in
@@ -125,8 +117,9 @@ class ModelStream(MotionStream):
                 self.rows[track] = np.concatenate([self.rows[track], out])
 
     def chunk_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both tracks' encoder outputs for the guide window ending with the next chunk, (W, A) each."""
         idx = self.cfg.row_for_frame(np.arange(self.k, self.k + self.cfg.chunk)) - self.row0
-        return self.rows[SELF][idx], self.rows[OTHER][idx]
+        return tuple(np.concatenate([past, rows[idx]]) for past, rows in zip(self.audio_past, self.rows))
 
     def ready(self, limit: int | None) -> bool:
         if limit is not None and self.k >= limit:
@@ -134,10 +127,11 @@ class ModelStream(MotionStream):
         last = self.k + self.cfg.chunk - 1
         return int(self.cfg.row_for_frame(last)) < self.row0 + len(self.rows[SELF])
 
-    def advance(self, z: np.ndarray, g: np.ndarray) -> None:
+    def advance(self, z: np.ndarray, window: tuple[np.ndarray, np.ndarray]) -> None:
+        """After a chunk: its latents join the history, its guide window (chunk_inputs) moves on."""
         c = self.cfg.chunk
         self.prev = np.concatenate([self.prev, z])[c:]
-        self.guide_past = np.concatenate([self.guide_past, g])[c:]
+        self.audio_past = [w[c:] for w in window]
         self.k += c
         keep = min(int(self.cfg.row_for_frame(self.k)) - self.row0, len(self.rows[SELF]))
         if keep > 0:  # rows before the next frame's are never read again
@@ -185,11 +179,13 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", steps: int | None = None,
                  backend: str = "auto", model: MotionModel | None = None,
                  noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0,
-                 temperature: float = TEMPERATURE, mouth_history: float = MOUTH_HISTORY, smooth_head: bool = True):
+                 temperature: float = TEMPERATURE, mouth_history: float = MOUTH_HISTORY, smooth_head: bool = True,
+                 self_guidance: float = 1.0):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
-        self.sampling = Sampling(int(steps or self.cfg.steps), float(partner_guidance), float(mouth_history))
+        self.sampling = Sampling(int(steps or self.cfg.steps), float(partner_guidance), float(mouth_history),
+                                 float(self_guidance))
         self.noise_correlation = float(noise_correlation)
         self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
         self.smooth_head = bool(smooth_head)
@@ -255,13 +251,13 @@ class ModelGenerator(Generator):
         out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in streams]
         while active := [i for i, s in enumerate(streams) if s.ready(limit)]:
             batch = [streams[i] for i in active]
-            a_self, a_other = (np.stack(x) for x in zip(*(s.chunk_inputs() for s in batch)))
+            windows = [s.chunk_inputs() for s in batch]
+            a_self, a_other = (np.stack(x) for x in zip(*windows))
             noise = np.stack([s.next_noise() for s in batch])
-            z, motion, logits, g = self.engine.step(
-                a_self, a_other, np.stack([s.style_vec for s in batch]), np.stack([s.guide_past for s in batch]),
-                np.stack([s.prev for s in batch]), noise)
+            z, motion, logits = self.engine.step(a_self, a_other, np.stack([s.style_vec for s in batch]),
+                                                 np.stack([s.prev for s in batch]), noise)
             for n, (i, s) in enumerate(zip(active, batch)):
-                s.advance(z[n], g[n])
+                s.advance(z[n], windows[n])
                 out[i].append((z[n], motion[n], logits[n].argmax(-1)))
         blocks = []
         for first, s, chunks in zip(firsts, streams, out):

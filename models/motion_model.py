@@ -49,6 +49,8 @@ class ModelConfig:
     p_drop_style: float = 0.3
     p_drop_prev: float = 0.5
     p_drop_partner: float = 0.1
+    # the avatar's own voice, for guidance on it (Sampling.self_guidance); 0 in weights trained before it existed
+    p_drop_self: float = 0.0
     # noise on the previous latents in training (per window, a scale up to this): at 0.1 the model leaned on its own
     # history so hard that on some audio its head ran away to 20-25 degrees and stayed (docs/model.md)
     prev_noise: float = 0.5
@@ -208,7 +210,9 @@ class MotionModel(nn.Module):
 
         style = self.style_vector(batch["ref_motion"], b)
         style = torch.where((rand(b) < cfg.p_drop_style)[:, None], self.style_encoder.null.expand_as(style), style)
-        g, state_logits = self.guider(a_self, a_other, style, drop_partner=rand(b) < cfg.p_drop_partner)
+        drop_self = rand(b) < cfg.p_drop_self
+        g, state_logits = self.guider(a_self, a_other, style, drop_partner=rand(b) < cfg.p_drop_partner,
+                                      drop_self=drop_self)
 
         # every chunk of the T target frames is one denoising example with its own history and noise level
         starts = torch.arange(P, total - C + 1, C, device=dev)  # chunk start frames in the window
@@ -235,7 +239,10 @@ class MotionModel(nn.Module):
         decoded = self.codec.decode(self.from_target(x0_hat, prev[:, -1:]), clip=False)
         weight = torch.as_tensor(CHANNEL_WEIGHT, device=dev)
         motion_loss = (w * ((decoded - target) / self.codec.motion_std) ** 2 * weight).mean()
-        state_loss = F.cross_entropy(state_logits[:, P:].reshape(-1, 3), batch["state"][:, P:].reshape(-1))
+        # whether the avatar speaks is not for the state head to guess with its own voice unheard
+        ce = F.cross_entropy(state_logits[:, P:].transpose(1, 2), batch["state"][:, P:], reduction="none")  # (B, T)
+        heard = (~drop_self).float()[:, None]
+        state_loss = (ce * heard).sum() / (heard.sum() * T).clamp_min(1.0)
         total_loss = latent_loss + 0.5 * motion_loss + 0.2 * state_loss + cfg.articulation_weight * art_loss
         return {"loss": total_loss, "latent": latent_loss.detach(), "motion": motion_loss.detach(),
                 "state": state_loss.detach(), "articulation": art_loss.detach()}
@@ -279,19 +286,24 @@ class Sampling:
     # examples, so the model knows that condition), while head, eyes and expressions keep the history. Measured on
     # the shipped weights: with history the lips missed closures and loudness the encoder heard (docs/model.md).
     mouth_history: float = 1.0
+    # > 1: classifier-free guidance away from "own voice unheard" (weights trained with p_drop_self > 0)
+    self_guidance: float = 1.0
 
 
 class FrameStep(nn.Module):
     """Everything after the audio encoder for one chunk: guider -> few-step denoising -> codec decoder.
 
     This is what runs per tick (batched across sessions) and what `backchannel export onnx` exports. It keeps no
-    state: the caller passes the guider features and latents of the recent past and gets the new ones back.
+    state: the caller passes the encoder outputs and latents of the recent past and gets the new latents back.
     """
 
     def __init__(self, model: MotionModel, sampling: Sampling | None = None):
         super().__init__()
         self.model = model
         self.sampling = sampling or Sampling(model.cfg.steps)
+        if self.sampling.self_guidance != 1.0 and model.cfg.p_drop_self == 0:
+            raise ValueError("self_guidance needs weights trained with the own voice dropped (p_drop_self > 0): "
+                             "these never learnt what to do without it")
         mix = torch.ones(model.codec.motion_mean.shape[-1])
         mix[list(SPEECH_CHANNELS)] = self.sampling.mouth_history
         self.register_buffer("history_mix", mix, persistent=False)  # per motion channel: weight of the history
@@ -299,28 +311,43 @@ class FrameStep(nn.Module):
         self.register_buffer("pose_low", mean - POSE_BOUND_STD * std, persistent=False)
         self.register_buffer("pose_high", mean + POSE_BOUND_STD * std, persistent=False)
 
-    def forward(self, a_self, a_other, style, guide_past, prev, noise):
-        """a_self, a_other (B, C, A); style (B, S); guide_past (B, W - C, d); prev (B, P, L); noise (B, C, L)
-        -> latents (B, C, L), motion (B, C, 62), state logits (B, C, 3), guider features (B, C, d)."""
-        m, s = self.model, self.sampling
-        g, logits = m.guider(a_self, a_other, style)
-        guides = [torch.cat([guide_past, g], dim=1)]
-        if s.partner_guidance != 1.0:  # the same frames as they would be with no partner heard
-            g_alone, _ = m.guider(a_self, a_other, style, drop_partner=torch.ones_like(style[:, 0]).bool())
-            guides.append(torch.cat([guide_past, g_alone], dim=1))
-        # samples drawn side by side in one batch: with history, and (mouth_history < 1) without it
-        k, h = len(guides), 1 if s.mouth_history == 1.0 else 2
-        guide = torch.cat([gd for gd in guides for _ in range(h)])  # (k * h * B, W, d), partner-major
-        keep = torch.zeros_like(noise[:, 0, 0]).bool()  # built from a tensor so the batch stays dynamic in ONNX
-        drop_prev = torch.cat([keep, ~keep]).repeat(k) if h == 2 else None
-        prev_all, style_all = prev.repeat(k * h, 1, 1), style.repeat(k * h, 1)
+    def forward(self, a_self, a_other, style, prev, noise):
+        """a_self, a_other (B, W, A) encoder outputs of the guide window's frames, the chunk's last; style (B, S);
+        prev (B, P, L); noise (B, C, L) -> latents (B, C, L), motion (B, C, 62), state logits (B, C, 3).
 
-        def denoise(x, t):  # x (h * B, C, L): one sample per history condition
-            out = m.denoiser(x.repeat(k, 1, 1), t.repeat(k), guide, prev_all, style_all, drop_prev=drop_prev)
-            if k == 1:
-                return out
-            heard, alone = out.chunk(2)
-            return alone + s.partner_guidance * (heard - alone)
+        The guider reads the whole window once per condition, so a guided condition ("no partner heard", "own
+        voice unheard") holds for the window as it did in training, not only for the newest frames."""
+        m, s = self.model, self.sampling
+        every = torch.ones_like(style[:, 0]).bool()
+        g, logits = m.guider(a_self, a_other, style)
+        # samples drawn side by side: with history, and (mouth_history < 1) without it; the lips come from the last
+        h = 1 if s.mouth_history == 1.0 else 2
+        lips = h - 1
+        # guided conditions: scale, guider features, the samples guided. The own voice guides the lips' sample
+        # alone: guiding the head's too made it busier (more nods at random moments, more jitter; docs/model.md).
+        guided = [(scale, m.guider(a_self, a_other, style, **{drop: every})[0], samples)
+                  for scale, drop, samples in ((s.partner_guidance, "drop_partner", range(h)),
+                                               (s.self_guidance, "drop_self", [lips])) if scale != 1.0]
+        # one batch: each sample as heard, then each guided sample under its condition (guide, sample, scale)
+        rows = [(g, i, 1.0) for i in range(h)] + [(gd, i, scale) for scale, gd, samples in guided for i in samples]
+        keep = torch.zeros_like(noise[:, 0, 0]).bool()  # built from a tensor so the batch stays dynamic in ONNX
+        # Guidance acts where the sample's shape is decided: on 30 validation clips, own-voice guidance in the first
+        # two of four steps closed as many P/B/M phones as in all four, in the last two none more than without it
+        # (docs/model.md); the later steps save the extra rows.
+        guided_steps = (s.steps + 1) // 2
+
+        def denoise(x, t, step):  # x (h * B, C, L): one per sample
+            now = rows if step < guided_steps else rows[:h]
+            xs, ts = x.chunk(h), t.chunk(h)
+            out = m.denoiser(torch.cat([xs[i] for _, i, _ in now]), torch.cat([ts[i] for _, i, _ in now]),
+                             torch.cat([gd for gd, _, _ in now]), prev.repeat(len(now), 1, 1),
+                             style.repeat(len(now), 1),
+                             drop_prev=torch.cat([~keep if i else keep for _, i, _ in now]) if h == 2 else None
+                             ).chunk(len(now))
+            mixed = list(out[:h])
+            for (_, i, scale), unheard in zip(now[h:], out[h:]):
+                mixed[i] = mixed[i] + (scale - 1) * (out[i] - unheard)
+            return torch.cat(mixed)
 
         z = m.from_target(sample(denoise, noise.repeat(h, 1, 1), s.steps), prev.repeat(h, 1, 1)[:, -1:])
         motion = m.codec.decode(z)
@@ -329,4 +356,4 @@ class FrameStep(nn.Module):
             motion = audio_only + self.history_mix * (with_history - audio_only)
         pose = torch.minimum(torch.maximum(motion[..., HEAD_POSE], self.pose_low), self.pose_high)
         motion = torch.cat([motion[..., :HEAD_POSE.start], pose, motion[..., HEAD_POSE.stop:]], dim=-1)
-        return m.codec.encode(motion), motion, logits, g
+        return m.codec.encode(motion), motion, logits[:, -noise.shape[1]:]

@@ -106,8 +106,9 @@ def test_onnx_matches_torch(tmp_path, short):
     model = small_model()
     diffs = check_onnx(model, *export_onnx(model, tmp_path, Sampling(2)))
     assert diffs["encoder"] < 1e-4 and diffs["frame_step"] < 1e-4
-    guided = check_onnx(model, *export_onnx(model, tmp_path / "guided", Sampling(2, partner_guidance=1.5,
-                                                                                   mouth_history=0.3)))
+    guided_model = small_model(p_drop_self=0.1)
+    guided = check_onnx(guided_model, *export_onnx(guided_model, tmp_path / "guided", Sampling(
+        2, partner_guidance=1.5, mouth_history=0.3, self_guidance=2.0)))
     assert guided["frame_step"] < 1e-4
     a, b = short  # and the whole streaming path on onnxruntime gives the torch path's frames
     on_torch = generate(ModelGenerator(model=model, steps=2, backend="torch"), a, b, seed=1)
@@ -155,18 +156,51 @@ def test_mouth_history_zero_takes_the_lips_from_audio_alone_and_the_rest_from_th
     from backchannel.models.export import example_inputs
 
     model = small_model()
-    _, (a_self, a_other, style, guide_past, prev, noise) = example_inputs(model, batch=3)
+    _, (a_self, a_other, style, prev, noise) = example_inputs(model, batch=3)
     other_prev = prev + torch.randn(prev.shape, generator=torch.Generator().manual_seed(1))
     speech = list(SPEECH_CHANNELS)
     rest = [c for c in range(MOTION_DIM) if c not in SPEECH_CHANNELS]
     with torch.no_grad():
         for mouth_history, lips_move in ((0.0, False), (1.0, True)):
             step = FrameStep(model, Sampling(2, mouth_history=mouth_history))
-            _, motion, _, _ = step(a_self, a_other, style, guide_past, prev, noise)
-            _, moved, _, _ = step(a_self, a_other, style, guide_past, other_prev, noise)
+            _, motion, _ = step(a_self, a_other, style, prev, noise)
+            _, moved, _ = step(a_self, a_other, style, other_prev, noise)
             lips_diff = float((motion[..., speech] - moved[..., speech]).abs().max())
             assert (lips_diff > 1e-4) == lips_move, (mouth_history, lips_diff)
             assert float((motion[..., rest] - moved[..., rest]).abs().max()) > 1e-4  # head, eyes: history counts
+
+
+def test_self_guidance_hides_the_own_voice_from_the_whole_guide_window():
+    from backchannel.models.export import example_inputs
+
+    with pytest.raises(ValueError, match="p_drop_self"):  # weights that never learnt the unheard condition
+        FrameStep(small_model(), Sampling(2, self_guidance=2.0))
+    model = small_model(p_drop_self=0.1)
+    with torch.no_grad():
+        model.guider.null_self.normal_()
+    _, (a_self, a_other, style, prev, noise) = example_inputs(model, batch=2)
+    seen = []
+    denoise = model.denoiser.forward
+    model.denoiser.forward = lambda x, t, guide, *rest, **kw: seen.append(guide) or denoise(x, t, guide, *rest, **kw)
+    step = FrameStep(model, Sampling(1, self_guidance=2.0))
+    louder = a_self.clone()
+    louder[:, 0] += 5.0  # the window's oldest frame: the chunk's own frame is the last
+    with torch.no_grad():
+        _, plain, _ = step(a_self, a_other, style, prev, noise)
+        _, moved, _ = step(louder, a_other, style, prev, noise)
+    heard, unheard = seen[0].chunk(2)
+    heard_louder, unheard_louder = seen[1].chunk(2)
+    assert float((heard - heard_louder).abs().max()) > 1e-3  # the heard condition reads the whole window...
+    torch.testing.assert_close(unheard, unheard_louder)  # ...and the unheard one none of it
+    assert float((plain - moved).abs().max()) > 1e-4
+    # with the lips drawn without history, only they are guided: the head and the rest come out as unguided
+    rest = [c for c in range(MOTION_DIM) if c not in SPEECH_CHANNELS]
+    with torch.no_grad():
+        _, unguided, _ = FrameStep(model, Sampling(1, mouth_history=0.0))(a_self, a_other, style, prev, noise)
+        _, lips_guided, _ = FrameStep(model, Sampling(1, mouth_history=0.0, self_guidance=2.0))(
+            a_self, a_other, style, prev, noise)
+    torch.testing.assert_close(lips_guided[..., rest], unguided[..., rest])
+    assert float((lips_guided - unguided)[..., list(SPEECH_CHANNELS)].abs().max()) > 1e-3
 
 
 def test_history_noise_drifts_smoothly_or_varies_per_frame():
