@@ -318,32 +318,36 @@ class FrameStep(nn.Module):
         The guider reads the whole window once per condition, so a guided condition ("no partner heard", "own
         voice unheard") holds for the window as it did in training, not only for the newest frames."""
         m, s = self.model, self.sampling
-        every = torch.ones_like(style[:, 0]).bool()
+        # per example, a condition not applied (~off: applied); from a tensor so ONNX keeps the batch dynamic
+        off = torch.zeros_like(noise[:, 0, 0]).bool()
         g, logits = m.guider(a_self, a_other, style)
         # samples drawn side by side: with history, and (mouth_history < 1) without it; the lips come from the last
         h = 1 if s.mouth_history == 1.0 else 2
         lips = h - 1
         # guided conditions: scale, guider features, the samples guided. The own voice guides the lips' sample
         # alone: guiding the head's too made it busier (more nods at random moments, more jitter; docs/model.md).
-        guided = [(scale, m.guider(a_self, a_other, style, **{drop: every})[0], samples)
+        guided = [(scale, m.guider(a_self, a_other, style, **{drop: ~off})[0], samples)
                   for scale, drop, samples in ((s.partner_guidance, "drop_partner", range(h)),
                                                (s.self_guidance, "drop_self", [lips])) if scale != 1.0]
         # one batch: each sample as heard, then each guided sample under its condition (guide, sample, scale)
         rows = [(g, i, 1.0) for i in range(h)] + [(gd, i, scale) for scale, gd, samples in guided for i in samples]
-        keep = torch.zeros_like(noise[:, 0, 0]).bool()  # built from a tensor so the batch stays dynamic in ONNX
         # Guidance acts where the sample's shape is decided: on 30 validation clips, own-voice guidance in the first
         # two of four steps closed as many P/B/M phones as in all four, in the last two none more than without it
         # (docs/model.md); the later steps save the extra rows.
         guided_steps = (s.steps + 1) // 2
 
+        def conditions(now):  # the denoiser's inputs other than x and t for these rows, built once per chunk
+            return (torch.cat([gd for gd, _, _ in now]), prev.repeat(len(now), 1, 1), style.repeat(len(now), 1),
+                    torch.cat([~off if i else off for _, i, _ in now]) if h == 2 else None)
+
+        every_row = (rows, conditions(rows))
+        heard_rows = (rows[:h], conditions(rows[:h])) if guided else every_row
+
         def denoise(x, t, step):  # x (h * B, C, L): one per sample
-            now = rows if step < guided_steps else rows[:h]
+            now, (guide, prev_all, style_all, drop_prev) = every_row if step < guided_steps else heard_rows
             xs, ts = x.chunk(h), t.chunk(h)
-            out = m.denoiser(torch.cat([xs[i] for _, i, _ in now]), torch.cat([ts[i] for _, i, _ in now]),
-                             torch.cat([gd for gd, _, _ in now]), prev.repeat(len(now), 1, 1),
-                             style.repeat(len(now), 1),
-                             drop_prev=torch.cat([~keep if i else keep for _, i, _ in now]) if h == 2 else None
-                             ).chunk(len(now))
+            out = m.denoiser(torch.cat([xs[i] for _, i, _ in now]), torch.cat([ts[i] for _, i, _ in now]), guide,
+                             prev_all, style_all, drop_prev=drop_prev).chunk(len(now))
             mixed = list(out[:h])
             for (_, i, scale), unheard in zip(now[h:], out[h:]):
                 mixed[i] = mixed[i] + (scale - 1) * (out[i] - unheard)
