@@ -4,6 +4,8 @@ stream an hour-scale conversation in process (CPU per frame and memory growth, h
 renderer (models/render/speed.py)."""
 from __future__ import annotations
 
+from .cli import GENERATOR_HELP
+
 
 def _audio(args):
     """The two tracks to stream: the given files (the shorter or missing one padded) or a synthetic dialogue."""
@@ -37,7 +39,7 @@ def register(commands) -> None:
     for name, helptext in (("latency", "audio-in -> motion-out latency of one real-time session"),
                            ("capacity", "how many real-time sessions one worker holds at 30 fps")):
         k = kinds.add_parser(name, help=helptext)
-        k.add_argument("--generator", help="generator to measure (default: the worker's default)")
+        k.add_argument("--generator", help="the worker's " + GENERATOR_HELP)
         k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity)")
         k.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message, as a game would send")
         k.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
@@ -51,7 +53,7 @@ def register(commands) -> None:
                                      "resident memory (RSS), then how much RSS grew from the end of minute 1 to the "
                                      "end of the last: flat CPU and no growth mean the cost does not grow with the "
                                      "conversation. RSS itself includes the generator and its libraries.")
-    n.add_argument("--generator", help="generator to measure (default: the shipped default)")
+    n.add_argument("--generator", help=GENERATOR_HELP)
     n.add_argument("--minutes", type=float, default=10.0, help="length of the conversation (default 10, at least 2 "
                    "for a growth figure)")
     n.set_defaults(func=length_command)

@@ -20,6 +20,11 @@ COMMAND_MODULES = (
 )
 
 
+# every command that runs one generator takes the same spec (models.generator.parse_spec)
+GENERATOR_HELP = ('motion generator, "baseline" or "model", with options in brackets if any, e.g. '
+                  '"model[temperature=0.5;steps=2]" (default: the shipped default)')
+
+
 def json_object(text: str) -> dict:
     """argparse type of every flag that takes a JSON object (--style '{"expressiveness": 1.2}')."""
     try:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .cli import GENERATOR_HELP
+
 
 def register(commands) -> None:
     p = commands.add_parser("demo", help="run the bundled conversation end to end and print where everything went")
     p.add_argument("--out", default="out/demo", help="folder for the results")
-    p.add_argument("--generator", default=None, help="motion generator (default: the shipped default)")
+    p.add_argument("--generator", default=None, help=GENERATOR_HELP)
     p.add_argument("--latency-seconds", type=float, default=12.0,
                    help="seconds of the sample to stream live for the latency figures (0: skip)")
     p.set_defaults(func=demo_command)

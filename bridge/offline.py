@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .cli import json_object
+from .cli import GENERATOR_HELP, json_object
 from .portrait_options import add_portrait_arguments, open_renderer
 
 
@@ -14,7 +14,7 @@ def register(commands) -> None:
     p.add_argument("--other", dest="other_audio", required=True, metavar="OTHER.wav", help="the partner's voice")
     p.add_argument("--out", action="append", required=True, metavar="motion.jsonl|.csv|.npz",
                    help="motion file to write (repeat for several formats)")
-    p.add_argument("--generator", default=None, help="motion generator (default: the shipped default)")
+    p.add_argument("--generator", default=None, help=GENERATOR_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", type=json_object, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
     add_portrait_arguments(p)

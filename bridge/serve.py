@@ -7,7 +7,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from .cli import json_object
+from .cli import GENERATOR_HELP, json_object
 from .portrait_options import add_portrait_arguments
 
 # every key a config file may set; each is also a flag (--audio-in for audio_in ...)
@@ -32,7 +32,7 @@ def register(commands) -> None:
     p.add_argument("--partner-device", metavar="DEVICE", help="capture this input device as the partner's voice")
     p.add_argument("--local-session", metavar="NAME", help="session name for --mic/--partner-device (default local)")
     p.add_argument("--device-rate", type=int, metavar="HZ", help="capture rate (default: each device's own)")
-    p.add_argument("--generator", help="default generator for new sessions")
+    p.add_argument("--generator", help="default for new sessions: " + GENERATOR_HELP)
     p.add_argument("--seed", type=int)
     p.add_argument("--style", type=json_object, metavar="JSON", help='default style, e.g. {"expressiveness": 1.2}')
     p.add_argument("--jitter-ms", type=float, help="jitter deadline (default 40)")

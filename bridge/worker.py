@@ -285,13 +285,22 @@ class Worker:
     # --- sessions -------------------------------------------------------------------------------------------------
 
     def _generator(self, name: str | None) -> Generator:
-        """One instance per generator name, shared by its sessions so a batching generator sees them together."""
+        """One instance per generator name, shared by its sessions so a batching generator sees them together.
+        Sessions choose a generator by name, or the operator's own spec (`serve --generator "model[steps=2]"`):
+        options are the operator's to set, since each spec a client could invent would load another model."""
+        if name and "[" in name and name != self.config.generator:
+            raise ProtocolError("bad_generator", f"generator {name!r}: sessions choose a generator by name; "
+                                f"options are set where the worker starts (serve --generator)")
         if name not in self.generators:
             try:
                 self.generators[name] = self.make_generator(name)
             except Exception as e:  # unknown name, missing weights, a failing import...
                 raise ProtocolError("bad_generator", f"cannot use generator {name!r}: {e}") from None
         return self.generators[name]
+
+    def generator_names(self) -> list[str]:
+        """What sessions may choose: every generator by name, and the operator's spec."""
+        return sorted({*GENERATORS, *filter(None, [self.config.generator])})
 
     def open_session(self, name: str, now: float, generator: str | None = None, seed: int | None = None,
                      style: dict | None = None) -> Session:
@@ -473,7 +482,7 @@ class Worker:
             "protocol": protocol.VERSION, "frame_rate": FRAME_RATE, "sample_rate": SAMPLE_RATE,
             "blendshapes": list(ARKIT_NAMES), "head_rotation": list(HEAD_ROTATION_NAMES),
             "head_translation": list(HEAD_TRANSLATION_NAMES), "gaze": list(GAZE_NAMES), "states": list(STATES),
-            "generator": self.default_generator.describe(), "generators": sorted(GENERATORS),
+            "generator": self.default_generator.describe(), "generators": self.generator_names(),
             "lookahead_s": self.default_generator.lookahead_s, "jitter_ms": self.config.jitter_ms,
             "tracks": list(protocol.TRACKS), "formats": sorted(PCM_FORMATS), "rates": [MIN_RATE, MAX_RATE],
             "max_message_bytes": self.config.max_message_bytes, "idle_timeout_s": self.config.idle_timeout_s,

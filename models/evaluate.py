@@ -154,38 +154,21 @@ def eval_clip(clip) -> EvalClip:
         meta=clip.meta)
 
 
-def parse_generator(spec: str) -> tuple[str, dict]:
-    """"baseline", "labels" (the clips' own motion), "model", or a generator with options in brackets:
-    "model[steps=2]", "model[steps=8;partner_guidance=1.5;backend=torch]"."""
-    name, _, rest = spec.partition("[")
-    options = {}
-    if rest:
-        if not rest.endswith("]"):
-            raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
-        for item in filter(None, rest[:-1].split(";")):
-            key, _, value = item.partition("=")
-            try:
-                options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-            except ValueError:
-                options[key.strip()] = value.strip()
-    return name.strip(), options
-
-
 def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True) -> dict[str, dict]:
     """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling)."""
     from tqdm import tqdm
 
-    from .generator import generate, make_generator
+    from .generator import generate, make_generator, parse_spec
 
     results = {}
     for spec in generators:
-        name, options = parse_generator(spec)
+        name, _ = parse_spec(spec)
         if name == "labels":
             run = lambda clip, s: (clip.motion, clip.state)  # noqa: E731
             if any(c.motion is None for c in clips):
                 raise ValueError("the clips carry no reference motion to score as 'labels'")
         else:
-            gen = make_generator(name, **options)
+            gen = make_generator(spec)
 
             def run(clip, s, gen=gen):
                 block = generate(gen, clip.self_audio, clip.other_audio, seed=s)

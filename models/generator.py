@@ -14,6 +14,7 @@ was, so the worker can retry the sessions one by one and close only the one that
 from __future__ import annotations
 
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -76,12 +77,37 @@ GENERATORS: dict[str, str] = {
 }
 
 
-def make_generator(name: str | None = None, **options) -> Generator:
-    name = name or DEFAULT_GENERATOR
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """A generator spec: a name ("model", "baseline") with options in brackets, if any: "model[steps=2]",
+    "model[temperature=0.5;partner_guidance=1.5;backend=torch]". Numbers become numbers, the rest stays text."""
+    name, _, rest = spec.strip().partition("[")
+    options = {}
+    if rest:
+        if not rest.endswith("]"):
+            raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
+        for item in filter(None, rest[:-1].split(";")):
+            key, _, value = item.partition("=")
+            try:
+                options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+            except ValueError:
+                options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
+def make_generator(spec: str | None = None, **options) -> Generator:
+    """A generator from its spec (parse_spec; default DEFAULT_GENERATOR); keyword options add to the spec's."""
+    name, parsed = parse_spec(spec or DEFAULT_GENERATOR)
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))}")
     module, factory = GENERATORS[name].split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), factory)(**options)
+    factory = getattr(importlib.import_module(f"{__package__}.{module}"), factory)
+    options = {**parsed, **options}
+    known = inspect.signature(factory).parameters
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"generator {name!r} has no option {', '.join(unknown)}; "
+                         f"it takes {', '.join(k for k in known if k != 'model') or 'none'}")
+    return factory(**options)
 
 
 def generate(generator: Generator, self_audio: np.ndarray, other_audio: np.ndarray, seed: int = 0,

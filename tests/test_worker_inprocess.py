@@ -282,3 +282,19 @@ def test_workers_made_one_after_another_never_reuse_an_in_process_endpoint():
         w.shutdown()
         del w
     assert len(seen) == 20
+
+
+def test_sessions_choose_generators_by_name_and_options_stay_the_operators():
+    spec = "model[steps=2;backend=torch]"  # as `serve --generator` passes it
+    w = Worker(WorkerConfig(**ANY_PORT, generator=spec))
+    try:
+        assert w.default_generator.sampling.steps == 2
+        assert spec in request(w, "describe")["generators"]
+        assert request(w, "open", session="a", generator=spec)["generator"] == "model"
+        assert w.sessions["a"].generator is w.default_generator  # the operator's spec: the same instance
+        assert request(w, "open", session="b", generator="baseline")["generator"] == "baseline"
+        refused = request(w, "open", session="c", generator="model[steps=64]")
+        assert refused["error"] == "bad_generator" and "serve --generator" in refused["message"]
+        assert set(w.sessions) == {"a", "b"}
+    finally:
+        w.shutdown()

@@ -1,0 +1,27 @@
+"""Generator specs: a name with options in brackets, as `run`, `serve`, `bench` and `eval` take them."""
+import pytest
+
+from backchannel.models.generator import make_generator, parse_spec
+
+
+def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
+    assert parse_spec("model") == ("model", {})
+    assert parse_spec("model[steps=2;temperature=0.5;backend=torch]") == (
+        "model", {"steps": 2, "temperature": 0.5, "backend": "torch"})
+    assert parse_spec(" baseline [] ") == ("baseline", {})
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("model[steps=2", "options go in brackets"),
+    ("nope", "unknown generator 'nope'"),
+    ("baseline[steps=2]", "generator 'baseline' has no option steps; it takes none"),
+    ("model[temprature=0.5]", "has no option temprature; it takes weights, device, steps"),
+])
+def test_a_bad_spec_says_what_is_wrong(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_generator(spec)
+
+
+def test_spec_options_reach_the_generator():
+    gen = make_generator("model[steps=2;temperature=0.5;backend=torch]", partner_guidance=1.5)
+    assert (gen.sampling.steps, gen.sampling.partner_guidance, gen.temperature) == (2, 1.5, 0.5)
