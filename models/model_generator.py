@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.signal import butter, lfilter, lfilter_zi
 
 from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF
 from .features import TrackFeatures, silence_rows
 from .generator import Generator, MotionStream, Style
-from .motion import BS, HEAD_POSE, MOTION_DIM, MotionBlock, frame_count
+from .motion import BS, FRAME_RATE, HEAD_POSE, MOTION_DIM, MotionBlock, frame_count
 from .motion_model import FrameStep, ModelConfig, MotionModel, Sampling
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
@@ -35,11 +36,16 @@ TEMPERATURE = 0.3
 # it, the shipped weights' lips kept the previous frames' shape and missed what the encoder heard (validation:
 # lip-envelope r 0.55 -> 0.78, nods after phrase ends 29% -> 43% at the same jitter; docs/model.md).
 MOUTH_HISTORY = 0.0
-# The head pose shown is the sampled one through a causal [1/4, 1/2, 1/4] filter (one frame of delay): the sampler's
-# fresh noise each frame made the head tremble; the filter halves that while nods, a few frames wide, keep their
-# depth (runs/v6, validation and test: jitter 0.10-0.12 -> 0.05 deg/frame^2, nods after phrase ends within one of
-# ~30-40; docs/model.md). Only what is shown is filtered: the model's history keeps its own samples.
-HEAD_FILTER = np.array([0.25, 0.5, 0.25], np.float32)
+# The head pose shown: the sampled one through a causal low-pass filter, then scaled by HEAD_GAIN (docs/model.md
+# "Showing the head"). Sampling at TEMPERATURE 0.3 pulls the head towards its likeliest, calmest motion (pitch
+# moved a third less than the labels' on validation, nods shallower) and leaves frame-to-frame noise. More noise
+# brought motion back at random (runs/v17, 40 validation clips: nods at random 16% -> 25% for nods after phrase
+# ends 58% -> 66%); scaling what the audio drives brings it back where the conversation puts it (labels' pitch
+# amplitude: nods after phrase ends 77% and at random 25%; labels 84% / 22%). A 2nd-order Butterworth at 3 Hz
+# (about 2 frames of delay, head only) removes the noise below a 3-tap filter's jitter with nods a few frames wide
+# intact. Only what is shown changes: the model's history keeps its own samples.
+HEAD_FILTER = butter(2, 3.0 / (FRAME_RATE / 2))  # (b, a) at 3 Hz
+HEAD_GAIN = 1.5  # the labels' detrended pitch spread over the filtered samples', validation: 0.85 / 0.55 deg
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -91,7 +97,7 @@ class ModelStream(MotionStream):
         self.fed = 0
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
-        self.head_past: np.ndarray | None = None  # the last sampled head poses the filter still reads (smooth_head)
+        self.head_filter: np.ndarray | None = None  # the head filter's state (smooth_head)
         self.style_vec = gen.style_vector(style)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
@@ -138,14 +144,16 @@ class ModelStream(MotionStream):
             self.rows = [r[keep:] for r in self.rows]
             self.row0 += keep
 
-    def smooth_head(self, motion: np.ndarray) -> None:
-        """Filters the head pose of new frames in place (HEAD_FILTER), carrying the last raw poses across calls."""
-        raw = motion[:, HEAD_POSE]
-        taps = len(HEAD_FILTER) - 1
-        past = np.repeat(raw[:1], taps, 0) if self.head_past is None else self.head_past  # starts as if held still
-        padded = np.concatenate([past, raw])
-        self.head_past = padded[-taps:]
-        motion[:, HEAD_POSE] = sum(w * padded[i:i + len(raw)] for i, w in enumerate(HEAD_FILTER))
+    def show_head(self, motion: np.ndarray) -> None:
+        """The head pose of new frames as shown, in place: filtered (HEAD_FILTER, its state carried across calls;
+        unless smooth_head is off), scaled by head_gain, held within the pose bound (POSE_BOUND_STD) again."""
+        pose = motion[:, HEAD_POSE].astype(np.float64)
+        if self.gen.smooth_head:
+            b, a = HEAD_FILTER
+            if self.head_filter is None:  # starts as if the head had held its first pose
+                self.head_filter = lfilter_zi(b, a)[:, None] * pose[:1]
+            pose, self.head_filter = lfilter(b, a, pose, axis=0, zi=self.head_filter)
+        motion[:, HEAD_POSE] = np.clip(self.gen.head_gain * pose, *self.gen.pose_bounds)
 
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
@@ -180,7 +188,7 @@ class ModelGenerator(Generator):
                  backend: str = "auto", model: MotionModel | None = None,
                  noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0,
                  temperature: float = TEMPERATURE, mouth_history: float = MOUTH_HISTORY, smooth_head: bool = True,
-                 self_guidance: float = 1.0):
+                 head_gain: float = HEAD_GAIN, self_guidance: float = 1.0):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
@@ -189,6 +197,8 @@ class ModelGenerator(Generator):
         self.noise_correlation = float(noise_correlation)
         self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
         self.smooth_head = bool(smooth_head)
+        self.head_gain = float(head_gain)  # scales the head pose shown (HEAD_GAIN), before the style's expressiveness
+        self.pose_bounds = tuple(x.cpu().numpy() for x in self.model.pose_bounds())
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         if not 0.0 <= self.sampling.mouth_history <= 1.0:
@@ -214,7 +224,8 @@ class ModelGenerator(Generator):
     def describe(self) -> dict:
         return {**super().describe(), **asdict(self.sampling), "latent_dim": self.cfg.latent_dim,
                 "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
-                "temperature": self.temperature, "smooth_head": self.smooth_head}
+                "temperature": self.temperature, "smooth_head": self.smooth_head,
+                "head_gain": self.head_gain}
 
     @torch.no_grad()
     def style_vector(self, style: Style) -> np.ndarray:
@@ -267,8 +278,7 @@ class ModelGenerator(Generator):
             z, motion, state = (np.concatenate(x) for x in zip(*chunks))
             n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
             motion = motion[:n].copy()
-            if self.smooth_head and n:
-                s.smooth_head(motion)
+            s.show_head(motion)
             apply_style(motion, s.style)
             blocks.append(MotionBlock(first, motion, state[:n].astype(np.int8), z[:n]))
         return blocks

@@ -93,7 +93,8 @@ def history_noise(shape, scale: float, smooth_share: float, generator=None, devi
     rand = lambda *s: torch.rand(*s, generator=generator, device=device)  # noqa: E731
     white = torch.randn(shape, generator=generator, device=device)
     offset, trend = torch.randn(2, n, 1, channels, generator=generator, device=device)
-    drift = (offset + trend * torch.linspace(-1.0, 0.0, frames, device=device)[:, None]) / 1.15  # unit spread
+    # unit spread: per frame the variance is 1 + u^2, u on [-1, 0], 4/3 averaged over the frames (1.15 ~ sqrt(4/3))
+    drift = (offset + trend * torch.linspace(-1.0, 0.0, frames, device=device)[:, None]) / 1.15
     smooth = (rand(n, 1, 1) < smooth_share).float()
     return scale * rand(n, 1, 1) * (smooth * drift + (1 - smooth) * white)
 
@@ -255,6 +256,11 @@ class MotionModel(nn.Module):
         return err / (known.sum() * ARTICULATORS).clamp_min(1.0)
 
     # ---- streaming inference -----------------------------------------------------------------------------------
+    def pose_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lowest and highest head pose a frame may show or remember (POSE_BOUND_STD)."""
+        mean, std = self.codec.motion_mean[HEAD_POSE].detach(), self.codec.motion_std[HEAD_POSE].detach()
+        return mean - POSE_BOUND_STD * std, mean + POSE_BOUND_STD * std
+
     def rest_latent(self) -> torch.Tensor:
         """The latent of the neutral face, used as history before a stream's first frame."""
         return self.codec.encode(torch.zeros_like(self.codec.motion_mean)[None])[0]
@@ -307,9 +313,9 @@ class FrameStep(nn.Module):
         mix = torch.ones(model.codec.motion_mean.shape[-1])
         mix[list(SPEECH_CHANNELS)] = self.sampling.mouth_history
         self.register_buffer("history_mix", mix, persistent=False)  # per motion channel: weight of the history
-        mean, std = model.codec.motion_mean[HEAD_POSE], model.codec.motion_std[HEAD_POSE]
-        self.register_buffer("pose_low", mean - POSE_BOUND_STD * std, persistent=False)
-        self.register_buffer("pose_high", mean + POSE_BOUND_STD * std, persistent=False)
+        low, high = model.pose_bounds()
+        self.register_buffer("pose_low", low, persistent=False)
+        self.register_buffer("pose_high", high, persistent=False)
 
     def forward(self, a_self, a_other, style, prev, noise):
         """a_self, a_other (B, W, A) encoder outputs of the guide window's frames, the chunk's last; style (B, S);
