@@ -137,7 +137,10 @@ TARGETS = {
     "nods_after_phrase_ends": (">=", 0.6),
 }
 HIGHER_IS_BETTER = {"lip_envelope_r", "pbm_closure", "role_f1", "nods_after_phrase_ends", "head_diff_deg",
-                    "nod_contrast"}
+                    "nod_contrast", "lip_r_min_over_seeds"}
+LOWER_IS_BETTER = {"vowel_closure", "switch_latency_ms", "partner_leak", "jitter_blendshapes", "jitter_head_deg",
+                   "head_out_of_range"}
+# nods at random moments have no better direction of their own (people nod then too); the contrast judges them
 
 
 # ---- running an evaluation ---------------------------------------------------------------------------------------
@@ -217,7 +220,31 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
                  for cell, n in zip(cells, names)]
         lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
                      + " | ".join(cells) + " |")
+    if "baseline" in results:  # the default generator changes only when another beats this on every metric
+        lines.append("")
+        lines += [against_baseline(n, results[n], results["baseline"]) for n in names if n not in ("baseline", "labels")]
     return "\n".join(lines) + "\n"
+
+
+def against_baseline(name: str, ours: dict, baseline: dict) -> str:
+    """A list: the metrics `name` is better and worse on than the baseline (as the table shows them: equal to
+    the digits shown is a tie) and the targets it misses."""
+    better, worse = [], []
+    for key, label, fmt in COLUMNS:
+        if key not in HIGHER_IS_BETTER | LOWER_IS_BETTER or not all(np.isfinite(r.get(key, np.nan))
+                                                                       for r in (ours, baseline)):
+            continue
+        a, b = ours[key], baseline[key]
+        if fmt.format(a) != fmt.format(b):
+            (better if (a > b) == (key in HIGHER_IS_BETTER) else worse).append(label)
+    missed = [label for key, label, _ in COLUMNS if key in TARGETS and not meets(ours.get(key, np.nan), *TARGETS[key])]
+    listed = lambda items: "; ".join(items) or "none"  # noqa: E731 (labels hold commas)
+    return (f"- **{name}** against the baseline\n  - better on {len(better)}: {listed(better)}\n"
+            f"  - worse on {len(worse)}: {listed(worse)}\n  - targets missed: {listed(missed)}")
+
+
+def meets(value: float, op: str, target: float) -> bool:
+    return bool(np.isfinite(value)) and (value >= target if op == ">=" else value <= target)
 
 
 def plot_results(results: dict[str, dict], path, title: str = "") -> None:

@@ -98,3 +98,20 @@ def test_table_lists_every_generator(clip):
     # rates over few events carry their counts: how much one more or one fewer would move them
     assert "| P/B/M closed | >= 90.0% | 75.0% (3/4) | 75.0% (3/4) |" in table
     assert "| nods after phrase ends | >= 60.0% | 66.7% (2/3) |" in table
+
+
+def test_the_table_says_where_a_generator_beats_the_baseline_and_which_targets_it_misses(clip):
+    motion, state = motion_following(clip)
+    ours = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    worse = dict(ours, role_f1=ours["role_f1"] - 0.1, partner_leak=ours["partner_leak"] + 0.01,
+                 pbm_closure=0.5)  # a baseline below ours on two metrics and on P/B/M
+    better = dict(ours, jitter_head_deg=ours["jitter_head_deg"] / 2)  # and one above ours on jitter
+    table = markdown_table({"labels": ours, "baseline": {**worse, "jitter_head_deg": better["jitter_head_deg"]},
+                            "model": ours})
+    verdict = table[table.index("- **model** against the baseline"):]
+    assert "better on 3: P/B/M closed; role F1; partner leak\n" in verdict
+    assert "worse on 1: jitter, head (deg)\n" in verdict
+    # the hand-made motion: P/B/M 3 of 4, role F1 below 1 (three frames late), the rest on target
+    assert verdict.endswith("targets missed: P/B/M closed\n")
+    assert "**labels**" not in table and "**baseline**" not in table  # neither is judged against the baseline
+    assert "against the baseline" not in markdown_table({"model": ours})  # nothing to judge against
