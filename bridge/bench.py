@@ -168,7 +168,7 @@ def length_command(args) -> int:
     generator = make_generator(args.generator)
     stream = generator.open_stream(seed=0)
     tick = SAMPLE_RATE // 30
-    print(f"generator {generator.name}: {args.minutes:g} min fed {1000 * tick / SAMPLE_RATE:.1f} ms at a time")
+    print(f"generator {args.generator or generator.name}: {args.minutes:g} min fed {1000 * tick / SAMPLE_RATE:.1f} ms at a time")
     print("minute | CPU ms per frame | frames | RSS MB")
     rss = []
     for m in range(math.ceil(args.minutes)):

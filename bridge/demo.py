@@ -47,7 +47,8 @@ def demo_command(args) -> int:
     self_audio, other_audio = load_audio(folder / "self.wav"), load_audio(folder / "other.wav")
     seconds = len(self_audio) / SAMPLE_RATE
     generator = make_generator(args.generator)
-    print(f"sample: {folder} ({seconds:.1f} s, two tracks); generator: {generator.name}")
+    spec = args.generator or generator.name  # with its options, if any: the latency worker runs the same
+    print(f"sample: {folder} ({seconds:.1f} s, two tracks); generator: {spec}")
 
     start = time.perf_counter()
     block = generate(generator, self_audio, other_audio, seed=0)
@@ -55,7 +56,7 @@ def demo_command(args) -> int:
     written = [write_motion(out / "motion.jsonl", block), write_motion(out / "motion.csv", block)]
     meta = json.loads((folder / "meta.json").read_text())
     written.append(draw(Clip(self_audio, other_audio, block.motion, block.state, meta), out / "motion.png",
-                        title=f"demo: {generator.name} generator on the bundled conversation"))
+                        title=f"demo: {spec} generator on the bundled conversation"))
     renderer = make_renderer(open_portrait(BUNDLED_PORTRAIT, size=512))
     write_video(out / "preview.mp4", renderer.render(block.motion), audio=mix_tracks(self_audio, other_audio))
     written.append(out / "preview.mp4")
@@ -67,8 +68,9 @@ def demo_command(args) -> int:
         from .latency import measure_latency
 
         n = int(min(seconds, args.latency_seconds) * SAMPLE_RATE)
-        print(f"streaming {n / SAMPLE_RATE:.0f} s of it in real time through `backchannel serve` for latency ...")
-        m = measure_latency(self_audio[:n], other_audio[:n], generator=generator.name)
+        print(f"streaming {n / SAMPLE_RATE:.0f} s of it in real time through `backchannel serve --generator {spec}` "
+              "for latency ...")
+        m = measure_latency(self_audio[:n], other_audio[:n], generator=spec)
         for key, label in (("end_to_end_ms", "audio in -> motion out, including look-ahead"),
                            ("processing_ms", "last audio needed in -> motion out")):
             p = m[key]

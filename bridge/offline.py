@@ -50,7 +50,7 @@ def run_command(args) -> int:
     seconds = max(len(self_audio), len(other_audio)) / SAMPLE_RATE
     for out in args.out:
         print(f"wrote {write_motion(out, block)} ({len(block)} frames)")
-    print(f"{generator.name}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real time), "
+    print(f"{args.generator or generator.name}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real time), "
           f"look-ahead {generator.lookahead_s * 1000:.0f} ms")
     if renderer is not None:
         from tqdm import tqdm

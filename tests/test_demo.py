@@ -10,7 +10,8 @@ from backchannel.models.motion import ARKIT_NAMES
 
 def test_demo_writes_motion_picture_video_and_prints_latency(tmp_path):
     out = subprocess.run([sys.executable, "-m", "backchannel.bridge.cli", "demo", "--out", str(tmp_path),
-                          "--latency-seconds", "3"], capture_output=True, text=True, timeout=300)
+                          "--latency-seconds", "3", "--generator", "baseline[]"],  # a spec, as users may give
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     frames = [json.loads(line) for line in (tmp_path / "motion.jsonl").open()]
     assert len(frames) == 750 and set(frames[0]["blendshapes"]) == set(ARKIT_NAMES)  # 25 s at 30 fps
@@ -21,3 +22,4 @@ def test_demo_writes_motion_picture_video_and_prints_latency(tmp_path):
     for name in ("motion.jsonl", "motion.csv", "motion.png", "preview.mp4"):
         assert name in out.stdout
     assert "p95" in out.stdout and "including look-ahead" in out.stdout
+    assert "serve --generator baseline[]`" in out.stdout  # the live worker runs the spec given, options and all
