@@ -37,13 +37,12 @@ TEMPERATURE = 0.3
 # lip-envelope r 0.55 -> 0.78, nods after phrase ends 29% -> 43% at the same jitter; docs/model.md).
 MOUTH_HISTORY = 0.0
 # The head pose shown: the sampled one through a causal low-pass filter, then scaled by HEAD_GAIN (docs/model.md
-# "Showing the head"). Sampling at TEMPERATURE 0.3 pulls the head towards its likeliest, calmest motion (pitch
-# moved a third less than the labels' on validation, nods shallower) and leaves frame-to-frame noise. More noise
-# brought motion back at random (runs/v17, 40 validation clips: nods at random 16% -> 25% for nods after phrase
-# ends 58% -> 66%); scaling what the audio drives brings it back where the conversation puts it (labels' pitch
-# amplitude: nods after phrase ends 77% and at random 25%; labels 84% / 22%). A 2nd-order Butterworth at 3 Hz
-# (about 2 frames of delay, head only) removes the noise below a 3-tap filter's jitter with nods a few frames wide
-# intact. Only what is shown changes: the model's history keeps its own samples.
+# "Showing the head"). Sampling at TEMPERATURE 0.3 pulls the head towards its likeliest, calmest motion (on
+# validation its pitch moved a third less than the labels', its nods shallower) and leaves frame-to-frame noise.
+# More noise for the head brought motion back at random too (40 validation clips, temperature 0.5: nods after
+# phrase ends 66%, at random 25%); scaling what the audio drives brings it back where the conversation puts it
+# (gain 1.5: 77% / 25%; labels 84% / 22%). A 2nd-order Butterworth at 3 Hz (2-3 frames of delay, head only) takes
+# the noise: the gained head jitters as the labels' does. Only what is shown changes: the history keeps the samples.
 HEAD_FILTER = butter(2, 3.0 / (FRAME_RATE / 2))  # (b, a) at 3 Hz
 HEAD_GAIN = 1.5  # the labels' detrended pitch spread over the filtered samples', validation: 0.85 / 0.55 deg
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
@@ -148,6 +147,8 @@ class ModelStream(MotionStream):
         """The head pose of new frames as shown, in place: filtered (HEAD_FILTER, its state carried across calls;
         unless smooth_head is off), scaled by head_gain, held within the pose bound (POSE_BOUND_STD) again."""
         pose = motion[:, HEAD_POSE].astype(np.float64)
+        if not len(pose):
+            return
         if self.gen.smooth_head:
             b, a = HEAD_FILTER
             if self.head_filter is None:  # starts as if the head had held its first pose
@@ -199,6 +200,8 @@ class ModelGenerator(Generator):
         self.smooth_head = bool(smooth_head)
         self.head_gain = float(head_gain)  # scales the head pose shown (HEAD_GAIN), before the style's expressiveness
         self.pose_bounds = tuple(x.cpu().numpy() for x in self.model.pose_bounds())
+        if self.head_gain < 0:
+            raise ValueError(f"head_gain must be >= 0, not {head_gain}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         if not 0.0 <= self.sampling.mouth_history <= 1.0:
