@@ -157,9 +157,9 @@ class OnnxEngine:
         return self._initial
 
     def encode(self, rows: np.ndarray, track: int, state):
-        out, *state = self.encoder.run(None, dict(zip(self.encoder_inputs, (np.asarray(rows, np.float32)[None],
+        out, *state = self.encoder.run(None, dict(zip(self.encoder_inputs, (np.asarray(rows, np.float32),
                                                                        np.array(track, np.int64), *state))))
-        return out[0], tuple(state)
+        return out, tuple(state)
 
     def step(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.frame_step.run(None, dict(zip(STEP_INPUTS, (np.asarray(a, np.float32) for a in arrays)))))

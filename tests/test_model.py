@@ -82,6 +82,20 @@ def test_batched_streams_match_single_streams(short):
         np.testing.assert_allclose(together.motion, single.motion, atol=1e-5)
 
 
+def test_streams_fed_alike_share_one_encoder_call_per_track(short):
+    gen = ModelGenerator(model=small_model(), backend="torch")
+    a, b = short
+    streams = [gen.open_stream(seed=s) for s in range(3)]
+    calls = []
+    real_encode = gen.engine.encode
+    gen.engine.encode = lambda rows, track, state: calls.append((track, rows.shape[:2])) or real_encode(rows, track, state)
+    gen.feed_many([(s, a[:3200], b[:3200]) for s in streams])  # 200 ms each: about 20 new rows per track
+    assert [(track, batch) for track, (batch, _) in calls] == [(0, 3), (1, 3)] and calls[0][1][1] >= 19
+    calls.clear()  # uneven feeds: one call per track and row count
+    gen.feed_many([(streams[0], a[3200:4800], b[3200:4800]), (streams[1], a[3200:6400], b[3200:6400])])
+    assert sorted(calls) == [(0, (1, 10)), (0, (1, 20)), (1, (1, 10)), (1, (1, 20))]
+
+
 def test_failed_batch_leaves_streams_untouched(short):
     gen = ModelGenerator(model=small_model(), backend="torch")
     a, b = short
