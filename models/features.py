@@ -143,14 +143,22 @@ class TrackFeatures:
         return np.concatenate([mel, p[:, None]], axis=1)
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        self.probs.extend(self.vad.process(x))
-        return self._rows(self.mel.process(x))
+        return process_many([self], [x])[0]
 
     def flush(self) -> np.ndarray:
         from .vad import WINDOW
 
         self.probs.extend(self.vad.process(np.zeros(WINDOW, np.float32)))
         return self._rows(self.mel.flush())
+
+
+def process_many(tracks: list[TrackFeatures], chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Several tracks' new audio at once (their VAD windows in shared calls, vad.process_many) -> their new rows."""
+    from .vad import process_many as vad_many
+
+    for track, probs in zip(tracks, vad_many([t.vad for t in tracks], chunks)):
+        track.probs.extend(probs)
+    return [track._rows(track.mel.process(x)) for track, x in zip(tracks, chunks)]
 
 
 def track_features(x: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from scipy.signal import butter, lfilter, lfilter_zi
 
 from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF
-from .features import TrackFeatures, silence_rows
+from .features import TrackFeatures, process_many, silence_rows
 from .generator import Generator, MotionStream, Style
 from .motion import BS, FRAME_RATE, HEAD_POSE, MOTION_DIM, MotionBlock, frame_count
 from .motion_model import FrameStep, ModelConfig, MotionModel, Sampling
@@ -245,13 +245,13 @@ class ModelGenerator(Generator):
         worker can retry the sessions one by one and close only the one that fails."""
         snapshots = [stream.snapshot() for stream, _, _ in items]
         try:
-            rows = []
             for stream, a, b in items:
                 if len(a) != len(b):
                     raise ValueError(f"tracks must be fed aligned: {len(a)} vs {len(b)} samples")
                 stream.fed += len(a)
-                rows.append((stream, stream.features[SELF].process(a), stream.features[OTHER].process(b)))
-            self.encode_many(rows)
+            tracks = [f for stream, _, _ in items for f in stream.features]  # each stream's SELF, then OTHER
+            rows = process_many(tracks, [x for _, a, b in items for x in (a, b)])
+            self.encode_many([(stream, *rows[2 * i:2 * i + 2]) for i, (stream, _, _) in enumerate(items)])
             return self.generate_ready([stream for stream, _, _ in items], limit=None)
         except Exception:
             for (stream, _, _), snapshot in zip(items, snapshots):
@@ -261,7 +261,7 @@ class ModelGenerator(Generator):
     def encode_many(self, items: list[tuple[ModelStream, np.ndarray, np.ndarray]]) -> None:
         """New feature rows (stream, self rows, other rows) through the encoder: one call per track for all the
         streams with as many new rows (live sessions fed alike all have), not one per stream and track: at 8
-        sessions, about a tenth less worker time (docs/benchmarks.md)."""
+        sessions, about a tenth less worker time (docs/benchmarks.md; the VAD is batched the same way)."""
         for track in (SELF, OTHER):
             groups: dict[int, list[tuple[ModelStream, np.ndarray]]] = {}
             for stream, *rows in items:

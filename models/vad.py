@@ -55,19 +55,28 @@ class VadStream:
         self.context = np.zeros(CONTEXT, np.float32)
         self.state = np.zeros((2, 1, 128), np.float32)
         self.windows = 0  # windows answered so far
-        self._sr = np.array(SAMPLE_RATE, np.int64)
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        self.pending = np.concatenate([self.pending, np.asarray(x, np.float32).reshape(-1)])
-        n = len(self.pending) // WINDOW
-        probs = np.empty(n, np.float32)
-        for i in range(n):
-            window = self.pending[i * WINDOW:(i + 1) * WINDOW]
-            out, self.state = self.session.run(
-                None, {"input": np.concatenate([self.context, window])[None], "state": self.state, "sr": self._sr})
-            probs[i] = out[0, 0]
-            self.context = window[-CONTEXT:]
-        self.pending = self.pending[n * WINDOW:]
-        self.windows += n
-        return probs
+        return process_many([self], [x])[0]
 
+
+def process_many(streams: list[VadStream], chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Several streams' new audio at once: each round, every stream with a whole window pending joins one batched
+    call (the model treats each batch row alone: the same probabilities as one call per stream)."""
+    sr = np.array(SAMPLE_RATE, np.int64)
+    for stream, x in zip(streams, chunks):
+        stream.pending = np.concatenate([stream.pending, np.asarray(x, np.float32).reshape(-1)])
+    probs: list[list[float]] = [[] for _ in streams]
+    while ready := [i for i, s in enumerate(streams) if len(s.pending) >= WINDOW]:
+        group = [streams[i] for i in ready]
+        windows = [s.pending[:WINDOW] for s in group]
+        out, state = group[0].session.run(None, {
+            "input": np.stack([np.concatenate([s.context, w]) for s, w in zip(group, windows)]),
+            "state": np.concatenate([s.state for s in group], axis=1), "sr": sr})
+        for k, (i, s, window) in enumerate(zip(ready, group, windows)):
+            probs[i].append(float(out[k, 0]))
+            s.state = state[:, k:k + 1]
+            s.context = window[-CONTEXT:]
+            s.pending = s.pending[WINDOW:]
+            s.windows += 1
+    return [np.array(p, np.float32) for p in probs]

@@ -82,6 +82,25 @@ def test_batched_streams_match_single_streams(short):
         np.testing.assert_allclose(together.motion, single.motion, atol=1e-5)
 
 
+def test_tracks_fed_together_get_the_rows_each_would_get_alone(short):
+    from backchannel.models.features import TrackFeatures, process_many
+
+    a, b = short
+    signals, sizes = [a, b, a[::-1].copy()], [320, 511, 1000]  # VAD windows complete in different rounds
+    together, alone = [TrackFeatures() for _ in signals], [TrackFeatures() for _ in signals]
+    got, want = [[] for _ in signals], [[] for _ in signals]
+    for i in range(40):
+        pieces = [x[i * n:(i + 1) * n] for x, n in zip(signals, sizes)]
+        for k, rows in enumerate(process_many(together, pieces)):
+            got[k].append(rows)
+        for k, (f, piece) in enumerate(zip(alone, pieces)):
+            want[k].append(f.process(piece))
+    got, want = [np.concatenate(g) for g in got], [np.concatenate(w) for w in want]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert min(map(len, got)) > 70 and max(g[:, -1].max() for g in got) > 0.5  # speech among them, VAD heard it
+
+
 def test_streams_fed_alike_share_one_encoder_call_per_track(short):
     gen = ModelGenerator(model=small_model(), backend="torch")
     a, b = short
