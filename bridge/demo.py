@@ -5,6 +5,7 @@ by it, then streams the sample through a real `serve` worker to print the latenc
 """
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def demo_command(args) -> int:
         from .latency import measure_latency
 
         n = int(min(seconds, args.latency_seconds) * SAMPLE_RATE)
-        print(f"streaming {n / SAMPLE_RATE:.0f} s of it in real time through `backchannel serve --generator {spec}` "
+        print(f"streaming {n / SAMPLE_RATE:.0f} s of it in real time through `backchannel serve --generator "
+              f"{shlex.quote(spec)}` "
               "for latency ...")
         m = measure_latency(self_audio[:n], other_audio[:n], generator=spec)
         for key, label in (("end_to_end_ms", "audio in -> motion out, including look-ahead"),

@@ -21,7 +21,7 @@ import numpy as np
 import zmq
 
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
-from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator
+from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator, parse_spec
 from backchannel.models.motion import (ARKIT_NAMES, FRAME_RATE, GAZE_NAMES, HEAD_ROTATION_NAMES,
                                        HEAD_TRANSLATION_NAMES, STATES, MotionBlock)
 
@@ -286,10 +286,14 @@ class Worker:
 
     def _generator(self, name: str | None) -> Generator:
         """One instance per generator name, shared by its sessions so a batching generator sees them together.
-        Sessions choose a generator by name, or the operator's own spec (`serve --generator "model[steps=2]"`):
-        options are the operator's to set, since each spec a client could invent would load another model."""
-        if name and "[" in name and name != self.config.generator:
-            raise ProtocolError("bad_generator", f"generator {name!r}: sessions choose a generator by name; "
+        Sessions choose a generator by its bare name, or the operator's own spec (`serve --generator
+        "model[steps=2]"`); the bare name of the operator's generator means the operator's settings. Options are
+        the operator's to set: each spelling a client could invent would load and hold another model."""
+        default = self.config.generator
+        if name and default and name == parse_spec(default)[0]:
+            name = default
+        if name and name != default and ("[" in name or name != name.strip()):
+            raise ProtocolError("bad_generator", f"generator {name!r}: sessions choose a generator by its bare name; "
                                 f"options are set where the worker starts (serve --generator)")
         if name not in self.generators:
             try:

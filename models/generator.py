@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -79,19 +80,35 @@ GENERATORS: dict[str, str] = {
 
 def parse_spec(spec: str) -> tuple[str, dict]:
     """A generator spec: a name ("model", "baseline") with options in brackets, if any: "model[steps=2]",
-    "model[temperature=0.5;partner_guidance=1.5;backend=torch]". Numbers become numbers, the rest stays text."""
+    "model[temperature=0.5;smooth_head=false;backend=torch]". Whole numbers become ints, other numbers floats
+    (finite only), true/false booleans, the rest stays text."""
     name, _, rest = spec.strip().partition("[")
     options = {}
     if rest:
         if not rest.endswith("]"):
             raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
         for item in filter(None, rest[:-1].split(";")):
-            key, _, value = item.partition("=")
-            try:
-                options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-            except ValueError:
-                options[key.strip()] = value.strip()
+            key, _, value = (part.strip() for part in item.partition("="))
+            if not key or not value:
+                raise ValueError(f"generator {spec!r}: {item!r} is not option=value")
+            if key in options:
+                raise ValueError(f"generator {spec!r}: {key} given twice")
+            options[key] = _option_value(value, spec)
     return name.strip(), options
+
+
+def _option_value(text: str, spec: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        raise ValueError(f"generator {spec!r}: {text} is not a finite number")
+    return value
 
 
 def make_generator(spec: str | None = None, **options) -> Generator:
@@ -101,13 +118,12 @@ def make_generator(spec: str | None = None, **options) -> Generator:
         raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))}")
     module, factory = GENERATORS[name].split(":")
     factory = getattr(importlib.import_module(f"{__package__}.{module}"), factory)
-    options = {**parsed, **options}
-    known = inspect.signature(factory).parameters
-    unknown = sorted(set(options) - set(known))
+    # `model` (an in-memory network, for tests and training) is no option a spec can give
+    known = [k for k in inspect.signature(factory).parameters if k != "model"]
+    unknown = sorted(set(parsed) - set(known))
     if unknown:
-        raise ValueError(f"generator {name!r} has no option {', '.join(unknown)}; "
-                         f"it takes {', '.join(k for k in known if k != 'model') or 'none'}")
-    return factory(**options)
+        raise ValueError(f"generator {name!r} has no option {', '.join(unknown)}; it takes {', '.join(known) or 'none'}")
+    return factory(**parsed, **options)
 
 
 def generate(generator: Generator, self_audio: np.ndarray, other_audio: np.ndarray, seed: int = 0,

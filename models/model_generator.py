@@ -1,4 +1,5 @@
-"""The motion model behind the Generator interface: streaming, batched across sessions, deterministic per seed.
+"""The motion model behind the Generator interface: streaming, batched across sessions, deterministic per seed (to
+float rounding, which the batch a stream shares can move in the last digits).
 
 Per stream: both tracks' features (features.TrackFeatures) -> the audio encoder (causal, stateful) -> rows
 waiting to be read. Per tick, every stream that has the rows its next chunk needs joins one batched FrameStep
@@ -191,15 +192,20 @@ class ModelGenerator(Generator):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
-        self.sampling = Sampling(int(steps or self.cfg.steps), float(partner_guidance), float(mouth_history),
-                                 float(self_guidance))
+        steps = self.cfg.steps if steps is None else steps
+        if steps != int(steps) or steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, not {steps}")
+        self.sampling = Sampling(int(steps), float(partner_guidance), float(mouth_history), float(self_guidance))
         self.noise_correlation = float(noise_correlation)
         self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
         self.smooth_head = bool(smooth_head)
         self.head_gain = float(head_gain)  # scales the head pose shown (HEAD_GAIN), before the style's expressiveness
         self.pose_bounds = tuple(x.cpu().numpy() for x in self.model.pose_bounds())
-        if self.head_gain < 0:
-            raise ValueError(f"head_gain must be >= 0, not {head_gain}")
+        for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature),
+                              ("partner_guidance", self.sampling.partner_guidance),
+                              ("self_guidance", self.sampling.self_guidance)):
+            if not value >= 0 or not np.isfinite(value):
+                raise ValueError(f"{option} must be a finite number >= 0, not {value}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         if not 0.0 <= self.sampling.mouth_history <= 1.0:
@@ -243,6 +249,8 @@ class ModelGenerator(Generator):
     def feed_many(self, items) -> list[MotionBlock]:
         """All or nothing: if anything fails, every stream is put back as it was and the error is raised, so the
         worker can retry the sessions one by one and close only the one that fails."""
+        if len({id(stream) for stream, _, _ in items}) < len(items):
+            raise ValueError("a stream may appear once per feed_many call: its audio would be read twice")
         snapshots = [stream.snapshot() for stream, _, _ in items]
         try:
             for stream, a, b in items:

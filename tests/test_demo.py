@@ -22,4 +22,4 @@ def test_demo_writes_motion_picture_video_and_prints_latency(tmp_path):
     for name in ("motion.jsonl", "motion.csv", "motion.png", "preview.mp4"):
         assert name in out.stdout
     assert "p95" in out.stdout and "including look-ahead" in out.stdout
-    assert "serve --generator baseline[]`" in out.stdout  # the live worker runs the spec given, options and all
+    assert "serve --generator 'baseline[]'`" in out.stdout  # the live worker runs the spec given, options and all

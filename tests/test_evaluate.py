@@ -115,3 +115,11 @@ def test_the_table_says_where_a_generator_beats_the_baseline_and_which_targets_i
     assert verdict.endswith("targets missed: P/B/M closed\n")
     assert "**labels**" not in table and "**baseline**" not in table  # neither is judged against the baseline
     assert "against the baseline" not in markdown_table({"model": ours})  # nothing to judge against
+
+
+def test_every_metric_in_the_table_has_a_direction_or_is_left_out_on_purpose():
+    from backchannel.models.evaluate import COLUMNS, HIGHER_IS_BETTER, LOWER_IS_BETTER
+
+    undirected = {key for key, _, _ in COLUMNS} - HIGHER_IS_BETTER - LOWER_IS_BETTER
+    assert undirected == {"nods_at_random"}  # judged through the contrast; a new metric must choose a side
+    assert not HIGHER_IS_BETTER & LOWER_IS_BETTER

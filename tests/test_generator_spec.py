@@ -6,8 +6,8 @@ from backchannel.models.generator import make_generator, parse_spec
 
 def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
     assert parse_spec("model") == ("model", {})
-    assert parse_spec("model[steps=2;temperature=0.5;backend=torch]") == (
-        "model", {"steps": 2, "temperature": 0.5, "backend": "torch"})
+    assert parse_spec("model[steps=2;temperature=0.5;backend=torch;smooth_head=false]") == (
+        "model", {"steps": 2, "temperature": 0.5, "backend": "torch", "smooth_head": False})
     assert parse_spec(" baseline [] ") == ("baseline", {})
 
 
@@ -16,6 +16,14 @@ def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
     ("nope", "unknown generator 'nope'"),
     ("baseline[steps=2]", "generator 'baseline' has no option steps; it takes none"),
     ("model[temprature=0.5]", "has no option temprature; it takes weights, device, steps"),
+    ("model[steps]", "'steps' is not option=value"),
+    ("model[steps=]", "'steps=' is not option=value"),
+    ("model[steps=2;steps=3]", "steps given twice"),
+    ("model[head_gain=nan]", "nan is not a finite number"),
+    ("model[model=x]", "has no option model"),
+    ("model[steps=0]", "steps must be a whole number >= 1"),
+    ("model[steps=2.5]", "steps must be a whole number >= 1"),
+    ("model[temperature=-1]", "temperature must be a finite number >= 0"),
 ])
 def test_a_bad_spec_says_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):

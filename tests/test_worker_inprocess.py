@@ -293,8 +293,11 @@ def test_sessions_choose_generators_by_name_and_options_stay_the_operators():
         assert request(w, "open", session="a", generator=spec)["generator"] == "model"
         assert w.sessions["a"].generator is w.default_generator  # the operator's spec: the same instance
         assert request(w, "open", session="b", generator="baseline")["generator"] == "baseline"
-        refused = request(w, "open", session="c", generator="model[steps=64]")
-        assert refused["error"] == "bad_generator" and "serve --generator" in refused["message"]
-        assert set(w.sessions) == {"a", "b"}
+        assert request(w, "open", session="c", generator="model")["generator"] == "model"
+        assert w.sessions["c"].generator is w.default_generator  # the bare name: the operator's settings
+        for spelling in ("model[steps=64]", " model", "baseline\t"):  # each would load and hold another model
+            refused = request(w, "open", session="d", generator=spelling)
+            assert refused["error"] == "bad_generator" and "serve --generator" in refused["message"]
+        assert set(w.sessions) == {"a", "b", "c"} and len(w.generators) == 2
     finally:
         w.shutdown()
