@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .features import frame_rms as speech_envelope
+from .generator import parse_spec
 from .corpus.phones import is_vowel
 from .measures import answer_frames, mouth_openness, nod_frames, nods_after, phones_shut, spans_mask
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
@@ -161,7 +162,7 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
     """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling)."""
     from tqdm import tqdm
 
-    from .generator import generate, make_generator, parse_spec
+    from .generator import generate, make_generator
 
     results = {}
     for spec in generators:
@@ -220,9 +221,12 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
                  for cell, n in zip(cells, names)]
         lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
                      + " | ".join(cells) + " |")
-    if "baseline" in results:  # the default generator changes only when another beats this on every metric
+    # the default generator changes only when another beats the baseline on every metric
+    baseline = next((n for n in names if parse_spec(n)[0] == "baseline"), None)  # "baseline", or with options
+    if baseline:
         lines.append("")
-        lines += [against_baseline(n, results[n], results["baseline"]) for n in names if n not in ("baseline", "labels")]
+        lines += [against_baseline(n, results[n], results[baseline]) for n in names
+                  if parse_spec(n)[0] not in ("baseline", "labels")]
     return "\n".join(lines) + "\n"
 
 

@@ -115,6 +115,7 @@ def test_the_table_says_where_a_generator_beats_the_baseline_and_which_targets_i
     assert verdict.endswith("targets missed: P/B/M closed\n")
     assert "**labels**" not in table and "**baseline**" not in table  # neither is judged against the baseline
     assert "against the baseline" not in markdown_table({"model": ours})  # nothing to judge against
+    assert "- **model[steps=2]** against the baseline" in markdown_table({"baseline[]": worse, "model[steps=2]": ours})
 
 
 def test_every_metric_in_the_table_has_a_direction_or_is_left_out_on_purpose():
