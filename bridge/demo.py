@@ -69,9 +69,8 @@ def demo_command(args) -> int:
         from .latency import measure_latency
 
         n = int(min(seconds, args.latency_seconds) * SAMPLE_RATE)
-        print(f"streaming {n / SAMPLE_RATE:.0f} s of it in real time through `backchannel serve --generator "
-              f"{shlex.quote(spec)}` "
-              "for latency ...")
+        print(f"streaming {n / SAMPLE_RATE:.0f} s of it in real time through "
+              f"`backchannel serve --generator {shlex.quote(spec)}` for latency ...")
         m = measure_latency(self_audio[:n], other_audio[:n], generator=spec)
         for key, label in (("end_to_end_ms", "audio in -> motion out, including look-ahead"),
                            ("processing_ms", "last audio needed in -> motion out")):

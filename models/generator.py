@@ -112,7 +112,8 @@ def _option_value(text: str, spec: str):
 
 
 def make_generator(spec: str | None = None, **options) -> Generator:
-    """A generator from its spec (parse_spec; default DEFAULT_GENERATOR); keyword options add to the spec's."""
+    """A generator from its spec (parse_spec; default DEFAULT_GENERATOR); keyword options add to the spec's and
+    win where both give one."""
     name, parsed = parse_spec(spec or DEFAULT_GENERATOR)
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))}")
@@ -123,7 +124,7 @@ def make_generator(spec: str | None = None, **options) -> Generator:
     unknown = sorted(set(parsed) - set(known))
     if unknown:
         raise ValueError(f"generator {name!r} has no option {', '.join(unknown)}; it takes {', '.join(known) or 'none'}")
-    return factory(**parsed, **options)
+    return factory(**{**parsed, **options})
 
 
 def generate(generator: Generator, self_audio: np.ndarray, other_audio: np.ndarray, seed: int = 0,

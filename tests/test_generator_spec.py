@@ -31,5 +31,5 @@ def test_a_bad_spec_says_what_is_wrong(spec, message):
 
 
 def test_spec_options_reach_the_generator():
-    gen = make_generator("model[steps=2;temperature=0.5;backend=torch]", partner_guidance=1.5)
-    assert (gen.sampling.steps, gen.sampling.partner_guidance, gen.temperature) == (2, 1.5, 0.5)
+    gen = make_generator("model[steps=2;temperature=0.5;backend=torch]", partner_guidance=1.5, temperature=0.4)
+    assert (gen.sampling.steps, gen.sampling.partner_guidance, gen.temperature) == (2, 1.5, 0.4)  # keywords win
