@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .features import N_MELS, WIN, LogMel, Rolling, mel_frame_for
+from .features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, level_db, mel_frame_for
 from .generator import Generator, MotionStream, Style
 from .motion import (BS, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, IDLE, LISTENING, MOTION_DIM, SPEAKING,
                      MotionBlock, frame_count, neutral)
 from .vad import WINDOW, WINDOW_S, VadStream
 
 SAMPLES_PER_FRAME = SAMPLE_RATE / FRAME_RATE
-DB = 10.0 / np.log(10.0)  # natural-log power -> decibels
 
 
 def vad_window_for(frame: int) -> int:
@@ -92,7 +91,7 @@ class BaselineStream(MotionStream):
         self.fed = 0  # samples fed per track
         self.next = 0  # next frame to emit
         self.speech = (Activity(hangover_s=0.15), Activity(hangover_s=0.25))
-        self.peak_db = -40.0  # running peak of the avatar's own speech level
+        self.level = RelativeLevel()  # the avatar's own speech level against its running peak
         self.fast_db = self.slow_db = -80.0  # level followers for emphasis
         self.mouth = np.zeros(3, np.float32)  # smoothed open, round, spread
         self.mean_centroid = 0.0
@@ -163,10 +162,9 @@ class BaselineStream(MotionStream):
 
         # mouth: level relative to the speaker's own peak, shape from spectral balance
         power = np.exp(mel.astype(np.float64))
-        level_db = DB * float(np.log(power.sum() + 1e-12))
+        db = float(level_db(mel))
         if speaking:
-            self.peak_db = max(level_db, self.peak_db - 0.03)
-            open_t = float(np.clip((level_db - (self.peak_db - 24.0)) / 24.0, 0.0, 1.0)) ** 1.3
+            open_t = self.level.update(db) ** 1.3
             # lip shape from the spectral centroid relative to this speaker's running mean, so voice pitch and
             # channel bandwidth (telephone, 8 kHz) shift the reference rather than the shape
             centroid = float((power * np.arange(N_MELS)).sum() / (power.sum() + 1e-12)) / N_MELS
@@ -190,8 +188,8 @@ class BaselineStream(MotionStream):
             row[BS["MouthPressLeft"]] = row[BS["MouthPressRight"]] = 0.3 * (1 - o / 0.1)
 
         # emphasis: a quick rise of the speaker's level over its slow average
-        self.fast_db += 0.5 * (level_db - self.fast_db)
-        self.slow_db += 0.05 * (level_db - self.slow_db)
+        self.fast_db += 0.5 * (db - self.fast_db)
+        self.slow_db += 0.05 * (db - self.slow_db)
         rise = float(np.clip((self.fast_db - self.slow_db - 4.0) / 10.0, 0.0, 1.0)) if speaking else 0.0
         self.emphasis += 0.15 * (rise - self.emphasis)  # a head dip takes a few frames, not one
         row[PITCH] += 0.07 * ex * self.emphasis

@@ -104,6 +104,28 @@ class LogMel:
         return self._emit(self.n_in + WIN // 2)[: max(0, owed)]
 
 
+DB = 10.0 / np.log(10.0)  # natural-log power -> decibels
+LEVEL_RANGE_DB = 24.0  # a voice this far below its own running peak reads as silent
+PEAK_DECAY_DB = 0.03  # per motion frame: the peak forgets a shout over tens of seconds
+
+
+def level_db(mel: np.ndarray) -> np.ndarray:
+    """(...,) total power of log-mel frames (..., N_MELS), in dB."""
+    return DB * np.log(np.exp(np.asarray(mel, np.float64)).sum(-1) + 1e-12)
+
+
+class RelativeLevel:
+    """A voice's level against its own running peak, 0 (LEVEL_RANGE_DB or more below it) .. 1 (at it): the same
+    speech reads the same at any recording level or distance from the microphone. Update it on speech only."""
+
+    def __init__(self) -> None:
+        self.peak_db = -40.0
+
+    def update(self, db: float) -> float:
+        self.peak_db = max(db, self.peak_db - PEAK_DECAY_DB)
+        return min(max((db - (self.peak_db - LEVEL_RANGE_DB)) / LEVEL_RANGE_DB, 0.0), 1.0)
+
+
 FEATURE_DIM = N_MELS + 1  # log-mel bands + the track's speech probability
 
 
