@@ -19,7 +19,8 @@ from scipy.signal import butter, lfilter, lfilter_zi
 
 from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF
-from .features import N_MELS, RelativeLevel, Rolling, TrackFeatures, level_db, mel_frame_for, process_many, silence_rows
+from .features import (HOP, N_MELS, WIN, RelativeLevel, Rolling, TrackFeatures, level_db, mel_frame_for, process_many,
+                       silence_rows)
 from .generator import Generator, MotionStream, Style
 from .measures import mouth_openness
 from .motion import BS, FRAME_RATE, HEAD_POSE, MOTION_DIM, SPEAKING, MotionBlock, frame_count
@@ -49,13 +50,13 @@ MOUTH_HISTORY = 0.0
 HEAD_FILTER = butter(2, 3.0 / (FRAME_RATE / 2))  # (b, a) at 3 Hz
 HEAD_GAIN = 1.5  # the labels' detrended pitch spread over the filtered samples', validation: 0.85 / 0.55 deg
 # The mouth shown while the avatar speaks opens with its voice's loudness (features.RelativeLevel, 0..1, scales the
-# opening the model draws, as the baseline's does), never shutting lips it left apart (at least MOUTH_APART stays
-# open) and never opening lips it shut. Speakers open wider as they speak louder (docs/model.md "Following
-# loudness"); the corpus's labels vary a vowel's jaw by only +-20% with it (corpus.visemes.LOUDNESS_JAW), and the
-# model learned that much. Validation (40 clips): lip-envelope r 0.764 -> 0.895 (baseline 0.837), P/B/M and vowels
-# closed unchanged.
-LOUDNESS_CHANNELS = [BS[name] for name in ("JawOpen", "MouthClose", "MouthLowerDownLeft", "MouthLowerDownRight",
-                                           "MouthUpperUpLeft", "MouthUpperUpRight")]  # mouth_openness is linear in these
+# opening the model draws, as the baseline's does), never shutting lips it left apart (they stay at least
+# min(drawn, MOUTH_APART) open) and never opening lips it shut. Speakers open wider as they speak louder
+# (docs/model.md "Following loudness"); the corpus's labels vary a vowel's jaw by only +-20% with it
+# (corpus.visemes.LOUDNESS_JAW), and the model learned that much. Validation (40 clips): lip-envelope r 0.764 ->
+# 0.895 (baseline 0.837), P/B/M and vowels closed unchanged.
+LOUDNESS_CHANNELS = [BS[name] for name in (  # scaling them by g in [0, 1] scales mouth_openness by g
+    "JawOpen", "MouthClose", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight")]
 MOUTH_APART = 0.08  # above measures.LIPS_SHUT_OPENNESS: lips visibly apart
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
@@ -110,9 +111,9 @@ class ModelStream(MotionStream):
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
         self.head_filter: np.ndarray | None = None  # the head filter's state (smooth_head)
-        self.levels = Rolling(dtype=np.float64)  # the self track's level (dB) per feature row, preroll first
-        self.levels.start = -PREROLL_ROWS
-        self.loudness = RelativeLevel()
+        self.level_rows = Rolling(dtype=np.float64)  # the self track's level (dB) per feature row, preroll first
+        self.level_rows.start = -PREROLL_ROWS
+        self.level = RelativeLevel()  # the self track's level against its running peak
         self.style_vec = gen.style_vector(style)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
@@ -171,15 +172,15 @@ class ModelStream(MotionStream):
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
-        (LOUDNESS_CHANNELS), lips left apart by the model kept at least MOUTH_APART apart."""
+        (LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
         rows = mel_frame_for(np.arange(first, first + len(motion)))
         if self.gen.follow_loudness:
             opening = mouth_openness(motion)
             for i in np.flatnonzero(state == SPEAKING):
                 keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
-                motion[i, LOUDNESS_CHANNELS] *= max(self.loudness.update(float(self.levels[rows[i]])), keep_apart)
+                motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
         if len(rows):
-            self.levels.drop_before(int(rows[-1]) + 1)
+            self.level_rows.drop_before(int(rows[-1]) + 1)
 
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
@@ -187,7 +188,7 @@ class ModelStream(MotionStream):
     def snapshot(self):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
-                     levels=copy.copy(self.levels), loudness=copy.copy(self.loudness))
+                     level_rows=copy.copy(self.level_rows), level=copy.copy(self.level))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.probs.__dict__.copy()) for f in self.features]
         return attrs, parts, self.rng.bit_generator.state
 
@@ -239,6 +240,9 @@ class ModelGenerator(Generator):
         if not 0.0 <= self.sampling.mouth_history <= 1.0:
             raise ValueError(f"mouth_history must be in [0, 1], not {mouth_history}")
         self.lookahead_s = self.cfg.lookahead_s
+        if self.follow_loudness and self.cfg.lookahead_samples < (WIN + HOP) // 2:
+            raise ValueError("follow_loudness reads the level centred on each frame: weights with at least "
+                             f"{(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
         self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
         if backend == "auto":  # onnxruntime runs these small graphs about 3x faster than torch on a CPU
             backend = "onnx" if device == "cpu" and importlib.util.find_spec("onnxruntime") else "torch"
@@ -299,7 +303,7 @@ class ModelGenerator(Generator):
         streams with as many new rows (live sessions fed alike all have), not one per stream and track: at 8
         sessions, about a tenth less worker time (docs/benchmarks.md; the VAD is batched the same way)."""
         for stream, rows_self, _ in items:  # the self track's level, for the mouth shown (show_mouth)
-            stream.levels.extend(level_db(rows_self[:, :N_MELS]))
+            stream.level_rows.extend(level_db(rows_self[:, :N_MELS]))
         for track in (SELF, OTHER):
             groups: dict[int, list[tuple[ModelStream, np.ndarray]]] = {}
             for stream, *rows in items:

@@ -201,6 +201,13 @@ def test_the_shown_head_is_the_sampled_head_through_a_causal_filter_and_gain(sho
     assert shake[0] < shake[1]
 
 
+def test_following_loudness_needs_the_look_ahead_that_holds_each_frame_s_level():
+    short_sighted = small_model(lookahead_samples=160)  # 10 ms: the level frame centred on a frame ends later
+    with pytest.raises(ValueError, match="look-ahead"):
+        ModelGenerator(model=short_sighted, backend="torch")
+    assert not ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False).follow_loudness
+
+
 def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
     from backchannel.models.motion import HEAD_POSE
     from backchannel.models.motion_model import POSE_BOUND_STD

@@ -97,23 +97,27 @@ def test_the_mouth_opens_with_the_voice_loudness_and_keeps_the_model_s_closures(
     assert (shown >= np.minimum(drawn, MOUTH_APART) - 1e-6).all()  # lips the model left apart stay apart
     np.testing.assert_array_equal(lips_shut(talk.motion), lips_shut(drawn_run.motion))  # closures are the model's
     envelope = speech_envelope(dialogue.self_audio, len(talk))
-    assert pearson(shown, envelope) > pearson(drawn, envelope) + 0.03  # measured here: 0.90 against 0.82
+    assert pearson(shown, envelope) > pearson(drawn, envelope) + 0.03  # measured here: 0.895 against 0.816
 
 
-def test_a_failed_feed_leaves_the_loudness_follower_as_it_was(model_gen, dialogue):
+def test_a_failed_feed_leaves_the_loudness_follower_as_it_was(model_gen, dialogue, monkeypatch):
+    import backchannel.models.model_generator as model_generator
+
     a, b = dialogue.self_audio[:16 * SAMPLE_RATE], dialogue.other_audio[:16 * SAMPLE_RATE]
     cuts = [(0, 10), (10, 11), (11, 16)]  # the failed feed falls inside the avatar's first answer, and it talks after
     pieces = [(a[i * SAMPLE_RATE:j * SAMPLE_RATE], b[i * SAMPLE_RATE:j * SAMPLE_RATE]) for i, j in cuts]
     stream, reference = model_gen.open_stream(seed=2), model_gen.open_stream(seed=2)
     for s in (stream, reference):
         s.feed(*pieces[0])
-    real_step = model_gen.engine.step
-    model_gen.engine.step = lambda *args: (_ for _ in ()).throw(RuntimeError("injected"))
-    try:
+    peak = stream.level.peak_db
+
+    def fail(*args):  # after show_mouth: the level rows were read and dropped, the peak moved
+        raise RuntimeError("injected")
+    with monkeypatch.context() as patch:
+        patch.setattr(model_generator, "apply_style", fail)
         with pytest.raises(RuntimeError, match="injected"):
             stream.feed(*pieces[1])
-    finally:
-        model_gen.engine.step = real_step
+    assert stream.level.peak_db == peak
     for piece in pieces[1:]:
         retried, unbroken = stream.feed(*piece), reference.feed(*piece)
         assert (unbroken.state == SPEAKING).sum() > 20
