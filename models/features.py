@@ -43,9 +43,9 @@ class Rolling:
     """Rows addressed by absolute index (0 = the stream's first); rows nothing will read again are dropped, so a
     stream's memory stays flat however long it runs."""
 
-    def __init__(self, width: int | None = None, dtype=np.float32):
+    def __init__(self, width: int | None = None, dtype=np.float32, start: int = 0):
         self.data = np.zeros((0,) if width is None else (0, width), dtype)
-        self.start = 0  # absolute index of data[0]
+        self.start = start  # absolute index of data[0]
 
     @property
     def end(self) -> int:

@@ -111,8 +111,8 @@ class ModelStream(MotionStream):
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
         self.head_filter: np.ndarray | None = None  # the head filter's state (smooth_head)
-        self.level_rows = Rolling(dtype=np.float64)  # the self track's level (dB) per feature row, preroll first
-        self.level_rows.start = -PREROLL_ROWS
+        # the self track's level (dB) per feature row, preroll first (follow_loudness)
+        self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
         self.style_vec = gen.style_vector(style)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
@@ -173,14 +173,14 @@ class ModelStream(MotionStream):
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
         (LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
+        if not self.gen.follow_loudness or not len(motion):
+            return
         rows = mel_frame_for(np.arange(first, first + len(motion)))
-        if self.gen.follow_loudness:
-            opening = mouth_openness(motion)
-            for i in np.flatnonzero(state == SPEAKING):
-                keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
-                motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
-        if len(rows):
-            self.level_rows.drop_before(int(rows[-1]) + 1)
+        opening = mouth_openness(motion)
+        for i in np.flatnonzero(state == SPEAKING):
+            keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
+            motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
+        self.level_rows.drop_before(int(rows[-1]) + 1)
 
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
@@ -302,8 +302,9 @@ class ModelGenerator(Generator):
         """New feature rows (stream, self rows, other rows) through the encoder: one call per track for all the
         streams with as many new rows (live sessions fed alike all have), not one per stream and track: at 8
         sessions, about a tenth less worker time (docs/benchmarks.md; the VAD is batched the same way)."""
-        for stream, rows_self, _ in items:  # the self track's level, for the mouth shown (show_mouth)
-            stream.level_rows.extend(level_db(rows_self[:, :N_MELS]))
+        if self.follow_loudness:  # the self track's level, for the mouth shown (show_mouth)
+            for stream, rows_self, _ in items:
+                stream.level_rows.extend(level_db(rows_self[:, :N_MELS]))
         for track in (SELF, OTHER):
             groups: dict[int, list[tuple[ModelStream, np.ndarray]]] = {}
             for stream, *rows in items:
