@@ -124,7 +124,21 @@ def make_generator(spec: str | None = None, **options) -> Generator:
     unknown = sorted(set(parsed) - set(known))
     if unknown:
         raise ValueError(f"generator {name!r} has no option {', '.join(unknown)}; it takes {', '.join(known) or 'none'}")
+    defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()}
+    for key, value in parsed.items():
+        _check_option_kind(spec, key, value, defaults[key])
     return factory(**{**parsed, **options})
+
+
+def _check_option_kind(spec: str, key: str, value, default) -> None:
+    """A spec option must be of its default's kind: text such as "false,head_gain=1" (options joined by a comma,
+    not ';') would otherwise reach a switch as a true value or a number as text."""
+    hint = "; options are separated by ';'" if isinstance(value, str) and ("=" in value or "," in value) else ""
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ValueError(f"generator {spec!r}: {key} takes true or false, not {value!r}{hint}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"generator {spec!r}: {key} takes a number, not {value!r}{hint}")
 
 
 def generate(generator: Generator, self_audio: np.ndarray, other_audio: np.ndarray, seed: int = 0,

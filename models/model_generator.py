@@ -221,7 +221,7 @@ class ModelGenerator(Generator):
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
         steps = self.cfg.steps if steps is None else steps
-        if steps != int(steps) or steps < 1:
+        if isinstance(steps, bool) or steps != int(steps) or steps < 1:
             raise ValueError(f"steps must be a whole number >= 1, not {steps}")
         self.sampling = Sampling(int(steps), float(partner_guidance), float(mouth_history), float(self_guidance))
         self.noise_correlation = float(noise_correlation)

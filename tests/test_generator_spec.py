@@ -24,6 +24,12 @@ def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
     ("model[steps=0]", "steps must be a whole number >= 1"),
     ("model[steps=2.5]", "steps must be a whole number >= 1"),
     ("model[temperature=-1]", "temperature must be a finite number >= 0"),
+    # a comma instead of ';' leaves text where a switch or a number belongs: never read as true or passed on
+    ("model[smooth_head=false,head_gain=1]", "smooth_head takes true or false, not 'false,head_gain=1'; options "
+                                             "are separated by ';'"),
+    ("model[temperature=warm]", "temperature takes a number, not 'warm'$"),
+    ("model[steps=true]", "steps must be a whole number"),
+    ("model[head_gain=true]", "head_gain takes a number, not True"),
 ])
 def test_a_bad_spec_says_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
