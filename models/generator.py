@@ -134,7 +134,7 @@ def _check_option_kind(spec: str, key: str, value, default) -> None:
     """A spec option must be of its default's kind: text such as "false,head_gain=1" (options joined by a comma,
     not ';') would otherwise reach a switch as a true value or a number as text."""
     hint = "; options are separated by ';'" if isinstance(value, str) and ("=" in value or "," in value) else ""
-    if isinstance(default, bool) and not isinstance(value, bool):
+    if isinstance(default, bool) and value not in (True, False):  # true/false, or 1/0
         raise ValueError(f"generator {spec!r}: {key} takes true or false, not {value!r}{hint}")
     if isinstance(default, (int, float)) and not isinstance(default, bool) and (
             isinstance(value, bool) or not isinstance(value, (int, float))):
