@@ -17,6 +17,7 @@ from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
 MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
 HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversational range (labels' 99.9th pct: 7-12)
+DIVERSITY_CLIPS = 6  # clips run with a second seed (the first with own speech): 3 minutes of each seed's motion
 
 
 @dataclass
@@ -180,7 +181,7 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
         rng = np.random.default_rng(seed)
         per_clip = [clip_metrics(c, *run(c, seed), rng) for c in tqdm(clips, desc=spec, disable=not progress)]
         summary = summarise(per_clip)
-        diverse = [c for c in clips if c.self_speech][:2]
+        diverse = [c for c in clips if c.self_speech][:DIVERSITY_CLIPS]
         if name != "labels" and diverse:
             div = [seed_diversity(run, c, (seed, seed + 1)) for c in diverse]
             summary["head_diff_deg"] = float(np.mean([d["head_diff_deg"] for d in div]))
