@@ -40,15 +40,19 @@ TEMPERATURE = 0.3
 # it, the shipped weights' lips kept the previous frames' shape and missed what the encoder heard (validation:
 # lip-envelope r 0.55 -> 0.78, nods after phrase ends 29% -> 43% at the same jitter; docs/model.md).
 MOUTH_HISTORY = 0.0
-# The head pose shown: the sampled one through a causal low-pass filter, then scaled by HEAD_GAIN (docs/model.md
+# The head pose shown: the sampled one through a causal low-pass filter, then scaled per axis (docs/model.md
 # "Showing the head"). Sampling at TEMPERATURE 0.3 pulls the head towards its likeliest, calmest motion (on
-# validation its pitch moved a third less than the labels', its nods shallower) and leaves frame-to-frame noise.
-# More noise for the head brought motion back at random too (40 validation clips, temperature 0.5: nods after
-# phrase ends 66%, at random 25%); scaling what the audio drives brings it back where the conversation puts it
-# (gain 1.5: 77% / 25%; labels 84% / 22%). A 2nd-order Butterworth at 3 Hz (2-3 frames of delay, head only) takes
-# the noise: the gained head jitters as the labels' does. Only what is shown changes: the history keeps the samples.
-HEAD_FILTER = butter(2, 3.0 / (FRAME_RATE / 2))  # (b, a) at 3 Hz
-HEAD_GAIN = 1.5  # the labels' detrended pitch spread over the filtered samples', validation: 0.85 / 0.55 deg
+# validation its pitch moved a third less than the labels', its yaw half as much, its nods shallower) and leaves
+# frame-to-frame noise. More noise for the head brought motion back at random too (40 validation clips,
+# temperature 0.5: nods after phrase ends 66%, at random 25%); scaling what the audio drives brings it back where
+# the conversation puts it. A 2nd-order Butterworth per axis takes the noise: 3 Hz on pitch, the nodding axis
+# (nods are 0.1-1.2 s wide; 75 ms of delay), 1.5 Hz on yaw and roll, which carry slow turns and tilts, no nods
+# (150 ms); translation follows pitch. Each axis's gain is the labels' detrended spread over the filtered samples'
+# (validation: pitch 0.81 / 0.53, yaw 0.84 / 0.24, roll 0.42 / 0.23 deg), so the head moves as much as the labels'
+# on every axis. Only what is shown changes: the history keeps the samples.
+HEAD_CUTOFF_HZ = (3.0, 1.5, 1.5, 3.0, 3.0, 3.0)  # per HEAD_POSE column: pitch, yaw, roll, translation x, y, z
+HEAD_GAINS = np.array([1.5, 3.5, 1.8, 1.5, 1.5, 1.5])
+HEAD_FILTERS = [butter(2, f / (FRAME_RATE / 2)) for f in HEAD_CUTOFF_HZ]  # (b, a) per column
 # The mouth shown while the avatar speaks opens with its voice's loudness (features.RelativeLevel, 0..1, scales the
 # opening the model draws, as the baseline's does), never shutting lips it left apart (they stay at least
 # min(drawn, MOUTH_APART) open) and never opening lips it shut. Speakers open wider as they speak louder
@@ -110,7 +114,7 @@ class ModelStream(MotionStream):
         self.fed = 0
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
-        self.head_filter: np.ndarray | None = None  # the head filter's state (smooth_head)
+        self.head_filter: list[np.ndarray] | None = None  # the head filters' states, per pose column (smooth_head)
         # the self track's level (dB) per feature row, preroll first (follow_loudness)
         self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
@@ -158,16 +162,18 @@ class ModelStream(MotionStream):
             self.row0 += keep
 
     def show_head(self, motion: np.ndarray) -> None:
-        """The head pose of new frames as shown, in place: filtered (HEAD_FILTER, its state carried across calls;
-        unless smooth_head is off), scaled by head_gain, held within the pose bound (POSE_BOUND_STD) again."""
+        """The head pose of new frames as shown, in place: unless smooth_head is off, filtered (HEAD_FILTERS, their
+        states carried across calls) and scaled per axis (HEAD_GAINS); scaled by head_gain; held within the pose
+        bound (POSE_BOUND_STD) again."""
         pose = motion[:, HEAD_POSE].astype(np.float64)
         if not len(pose):
             return
         if self.gen.smooth_head:
-            b, a = HEAD_FILTER
-            if self.head_filter is None:  # starts as if the head had held its first pose
-                self.head_filter = lfilter_zi(b, a)[:, None] * pose[:1]
-            pose, self.head_filter = lfilter(b, a, pose, axis=0, zi=self.head_filter)
+            states = self.head_filter or [  # starts as if the head had held its first pose
+                lfilter_zi(b, a) * pose[0, j] for j, (b, a) in enumerate(HEAD_FILTERS)]
+            filtered = [lfilter(b, a, pose[:, j], zi=zi) for j, ((b, a), zi) in enumerate(zip(HEAD_FILTERS, states))]
+            pose = np.stack([y for y, _ in filtered], 1) * HEAD_GAINS
+            self.head_filter = [zi for _, zi in filtered]  # a new list: snapshot() keeps the old one
         motion[:, HEAD_POSE] = np.clip(self.gen.head_gain * pose, *self.gen.pose_bounds)
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
@@ -216,7 +222,7 @@ class ModelGenerator(Generator):
                  backend: str = "auto", model: MotionModel | None = None,
                  noise_correlation: float = NOISE_CORRELATION, partner_guidance: float = 1.0,
                  temperature: float = TEMPERATURE, mouth_history: float = MOUTH_HISTORY, smooth_head: bool = True,
-                 head_gain: float = HEAD_GAIN, self_guidance: float = 1.0, follow_loudness: bool = True):
+                 head_gain: float = 1.0, self_guidance: float = 1.0, follow_loudness: bool = True):
         self.device = device
         self.model = model.eval() if model is not None else load_model(weights)
         self.cfg: ModelConfig = self.model.cfg
@@ -226,8 +232,8 @@ class ModelGenerator(Generator):
         self.sampling = Sampling(int(steps), float(partner_guidance), float(mouth_history), float(self_guidance))
         self.noise_correlation = float(noise_correlation)
         self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
-        self.smooth_head = bool(smooth_head)
-        self.head_gain = float(head_gain)  # scales the head pose shown (HEAD_GAIN), before the style's expressiveness
+        self.smooth_head = bool(smooth_head)  # the head stage (show_head); off: the head as sampled
+        self.head_gain = float(head_gain)  # scales the head pose shown, as the style's expressiveness does after it
         self.follow_loudness = bool(follow_loudness)  # the mouth opens with the voice's loudness (show_mouth)
         self.pose_bounds = tuple(x.cpu().numpy() for x in self.model.pose_bounds())
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature),

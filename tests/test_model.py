@@ -179,25 +179,26 @@ def test_onnx_matches_torch(tmp_path, short):
     np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
 
 
-def test_the_shown_head_is_the_sampled_head_through_a_causal_filter_and_gain(short):
+def test_the_shown_head_is_the_sampled_head_through_a_causal_filter_and_gain_per_axis(short):
     from scipy.signal import lfilter
 
-    from backchannel.models.model_generator import HEAD_FILTER
+    from backchannel.models.model_generator import HEAD_FILTERS, HEAD_GAINS
     from backchannel.models.motion import HEAD_POSE
 
     model = small_model()
     a, b = short
-    raw = generate(ModelGenerator(model=model, backend="torch", smooth_head=False, head_gain=1), a, b, seed=4,
-                   chunk_s=0.021)
-    shown = generate(ModelGenerator(model=model, backend="torch", head_gain=1.5), a, b, seed=4, chunk_s=0.021)
-    head = raw.motion[:, HEAD_POSE]
+    raw = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=4, chunk_s=0.021)
+    shown = generate(ModelGenerator(model=model, backend="torch", head_gain=1.2), a, b, seed=4, chunk_s=0.021)
+    head = raw.motion[:, HEAD_POSE].astype(np.float64)
     held = np.concatenate([np.repeat(head[:1], 100, 0), head])  # as if the first pose had been held before
-    expected = 1.5 * lfilter(*HEAD_FILTER, held, axis=0)[100:]  # in one piece, though it streamed in 21 ms feeds
-    np.testing.assert_allclose(shown.motion[:, HEAD_POSE], expected, atol=1e-5)
+    # in one piece, though it streamed in 21 ms feeds; each axis through its own filter and gain
+    expected = np.stack([lfilter(*HEAD_FILTERS[j], held[:, j])[100:] for j in range(held.shape[1])], 1)
+    np.testing.assert_allclose(shown.motion[:, HEAD_POSE], 1.2 * HEAD_GAINS * expected, atol=1e-5)
+    assert len(set(HEAD_GAINS)) > 1 and len({tuple(b) for b, _ in HEAD_FILTERS}) > 1  # the axes differ
     rest = np.ones(MOTION_DIM, bool)
     rest[HEAD_POSE] = False  # everything else, and the model's own history, is untouched
     np.testing.assert_array_equal(shown.motion[:, rest], raw.motion[:, rest])
-    shake = [np.abs(np.diff(m.motion[:, HEAD_POSE], 2, axis=0)).mean() for m in (shown, raw)]
+    shake = [np.abs(np.diff(m.motion[:, HEAD_POSE] / HEAD_GAINS, 2, axis=0)).mean() for m in (shown, raw)]
     assert shake[0] < shake[1]
 
 
@@ -216,8 +217,8 @@ def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(s
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
         model.codec.decoder[-1].bias[HEAD_POSE.start] += 50.0
     a, b = short
-    out = generate(ModelGenerator(model=model, backend="torch", smooth_head=False, head_gain=1), a, b, seed=1)
-    scaled = generate(ModelGenerator(model=model, backend="torch", head_gain=1.5), a, b, seed=1)
+    out = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=1)
+    scaled = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=1)
     mean, std = (x[HEAD_POSE].numpy() for x in (model.codec.motion_mean, model.codec.motion_std))
     for pose in (out.motion[:, HEAD_POSE], scaled.motion[:, HEAD_POSE]):  # the gain shown does not pass it either
         np.testing.assert_allclose(pose[:, 0], mean[0] + POSE_BOUND_STD * std[0], atol=1e-5)  # held at the bound
