@@ -318,6 +318,9 @@ def test_default_generator_serve_and_run_give_the_same_frames(tmp_path):
     assert describe["generator"]["name"] == "baseline"
     served, offline = read_motion(tmp_path / "served.jsonl"), read_motion(tmp_path / "run.jsonl")
     assert len(served) == len(offline) == frame_count(len(dialogue.self_audio) / SAMPLE_RATE)
-    np.testing.assert_array_equal(served.motion, offline.motion)
+    # equal as written: blendshapes go out rounded to 5 decimals, and the worker's batched numpy can differ from a
+    # file run's in the last float bit, which once in a few runs lands a value on the other side of a rounding edge
+    # (seen: 1 of 42780 values, 0.04204 against 0.04203)
+    np.testing.assert_allclose(served.motion, offline.motion, rtol=0, atol=1.1e-5)
     np.testing.assert_array_equal(served.state, offline.state)
     assert {"speaking", "listening"} <= {STATES[s] for s in served.state}
