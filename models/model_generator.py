@@ -34,8 +34,13 @@ WEIGHTS = Path(__file__).parent / "weights" / "motion.pt"
 # less: 0.5 nods after more phrase ends at the same contrast with random moments (validation 50% -> 64%); and for
 # runs/v17, which leans on it less again (smooth history noise): 0.3 against 0.4 / 0.5, nods after phrase ends 57% /
 # 67% / 72% of 142, at random 16% / 21% / 30% of 600, head jitter 0.065 / 0.082 / 0.099 (30 validation clips).
-NOISE_CORRELATION = 0.5
-TEMPERATURE = 0.3
+# With the head stage per axis (40 validation clips, docs/model.md "Slower noise"): half the noise, twice as slow
+# (correlation 0.9 per frame, a 0.3 s time constant) keeps the seeds as far apart (1.00 -> 1.08 deg) with the
+# difference in slow posture rather than tremble: head jitter 0.038 -> 0.024, nods at random 26% -> 19% for 79% ->
+# 74% after phrase ends (contrast 3.0x -> 3.9x). 0.95 drifted again at temperature 0.15-0.2 (1-2% of frames
+# beyond 10 degrees).
+NOISE_CORRELATION = 0.9
+TEMPERATURE = 0.15
 # The speech articulators come from a sample drawn without the model's own history (Sampling.mouth_history): with
 # it, the shipped weights' lips kept the previous frames' shape and missed what the encoder heard (validation:
 # lip-envelope r 0.55 -> 0.78, nods after phrase ends 29% -> 43% at the same jitter; docs/model.md).
