@@ -114,10 +114,10 @@ def festival_synth(texts: list[str], voice: str, stretch: float = 1.0, f0_mean: 
 def flite_synth(text: str, voice: str, stretch: float = 1.0, f0_mean: float | None = None) -> Utterance:
     with tempfile.TemporaryDirectory(prefix="bc-flite-") as tmp:
         wav = os.path.join(tmp, "out.wav")
-        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}", "-psdur"]
+        args = ["-voice", voice, "--setf", f"duration_stretch={stretch:.3f}", "-psdur"]
         if f0_mean is not None:
-            cmd += ["--setf", f"int_f0_target_mean={f0_mean:.1f}"]
-        psdur = _flite_run(cmd[1:] + ["-t", text, "-o", wav])
+            args += ["--setf", f"int_f0_target_mean={f0_mean:.1f}"]
+        psdur = _flite_run(args + ["-t", text, "-o", wav])
         if not os.path.exists(wav):
             raise RuntimeError(f"flite wrote no audio for voice {voice}")
         audio = load_audio(wav)
