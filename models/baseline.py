@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, level_db, mel_frame_for
+from .features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, mel_frame_for, power_db
 from .generator import Generator, MotionStream, Style
 from .motion import (BS, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, IDLE, LISTENING, MOTION_DIM, SPEAKING,
                      MotionBlock, frame_count, neutral)
@@ -162,7 +162,7 @@ class BaselineStream(MotionStream):
 
         # mouth: level relative to the speaker's own peak, shape from spectral balance
         power = np.exp(mel.astype(np.float64))
-        db = float(level_db(mel))
+        db = float(power_db(power))  # the powers' exp is taken once, here
         if speaking:
             open_t = self.level.update(db) ** 1.3
             # lip shape from the spectral centroid relative to this speaker's running mean, so voice pitch and

@@ -111,7 +111,12 @@ PEAK_DECAY_DB = 0.03  # per motion frame: the peak forgets a shout over tens of 
 
 def level_db(mel: np.ndarray) -> np.ndarray:
     """(...,) total power of log-mel frames (..., N_MELS), in dB."""
-    return DB * np.log(np.exp(np.asarray(mel, np.float64)).sum(-1) + 1e-12)
+    return power_db(np.exp(np.asarray(mel, np.float64)))
+
+
+def power_db(power: np.ndarray) -> np.ndarray:
+    """(...,) total of mel band powers (..., N_MELS), in dB: level_db for callers that already hold the powers."""
+    return DB * np.log(power.sum(-1) + 1e-12)
 
 
 class RelativeLevel:
