@@ -28,6 +28,9 @@ def register(commands) -> None:
     p.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="motion: fine-tune these weights (a motion.pt, or a run's motion-checkpoint.pt, whose EMA "
                         "weights and training-only read-out are taken) instead of starting new")
+    p.add_argument("--weigh-engines", type=json_object, default=None, metavar="JSON",
+                   help='motion: draw windows whose avatar voice came from these engines this much more often, '
+                        'e.g. {"flite": 4} (the corpus holds few natural-sounding voices beside espeak\'s)')
     p.add_argument("--install", action="store_true", help="also copy the final weights to the shipped default")
     p.set_defaults(func=train_command)
 
@@ -59,7 +62,7 @@ def _training_clip(job):
     c = read_clip(path)
     phones = (c.meta["self_phones"], c.meta.get("other_phones", [])) if "self_phones" in c.meta else None
     return make_clip(f"{split}-{Path(path).stem}", c.self_audio, c.other_audio, c.motion, c.state, Path(cache),
-                     phones, delay_s, c.partner_phrase_ends)
+                     phones, delay_s, c.partner_phrase_ends, c.meta.get("voices", {}).get("self", {}).get("engine", ""))
 
 
 def load_training_clips(data: str, split: str, cache: Path, delay_s: float, workers: int | None = None):
@@ -82,6 +85,16 @@ def load_training_clips(data: str, split: str, cache: Path, delay_s: float, work
                          mininterval=2))
 
 
+def check_engine_weights(weights: dict | None, engines: set[str]) -> None:
+    """--weigh-engines names engines the training clips have, each with a positive number."""
+    for engine, weight in (weights or {}).items():
+        if engine not in engines:
+            raise ValueError(f"--weigh-engines: no training clip's avatar voice is from {engine!r} "
+                             f"(engines: {', '.join(sorted(engines))})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ValueError(f"--weigh-engines: {engine!r} needs a positive number, not {weight!r}")
+
+
 def train_command(args) -> int:
     import torch
 
@@ -99,6 +112,7 @@ def train_command(args) -> int:
         tc.window_frames = args.window
     if args.lr:
         tc.lr = args.lr
+    tc.engine_weights = args.weigh_engines
     unknown = set(args.config or {}) - set(ModelConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"--config: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -115,6 +129,7 @@ def train_command(args) -> int:
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
         model = MotionModel.from_codec(codec_path, **(args.config or {})).train()
     clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)
+    check_engine_weights(tc.engine_weights, {c.engine for c in clips})
     if args.what == "codec":
         if args.steps:
             tc.codec_steps = args.steps
@@ -127,7 +142,7 @@ def train_command(args) -> int:
         tc.steps = args.steps
     ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
     meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
-            "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings, "seed": args.seed,
+            "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings, "engine_weights": tc.engine_weights, "seed": args.seed,
             "init": args.init, "train_frames": sum(c.frames for c in clips)}
     path = save_weights(ema, run_dir / "motion.pt", meta)
     print(f"motion model: {path}; losses: {run_dir / 'motion-losses.png'}")

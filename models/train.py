@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     vary_recordings: bool = True  # training_data.vary_recording: other vocal tracts and microphones than the corpus's
+    engine_weights: dict | None = None  # WindowSampler: windows of these engines' avatar tracks this much more often
     codec_steps: int = 3000
     codec_batch: int = 1024
 
@@ -160,7 +161,8 @@ def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tr
     params = [p for n, p in model.named_parameters() if not n.startswith("codec.")]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     ema = copy.deepcopy(model).eval()
-    sampler = WindowSampler(clips, model.cfg, frames=tc.window_frames, vary_recordings=tc.vary_recordings)
+    sampler = WindowSampler(clips, model.cfg, frames=tc.window_frames, vary_recordings=tc.vary_recordings,
+                            engine_weights=tc.engine_weights)
     rng = np.random.default_rng(tc.seed)
     gen = torch.Generator(device=device).manual_seed(tc.seed)
     start = 0

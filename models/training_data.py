@@ -35,6 +35,7 @@ class TrainingClip:
     closing: np.ndarray  # (PAD_FRAMES + T,) float32: 1 on the frames of the avatar's own P/B/M phones
     art_self: np.ndarray | None = None  # (PAD_ROWS + R, ARTICULATORS) float16: mouth targets of the phones
     art_other: np.ndarray | None = None  # heard at each row (articulatory_targets), None without phone timings
+    engine: str = ""  # what spoke the avatar's track (espeak, flite, festival, recorded): for WindowSampler's weights
 
     @property
     def frames(self) -> int:
@@ -76,11 +77,11 @@ def articulatory_targets(phones, rows: int, delay_s: float) -> np.ndarray:
 
 def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion: np.ndarray, state: np.ndarray,
               cache_dir: Path | None = None, phones: tuple | None = None, delay_s: float = 0.0,
-              partner_phrase_ends: list[float] = ()) -> TrainingClip:
+              partner_phrase_ends: list[float] = (), engine: str = "") -> TrainingClip:
     """`phones`: (self phones, other phones) when the clip has phone timings, for the encoder's articulatory
     targets (`delay_s`: the model's look-ahead, ModelConfig.target_delay_s) and the avatar's P/B/M frames, for
     ModelConfig.closure_weight. `partner_phrase_ends` (seconds): the moments a listener answers, for
-    ModelConfig.reply_weight."""
+    ModelConfig.reply_weight. `engine`: what spoke the avatar's track."""
     n = max(len(self_audio), len(other_audio))
     self_audio = np.pad(self_audio, (0, n - len(self_audio)))
     other_audio = np.pad(other_audio, (0, n - len(other_audio)))
@@ -99,7 +100,7 @@ def make_clip(name: str, self_audio: np.ndarray, other_audio: np.ndarray, motion
         np.concatenate([pad, rows_self]), np.concatenate([pad, rows_other]),
         np.concatenate([np.zeros((PAD_FRAMES, MOTION_DIM), np.float32), np.asarray(motion, np.float32)]),
         np.concatenate([np.zeros(PAD_FRAMES, np.int64), np.asarray(state, np.int64)]),
-        reply, closing, *art,
+        reply, closing, *art, engine,
     )
 
 
@@ -133,13 +134,16 @@ class WindowSampler:
     """Random training windows: `frames` target frames after `prev_frames` of history, plus a style reference."""
 
     def __init__(self, clips: list[TrainingClip], cfg: ModelConfig, frames: int = 90, ref_frames: int = 90,
-                 gain_db: float = 12.0, vary_recordings: bool = False):
+                 gain_db: float = 12.0, vary_recordings: bool = False, engine_weights: dict[str, float] | None = None):
+        """`engine_weights`: how much more often windows come from clips whose avatar track that engine spoke
+        (1 for engines not named): the corpus's natural-sounding voices are few beside espeak's."""
         self.cfg, self.frames, self.ref_frames, self.gain_db = cfg, frames, ref_frames, gain_db
         self.vary_recordings = vary_recordings  # vary_recording, per window and track
         self.clips = [c for c in clips if c.frames >= max(frames, ref_frames)]
         if not self.clips:
             raise ValueError(f"no clip is long enough for {frames}-frame windows and {ref_frames}-frame references")
-        lengths = np.array([c.frames for c in self.clips], np.float64)
+        weigh = engine_weights or {}
+        lengths = np.array([c.frames * weigh.get(c.engine, 1.0) for c in self.clips], np.float64)
         self.weights = lengths / lengths.sum()
 
     def row(self, f: np.ndarray | int):

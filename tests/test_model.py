@@ -438,6 +438,27 @@ def test_recording_variation_moves_every_formant_by_one_factor_within_the_warp()
     assert varied.shape == rows.shape and varied.dtype == np.float32 and varied.min() >= np.log(LOG_FLOOR) - 1e-6
 
 
+def test_training_windows_come_from_weighted_engines_as_often_as_asked(dialogue):
+    from backchannel.bridge.model_commands import check_engine_weights
+    from backchannel.models.training_data import WindowSampler, make_clip
+
+    audio = dialogue.self_audio[: 16000 * 4]
+    # the flite clip's frames are all marked speaking, so a window's last frame tells where it came from
+    clips = [make_clip(f"c{i}", audio, audio, np.zeros((120, 62), np.float32), np.full(120, mark, np.int64),
+                       engine=engine) for i, (engine, mark) in enumerate([("espeak", 0), ("espeak", 0), ("flite", 1)])]
+    cfg = small_model().cfg
+    from_flite = lambda sampler: sampler.batch(np.random.default_rng(0), 400)["state"][:, -1].float().mean()  # noqa: E731
+    assert from_flite(WindowSampler(clips, cfg, frames=30)) == pytest.approx(1 / 3, abs=0.07)
+    assert from_flite(WindowSampler(clips, cfg, frames=30, engine_weights={"flite": 4.0})) == pytest.approx(2 / 3, abs=0.07)
+
+    check_engine_weights({"flite": 4, "espeak": 0.5}, {"espeak", "flite"})
+    with pytest.raises(ValueError, match="no training clip's avatar voice is from 'festival'.*espeak, flite"):
+        check_engine_weights({"festival": 2}, {"espeak", "flite"})
+    for bad in (0, -1, "4", True, None):
+        with pytest.raises(ValueError, match="needs a positive number"):
+            check_engine_weights({"flite": bad}, {"espeak", "flite"})
+
+
 def dialogue_training_clip(dialogue, **kwargs):
     """The test dialogue as a training clip (the baseline's motion as labels), a small model fitted to it and one
     batch of 4 windows: for the loss-weighting tests."""
