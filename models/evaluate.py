@@ -5,6 +5,8 @@ phrase ends), using the same definitions the corpus checks its own labels with (
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +19,8 @@ from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
 MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
 HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversational range (labels' 99.9th pct: 7-12)
+log = logging.getLogger(__name__)
+
 DIVERSITY_CLIPS = 6  # clips run with a second seed (the first with own speech): 3 minutes of each seed's motion
 
 
@@ -167,6 +171,7 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
 
     results = {}
     for spec in generators:
+        tic = time.perf_counter()
         name, _ = parse_spec(spec)
         if name == "labels":
             run = lambda clip, s: (clip.motion, clip.state)  # noqa: E731
@@ -188,6 +193,8 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
             summary["lip_r_min_over_seeds"] = float(np.nanmin([r for d in div for r in d["lip_r_per_seed"]]))
         summary["nod_contrast"] = summary["nods_after_phrase_ends"] / max(summary["nods_at_random"], 1e-3)
         results[spec] = summary
+        # a line per generator even where no bar shows (stderr not a terminal): a full eval runs for minutes
+        log.info("scored %s on %d clips in %.0f s", spec, len(clips), time.perf_counter() - tic)
     return results
 
 

@@ -194,6 +194,8 @@ def test_eval_command_scores_generators_on_a_corpus(corpus, tmp_path):
     assert closed == total > 0 and baseline["counts"]["pbm_closure"][1] == total  # same phones, both judged
     assert f"| P/B/M closed | >= 90.0% | 100.0% ({total}/{total}) |" in (tmp_path / "eval.md").read_text()
     assert (tmp_path / f"eval-{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    n = len(Corpus(corpus).paths(split))  # no terminal here, so no bars: a line per generator tells the progress
+    assert f"scored labels on {n} clips in" in r.stderr and f"scored baseline on {n} clips in" in r.stderr
     r = run_cli("--data", str(corpus), "--split", "nowhere", "--out", str(tmp_path), command="eval")
     assert r.returncode == 2 and "nowhere" in r.stderr
 
