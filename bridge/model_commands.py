@@ -30,7 +30,7 @@ def register(commands) -> None:
                         "weights and training-only read-out are taken) instead of starting new")
     p.add_argument("--weigh-engines", type=json_object, default=None, metavar="JSON",
                    help='motion: draw windows whose avatar voice came from these engines this much more often, '
-                        'e.g. {"flite": 4} (the corpus holds few natural-sounding voices beside espeak\'s)')
+                        'e.g. {"recorded": 4} for recorded speakers in the training split (data make --speech-dir)')
     p.add_argument("--install", action="store_true", help="also copy the final weights to the shipped default")
     p.set_defaults(func=train_command)
 
@@ -119,8 +119,8 @@ def train_command(args) -> int:
     progress = True
     codec_path = run_dir / "codec.pt"
     if args.what == "codec":
-        if args.init:
-            raise ValueError("--init is for `train motion` (codec training starts new)")
+        if args.init or args.weigh_engines:
+            raise ValueError("--init and --weigh-engines are for `train motion` (the codec learns single frames)")
         model = new_model(ModelConfig(**(args.config or {})), args.seed)
     elif args.init:  # fine-tuning; a run folder that already has a checkpoint resumes that instead
         model = MotionModel.from_weights(args.init, **(args.config or {})).train()
@@ -142,8 +142,9 @@ def train_command(args) -> int:
         tc.steps = args.steps
     ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
     meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
-            "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings, "engine_weights": tc.engine_weights, "seed": args.seed,
-            "init": args.init, "train_frames": sum(c.frames for c in clips)}
+            "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings,
+            "engine_weights": tc.engine_weights, "seed": args.seed, "init": args.init,
+            "train_frames": sum(c.frames for c in clips)}
     path = save_weights(ema, run_dir / "motion.pt", meta)
     print(f"motion model: {path}; losses: {run_dir / 'motion-losses.png'}")
     if args.install:

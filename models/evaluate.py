@@ -17,10 +17,10 @@ from .corpus.phones import is_vowel
 from .measures import answer_frames, mouth_openness, nod_frames, nods_after, phones_shut, spans_mask
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
-MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
-HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversational range (labels' 99.9th pct: 7-12)
 log = logging.getLogger(__name__)
 
+MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
+HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversational range (labels' 99.9th pct: 7-12)
 DIVERSITY_CLIPS = 6  # clips run with a second seed (the first with own speech): 3 minutes of each seed's motion
 
 

@@ -447,9 +447,13 @@ def test_training_windows_come_from_weighted_engines_as_often_as_asked(dialogue)
     clips = [make_clip(f"c{i}", audio, audio, np.zeros((120, 62), np.float32), np.full(120, mark, np.int64),
                        engine=engine) for i, (engine, mark) in enumerate([("espeak", 0), ("espeak", 0), ("flite", 1)])]
     cfg = small_model().cfg
-    from_flite = lambda sampler: sampler.batch(np.random.default_rng(0), 400)["state"][:, -1].float().mean()  # noqa: E731
-    assert from_flite(WindowSampler(clips, cfg, frames=30)) == pytest.approx(1 / 3, abs=0.07)
-    assert from_flite(WindowSampler(clips, cfg, frames=30, engine_weights={"flite": 4.0})) == pytest.approx(2 / 3, abs=0.07)
+
+    def from_flite(**weights):
+        sampler = WindowSampler(clips, cfg, frames=30, **weights)
+        return sampler.batch(np.random.default_rng(0), 400)["state"][:, -1].float().mean()
+
+    assert from_flite() == pytest.approx(1 / 3, abs=0.07)
+    assert from_flite(engine_weights={"flite": 4.0}) == pytest.approx(2 / 3, abs=0.07)
 
     check_engine_weights({"flite": 4, "espeak": 0.5}, {"espeak", "flite"})
     with pytest.raises(ValueError, match="no training clip's avatar voice is from 'festival'.*espeak, flite"):
