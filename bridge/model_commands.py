@@ -62,7 +62,7 @@ def _training_clip(job):
     c = read_clip(path)
     phones = (c.meta["self_phones"], c.meta.get("other_phones", [])) if "self_phones" in c.meta else None
     return make_clip(f"{split}-{Path(path).stem}", c.self_audio, c.other_audio, c.motion, c.state, Path(cache),
-                     phones, delay_s, c.partner_phrase_ends, c.meta.get("voices", {}).get("self", {}).get("engine", ""))
+                     phones, delay_s, c.partner_phrase_ends, c.meta["voices"]["self"]["engine"])
 
 
 def load_training_clips(data: str, split: str, cache: Path, delay_s: float, workers: int | None = None):
@@ -83,16 +83,6 @@ def load_training_clips(data: str, split: str, cache: Path, delay_s: float, work
     with mp.get_context("spawn").Pool(workers or usable_cpus()) as pool:
         return list(tqdm(pool.imap(_training_clip, jobs, chunksize=4), total=len(jobs), desc=f"features ({split})",
                          mininterval=2))
-
-
-def check_engine_weights(weights: dict | None, engines: set[str]) -> None:
-    """--weigh-engines names engines the training clips have, each with a positive number."""
-    for engine, weight in (weights or {}).items():
-        if engine not in engines:
-            raise ValueError(f"--weigh-engines: no training clip's avatar voice is from {engine!r} "
-                             f"(engines: {', '.join(sorted(engines))})")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-            raise ValueError(f"--weigh-engines: {engine!r} needs a positive number, not {weight!r}")
 
 
 def train_command(args) -> int:
@@ -129,7 +119,6 @@ def train_command(args) -> int:
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
         model = MotionModel.from_codec(codec_path, **(args.config or {})).train()
     clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)
-    check_engine_weights(tc.engine_weights, {c.engine for c in clips})
     if args.what == "codec":
         if args.steps:
             tc.codec_steps = args.steps

@@ -136,13 +136,20 @@ class WindowSampler:
     def __init__(self, clips: list[TrainingClip], cfg: ModelConfig, frames: int = 90, ref_frames: int = 90,
                  gain_db: float = 12.0, vary_recordings: bool = False, engine_weights: dict[str, float] | None = None):
         """`engine_weights`: how much more often windows come from clips whose avatar track that engine spoke
-        (1 for engines not named): the corpus's natural-sounding voices are few beside espeak's."""
+        (1 for engines not named), e.g. a corpus's few recorded training voices beside espeak's many."""
         self.cfg, self.frames, self.ref_frames, self.gain_db = cfg, frames, ref_frames, gain_db
         self.vary_recordings = vary_recordings  # vary_recording, per window and track
         self.clips = [c for c in clips if c.frames >= max(frames, ref_frames)]
         if not self.clips:
             raise ValueError(f"no clip is long enough for {frames}-frame windows and {ref_frames}-frame references")
         weigh = engine_weights or {}
+        engines = {c.engine for c in self.clips}
+        for engine, weight in weigh.items():
+            if engine not in engines:
+                raise ValueError(f"engine weights: no training clip's avatar voice is from {engine!r} "
+                                 f"(engines: {', '.join(sorted(engines))})")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise ValueError(f"engine weights: {engine!r} needs a positive number, not {weight!r}")
         lengths = np.array([c.frames * weigh.get(c.engine, 1.0) for c in self.clips], np.float64)
         self.weights = lengths / lengths.sum()
 

@@ -439,7 +439,6 @@ def test_recording_variation_moves_every_formant_by_one_factor_within_the_warp()
 
 
 def test_training_windows_come_from_weighted_engines_as_often_as_asked(dialogue):
-    from backchannel.bridge.model_commands import check_engine_weights
     from backchannel.models.training_data import WindowSampler, make_clip
 
     audio = dialogue.self_audio[: 16000 * 4]
@@ -455,12 +454,12 @@ def test_training_windows_come_from_weighted_engines_as_often_as_asked(dialogue)
     assert from_flite() == pytest.approx(1 / 3, abs=0.07)
     assert from_flite(engine_weights={"flite": 4.0}) == pytest.approx(2 / 3, abs=0.07)
 
-    check_engine_weights({"flite": 4, "espeak": 0.5}, {"espeak", "flite"})
+    WindowSampler(clips, cfg, frames=30, engine_weights={"flite": 4, "espeak": 0.5})
     with pytest.raises(ValueError, match="no training clip's avatar voice is from 'festival'.*espeak, flite"):
-        check_engine_weights({"festival": 2}, {"espeak", "flite"})
+        WindowSampler(clips, cfg, frames=30, engine_weights={"festival": 2})
     for bad in (0, -1, "4", True, None):
         with pytest.raises(ValueError, match="needs a positive number"):
-            check_engine_weights({"flite": bad}, {"espeak", "flite"})
+            WindowSampler(clips, cfg, frames=30, engine_weights={"flite": bad})
 
 
 def dialogue_training_clip(dialogue, **kwargs):
