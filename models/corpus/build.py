@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Share of clips per split, and of each engine and language group when drawing voices.
 SPLIT_SHARES = {"train": 0.8, "val": 0.1, "test": 0.1}
 SPLIT_SHARES_WITH_REAL = {"train": 0.7, "val": 0.1, "test": 0.1, REAL_TEST_SPLIT: 0.1}
-ENGINE_SHARES = {"espeak": 0.75, "flite": 0.12, "festival": 0.05, "recorded": 0.08}
+ENGINE_SHARES = {"espeak": 0.75, "mbrola": 0.4, "flite": 0.12, "festival": 0.05, "recorded": 0.08}
 LANGUAGE_GROUPS = {"english": (0.25, text.ENGLISH), "latin": (0.45, text.LATIN_LANGUAGES),
                    "phonemes": (0.3, text.PHONEME_LANGUAGES)}
 
@@ -63,8 +63,11 @@ def _pick_voice(rng, pool: list[Voice], exclude_speaker: str | None = None) -> V
 
 
 def _pick_language(rng, self_voice: Voice, other_voice: Voice) -> str:
-    if self_voice.engine != "espeak" or other_voice.engine != "espeak":
+    if not {self_voice.engine, other_voice.engine} <= {"espeak", "mbrola"}:
         return "en-us"  # festival, flite and the recorded speakers speak (US) English
+    for v in (self_voice, other_voice):
+        if v.language:  # an MBROLA voice's database holds one language's diphones; the partner speaks it too
+            return v.language
     names = list(LANGUAGE_GROUPS)
     shares = np.array([LANGUAGE_GROUPS[n][0] for n in names])
     group = LANGUAGE_GROUPS[names[int(rng.choice(len(names), p=shares / shares.sum()))]][1]

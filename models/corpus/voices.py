@@ -1,9 +1,9 @@
 """The voices a corpus can use, which split owns each, and a per-clip speaker that renders sentences,
 backchannels and laughs in one voice with one set of settings.
 
-A voice is a timbre: an espeak-ng variant (spoken in any of its languages), a festival/flite voice, or a
-recorded speaker. Splits own whole *speakers* (`Voice.speaker`): flite's kal and kal16 and festival's
-kal_diphone are one recorded person, so they go to the same split.
+A voice is a timbre: an espeak-ng variant (spoken in any of its languages), an MBROLA database (speaking its
+own language), a festival/flite voice, or a recorded speaker. Splits own whole *speakers* (`Voice.speaker`):
+flite's kal and kal16 and festival's kal_diphone are one recorded person, so they go to the same split.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 from . import espeak, text
 from .festival import WordMatchError, festival_synth, festival_voices, flite_synth, flite_voices
 from .laugh import laugh
+from .mbrola import mbrola_synth, mbrola_voices
 from .recorded import RecordedSpeaker
 from .utterance import Utterance
 
@@ -38,10 +39,11 @@ _CMU_GENDER = {"kal": "male", "awb": "male", "rms": "male", "slt": "female"}
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str  # espeak | festival | flite | recorded
-    name: str  # espeak variant ("default" = none), festival/flite voice, or recorded speaker folder name
+    engine: str  # espeak | mbrola | festival | flite | recorded
+    name: str  # espeak variant ("default" = none), MBROLA database, festival/flite voice, or recorded speaker folder
     gender: str = "unknown"
     path: str = ""  # recorded speakers: their folder
+    language: str = ""  # the one language the voice speaks (MBROLA databases); "" when any
 
     @property
     def id(self) -> str:
@@ -72,8 +74,10 @@ def espeak_voices() -> list[Voice]:
 
 
 def catalog(speech_dirs: list[str | Path] = ()) -> list[Voice]:
-    """Every voice usable on this machine: espeak-ng variants, festival and flite voices, recorded speakers."""
+    """Every voice usable on this machine: espeak-ng variants, MBROLA databases, festival and flite voices,
+    recorded speakers."""
     voices = espeak_voices()
+    voices += [Voice("mbrola", db, gender, language=language) for db, language, gender in mbrola_voices()]
     voices += [Voice("festival", v, _CMU_GENDER.get(_CMU_SPEAKERS.get(v, ""), "male")) for v in festival_voices()]
     voices += [Voice("flite", v, _CMU_GENDER.get(_CMU_SPEAKERS.get(v, ""), "unknown")) for v in flite_voices()]
     for d in speech_dirs:
@@ -98,7 +102,7 @@ def assign_splits(voices: list[Voice], seed: int, real_split: str = REAL_TEST_SP
         if v.engine == "recorded":
             splits[v.speaker] = real_split
         else:
-            family = "espeak" if v.engine == "espeak" else "cmu"
+            family = v.engine if v.engine in ("espeak", "mbrola") else "cmu"
             if v.speaker not in families.setdefault(family, []):
                 families[family].append(v.speaker)
     for speakers in families.values():
@@ -120,6 +124,11 @@ class Settings:
     language: str
     rate: float  # speaking-rate factor (1 = the engine's normal; espeak: x 175 wpm)
     pitch: float  # pitch factor around the voice's own (1 = unchanged)
+
+    @property
+    def espeak_rate_pitch(self) -> tuple[int, int]:
+        """(words per minute, pitch 0-99): the settings as espeak-ng takes them (for its MBROLA voices too)."""
+        return int(175 * self.rate), int(np.clip(50 * self.pitch, 0, 99))
 
     def to_dict(self) -> dict:
         return {"language": self.language, "rate": round(self.rate, 3), "pitch": round(self.pitch, 3)}
@@ -154,19 +163,24 @@ class Speaker:
         if v.engine == "espeak":
             name = s.language if v.name == "default" else f"{s.language}+{v.name}"
             engine = espeak.Espeak.get()
-            return [engine.synth(t, name, rate=int(175 * s.rate), pitch=int(np.clip(50 * s.pitch, 0, 99)))
-                    for t in texts]
+            return [engine.synth(t, name, *s.espeak_rate_pitch) for t in texts]
+        if v.engine == "mbrola":
+            return self._each(texts, lambda t: mbrola_synth(t, v.name, *s.espeak_rate_pitch))
         if v.engine == "festival":
             return festival_synth(texts, v.name, stretch=1 / s.rate, f0_mean=self.f0 * 0.95)
         if v.engine == "flite":
-            said = []
-            for t in texts:
-                try:
-                    said.append(flite_synth(t, v.name, stretch=1 / s.rate, f0_mean=self.f0 * 0.95))
-                except WordMatchError as e:
-                    log.info("%s: skipped a text (%s)", v.id, e)
-            return said
+            return self._each(texts, lambda t: flite_synth(t, v.name, stretch=1 / s.rate, f0_mean=self.f0 * 0.95))
         raise ValueError(f"engine {v.engine!r} cannot say text")
+
+    def _each(self, texts: list[str], say) -> list[Utterance]:
+        """say(text) for each text, leaving out those the engine could not time."""
+        said = []
+        for t in texts:
+            try:
+                said.append(say(t))
+            except WordMatchError as e:
+                log.info("%s: skipped a text (%s)", self.voice.id, e)
+        return said
 
     def _say_some(self, draw_text, n: int = 1) -> list[Utterance]:
         """At least one of `n` texts from draw_text() spoken; texts that could not be timed are replaced by
@@ -193,7 +207,7 @@ class Speaker:
         if self._recorded is not None:  # a recorded speaker's shortest prompts ("Hello.", "no") stand in
             short = self._recorded.short_prompts()
             return self._recorded.utterance(short[int(self.rng.integers(len(short)))]).trimmed()
-        phonemes_ok = self.voice.engine == "espeak"
+        phonemes_ok = self.voice.engine in ("espeak", "mbrola")
         return self._say_some(lambda: text.backchannel(self.rng, self.settings.language, phonemes_ok))[0].trimmed()
 
     def laugh(self) -> Utterance:
