@@ -35,7 +35,7 @@ class TrainingClip:
     closing: np.ndarray  # (PAD_FRAMES + T,) float32: 1 on the frames of the avatar's own P/B/M phones
     art_self: np.ndarray | None = None  # (PAD_ROWS + R, ARTICULATORS) float16: mouth targets of the phones
     art_other: np.ndarray | None = None  # heard at each row (articulatory_targets), None without phone timings
-    engine: str = ""  # what spoke the avatar's track (espeak, flite, festival, recorded): for WindowSampler's weights
+    engine: str = ""  # what spoke the avatar's track (espeak, mbrola, flite, ...): for WindowSampler's weights
 
     @property
     def frames(self) -> int:

@@ -130,7 +130,7 @@ def test_training_clips_know_which_engine_spoke_the_avatar_track(corpus, tmp_pat
 
     for path in find_clips(corpus):
         engine = read_clip(path, audio=False).meta["voices"]["self"]["engine"]
-        assert engine in {"espeak", "festival", "flite", "recorded"}
+        assert engine in {"espeak", "mbrola", "festival", "flite", "recorded"}
         assert _training_clip(("train", str(path), str(tmp_path), 0.064)).engine == engine
 
 
