@@ -1,5 +1,8 @@
 """MBROLA voices: espeak-ng's phone file laid onto its IPA (hand-made output), and real mbrola speech whose phones
 sit where the sound is (where mbrola and a database are installed: scripts/install-mbrola.sh)."""
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,6 +47,13 @@ def test_a_phone_file_that_does_not_fit_its_ipa_is_refused():
         mbrola.parse_phone_file("b_ɪ_t\nb\t65\nI\t60\nt\t40\ns\t50\n", "bit")
     with pytest.raises(WordMatchError, match="cannot lay 3 IPA phones onto 2"):
         mbrola.parse_phone_file("b_ɪ_t\nb\t65\nI\t60\n", "bit")
+    # English's linking r: an extra "r" row joins the phone before it (espeak-ng ... "four hours")
+    _, phones, _ = mbrola.parse_phone_file(
+        "f_ˈoː_ɹ ˈaʊ_ɚ_z\nf\t104\nO\t34\nr\t34\nr\t65\naU\t83\nr=\t56\nz\t65\n_\t301\n", "four hours")
+    assert [p[2] for p in phones] == ["f", "oː", "ɹ", "aʊ", "ɚ", "z"] and phones[2] == (0.138, 0.237, "ɹ")
+    # an alignment that could only pair a vowel with a consonant is refused, not timed wrong
+    with pytest.raises(WordMatchError, match="cannot lay 2 IPA phones onto 3"):
+        mbrola.parse_phone_file("s_a\ns\t80\nt\t40\na\t90\n", "sa")
     # espeak-ng's language switches are not sounds
     _, phones, _ = mbrola.parse_phone_file("(en)_w_ɒ_(fr) m_a\nw\t50\nO\t60\nm\t40\na\t70\n", "wob ma")
     assert [p[2] for p in phones] == ["w", "ɒ", "m", "a"]
@@ -93,4 +103,10 @@ def test_mbrola_phones_sit_where_the_sound_is():
 def test_the_catalog_offers_installed_mbrola_voices_with_their_language():
     voice = next(v for v in catalog() if v.id == "mbrola:us1")
     assert voice.language == "en-us" and voice.gender == "female" and voice.speaker == "mbrola:us1"
-    assert not any(v.name in mbrola.EXCLUDED for v in catalog() if v.engine == "mbrola")
+    assert {v.name for v in catalog() if v.engine == "mbrola"} <= set(mbrola.USABLE)
+
+
+def test_the_installer_installs_the_databases_the_corpus_uses():
+    script = (Path(__file__).parents[1] / "scripts" / "install-mbrola.sh").read_text()
+    default = re.search(r'DATABASES=\$\{\*:-"([^"]+)"\}', script).group(1).split()
+    assert default == list(mbrola.USABLE)

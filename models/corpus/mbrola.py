@@ -20,15 +20,17 @@ from pathlib import Path
 from ..audio import load_audio
 from . import espeak
 from .festival import WordMatchError
+from .phones import clean_ipa, is_vowel
 from .text import ENGLISH, LATIN_LANGUAGES
 from .utterance import Utterance
 
 DATABASES = Path("/usr/share/mbrola")
-# Databases that cannot say a third or more of the corpus's texts in their language (mostly diphones espeak-ng
-# asks for and the database lacks), measured on 24 texts each (18 sentences, 6 backchannels, random rates and
-# pitches); the kept ones say 17-24 of 24, and a text a voice cannot say is replaced by another.
-EXCLUDED = frozenset({"af1", "br1", "br2", "br3", "br4", "cz1", "de8", "es1", "es2", "es3", "es4", "it1", "it2",
-                      "it3", "it4", "mx1", "mx2", "nl3", "pl1", "pt1", "ro1", "tr1", "tr2"})
+# The databases the corpus uses: each says at least 17 of 24 of the corpus's texts in its language (18 sentences and
+# 6 backchannels at random rates and pitches; a text a voice cannot say is replaced by another). Of the others
+# measured, af1 br1-4 cz1 de8 es1-4 it1-4 mx1-2 nl3 pl1 pt1 ro1 tr1-2 said 2-15 (mostly diphones espeak-ng asks for
+# and the database lacks); those not measured are not used. scripts/install-mbrola.sh installs this list.
+USABLE = ("us1", "us2", "us3", "en1", "de1", "de2", "de3", "de5", "fr1", "fr2", "fr3", "fr4", "fr5", "fr6", "fr7",
+          "nl2", "sw1", "sw2", "cr1", "cz2", "hu1", "id1")
 
 
 @lru_cache(maxsize=1)
@@ -39,17 +41,18 @@ def mbrola_voices() -> list[tuple[str, str, str]]:
     if root is None or shutil.which("mbrola") is None or shutil.which("espeak-ng") is None:
         return []
     found = []
-    for db in sorted(DATABASES.glob("*/*")):
-        voice_file = root / "voices" / "mb" / f"mb-{db.name}"
-        if db.parent.name != db.name or db.name in EXCLUDED or not voice_file.is_file():
+    for name in USABLE:
+        voice_file = root / "voices" / "mb" / f"mb-{name}"
+        if not (DATABASES / name / name).is_file() or not voice_file.is_file():
             continue
         fields: dict[str, str] = {}  # the first of each key: a voice file lists its main language first
         for line in voice_file.read_text(errors="replace").splitlines():
-            if len(line.split()) >= 2:
-                fields.setdefault(line.split()[0], line.split()[1])
+            key, *values = line.split() or [""]
+            if values:
+                fields.setdefault(key, values[0])
         if "language" in fields:
-            found.append((db.name, text_language(fields["language"]), fields.get("gender", "unknown")))
-    return found
+            found.append((name, text_language(fields["language"]), fields.get("gender", "unknown")))
+    return sorted(found)
 
 
 def text_language(code: str) -> str:
@@ -63,19 +66,26 @@ def mbrola_synth(text: str, database: str, rate: int = 175, pitch: int = 50) -> 
     """Speak `text` with MBROLA database `database` through espeak-ng's voice mb-<database> (rate in words per
     minute, pitch 0-99 as espeak-ng's). WordMatchError when the phones cannot be timed (espeak-ng's IPA and phone
     file disagree) or mbrola lacks a diphone for them."""
-    proc = subprocess.run(["espeak-ng", "-q", "--pho", "--ipa", "--sep=_", "-v", f"mb-{database}",
-                           "-s", str(int(rate)), "-p", str(int(pitch))],
-                          input=text.encode(), capture_output=True, timeout=60)
+    try:
+        proc = subprocess.run(["espeak-ng", "-q", "--pho", "--ipa", "--sep=_", "-v", f"mb-{database}",
+                               "-s", str(int(rate)), "-p", str(int(pitch))],
+                              input=text.encode(), capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise WordMatchError(f"espeak-ng took over a minute over {text[:40]!r}") from None
     if proc.returncode != 0:
         raise RuntimeError(f"espeak-ng failed for mb-{database}: {proc.stderr.decode(errors='replace')[-300:]}")
     pho, phones, words = parse_phone_file(proc.stdout.decode("utf-8", "replace"), text)
     with tempfile.TemporaryDirectory(prefix="bc-mbrola-") as tmp:
         pho_path, wav_path = os.path.join(tmp, "in.pho"), os.path.join(tmp, "out.wav")
         Path(pho_path).write_text(pho)
-        run = subprocess.run(["mbrola", str(DATABASES / database / database), pho_path, wav_path],
-                             capture_output=True, text=True, timeout=60)
-        if run.returncode != 0 or not os.path.exists(wav_path) or "unknown" in run.stderr:
-            # a diphone the database lacks: mbrola stops, or says silence in its place
+        try:
+            run = subprocess.run(["mbrola", str(DATABASES / database / database), pho_path, wav_path],
+                                 capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise WordMatchError(f"mbrola took over a minute over {text[:40]!r}") from None
+        if run.returncode != 0 or "unknown" in run.stderr.lower():
+            # a diphone the database lacks: mbrola stops ("Fatal error: Unknown recovery"; with -e it would say
+            # silence in its place, "unknown, replaced with _-_", which we refuse too)
             raise WordMatchError(f"mbrola {database} cannot say {text[:40]!r}: {run.stderr.strip()[:200]}")
         audio = load_audio(wav_path)
     return Utterance(audio, phones, words, text)
@@ -131,31 +141,49 @@ def parse_phone_file(out: str, text: str) -> tuple[str, list, list]:
 
 
 # an IPA phone's last sound -> how MBROLA's SAMPA names begin when it says that sound as a row of its own
-_SECOND_ROW = {"ɹ": "r", "r": "r", "ə": "@", "ɐ": "6@", "ʊ": "U", "ɪ": "Ij", "i": "ij", "u": "uw"}
+_SECOND_ROW = {"ə": "@", "ɐ": "6@", "ʊ": "U", "ɪ": "Ij", "i": "ij", "u": "uw"}
+_SAMPA_VOWELS = frozenset("aeiouyAEIOUVQY@{}&236789")
+_DROPPABLE = frozenset({"h", "ʔ"})  # sounds a database's language may lack (French mbrola says "aha" as "a a")
+_MAX_ROWS = 3  # an IPA phone takes at most this many rows ("ʊɹ" said as "U r" plus a linking "r")
+INF = float("inf")
 
 
-def _split_ok(ipa: str, row: str) -> bool:
+def _extra_row_ok(ipa: str, row: str) -> bool:
+    """Row `row` may continue IPA phone `ipa`: its last sound said apart ("ɪɹ" as "I r", "iə" as "I @"); an "r"
+    row may follow any r-final phone (English's linking r repeats it: "four hours", "f O r r aU")."""
     last = ipa.rstrip("ː")[-1:]
+    if last == "ɹ":
+        return row == "r"
     return len(ipa.rstrip("ː")) >= 2 and row[:1] in _SECOND_ROW.get(last, "")
 
 
+def _same_kind(ipa: str, row: str) -> bool:
+    """Vowel against vowel, consonant against consonant, by the IPA phone's first or last sound ("əl" may be said
+    as "l", syllabic "r=" is a vowel): what catches an alignment that slipped by a row."""
+    row_vowel = row[:1] in _SAMPA_VOWELS or "=" in row
+    return any(is_vowel(clean_ipa(ch)) == row_vowel for ch in (ipa[:1], ipa.rstrip("ː")[-1:]) if clean_ipa(ch))
+
+
 def _align(clause: list[tuple[int, str]], rows: list[tuple[float, float, str]], text: str) -> list:
-    """(start, end) per IPA phone of a clause: one row each, two where `_split_ok`, none (None) for a sound the
-    database's language lacks (`_DROPPABLE`: French mbrola says "aha" as "a a"), with the fewest exceptions."""
+    """(start, end) per IPA phone of a clause, None for a sound left unsaid. Each phone takes one row of its own
+    kind, or more where `_extra_row_ok`, or none where `_DROPPABLE`; the fewest such exceptions win. A text whose
+    best alignment still pairs a vowel with a consonant is refused rather than timed wrong."""
     n, m = len(clause), len(rows)
-    # best[i][j]: (exceptions, rows the i-th phone takes) laying the first i phones on the first j rows
+    # best[i][j]: (cost, rows the i-th phone takes) laying the first i phones on the first j rows; a vowel paired
+    # with a consonant costs more than any number of exceptions, so it is only chosen when nothing else fits
     best = [[(INF, 0)] * (m + 1) for _ in range(n + 1)]
     best[0][0] = (0, 0)
     for i in range(1, n + 1):
         ipa = clause[i - 1][1]
         for j in range(m + 1):
-            options = [(best[i - 1][j - 1][0], 1)] if j >= 1 else []
-            if j >= 2 and _split_ok(ipa, rows[j - 1][2]):
-                options.append((best[i - 1][j - 2][0] + 1, 2))
-            if ipa in _DROPPABLE:
-                options.append((best[i - 1][j][0] + 1, 0))
+            options = [(best[i - 1][j][0] + 1, 0)] if ipa in _DROPPABLE else []
+            for take in range(1, min(_MAX_ROWS, j) + 1):
+                extra = [row for _, _, row in rows[j - take + 1: j]]
+                if all(_extra_row_ok(ipa, row) for row in extra):
+                    mismatch = 0 if _same_kind(ipa, rows[j - take][2]) else 1000
+                    options.append((best[i - 1][j - take][0] + take - 1 + mismatch, take))
             best[i][j] = min(options, default=(INF, 0))
-    if best[n][m][0] == INF:
+    if best[n][m][0] >= 1000:
         raise WordMatchError(f"cannot lay {n} IPA phones onto {m} mbrola phones in {text[:40]!r}")
     spans, j = [], m
     for i in range(n, 0, -1):
@@ -163,10 +191,6 @@ def _align(clause: list[tuple[int, str]], rows: list[tuple[float, float, str]], 
         spans.append((rows[j - take][0], rows[j - 1][1]) if take else None)
         j -= take
     return spans[::-1]
-
-
-INF = float("inf")
-_DROPPABLE = frozenset({"h", "ʔ"})
 
 
 def _is_number(s: str) -> bool:
