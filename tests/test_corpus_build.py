@@ -14,6 +14,7 @@ from backchannel.models.corpus.build import BuildConfig, build, plan
 from backchannel.models.corpus.dataset import Corpus, WindowDataset, loader
 from backchannel.models.corpus.stats import corpus_stats
 from backchannel.models.corpus.storage import find_clips, read_clip, write_clip_folder
+from backchannel.models.corpus.voices import Voice
 from backchannel.models.cpus import cpu_quota, usable_cpus
 from backchannel.models.motion import MOTION_DIM, SPEAKING
 
@@ -51,7 +52,7 @@ def test_same_seed_same_files_whatever_the_workers(corpus, tmp_path, align_cache
             assert np.array_equal(za[key], zb[key]), f"{name}:{key} differs"
 
 
-def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache):
+def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache, monkeypatch):
     out = tmp_path / "resume"
     build(config(out, align_cache, workers=2), progress=False)
     before = files(out)
@@ -65,6 +66,14 @@ def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache):
     with pytest.raises(ValueError, match="other settings"):
         build(BuildConfig(out, HOURS, seed=12, speech_dirs=[str(ALLISON)], clip_seconds=CLIP_S,
                           cache_dir=align_cache), progress=False)
+    # voices installed since (MBROLA, say) would re-deal the speakers: refused, the clips untouched
+    build_module = sys.modules[BuildConfig.__module__]
+    real_catalog = build_module.catalog
+    monkeypatch.setattr(build_module, "catalog",
+                        lambda dirs: real_catalog(dirs) + [Voice("mbrola", "zz9", "female", language="de")])
+    with pytest.raises(ValueError, match="other voices than this machine has .new here: mbrola:zz9; missing here: -"):
+        build(config(out, align_cache, workers=2), progress=False)
+    assert files(out) == before
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")

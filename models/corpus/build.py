@@ -113,6 +113,13 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
     for d in config.speech_dirs:
         RecordedSpeaker.open(d, config.cache_dir)  # fail early on a bad folder
     specs, splits = plan(config)
+    planned = info.get("speakers") if info else None
+    if planned is not None and planned != dict(sorted(splits.items())):
+        new, gone = sorted(set(splits) - set(planned)), sorted(set(planned) - set(splits))
+        raise ValueError(f"{out} was planned with other voices than this machine has (new here: "
+                         f"{', '.join(new[:4]) or '-'}{' ...' if len(new) > 4 else ''}; missing here: "
+                         f"{', '.join(gone[:4]) or '-'}{' ...' if len(gone) > 4 else ''}); adding clips would mix two "
+                         "plans: install the same voices (e.g. scripts/install-mbrola.sh) or use another --out")
     workers = config.workers or usable_cpus()
     t0 = time.perf_counter()
     # one fresh process per clip, forked from a warm server that never synthesised (see worker.py): clips do not
