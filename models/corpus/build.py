@@ -63,7 +63,7 @@ def _pick_voice(rng, pool: list[Voice], exclude_speaker: str | None = None) -> V
 
 
 def _pick_language(rng, self_voice: Voice, other_voice: Voice) -> str:
-    if not {self_voice.engine, other_voice.engine} <= {"espeak", "mbrola"}:
+    if not (self_voice.through_espeak and other_voice.through_espeak):
         return "en-us"  # festival, flite and the recorded speakers speak (US) English
     for v in (self_voice, other_voice):
         if v.language:  # an MBROLA voice's database holds one language's diphones; the partner speaks it too
@@ -113,13 +113,17 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
     for d in config.speech_dirs:
         RecordedSpeaker.open(d, config.cache_dir)  # fail early on a bad folder
     specs, splits = plan(config)
+    speakers = dict(sorted(splits.items()))  # what corpus.json records
     planned = info.get("speakers") if info else None
-    if planned is not None and planned != dict(sorted(splits.items())):
-        new, gone = sorted(set(splits) - set(planned)), sorted(set(planned) - set(splits))
+    if planned is not None and planned != speakers:
+        def some(names: set) -> str:
+            names = sorted(names)
+            return (", ".join(names[:4]) or "-") + (" ..." if len(names) > 4 else "")
+
         raise ValueError(f"{out} was planned with other voices than this machine has (new here: "
-                         f"{', '.join(new[:4]) or '-'}{' ...' if len(new) > 4 else ''}; missing here: "
-                         f"{', '.join(gone[:4]) or '-'}{' ...' if len(gone) > 4 else ''}); adding clips would mix two "
-                         "plans: install the same voices (e.g. scripts/install-mbrola.sh) or use another --out")
+                         f"{some(set(speakers) - set(planned))}; missing here: {some(set(planned) - set(speakers))}); "
+                         "adding clips would mix two plans: install the same voices (e.g. scripts/install-mbrola.sh) "
+                         "or use another --out")
     workers = config.workers or usable_cpus()
     t0 = time.perf_counter()
     # one fresh process per clip, forked from a warm server that never synthesised (see worker.py): clips do not
@@ -138,7 +142,7 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
             counts[s.split] = counts.get(s.split, 0) + 1
         write_corpus_info(out, {
             "settings": config.settings(), "hours": config.hours, "clips": len(specs), "split_clips": counts,
-            "speakers": dict(sorted(splits.items())), "shard_size": SHARD_SIZE,
+            "speakers": speakers, "shard_size": SHARD_SIZE,
         })
         jobs = [(s, str(clip_path(out, s.split, i, s.name))) for i, s in enumerate(specs)]
         for stale in out.rglob(".*.tmp*"):  # half-written files from an interrupted run

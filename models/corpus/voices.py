@@ -50,6 +50,12 @@ class Voice:
         return f"{self.engine}:{self.name}"
 
     @property
+    def through_espeak(self) -> bool:
+        """espeak-ng speaks it (its own variants, and MBROLA's databases through its mb- voices): any language
+        espeak-ng knows, and espeak [[...]] phoneme input."""
+        return self.engine in ("espeak", "mbrola")
+
+    @property
     def speaker(self) -> str:
         """The person (or synthetic timbre) behind the voice: what splits keep apart."""
         if self.engine in ("festival", "flite"):
@@ -102,7 +108,7 @@ def assign_splits(voices: list[Voice], seed: int, real_split: str = REAL_TEST_SP
         if v.engine == "recorded":
             splits[v.speaker] = real_split
         else:
-            family = v.engine if v.engine in ("espeak", "mbrola") else "cmu"
+            family = v.engine if v.through_espeak else "cmu"  # espeak-ng, MBROLA, the CMU voices
             if v.speaker not in families.setdefault(family, []):
                 families[family].append(v.speaker)
     for speakers in families.values():
@@ -207,7 +213,7 @@ class Speaker:
         if self._recorded is not None:  # a recorded speaker's shortest prompts ("Hello.", "no") stand in
             short = self._recorded.short_prompts()
             return self._recorded.utterance(short[int(self.rng.integers(len(short)))]).trimmed()
-        phonemes_ok = self.voice.engine in ("espeak", "mbrola")
+        phonemes_ok = self.voice.through_espeak
         return self._say_some(lambda: text.backchannel(self.rng, self.settings.language, phonemes_ok))[0].trimmed()
 
     def laugh(self) -> Utterance:
