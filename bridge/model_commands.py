@@ -119,6 +119,9 @@ def train_command(args) -> int:
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
         model = MotionModel.from_codec(codec_path, **(args.config or {})).train()
     clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)
+    widened_from = getattr(model.encoder, "widened_from", None)
+    if widened_from:  # --init weights that read fewer feature columns: the new ones' statistics
+        fit_input_statistics(model, clips, first_column=widened_from)
     if args.what == "codec":
         if args.steps:
             tc.codec_steps = args.steps

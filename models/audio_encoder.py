@@ -10,18 +10,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .features import FEATURE_DIM, silence_rows
+from .features import FEATURE_DIM, N_MELS, silence_rows
 
 SELF, OTHER = 0, 1
 
 
 class AudioEncoder(nn.Module):
-    def __init__(self, channels: int = 128, hidden: int = 128, kernel: int = 5, layers: int = 2):
+    def __init__(self, channels: int = 128, hidden: int = 128, kernel: int = 5, layers: int = 2,
+                 inputs: int = FEATURE_DIM):
+        """`inputs`: how many of a feature row's columns it reads, from the first (N_MELS + 1: log-mel and speech
+        probability, as weights trained before the VAD's LSTM output was a feature did)."""
         super().__init__()
         self.kernel = kernel
-        self.register_buffer("feature_mean", torch.zeros(FEATURE_DIM))  # from the corpus (fit_statistics)
-        self.register_buffer("feature_std", torch.ones(FEATURE_DIM))
-        self.inp = nn.Conv1d(FEATURE_DIM, channels, kernel)
+        self.inputs = inputs
+        self.register_buffer("feature_mean", torch.zeros(inputs))  # from the corpus (fit_input_statistics)
+        self.register_buffer("feature_std", torch.ones(inputs))
+        self.inp = nn.Conv1d(inputs, channels, kernel)
         self.track = nn.Embedding(2, channels)
         self.convs = nn.ModuleList(nn.Conv1d(channels, channels, kernel) for _ in range(layers - 1))
         self.gru = nn.GRU(channels, hidden, batch_first=True)
@@ -31,10 +35,23 @@ class AudioEncoder(nn.Module):
     def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         """Silence before the stream: each convolution's input history, then the GRU state."""
         dev = self.feature_mean.device
-        silent = (torch.as_tensor(silence_rows(1)[0], device=dev) - self.feature_mean) / self.feature_std
-        x_hist = silent[None, :, None].expand(batch, FEATURE_DIM, self.kernel - 1).contiguous()
+        silent = (torch.as_tensor(silence_rows(1)[0, :self.inputs], device=dev) - self.feature_mean) / self.feature_std
+        x_hist = silent[None, :, None].expand(batch, self.inputs, self.kernel - 1).contiguous()
         h_hists = [torch.zeros(batch, self.channels, self.kernel - 1, device=dev) for _ in self.convs]
         return (x_hist, *h_hists, torch.zeros(1, batch, self.hidden, device=dev))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights that read fewer columns, fine-tuned to read more: the new columns start unheard (zero weights; their
+        # statistics are refitted from the corpus, train.fit_input_statistics) so the model starts as it was
+        w, mean, std = (prefix + k for k in ("inp.weight", "feature_mean", "feature_std"))
+        if w in state_dict and state_dict[w].shape[1] < self.inputs:
+            old = state_dict[w].shape[1]
+            state_dict[w] = torch.cat([state_dict[w], state_dict[w].new_zeros(
+                state_dict[w].shape[0], self.inputs - old, self.kernel)], dim=1)
+            state_dict[mean] = torch.cat([state_dict[mean], self.feature_mean[old:].to(state_dict[mean])])
+            state_dict[std] = torch.cat([state_dict[std], self.feature_std[old:].to(state_dict[std])])
+            self.widened_from = old
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, rows: torch.Tensor, track: int | torch.Tensor, state=None):
         """rows (B, T, FEATURE_DIM) raw features -> (B, T, hidden), new state. state=None: silence before.
@@ -42,6 +59,7 @@ class AudioEncoder(nn.Module):
         (training encodes both tracks in one batch)."""
         *hists, gru_state = state if state is not None else self.initial_state(rows.shape[0])
         keep = self.kernel - 1
+        rows = rows[..., :self.inputs]
         x = torch.cat([hists[0], ((rows - self.feature_mean) / self.feature_std).transpose(1, 2)], dim=2)
         new_hists = [x[:, :, -keep:]]
         h = F.silu(self.inp(x) + self.track.weight[track][..., None])  # (B, C, T)

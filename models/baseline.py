@@ -126,7 +126,7 @@ class BaselineStream(MotionStream):
     def _analyse(self, a: np.ndarray, b: np.ndarray) -> None:
         self.mel_rows.extend(self.mel.process(a))
         for probs, vad, x in zip(self.probs, self.vad, (a, b)):
-            probs.extend(vad.process(x))
+            probs.extend(vad.process(x)[:, 0])
 
     def _emit(self, limit: int | None) -> MotionBlock:
         first, rows, states = self.next, [], []

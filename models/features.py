@@ -8,6 +8,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .motion import FRAME_RATE
+from .vad import STATE_DIM as VAD_STATE_DIM, WINDOW as VAD_WINDOW, VadStream, process_many as vad_many
 
 HOP = 160  # 10 ms
 WIN = 400  # 25 ms analysis window
@@ -131,60 +132,56 @@ class RelativeLevel:
         return min(max((db - (self.peak_db - LEVEL_RANGE_DB)) / LEVEL_RANGE_DB, 0.0), 1.0)
 
 
-FEATURE_DIM = N_MELS + 1  # log-mel bands + the track's speech probability
+# a feature row: log-mel bands, the track's speech probability, the VAD's LSTM output (vad.STATE_DIM, Silero's own
+# view of the voice, learned from real speech); weights trained before it read the first two (ModelConfig.vad_state)
+FEATURE_DIM = N_MELS + 1 + VAD_STATE_DIM
 
 
 def silence_rows(n: int) -> np.ndarray:
-    """Feature rows of digital silence (what a stream hears before it starts and after it ends)."""
-    rows = np.full((n, FEATURE_DIM), np.log(LOG_FLOOR), np.float32)
-    rows[:, -1] = 0.0  # speech probability
+    """Feature rows of digital silence (what a stream hears before it starts and after it ends): the VAD says no
+    speech from its initial (zero) state, as before its first window."""
+    rows = np.zeros((n, FEATURE_DIM), np.float32)
+    rows[:, :N_MELS] = np.log(LOG_FLOOR)
     return rows
 
 
 def vad_window_for_mel(j: int | np.ndarray) -> int | np.ndarray:
     """The newest 32 ms VAD window complete when mel frame j's window is: its probability joins that frame."""
-    from .vad import WINDOW
-
-    return (np.asarray(j) * HOP + WIN // 2) // WINDOW - 1
+    return (np.asarray(j) * HOP + WIN // 2) // VAD_WINDOW - 1
 
 
 class TrackFeatures:
-    """One track's model input at 100 frames/s: log-mel (N_MELS) and Silero's speech probability (1).
+    """One track's model input at 100 frames/s: log-mel (N_MELS), then what Silero said of the newest 32 ms window
+    complete by then (speech probability and LSTM output).
 
     Row j uses audio up to sample j * HOP + WIN / 2 only, so anything causal built on these rows stays causal.
     """
 
     def __init__(self) -> None:
-        from .vad import VadStream
-
         self.mel = LogMel()
         self.vad = VadStream()
-        self.probs = Rolling()
+        self.vad_rows = Rolling(FEATURE_DIM - N_MELS)
 
     def _rows(self, mel: np.ndarray) -> np.ndarray:
         j = self.mel.n_out - len(mel) + np.arange(len(mel))
         w = vad_window_for_mel(j)
-        p = np.zeros(len(mel), np.float32)  # no window has finished before the first ~20 ms: silence
-        p[w >= 0] = self.probs[w[w >= 0]]
-        self.probs.drop_before(int(vad_window_for_mel(self.mel.n_out)))
-        return np.concatenate([mel, p[:, None]], axis=1)
+        v = np.zeros((len(mel), FEATURE_DIM - N_MELS), np.float32)  # no window has finished before ~20 ms: silence
+        v[w >= 0] = self.vad_rows[w[w >= 0]]
+        self.vad_rows.drop_before(int(vad_window_for_mel(self.mel.n_out)))
+        return np.concatenate([mel, v], axis=1)
 
     def process(self, x: np.ndarray) -> np.ndarray:
         return process_many([self], [x])[0]
 
     def flush(self) -> np.ndarray:
-        from .vad import WINDOW
-
-        self.probs.extend(self.vad.process(np.zeros(WINDOW, np.float32)))
+        self.vad_rows.extend(self.vad.process(np.zeros(VAD_WINDOW, np.float32)))
         return self._rows(self.mel.flush())
 
 
 def process_many(tracks: list[TrackFeatures], chunks: list[np.ndarray]) -> list[np.ndarray]:
     """Several tracks' new audio at once (their VAD windows in shared calls, vad.process_many) -> their new rows."""
-    from .vad import process_many as vad_many
-
-    for track, probs in zip(tracks, vad_many([t.vad for t in tracks], chunks)):
-        track.probs.extend(probs)
+    for track, vad_rows in zip(tracks, vad_many([t.vad for t in tracks], chunks)):
+        track.vad_rows.extend(vad_rows)
     return [track._rows(track.mel.process(x)) for track, x in zip(tracks, chunks)]
 
 

@@ -200,16 +200,16 @@ class ModelStream(MotionStream):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
                      level_rows=copy.copy(self.level_rows), level=copy.copy(self.level))
-        parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.probs.__dict__.copy()) for f in self.features]
+        parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
         return attrs, parts, self.rng.bit_generator.state
 
     def restore(self, snapshot) -> None:
         attrs, parts, rng_state = snapshot
         self.__dict__.update(attrs)
-        for f, (mel, vad, probs) in zip(self.features, parts):
+        for f, (mel, vad, vad_rows) in zip(self.features, parts):
             f.mel.__dict__.update(mel)
             f.vad.__dict__.update(vad)
-            f.probs.__dict__.update(probs)
+            f.vad_rows.__dict__.update(vad_rows)
         self.rng.bit_generator.state = rng_state
 
     def flush(self) -> MotionBlock:

@@ -19,7 +19,7 @@ from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF, AudioEncoder
 from .codec import CHANNEL_WEIGHT, MotionCodec
 from .denoiser import Denoiser
-from .features import HOP, WIN
+from .features import FEATURE_DIM, HOP, N_MELS, WIN
 from .flow import add_noise, sample
 from .guider import InteractiveMotionGuider, StyleEncoder
 from .corpus.phones import PARAMS
@@ -51,6 +51,9 @@ class ModelConfig:
     p_drop_partner: float = 0.1
     # the avatar's own voice, for guidance on it (Sampling.self_guidance); 0 in weights trained before it existed
     p_drop_self: float = 0.0
+    # the encoder also reads the VAD's LSTM output (features.FEATURE_DIM), learned from real voices where ours are
+    # synthetic; False in weights trained before it existed (they read log-mel and speech probability)
+    vad_state: bool = False
     # noise on the previous latents in training (per window, a scale up to this): at 0.1 the model leaned on its own
     # history so hard that on some audio its head ran away to 20-25 degrees and stayed (docs/model.md)
     prev_noise: float = 0.5
@@ -104,7 +107,8 @@ class MotionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.codec = MotionCodec(cfg.latent_dim)
-        self.encoder = AudioEncoder(cfg.enc_channels, cfg.enc_hidden, layers=cfg.enc_layers)
+        self.encoder = AudioEncoder(cfg.enc_channels, cfg.enc_hidden, layers=cfg.enc_layers,
+                                    inputs=FEATURE_DIM if cfg.vad_state else N_MELS + 1)
         self.style_encoder = StyleEncoder(cfg.latent_dim, cfg.d_model, cfg.style_dim)
         self.guider = InteractiveMotionGuider(cfg.enc_hidden, cfg.d_model, cfg.bank_slots, cfg.heads, cfg.style_dim)
         self.denoiser = Denoiser(cfg.latent_dim, cfg.d_model, cfg.depth, cfg.heads, cfg.chunk, cfg.prev_frames,
@@ -142,7 +146,8 @@ class MotionModel(nn.Module):
     def from_weights(cls, path, **changes) -> "MotionModel":
         """A trained model: shipped weights (`motion.pt`, float16, no training-only read-out) or a run's
         `motion-checkpoint.pt` (its EMA weights, read-out included), to run or to train further. `changes` may only
-        touch settings that leave the parameters' shapes alone (loss weights, dropout rates, sampler settings)."""
+        touch settings that leave the parameters' shapes alone (loss weights, dropout rates, sampler settings), or
+        turn `vad_state` on, to fine-tune weights that never read the VAD's output (AudioEncoder widens them)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if "config" not in ckpt or not ({"model", "ema"} & set(ckpt)):
             raise ValueError(f"{path} holds neither motion weights nor a motion training checkpoint")

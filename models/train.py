@@ -52,12 +52,20 @@ def all_motion(clips: list[TrainingClip]) -> np.ndarray:
     return np.concatenate([c.motion[PAD_FRAMES:] for c in clips])
 
 
-def fit_input_statistics(model: MotionModel, clips: list[TrainingClip]) -> None:
-    """Feature and motion normalisation from the training clips (never from validation or test)."""
-    rows = np.concatenate([np.concatenate([c.rows_self, c.rows_other]) for c in clips]).astype(np.float32)
-    model.encoder.feature_mean.copy_(torch.as_tensor(rows.mean(0)))
-    model.encoder.feature_std.copy_(torch.as_tensor(rows.std(0).clip(0.05)))
-    model.codec.fit_statistics(all_motion(clips))
+def fit_input_statistics(model: MotionModel, clips: list[TrainingClip], first_column: int = 0) -> None:
+    """Feature and motion normalisation from the training clips (never from validation or test). `first_column` > 0:
+    only the feature columns from there (new inputs of fine-tuned weights), and the codec's untouched."""
+    n, total, squares = 0, 0.0, 0.0
+    for c in clips:  # one clip at a time: every row at once would take gigabytes
+        for rows in (c.rows_self, c.rows_other):
+            x = np.asarray(rows[:, first_column:model.encoder.inputs], np.float64)
+            n, total, squares = n + len(x), total + x.sum(0), squares + (x * x).sum(0)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0)).clip(0.05)
+    model.encoder.feature_mean[first_column:] = torch.as_tensor(mean)
+    model.encoder.feature_std[first_column:] = torch.as_tensor(std)
+    if first_column == 0:
+        model.codec.fit_statistics(all_motion(clips))
 
 
 class Run:

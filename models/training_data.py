@@ -13,7 +13,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .corpus.phones import PARAMS, articulations
-from .features import HOP, LOG_FLOOR, mel_edges_hz, silence_rows, track_features
+from .features import HOP, LOG_FLOOR, N_MELS, mel_edges_hz, silence_rows, track_features
 from .measures import answer_frames, phone_frames
 from .motion import MOTION_DIM
 from .motion_model import ARTICULATORS, ModelConfig
@@ -21,7 +21,7 @@ from .motion_model import ARTICULATORS, ModelConfig
 PAD_FRAMES = 30  # neutral motion before t = 0 (>= prev_frames + guide_window)
 PAD_ROWS = 150  # silence rows before t = 0 (covers PAD_FRAMES and the encoder warm-up)
 WARMUP_ROWS = 30  # rows the encoder hears before a window's first history frame
-FEATURES_VERSION = 1  # bump when features.py changes, so caches rebuild
+FEATURES_VERSION = 2  # bump when features.py changes, so caches rebuild
 
 
 @dataclass
@@ -181,9 +181,9 @@ class WindowSampler:
 
         def track_rows(x: np.ndarray, r0: int, r1: int, shift: np.float32) -> np.ndarray:
             out = np.asarray(x[r0:r1], np.float32).copy()
-            out[:, :-1] = np.maximum(out[:, :-1] + shift, _FLOOR)
+            out[:, :N_MELS] = np.maximum(out[:, :N_MELS] + shift, _FLOOR)
             if self.vary_recordings:
-                out[:, :-1] = vary_recording(out[:, :-1], rng)
+                out[:, :N_MELS] = vary_recording(out[:, :N_MELS], rng)
             return np.concatenate([out, silence_rows(rows - len(out))])  # causal: right padding changes nothing
 
         def art_rows(x: np.ndarray | None, r0: int, r1: int) -> np.ndarray:

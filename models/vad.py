@@ -2,6 +2,11 @@
 
 Silero answers one speech probability per 512-sample (32 ms) window at 16 kHz and carries a recurrent state, plus
 the last 64 samples of the previous window as context. One onnxruntime session serves every stream in the process.
+
+Each window's answer is its probability and the LSTM output it came from (STATE_DIM values): the motion model's
+encoder may read that output too. Silero learned it from a great deal of real speech in many voices, languages and
+rooms, where the corpus has synthetic voices, so it carries what a voice is doing in a way that holds on real
+voices (docs/model.md "Hearing real voices through the VAD").
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from .audio import SAMPLE_RATE
 WINDOW = 512  # samples per probability at 16 kHz
 CONTEXT = 64  # samples of the previous window the model sees again
 WINDOW_S = WINDOW / SAMPLE_RATE
+STATE_DIM = 128  # the LSTM's output (the first half of Silero's recurrent state)
 
 _session = None
 _session_lock = threading.Lock()
@@ -46,14 +52,14 @@ def _onnx_session():
 
 
 class VadStream:
-    """Speech probabilities for one track, one per completed 32 ms window (window i covers samples
-    [i * WINDOW, (i + 1) * WINDOW))."""
+    """One row per completed 32 ms window of one track (window i covers samples [i * WINDOW, (i + 1) * WINDOW)):
+    the speech probability, then the LSTM's output (STATE_DIM)."""
 
     def __init__(self) -> None:
         self.session = _onnx_session()
         self.pending = np.zeros(0, np.float32)
         self.context = np.zeros(CONTEXT, np.float32)
-        self.state = np.zeros((2, 1, 128), np.float32)
+        self.state = np.zeros((2, 1, STATE_DIM), np.float32)
         self.windows = 0  # windows answered so far
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -61,22 +67,24 @@ class VadStream:
 
 
 def process_many(streams: list[VadStream], chunks: list[np.ndarray]) -> list[np.ndarray]:
-    """Several streams' new audio at once: each round, every stream with a whole window pending joins one batched
-    call (the model treats each batch row alone: the same probabilities as one call per stream)."""
+    """Several streams' new audio at once -> each stream's new rows (n, 1 + STATE_DIM). Each round, every stream
+    with a whole window pending joins one batched call (the model treats each batch row alone: the same rows as one
+    call per stream)."""
     sr = np.array(SAMPLE_RATE, np.int64)
     for stream, x in zip(streams, chunks):
         stream.pending = np.concatenate([stream.pending, np.asarray(x, np.float32).reshape(-1)])
-    probs: list[list[float]] = [[] for _ in streams]
+    rows: list[list[np.ndarray]] = [[] for _ in streams]
     while ready := [i for i, s in enumerate(streams) if len(s.pending) >= WINDOW]:
         group = [streams[i] for i in ready]
         windows = [s.pending[:WINDOW] for s in group]
         out, state = group[0].session.run(None, {
             "input": np.stack([np.concatenate([s.context, w]) for s, w in zip(group, windows)]),
             "state": np.concatenate([s.state for s in group], axis=1), "sr": sr})
+        answers = np.concatenate([out[:, :1], state[0]], axis=1)  # (streams, 1 + STATE_DIM)
         for k, (i, s, window) in enumerate(zip(ready, group, windows)):
-            probs[i].append(float(out[k, 0]))
+            rows[i].append(answers[k])
             s.state = state[:, k:k + 1]
             s.context = window[-CONTEXT:]
             s.pending = s.pending[WINDOW:]
             s.windows += 1
-    return [np.array(p, np.float32) for p in probs]
+    return [np.array(r, np.float32).reshape(-1, 1 + STATE_DIM) for r in rows]

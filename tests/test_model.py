@@ -12,7 +12,8 @@ from backchannel.models.motion_model import (SPEECH_CHANNELS, FrameStep, ModelCo
 
 from .speech import two_track_dialogue
 
-SMALL = dict(latent_dim=8, d_model=32, heads=2, depth=2, enc_channels=32, enc_hidden=32, bank_slots=8, style_dim=8)
+SMALL = dict(latent_dim=8, d_model=32, heads=2, depth=2, enc_channels=32, enc_hidden=32, bank_slots=8, style_dim=8,
+             vad_state=True)
 
 
 def small_model(seed=0, **overrides) -> MotionModel:
@@ -83,7 +84,7 @@ def test_batched_streams_match_single_streams(short):
 
 
 def test_tracks_fed_together_get_the_rows_each_would_get_alone(short):
-    from backchannel.models.features import TrackFeatures, process_many
+    from backchannel.models.features import N_MELS, TrackFeatures, process_many
 
     a, b = short
     signals, sizes = [a, b, a[::-1].copy()], [320, 511, 1000]  # VAD windows complete in different rounds
@@ -98,7 +99,7 @@ def test_tracks_fed_together_get_the_rows_each_would_get_alone(short):
     got, want = [np.concatenate(g) for g in got], [np.concatenate(w) for w in want]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-6)
-    assert min(map(len, got)) > 70 and max(g[:, -1].max() for g in got) > 0.5  # speech among them, VAD heard it
+    assert min(map(len, got)) > 70 and max(g[:, N_MELS].max() for g in got) > 0.5  # speech among them, VAD heard it
 
 
 def test_streams_fed_alike_share_one_encoder_call_per_track(short):
@@ -398,6 +399,35 @@ def test_a_trained_model_loads_from_shipped_weights_or_a_checkpoint_to_run_or_fi
         MotionModel.from_weights(tmp_path / "other.pt")
 
 
+def test_weights_that_never_read_the_vad_output_fine_tune_to_read_it_and_start_as_they_were(tmp_path, short):
+    from backchannel.models.audio_encoder import SELF
+    from backchannel.models.features import FEATURE_DIM, N_MELS, track_features
+    from backchannel.models.train import fit_input_statistics, save_weights
+    from backchannel.models.training_data import make_clip
+
+    save_weights(small_model(seed=3, vad_state=False), tmp_path / "motion.pt", {})
+    narrow = MotionModel.from_weights(tmp_path / "motion.pt").eval()
+    wide = MotionModel.from_weights(tmp_path / "motion.pt", vad_state=True).eval()
+    assert (narrow.encoder.inputs, wide.encoder.inputs) == (N_MELS + 1, FEATURE_DIM)
+    a, b = short
+    clip = make_clip("short", a, b, np.zeros((frame_count(len(a) / SAMPLE_RATE), MOTION_DIM)),
+                     np.zeros(frame_count(len(a) / SAMPLE_RATE), np.int64))
+    codec_before = {k: v.clone() for k, v in wide.codec.state_dict().items()}
+    fit_input_statistics(wide, [clip], first_column=N_MELS + 1)  # the new columns' statistics only
+    torch.testing.assert_close(wide.encoder.feature_mean[:N_MELS + 1], narrow.encoder.feature_mean)
+    assert (wide.encoder.feature_std[N_MELS + 1:] != 1).all()
+    for k, v in codec_before.items():
+        torch.testing.assert_close(wide.codec.state_dict()[k], v, msg=k)
+    rows = torch.as_tensor(track_features(a))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(wide.encoder(rows, SELF)[0], narrow.encoder(rows, SELF)[0])
+        rows[..., N_MELS + 1:] = torch.rand_like(rows[..., N_MELS + 1:])  # the VAD's output: unheard until trained
+        torch.testing.assert_close(wide.encoder(rows, SELF)[0], narrow.encoder(rows, SELF)[0])
+    save_weights(wide, tmp_path / "wide.pt", {})
+    with pytest.raises(ValueError, match="keeps the architecture"):  # no narrowing: that would drop what it learned
+        MotionModel.from_weights(tmp_path / "wide.pt", vad_state=False)
+
+
 def test_articulatory_targets_follow_the_phones_delayed_by_the_look_ahead():
     from backchannel.models.corpus.phones import PARAMS
     from backchannel.models.training_data import articulatory_targets
@@ -411,12 +441,12 @@ def test_articulatory_targets_follow_the_phones_delayed_by_the_look_ahead():
 
 
 def test_recording_variation_moves_every_formant_by_one_factor_within_the_warp():
-    from backchannel.models.features import LOG_FLOOR, mel_edges_hz, track_features
+    from backchannel.models.features import LOG_FLOOR, N_MELS, mel_edges_hz, track_features
     from backchannel.models.training_data import VOCAL_TRACT_WARP, vary_recording
 
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     two_formants = 0.2 * np.sin(2 * np.pi * 500 * t) + 0.2 * np.sin(2 * np.pi * 2000 * t)
-    rows = track_features(two_formants.astype(np.float32))[20:80, :-1]
+    rows = track_features(two_formants.astype(np.float32))[20:80, :N_MELS]
     before = rows.copy()
     centres = mel_edges_hz()[1:-1]
 
