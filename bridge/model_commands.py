@@ -90,8 +90,8 @@ def train_command(args) -> int:
 
     from backchannel.models.model_generator import WEIGHTS
     from backchannel.models.motion_model import ModelConfig, MotionModel
-    from backchannel.models.train import (Run, TrainConfig, fit_input_statistics, new_model, save_weights, train_codec,
-                                          train_motion)
+    from backchannel.models.train import (Run, TrainConfig, fit_feature_statistics, fit_input_statistics, new_model,
+                                          save_weights, train_codec, train_motion)
 
     torch.manual_seed(args.seed)
     run_dir = Path(args.run)
@@ -119,9 +119,8 @@ def train_command(args) -> int:
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
         model = MotionModel.from_codec(codec_path, **(args.config or {})).train()
     clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)
-    widened_from = getattr(model.encoder, "widened_from", None)
-    if widened_from:  # --init weights that read fewer feature columns: the new ones' statistics
-        fit_input_statistics(model, clips, first_column=widened_from)
+    if model.encoder.widened_from:  # --init weights that read fewer feature columns: the new ones' statistics
+        fit_feature_statistics(model, clips, first_column=model.encoder.widened_from)
     if args.what == "codec":
         if args.steps:
             tc.codec_steps = args.steps

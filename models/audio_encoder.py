@@ -18,11 +18,12 @@ SELF, OTHER = 0, 1
 class AudioEncoder(nn.Module):
     def __init__(self, channels: int = 128, hidden: int = 128, kernel: int = 5, layers: int = 2,
                  inputs: int = FEATURE_DIM):
-        """`inputs`: how many of a feature row's columns it reads, from the first (N_MELS + 1: log-mel and speech
-        probability, as weights trained before the VAD's LSTM output was a feature did)."""
+        """`inputs`: how many of a feature row's columns it reads, from the first (features.VAD_STATE: log-mel and
+        speech probability, as weights trained before the VAD's LSTM output was a feature did)."""
         super().__init__()
         self.kernel = kernel
         self.inputs = inputs
+        self.widened_from: int | None = None  # set when loaded from weights that read fewer columns
         self.register_buffer("feature_mean", torch.zeros(inputs))  # from the corpus (fit_input_statistics)
         self.register_buffer("feature_std", torch.ones(inputs))
         self.inp = nn.Conv1d(inputs, channels, kernel)
@@ -42,7 +43,7 @@ class AudioEncoder(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weights that read fewer columns, fine-tuned to read more: the new columns start unheard (zero weights; their
-        # statistics are refitted from the corpus, train.fit_input_statistics) so the model starts as it was
+        # statistics are refitted from the corpus, train.fit_feature_statistics) so the model starts as it was
         w, mean, std = (prefix + k for k in ("inp.weight", "feature_mean", "feature_std"))
         if w in state_dict and state_dict[w].shape[1] < self.inputs:
             old = state_dict[w].shape[1]

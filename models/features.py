@@ -132,9 +132,12 @@ class RelativeLevel:
         return min(max((db - (self.peak_db - LEVEL_RANGE_DB)) / LEVEL_RANGE_DB, 0.0), 1.0)
 
 
-# a feature row: log-mel bands, the track's speech probability, the VAD's LSTM output (vad.STATE_DIM, Silero's own
-# view of the voice, learned from real speech); weights trained before it read the first two (ModelConfig.vad_state)
-FEATURE_DIM = N_MELS + 1 + VAD_STATE_DIM
+# a feature row: log-mel bands, then what the VAD answers per window: the track's speech probability and its LSTM
+# output (vad.STATE_DIM, Silero's own view of the voice, learned from real speech). Weights trained before the LSTM
+# output was a feature read the columns before VAD_STATE (ModelConfig.vad_state)
+VAD_COLUMNS = 1 + VAD_STATE_DIM
+VAD_STATE = N_MELS + 1  # first column of the LSTM output
+FEATURE_DIM = N_MELS + VAD_COLUMNS
 
 
 def silence_rows(n: int) -> np.ndarray:
@@ -160,12 +163,12 @@ class TrackFeatures:
     def __init__(self) -> None:
         self.mel = LogMel()
         self.vad = VadStream()
-        self.vad_rows = Rolling(FEATURE_DIM - N_MELS)
+        self.vad_rows = Rolling(VAD_COLUMNS)
 
     def _rows(self, mel: np.ndarray) -> np.ndarray:
         j = self.mel.n_out - len(mel) + np.arange(len(mel))
         w = vad_window_for_mel(j)
-        v = np.zeros((len(mel), FEATURE_DIM - N_MELS), np.float32)  # no window has finished before ~20 ms: silence
+        v = np.zeros((len(mel), VAD_COLUMNS), np.float32)  # no window has finished before ~20 ms: silence
         v[w >= 0] = self.vad_rows[w[w >= 0]]
         self.vad_rows.drop_before(int(vad_window_for_mel(self.mel.n_out)))
         return np.concatenate([mel, v], axis=1)

@@ -19,7 +19,7 @@ from .audio import SAMPLE_RATE
 from .audio_encoder import OTHER, SELF, AudioEncoder
 from .codec import CHANNEL_WEIGHT, MotionCodec
 from .denoiser import Denoiser
-from .features import FEATURE_DIM, HOP, N_MELS, WIN
+from .features import FEATURE_DIM, HOP, VAD_STATE, WIN
 from .flow import add_noise, sample
 from .guider import InteractiveMotionGuider, StyleEncoder
 from .corpus.phones import PARAMS
@@ -108,7 +108,7 @@ class MotionModel(nn.Module):
         self.cfg = cfg
         self.codec = MotionCodec(cfg.latent_dim)
         self.encoder = AudioEncoder(cfg.enc_channels, cfg.enc_hidden, layers=cfg.enc_layers,
-                                    inputs=FEATURE_DIM if cfg.vad_state else N_MELS + 1)
+                                    inputs=FEATURE_DIM if cfg.vad_state else VAD_STATE)
         self.style_encoder = StyleEncoder(cfg.latent_dim, cfg.d_model, cfg.style_dim)
         self.guider = InteractiveMotionGuider(cfg.enc_hidden, cfg.d_model, cfg.bank_slots, cfg.heads, cfg.style_dim)
         self.denoiser = Denoiser(cfg.latent_dim, cfg.d_model, cfg.depth, cfg.heads, cfg.chunk, cfg.prev_frames,

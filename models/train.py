@@ -52,9 +52,15 @@ def all_motion(clips: list[TrainingClip]) -> np.ndarray:
     return np.concatenate([c.motion[PAD_FRAMES:] for c in clips])
 
 
-def fit_input_statistics(model: MotionModel, clips: list[TrainingClip], first_column: int = 0) -> None:
-    """Feature and motion normalisation from the training clips (never from validation or test). `first_column` > 0:
-    only the feature columns from there (new inputs of fine-tuned weights), and the codec's untouched."""
+def fit_input_statistics(model: MotionModel, clips: list[TrainingClip]) -> None:
+    """Feature and motion normalisation from the training clips (never from validation or test)."""
+    fit_feature_statistics(model, clips)
+    model.codec.fit_statistics(all_motion(clips))
+
+
+def fit_feature_statistics(model: MotionModel, clips: list[TrainingClip], first_column: int = 0) -> None:
+    """The encoder's feature normalisation from the training clips, for the columns from `first_column` on (the
+    new inputs of widened weights, AudioEncoder.widened_from)."""
     n, total, squares = 0, 0.0, 0.0
     for c in clips:  # one clip at a time: every row at once would take gigabytes
         for rows in (c.rows_self, c.rows_other):
@@ -64,8 +70,6 @@ def fit_input_statistics(model: MotionModel, clips: list[TrainingClip], first_co
     std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0)).clip(0.05)
     model.encoder.feature_mean[first_column:] = torch.as_tensor(mean)
     model.encoder.feature_std[first_column:] = torch.as_tensor(std)
-    if first_column == 0:
-        model.codec.fit_statistics(all_motion(clips))
 
 
 class Run:

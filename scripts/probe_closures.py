@@ -16,13 +16,13 @@ import torch
 
 from backchannel.models.corpus.dataset import Corpus
 from backchannel.models.corpus.phones import is_bilabial_closure, is_vowel
-from backchannel.models.features import HOP, N_MELS, track_features
+from backchannel.models.features import HOP, N_MELS, VAD_STATE, track_features
 from backchannel.models.audio import SAMPLE_RATE
 
 ROWS_PER_S = SAMPLE_RATE // HOP
 SETS = {  # feature set -> (rows relative to the phone's middle row, columns)
     "log-mel": (range(-3, 7), slice(0, N_MELS)),
-    "VAD output": ((0, 3, 6), slice(N_MELS + 1, None)),
+    "VAD output": ((0, 3, 6), slice(VAD_STATE, None)),
 }
 
 

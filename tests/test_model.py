@@ -401,27 +401,28 @@ def test_a_trained_model_loads_from_shipped_weights_or_a_checkpoint_to_run_or_fi
 
 def test_weights_that_never_read_the_vad_output_fine_tune_to_read_it_and_start_as_they_were(tmp_path, short):
     from backchannel.models.audio_encoder import SELF
-    from backchannel.models.features import FEATURE_DIM, N_MELS, track_features
-    from backchannel.models.train import fit_input_statistics, save_weights
+    from backchannel.models.features import FEATURE_DIM, VAD_STATE, track_features
+    from backchannel.models.train import fit_feature_statistics, save_weights
     from backchannel.models.training_data import make_clip
 
     save_weights(small_model(seed=3, vad_state=False), tmp_path / "motion.pt", {})
     narrow = MotionModel.from_weights(tmp_path / "motion.pt").eval()
     wide = MotionModel.from_weights(tmp_path / "motion.pt", vad_state=True).eval()
-    assert (narrow.encoder.inputs, wide.encoder.inputs) == (N_MELS + 1, FEATURE_DIM)
+    assert (narrow.encoder.inputs, wide.encoder.inputs) == (VAD_STATE, FEATURE_DIM)
+    assert (narrow.encoder.widened_from, wide.encoder.widened_from) == (None, VAD_STATE)
     a, b = short
     clip = make_clip("short", a, b, np.zeros((frame_count(len(a) / SAMPLE_RATE), MOTION_DIM)),
                      np.zeros(frame_count(len(a) / SAMPLE_RATE), np.int64))
     codec_before = {k: v.clone() for k, v in wide.codec.state_dict().items()}
-    fit_input_statistics(wide, [clip], first_column=N_MELS + 1)  # the new columns' statistics only
-    torch.testing.assert_close(wide.encoder.feature_mean[:N_MELS + 1], narrow.encoder.feature_mean)
-    assert (wide.encoder.feature_std[N_MELS + 1:] != 1).all()
+    fit_feature_statistics(wide, [clip], first_column=VAD_STATE)  # the new columns' statistics only
+    torch.testing.assert_close(wide.encoder.feature_mean[:VAD_STATE], narrow.encoder.feature_mean)
+    assert (wide.encoder.feature_std[VAD_STATE:] != 1).all()
     for k, v in codec_before.items():
         torch.testing.assert_close(wide.codec.state_dict()[k], v, msg=k)
     rows = torch.as_tensor(track_features(a))[None]
     with torch.no_grad():
         torch.testing.assert_close(wide.encoder(rows, SELF)[0], narrow.encoder(rows, SELF)[0])
-        rows[..., N_MELS + 1:] = torch.rand_like(rows[..., N_MELS + 1:])  # the VAD's output: unheard until trained
+        rows[..., VAD_STATE:] = torch.rand_like(rows[..., VAD_STATE:])  # the VAD's output: unheard until trained
         torch.testing.assert_close(wide.encoder(rows, SELF)[0], narrow.encoder(rows, SELF)[0])
     save_weights(wide, tmp_path / "wide.pt", {})
     with pytest.raises(ValueError, match="keeps the architecture"):  # no narrowing: that would drop what it learned
