@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from backchannel.models.corpus import festival, text, voices
+from backchannel.models.corpus.dsp import frame_f0
 from backchannel.models.corpus.espeak import Espeak
-from backchannel.models.corpus.phones import articulations, arpabet_to_ipa, clean_ipa, is_bilabial_closure
+from backchannel.models.corpus.phones import articulations, arpabet_to_ipa, clean_ipa, is_bilabial_closure, is_vowel
 from backchannel.models.corpus.recorded import RecordedSpeaker
 from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice, assign_splits, catalog
@@ -47,6 +48,82 @@ def test_espeak_phones_sit_where_the_sound_is():
     closure_db = np.median([level_db(u.audio, a, a + 0.6 * (b - a)) for a, b, _ in stops])
     assert vowel_db - closure_db > 15
     assert u.phones[-1][1] <= u.duration + 1e-3
+
+
+def test_a_voice_trails_off_into_its_pauses():
+    u = Espeak.get().synth("We picked apples at the top, and then we went home.", "en-us", rate=175)
+    top, and_ = next((w, v) for w, v in zip(u.words, u.words[1:]) if w[2] == "top")
+    assert and_[0] - top[1] >= 0.1, "espeak pauses at the comma"
+    faded = u.trailing_off(20.0)
+    assert faded.phones == u.phones and faded.words == u.words and len(faded.audio) == len(u.audio)
+    assert faded.info["trails_off_db"] == 20.0 and np.array_equal(u.trailing_off(0.0).audio, u.audio)
+    for phrase_end, resume in ((top[1], and_[0]), (u.phones[-1][1], u.duration)):
+        a, b, _ = max(p for p in u.phones if p[1] <= phrase_end and is_vowel(p[2]))  # the phrase's last vowel
+        k = int(a * 16000)
+        if phrase_end == top[1]:
+            assert np.array_equal(faded.audio[:k], u.audio[:k])  # the phrase as said until its last vowel
+        # linear in dB from the vowel's start to the phrase's end, then -20 dB through the pause
+        ramp = lambda t: -20.0 * (t - a) / (phrase_end - a)  # noqa: E731
+        assert gain_db(u, faded, a, a + 0.02) == pytest.approx(ramp(a + 0.01), abs=0.5)
+        assert gain_db(u, faded, b - 0.02, b) == pytest.approx(ramp(b - 0.01), abs=0.5)
+        pause = slice(int(np.ceil(phrase_end * 16000)), int(resume * 16000))
+        assert np.allclose(faded.audio[pause], 0.1 * u.audio[pause], rtol=1e-3, atol=1e-8)
+    k, j = int(and_[0] * 16000), int(u.phones[-1][0] * 16000)  # the next phrase starts at full voice again
+    assert np.array_equal(faded.audio[k:j][:1600], u.audio[k:j][:1600])
+
+
+def test_a_voice_draws_out_the_vowel_before_a_pause():
+    u = Espeak.get().synth("We picked apples at the top, and then we went home.", "en-us", rate=175)
+    long = u.lengthened(1.8)
+    finals = [vowel for vowel, _ in u.phrase_final_vowels()]
+    assert [u.phones[i][2] for i in finals] == ["ɑː", "oʊ"] and [w[2] for w in long.words] == [w[2] for w in u.words]
+    added = 0.0
+    for i, (p, q) in enumerate(zip(u.phones, long.phones)):
+        assert p[2] == q[2] and q[0] == pytest.approx(p[0] + added, abs=2e-4)
+        if i in finals:
+            assert q[1] - q[0] == pytest.approx(1.8 * (p[1] - p[0]), abs=2e-4)
+            added += q[1] - q[0] - (p[1] - p[0])
+            if p[2] == "oʊ":  # the same pitch (not 1.8x lower, as slowing the tape would give)
+                assert f0(long.audio, *q[:2]) == pytest.approx(f0(u.audio, *p[:2]), rel=0.05)
+        else:
+            assert q[1] - q[0] == pytest.approx(p[1] - p[0], abs=2e-4)
+            k, j = int(round(p[0] * 16000)), int(round(q[0] * 16000))  # the same sound, later (times: 0.1 ms)
+            n = int((p[1] - p[0]) * 16000) - 3
+            assert any(np.array_equal(long.audio[j + d + 3:j + d + n], u.audio[k + 3:k + n]) for d in range(-2, 3))
+    assert long.duration == pytest.approx(u.duration + added, abs=2e-4) and long.info["lengthened"] == 1.8
+
+
+def f0(audio, a: float, b: float) -> float:
+    """Median pitch (Hz) of a voiced stretch (dsp.frame_f0: normalised autocorrelation per 33 ms)."""
+    x = audio[int(a * 16000): int(b * 16000)]
+    pitch = frame_f0(x, max(1, int(len(x) / 16000 * 30)))
+    return float(np.median(pitch[pitch > 0]))
+
+
+def gain_db(u, faded, a: float, b: float) -> float:
+    """The gain (dB, RMS over the samples that sound) trailing off put on the audio between a and b seconds."""
+    i, j = int(np.ceil(a * 16000)), int(b * 16000)
+    sounding = np.abs(u.audio[i:j]) > 1e-4
+    assert sounding.sum() > 20, f"nothing sounds between {a} and {b} s"
+    x, y = u.audio[i:j][sounding], faded.audio[i:j][sounding]
+    return float(20 * np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2) / np.mean(x.astype(np.float64) ** 2))))
+
+
+def test_phrase_ends_as_people_do_draw_nothing_from_the_clip(monkeypatch):
+    """Drawn-out, trailing phrase ends come from a random stream of their own: a clip's texts, and every other
+    draw, are what they were without them."""
+    said = {}
+    for rate in (0.0, 1.0):
+        monkeypatch.setattr(voices, "TRAIL_OFF_RATE", rate)
+        rng = np.random.default_rng(7)
+        speaker = voices.Speaker(Voice("espeak", "default"), voices.Settings("en-us", 1.0, 1.0), rng)
+        said[rate] = [speaker.sentence(), speaker.backchannel(), speaker.sentence()], rng.random()
+    (plain, next_plain), (trailing, next_trailing) = said[0.0], said[1.0]
+    assert [u.text for u in plain] == [u.text for u in trailing] and next_plain == next_trailing
+    for u, t in zip(plain, trailing):
+        assert "trails_off_db" not in u.info and "lengthened" not in u.info
+        assert voices.TRAIL_OFF_DB[0] <= t.info["trails_off_db"] <= voices.TRAIL_OFF_DB[1]
+        assert voices.LENGTHEN[0] <= t.info.get("lengthened", 1.0) <= voices.LENGTHEN[1]
 
 
 @pytest.mark.parametrize("language", ["de", "ja", "ru", "cmn"])

@@ -134,8 +134,7 @@ def _segment_dict(s: Segment) -> dict:
     a, b = s.speech
     d = {"track": s.track, "kind": s.kind, "start": round(a, 4), "end": round(b, 4), "text": s.utterance.text}
     d.update({k: v for k, v in s.flags.items() if v})
-    if "prompt" in s.utterance.info:
-        d["prompt"] = s.utterance.info["prompt"]
+    d.update({k: s.utterance.info[k] for k in ("prompt", "lengthened", "trails_off_db") if k in s.utterance.info})
     return d
 
 

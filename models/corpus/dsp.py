@@ -48,3 +48,32 @@ def frame_f0(x: np.ndarray, frames: int, fmin: float = 60.0, fmax: float = 450.0
     strength = ac[np.arange(frames), lag] / np.maximum(ac[:, 0], 1e-9)
     loud = energy > 1e-4 * max(float(energy.max()), 1e-9)
     return np.where((strength > 0.45) & loud, SAMPLE_RATE / lag, 0.0).astype(np.float32)
+
+
+def stretch(x: np.ndarray, factor: float, window: float = 0.03, tolerance: float = 0.008) -> np.ndarray:
+    """`x` made `factor` times longer at the same pitch (WSOLA): Hann-windowed segments overlap-added at a fixed
+    output hop, each read from near where the slower time axis puts it, shifted by up to `tolerance` seconds so
+    that it continues the previous segment's waveform (the best cross-correlation) rather than cutting a pitch
+    period in two."""
+    x = np.asarray(x, np.float32)
+    w = int(window * SAMPLE_RATE) // 2 * 2
+    hop, tol = w // 2, int(tolerance * SAMPLE_RATE)
+    n_out = int(round(len(x) * factor))
+    if len(x) < w or n_out <= len(x):  # too short to window, or nothing to add
+        return x.copy()
+    padded = np.pad(x, (tol, w + hop + tol))
+    window_fn = np.hanning(w).astype(np.float32)
+    out, weight = np.zeros(n_out + w, np.float32), np.zeros(n_out + w, np.float32)
+    pos = 0  # where (in x) the last segment was read
+    for k, at in enumerate(range(0, n_out, hop)):
+        target = min(int(round(at / factor)), len(x) - 1)
+        if k:
+            follow = padded[tol + pos + hop: tol + pos + hop + w]  # what would continue the last segment
+            lo = max(0, target - tol)
+            search = padded[tol + lo: tol + target + tol + w]
+            score = np.correlate(search, follow, "valid")
+            target = lo + int(np.argmax(score))
+        out[at:at + w] += window_fn * padded[tol + target: tol + target + w]
+        weight[at:at + w] += window_fn
+        pos = target
+    return (out / np.maximum(weight, 1e-3))[:n_out]

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 REAL_TEST_SPLIT = "test-real"  # clips whose self voice is a recorded speaker no other split has heard
 MAX_SENTENCE_S = 8.0  # longer recorded prompts are cut at a word boundary: one turn, not a lecture
 SAY_TRIES = 5  # rounds of fresh texts before giving up on a voice that cannot time any of them
+# How often a synthetic voice ends its phrases as people do, drawing out the last vowel (Utterance.lengthened, by
+# this factor) and trailing off into the pause (Utterance.trailing_off, by this many dB): the recorded voice's
+# phrase-final vowels last 200-400 ms and fade 10-25 dB; some phrases end at full voice.
+TRAIL_OFF_RATE = 0.75
+LENGTHEN = (1.0, 2.0)
+TRAIL_OFF_DB = (8.0, 25.0)
 
 # espeak-ng variants that are not human-sounding (robots, whispers, effects) or are test fixtures
 _ESPEAK_EXCLUDED = {"Demonic", "UniRobot", "anikaRobot", "announcer", "croak", "fast", "whisper", "whisperf",
@@ -152,6 +158,8 @@ class Speaker:
         self._pool: list[Utterance] = []  # synthesised sentences not said yet
         self._deck: list = []  # recorded prompts not said yet
         self._recorded = RecordedSpeaker.open(voice.path, cache_dir) if voice.engine == "recorded" else None
+        # its own stream (spawning draws nothing from rng), so clips keep every other draw they had before it
+        self._trail_rng = rng.spawn(1)[0]
 
     @property
     def f0(self) -> float:
@@ -207,14 +215,22 @@ class Speaker:
         if not self._pool:  # festival starts slowly: render several sentences per process
             n = 6 if self.voice.engine == "festival" else 1
             self._pool = self._say_some(lambda: text.sentence(self.rng, self.settings.language), n)
-        return self._pool.pop(0).trimmed()
+        return self._phrase_ends_as_people_do(self._pool.pop(0).trimmed())
 
     def backchannel(self) -> Utterance:
         if self._recorded is not None:  # a recorded speaker's shortest prompts ("Hello.", "no") stand in
             short = self._recorded.short_prompts()
             return self._recorded.utterance(short[int(self.rng.integers(len(short)))]).trimmed()
         phonemes_ok = self.voice.through_espeak
-        return self._say_some(lambda: text.backchannel(self.rng, self.settings.language, phonemes_ok))[0].trimmed()
+        return self._phrase_ends_as_people_do(
+            self._say_some(lambda: text.backchannel(self.rng, self.settings.language, phonemes_ok))[0].trimmed())
+
+    def _phrase_ends_as_people_do(self, u: Utterance) -> Utterance:
+        """A synthesised utterance as a person would say it: mostly drawn out and trailing off into its pauses."""
+        if self._trail_rng.random() >= TRAIL_OFF_RATE:
+            return u
+        factor, depth = (round(float(self._trail_rng.uniform(*r)), 2) for r in (LENGTHEN, TRAIL_OFF_DB))
+        return u.lengthened(factor).trailing_off(depth)
 
     def laugh(self) -> Utterance:
         return laugh(self.rng, self.f0)
