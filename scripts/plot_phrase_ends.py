@@ -16,6 +16,7 @@ from backchannel.models.corpus.dataset import Corpus  # noqa: E402
 from backchannel.models.corpus.phones import is_vowel  # noqa: E402
 from backchannel.models.corpus.utterance import PAUSE_S  # noqa: E402
 from backchannel.models.evaluate import eval_clip  # noqa: E402
+from backchannel.models.features import frame_rms  # noqa: E402
 from backchannel.models.generator import generate, make_generator  # noqa: E402
 from backchannel.models.measures import LIPS_SHUT_OPENNESS, mouth_openness  # noqa: E402
 from backchannel.models.motion import FRAME_RATE  # noqa: E402
@@ -31,9 +32,7 @@ def phrase_final_vowels(phones, min_s: float = 0.2):
 
 def level_db(audio: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """RMS level (dB) in the 67 ms around each frame, against the clip's loud speech (95th percentile)."""
-    hop = 16000 // FRAME_RATE
-    db = np.array([10 * np.log10(np.mean(audio[max(0, k * hop - hop):k * hop + hop].astype(np.float64) ** 2) + 1e-10)
-                   for k in range(frames.max() + 1)])
+    db = 20 * np.log10(frame_rms(audio, frames.max() + 1, window_s=2 / FRAME_RATE) + 1e-6)
     return db[frames] - np.percentile(db[db > -90], 95)
 
 
