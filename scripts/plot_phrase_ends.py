@@ -24,7 +24,7 @@ from backchannel.models.motion import FRAME_RATE  # noqa: E402
 CONTEXT_S = (0.4, 0.35)  # shown before the vowel's start and after its end
 
 
-def phrase_final_vowels(phones, min_s: float = 0.2):
+def vowels_before_pauses(phones, min_s: float = 0.2):
     """(start, end) of vowels followed by a pause (or nothing), at least min_s long: where people trail off."""
     return [(a, b) for i, (a, b, name) in enumerate(phones) if is_vowel(name) and b - a >= min_s
             and (i + 1 == len(phones) or phones[i + 1][0] - b >= PAUSE_S)]
@@ -50,7 +50,7 @@ def main() -> None:
         (args.after, f"lips, {args.after}", dict(color="tab:red")))]
     examples = []  # (clip, vowel, motions)
     for clip in map(eval_clip, Corpus(args.data).clips(args.split)):
-        vowels = phrase_final_vowels(clip.self_phones)
+        vowels = vowels_before_pauses(clip.self_phones)
         if vowels:
             motions = [generate(g, clip.self_audio, clip.other_audio, seed=0).motion for g, _, _ in gens]
             examples += [(clip, v, motions) for v in vowels[: args.examples - len(examples)]]
