@@ -13,7 +13,7 @@ import numpy as np
 
 from .features import frame_rms as speech_envelope
 from .generator import parse_spec
-from .corpus.phones import is_vowel
+from .corpus.phones import is_tongue_closure, is_vowel
 from .measures import answer_frames, mouth_openness, nod_frames, nods_after, phones_shut, spans_mask
 from .motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 
@@ -84,6 +84,7 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
         "lip_r": pearson(opening, env) if own.any() else float("nan"),
         "bilabial": (closed, bilabials),
         "vowel": phones_shut(motion, clip.self_phones, is_vowel),  # lips that shut often close P/B/M by chance
+        "tongue": phones_shut(motion, clip.self_phones, is_tongue_closure),  # lips that shut on any closure heard
         "speaking": (state == SPEAKING, ref == SPEAKING),
         "listening": (state == LISTENING, ref == LISTENING),
         "switches": switch_latencies(state, ref),
@@ -96,8 +97,8 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
 
 
 # rates over countable events, shown with their counts (reported metric: clip_metrics key of (hits, events))
-COUNTED = {"pbm_closure": "bilabial", "vowel_closure": "vowel", "nods_after_phrase_ends": "nods_after_ends",
-           "nods_at_random": "nods_at_random"}
+COUNTED = {"pbm_closure": "bilabial", "vowel_closure": "vowel", "tongue_closure": "tongue",
+           "nods_after_phrase_ends": "nods_after_ends", "nods_at_random": "nods_at_random"}
 
 
 def summarise(per_clip: list[dict]) -> dict:
@@ -144,8 +145,8 @@ TARGETS = {
 }
 HIGHER_IS_BETTER = {"lip_envelope_r", "pbm_closure", "role_f1", "nods_after_phrase_ends", "head_diff_deg",
                     "nod_contrast", "lip_r_min_over_seeds"}
-LOWER_IS_BETTER = {"vowel_closure", "switch_latency_ms", "partner_leak", "jitter_blendshapes", "jitter_head_deg",
-                   "head_out_of_range"}
+LOWER_IS_BETTER = {"vowel_closure", "tongue_closure", "switch_latency_ms", "partner_leak", "jitter_blendshapes",
+                   "jitter_head_deg", "head_out_of_range"}
 # nods at random moments have no better direction of their own (people nod then too); the contrast judges them
 
 
@@ -202,6 +203,7 @@ COLUMNS = [
     ("lip_envelope_r", "lip-envelope r", "{:.3f}"),
     ("pbm_closure", "P/B/M closed", "{:.1%}"),
     ("vowel_closure", "vowels closed (lower: better)", "{:.1%}"),
+    ("tongue_closure", "T/D/K/G/N closed (lower: better)", "{:.1%}"),
     ("role_f1", "role F1", "{:.3f}"),
     ("switch_latency_ms", "switch latency (ms)", "{:.0f}"),
     ("partner_leak", "partner leak", "{:.3f}"),

@@ -90,6 +90,17 @@ def test_leak_latency_and_lips_are_measured(clip):
     assert summarise([clip_metrics(clip, flat, state, np.random.default_rng(0))])["lip_envelope_r"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_lips_shut_on_stops_and_nasals_made_by_the_tongue_are_counted(clip):
+    clip.self_phones += [(1.2, 1.3, "t"), (1.7, 1.8, "n"), (2.2, 2.3, "kʰ"), (2.7, 2.8, "s"), (3.2, 3.3, "tʃ")]
+    motion, state = motion_following(clip)
+    counted = lambda m: summarise([clip_metrics(clip, m, state, np.random.default_rng(0))])  # noqa: E731
+    assert counted(motion)["counts"]["tongue_closure"] == (0, 3)  # t, n and aspirated k; not s, not the affricate
+    for start in (1.25, 2.75, 3.25):  # lips meeting in the t, the s and the affricate
+        motion[int(start * FRAME_RATE), BS["JawOpen"]] = 0.0
+    assert counted(motion)["counts"]["tongue_closure"] == (1, 3)
+    assert counted(motion)["tongue_closure"] == pytest.approx(1 / 3)
+
+
 def test_table_lists_every_generator(clip):
     motion, state = motion_following(clip)
     s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])

@@ -17,6 +17,9 @@ PARAMS = ("jaw", "closure", "press", "pucker", "funnel", "spread", "tuck", "tong
 # tongue: tongue tip between the teeth (th); raise: lips drawn off the teeth (s, sh).
 
 BILABIAL_CLOSURES = frozenset("pbm")  # the P/B/M phones whose lips must meet (quality bar and model eval)
+# Stops and nasals closed by the tongue: they silence the voice or hum it through the nose as P/B/M do, with the lips
+# apart. Lips that shut on these are shutting on any closure they hear, not on the lips' own (model eval).
+TONGUE_CLOSURES = frozenset("tdkɡgnŋcɟɲʈɖɳqɢɴ")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,12 @@ def is_bilabial_closure(name: str) -> bool:
     """True for the phones counted by the P/B/M closure bar: plain bilabial stops and nasals (p, b, m, with any
     aspiration, length or palatalisation marks), not affricates or clusters that merely contain them."""
     return clean_ipa(name) in BILABIAL_CLOSURES
+
+
+def is_tongue_closure(name: str) -> bool:
+    """True for plain stops and nasals made with the tongue (t, d, k, g, n, ng, ...): acoustically like P/B/M, lips
+    apart. Affricates and clusters that merely contain them do not count."""
+    return clean_ipa(name) in TONGUE_CLOSURES
 
 
 def is_vowel(name: str) -> bool:
