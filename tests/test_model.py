@@ -180,10 +180,10 @@ def test_onnx_matches_torch(tmp_path, short):
     np.testing.assert_allclose(on_onnx.motion, on_torch.motion, atol=1e-3)
 
 
-def test_the_shown_head_is_the_sampled_head_through_a_causal_filter_and_gain_per_axis(short):
+def test_the_shown_head_is_the_sampled_head_through_a_causal_filter_gain_and_soft_limit(short):
     from scipy.signal import lfilter
 
-    from backchannel.models.model_generator import HEAD_FILTERS, HEAD_GAINS
+    from backchannel.models.model_generator import HEAD_FILTERS, HEAD_GAINS, HEAD_KNEE_DEG, HEAD_LIMIT_DEG, soft_limit
     from backchannel.models.motion import HEAD_POSE
 
     model = small_model()
@@ -193,14 +193,30 @@ def test_the_shown_head_is_the_sampled_head_through_a_causal_filter_and_gain_per
     head = raw.motion[:, HEAD_POSE].astype(np.float64)
     held = np.concatenate([np.repeat(head[:1], 100, 0), head])  # as if the first pose had been held before
     # in one piece, though it streamed in 21 ms feeds; each axis through its own filter and gain
-    expected = np.stack([lfilter(*HEAD_FILTERS[j], held[:, j])[100:] for j in range(held.shape[1])], 1)
-    np.testing.assert_allclose(shown.motion[:, HEAD_POSE], 1.2 * HEAD_GAINS * expected, atol=1e-5)
+    filtered = np.stack([lfilter(*HEAD_FILTERS[j], held[:, j])[100:] for j in range(held.shape[1])], 1)
+    expected = 1.2 * HEAD_GAINS * filtered
+    expected[:, :3] = soft_limit(expected[:, :3], np.radians(HEAD_KNEE_DEG), np.radians(HEAD_LIMIT_DEG))
+    np.testing.assert_allclose(shown.motion[:, HEAD_POSE], expected, atol=1e-5)
     assert len(set(HEAD_GAINS)) > 1 and len({tuple(b) for b, _ in HEAD_FILTERS}) > 1  # the axes differ
     rest = np.ones(MOTION_DIM, bool)
     rest[HEAD_POSE] = False  # everything else, and the model's own history, is untouched
     np.testing.assert_array_equal(shown.motion[:, rest], raw.motion[:, rest])
     shake = [np.abs(np.diff(m.motion[:, HEAD_POSE] / HEAD_GAINS, 2, axis=0)).mean() for m in (shown, raw)]
     assert shake[0] < shake[1]
+
+
+def test_the_shown_head_bends_beyond_its_knee_towards_its_limit_without_reaching_it():
+    from backchannel.models.model_generator import HEAD_KNEE_DEG, HEAD_LIMIT_DEG, soft_limit
+
+    knee, limit = np.radians(HEAD_KNEE_DEG), np.radians(HEAD_LIMIT_DEG)
+    x = np.radians(np.linspace(-40, 40, 8001))
+    y = soft_limit(x, knee, limit)
+    inside = np.abs(x) <= knee
+    np.testing.assert_array_equal(y[inside], x[inside])  # a head in conversational range is untouched
+    assert (np.abs(y) < limit).all() and (np.diff(y) > 0).all()  # bent, never past the limit, order kept
+    eps = 1e-4
+    np.testing.assert_allclose(soft_limit(np.array([knee + eps, -knee - eps]), knee, limit) - [knee, -knee],
+                               [eps, -eps], rtol=1e-3)  # slope 1 on leaving the knee: no kink
 
 
 def test_following_loudness_needs_the_look_ahead_that_holds_each_frame_s_level():
@@ -214,6 +230,8 @@ def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(s
     from backchannel.models.motion import HEAD_POSE
     from backchannel.models.motion_model import POSE_BOUND_STD
 
+    from backchannel.models.model_generator import HEAD_LIMIT_DEG
+
     model = small_model()
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
         model.codec.decoder[-1].bias[HEAD_POSE.start] += 50.0
@@ -221,9 +239,11 @@ def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(s
     out = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=1)
     scaled = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=1)
     mean, std = (x[HEAD_POSE].numpy() for x in (model.codec.motion_mean, model.codec.motion_std))
+    np.testing.assert_allclose(out.motion[:, HEAD_POSE.start], mean[0] + POSE_BOUND_STD * std[0], atol=1e-5)  # held
     for pose in (out.motion[:, HEAD_POSE], scaled.motion[:, HEAD_POSE]):  # the gain shown does not pass it either
-        np.testing.assert_allclose(pose[:, 0], mean[0] + POSE_BOUND_STD * std[0], atol=1e-5)  # held at the bound
         assert (np.abs(pose - mean) <= POSE_BOUND_STD * std + 1e-5).all()
+    shown_pitch = np.degrees(scaled.motion[:, HEAD_POSE.start])  # and what is shown bends below the soft limit
+    assert shown_pitch.max() < HEAD_LIMIT_DEG and shown_pitch.max() > 0.9 * HEAD_LIMIT_DEG
     with torch.no_grad():  # the history the model reads next is the bounded frame, not the runaway sample
         remembered = model.codec.encode(torch.as_tensor(out.motion)).numpy()
     np.testing.assert_allclose(out.latent, remembered, atol=1e-4)
