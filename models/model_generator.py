@@ -381,7 +381,7 @@ def split_states(state: tuple[np.ndarray, ...], n: int) -> list[tuple[np.ndarray
 def soft_limit(x: np.ndarray, knee: float, limit: float) -> np.ndarray:
     """x where |x| <= knee; beyond it bent smoothly (slope 1 at the knee) towards +-limit, never reaching it."""
     over = np.abs(x) - knee
-    return np.where(over <= 0, x, np.sign(x) * (knee + (limit - knee) * np.tanh(np.maximum(over, 0) / (limit - knee))))
+    return np.where(over <= 0, x, np.sign(x) * (knee + (limit - knee) * np.tanh(over / (limit - knee))))
 
 
 def apply_style(motion: np.ndarray, style: Style) -> None:
