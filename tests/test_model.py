@@ -227,10 +227,9 @@ def test_following_loudness_needs_the_look_ahead_that_holds_each_frame_s_level()
 
 
 def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
+    from backchannel.models.model_generator import HEAD_LIMIT_DEG
     from backchannel.models.motion import HEAD_POSE
     from backchannel.models.motion_model import POSE_BOUND_STD
-
-    from backchannel.models.model_generator import HEAD_LIMIT_DEG
 
     model = small_model()
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training

@@ -58,9 +58,11 @@ class Utterance:
     def phrase_final_vowels(self) -> list[tuple[int, int]]:
         """(index of its last vowel, index of its last phone) per phrase that has a vowel; a phrase ends at a pause
         (a gap of PAUSE_S between phones) or at the utterance's end."""
+        if not self.phones:
+            return []
         ends = [i for i, (p, q) in enumerate(zip(self.phones, self.phones[1:])) if q[0] - p[1] >= PAUSE_S]
         out, start = [], 0
-        for end in ends + [len(self.phones) - 1] if self.phones else []:
+        for end in ends + [len(self.phones) - 1]:
             vowels = [i for i in range(start, end + 1) if is_vowel(self.phones[i][2])]
             if vowels:
                 out.append((vowels[-1], end))
