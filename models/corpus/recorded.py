@@ -1,5 +1,8 @@
-"""Real recorded speech: a folder of one speaker's wav files plus `transcripts.txt` (`name: text` lines), force-
-aligned with pocketsphinx (its bundled US-English acoustic model and CMU dictionary) into phones and words.
+"""Real recorded speech: a folder of one speaker's recordings (`name.wav`, or `.ogg`/`.flac`) plus `transcripts.txt`
+(`name: text` lines), aligned into phones and words. English is force-aligned with pocketsphinx (its bundled US-
+English acoustic model and CMU dictionary). A folder holding `language.txt` (an espeak-ng voice name: `es`, `ru`,
+`fr`...) is read in that language and aligned by warping espeak-ng's reading onto each recording (synth_align.py):
+less precise, but any language espeak-ng speaks.
 
 Alignment is the slow part (~0.1x real time), so each prompt is aligned once and cached as JSON under the
 cache folder, keyed by the audio's and transcript's content, so it is shared by every corpus built later.
@@ -19,10 +22,12 @@ import numpy as np
 from ..audio import SAMPLE_RATE, load_audio
 from .festival import cmudict, words_of
 from .phones import arpabet_to_ipa
+from .synth_align import MAX_COST, align_by_synthesis
 from .utterance import Utterance
 
 log = logging.getLogger(__name__)
 ALIGNER_VERSION = 3  # bump when alignment code (or how prompts are loaded) changes, to invalidate caches
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
 PAD_S = 0.3  # silence padded on both sides so the aligner can place the speech's start and end
 
 
@@ -59,20 +64,23 @@ class RecordedSpeaker:
         if not transcripts.is_file():
             raise FileNotFoundError(f"{self.folder} has no transcripts.txt (lines of `name: text`)")
         self.name = self.folder.name
+        language = self.folder / "language.txt"
+        self.language = language.read_text().strip() if language.is_file() else None  # None: English
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.prompts, skipped = [], 0
-        lexicon = cmudict()
+        lexicon = None if self.language else cmudict()
         for line in transcripts.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith(";") or ":" not in line:
                 continue
             name, text = (s.strip() for s in line.split(":", 1))
-            wav = self.folder / f"{name}.wav"
-            if not wav.is_file():
+            wav = next((w for w in (self.folder / f"{name}{ext}" for ext in AUDIO_EXTENSIONS) if w.is_file()), None)
+            if wav is None:
                 continue
             # digits, symbols and out-of-dictionary words cannot be aligned without a g2p model, and bracketed
             # transcripts describe tones, not speech: leave them out
-            words = words_of(text)
-            if re.search(r"[0-9*#@&%$/<>\[\]]|\.\.\.", text) or not words or any(w not in lexicon for w in words):
+            words = self.words(text)
+            if (re.search(r"[0-9*#@&%$/<>\[\]]|\.\.\.", text) or not words
+                    or (lexicon and any(w not in lexicon for w in words))):
                 skipped += 1
                 continue
             self.prompts.append(Prompt(name, text, wav))
@@ -83,8 +91,11 @@ class RecordedSpeaker:
                      "from the dictionary)", self.name, len(self.prompts), skipped)
         self._aligned: list[Prompt] | None = None
 
+    def words(self, text: str) -> list[str]:
+        return text.split() if self.language else words_of(text)
+
     def aligned(self) -> list[Prompt]:
-        """The prompts pocketsphinx could align (aligning any not yet in the cache)."""
+        """The prompts that could be aligned (aligning any not yet in the cache)."""
         if self._aligned is None:
             self._aligned = [p for p in self.prompts if self.alignment(p) is not None]
             if not self._aligned:
@@ -93,20 +104,21 @@ class RecordedSpeaker:
 
     def short_prompts(self) -> list[Prompt]:
         """One- and two-word prompts: what a recorded speaker can offer as a short listener response."""
-        return [p for p in self.aligned() if len(words_of(p.text)) <= 2] or self.aligned()
+        return [p for p in self.aligned() if len(self.words(p.text)) <= 2] or self.aligned()
 
     def long_prompts(self) -> list[Prompt]:
         """Prompts of three words or more: turn material."""
-        return [p for p in self.aligned() if len(words_of(p.text)) > 2] or self.aligned()
+        return [p for p in self.aligned() if len(self.words(p.text)) > 2] or self.aligned()
 
     def utterance(self, prompt: Prompt) -> Utterance:
         timing = self.alignment(prompt)
         if timing is None:
-            raise ValueError(f"{prompt.wav}: pocketsphinx could not align it to {prompt.text!r}")
+            raise ValueError(f"{prompt.wav}: could not be aligned to {prompt.text!r}")
         return Utterance(load_audio(prompt.wav), timing[0], timing[1], prompt.text, {"prompt": prompt.name})
 
     def cache_path(self, prompt: Prompt) -> Path:
-        key = hashlib.sha1(prompt.wav.read_bytes() + prompt.text.encode() + bytes([ALIGNER_VERSION]))
+        read_in = f"synthesis {self.language}".encode() if self.language else b""  # English keys as before
+        key = hashlib.sha1(prompt.wav.read_bytes() + prompt.text.encode() + bytes([ALIGNER_VERSION]) + read_in)
         return self.cache_dir / self.name / f"{prompt.name}-{key.hexdigest()[:16]}.json"
 
     def alignment(self, prompt: Prompt) -> tuple[list, list] | None:
@@ -115,9 +127,13 @@ class RecordedSpeaker:
         path = self.cache_path(prompt)
         if not path.is_file():
             try:
-                phones, words = align(load_audio(prompt.wav), prompt.text)
+                audio = load_audio(prompt.wav)
+                if self.language:
+                    phones, words = align_read(audio, prompt.text, self.language)
+                else:
+                    phones, words = align(audio, prompt.text)
                 data = {"text": prompt.text, "phones": phones, "words": words}
-            except RuntimeError as e:
+            except (RuntimeError, ValueError) as e:
                 log.info("%s: cannot align %s (%s)", self.name, prompt.name, e)
                 data = {"text": prompt.text, "failed": str(e)}
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +144,15 @@ class RecordedSpeaker:
         if "failed" in data:
             return None
         return [tuple(p) for p in data["phones"]], [tuple(w) for w in data["words"]]
+
+
+def align_read(audio: np.ndarray, text: str, voice: str) -> tuple[list, list]:
+    """Phones and words of 16 kHz `audio` reading `text` in espeak-ng's `voice` (synth_align.py); a warp costlier
+    than MAX_COST is taken for a transcript that was not what was read."""
+    phones, words, cost = align_by_synthesis(audio, text, voice)
+    if cost > MAX_COST:
+        raise RuntimeError(f"the recording does not follow espeak-ng reading {text[:40]!r} (warp cost {cost:.2f})")
+    return phones, words
 
 
 def align(audio: np.ndarray, text: str) -> tuple[list, list]:

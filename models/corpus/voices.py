@@ -49,7 +49,7 @@ class Voice:
     name: str  # espeak variant ("default" = none), MBROLA database, festival/flite voice, or recorded speaker folder
     gender: str = "unknown"
     path: str = ""  # recorded speakers: their folder
-    language: str = ""  # the one language the voice speaks (MBROLA databases); "" when any
+    language: str = ""  # the one language the voice speaks (MBROLA databases, recorded speakers); "" when any
 
     @property
     def id(self) -> str:
@@ -93,7 +93,8 @@ def catalog(speech_dirs: list[str | Path] = ()) -> list[Voice]:
     voices += [Voice("festival", v, _CMU_GENDER.get(_CMU_SPEAKERS.get(v, ""), "male")) for v in festival_voices()]
     voices += [Voice("flite", v, _CMU_GENDER.get(_CMU_SPEAKERS.get(v, ""), "unknown")) for v in flite_voices()]
     for d in speech_dirs:
-        voices.append(Voice("recorded", Path(d).name, "unknown", str(Path(d).resolve())))
+        speaker = RecordedSpeaker.open(d)
+        voices.append(Voice("recorded", speaker.name, "unknown", str(Path(d).resolve()), speaker.language or ""))
     if not voices:
         raise RuntimeError("no voices: install espeak-ng (and optionally festival, flite) or pass --speech-dir")
     return voices
