@@ -42,6 +42,8 @@ def register(commands) -> None:
                         "separated by ';', e.g. model[steps=2] or model[noise_correlation=0.9;backend=torch]")
     p.add_argument("--clips", type=int, default=None, help="at most this many clips per split")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--by-voice", action="store_true",
+                   help="also tabulate the lip metrics per self voice (e.g. each recorded speaker of test-real)")
     p.add_argument("--out", default="out/eval", help="folder for the markdown table, JSON and PNG")
     p.set_defaults(func=eval_command)
 
@@ -148,7 +150,8 @@ def eval_command(args) -> int:
     from itertools import islice
 
     from backchannel.models.corpus.dataset import Corpus
-    from backchannel.models.evaluate import eval_clip, evaluate, markdown_table, plot_results
+    from backchannel.models.evaluate import (eval_clip, evaluate, markdown_table, plot_results, plot_voices,
+                                             voice_table)
 
     corpus = Corpus(args.data)
     splits = args.split or [s for s in ("test", "test-real") if s in corpus.splits()]
@@ -162,10 +165,13 @@ def eval_command(args) -> int:
         clips = [eval_clip(c) for c in islice(corpus.clips(split), args.clips)]
         if not clips:
             raise ValueError(f"split {split!r} has no clips")
-        results = evaluate(clips, generators, seed=args.seed, progress=sys.stderr.isatty())
+        results = evaluate(clips, generators, seed=args.seed, progress=sys.stderr.isatty(), by_voice=args.by_voice)
         seconds = sum(len(c.self_audio) for c in clips) / 16000
         title = f"{split}: {len(clips)} clips, {seconds / 60:.1f} min"
         report.append(markdown_table(results, title))
+        if args.by_voice:
+            report.append(voice_table(results, split))
+            plot_voices(results, out / f"eval-{split}-voices.png", split)
         plot_results(results, out / f"eval-{split}.png", title)
         everything[split] = results
     (out / "eval.md").write_text("\n".join(report))

@@ -164,8 +164,15 @@ def eval_clip(clip) -> EvalClip:
         meta=clip.meta)
 
 
-def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True) -> dict[str, dict]:
-    """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling)."""
+def self_voice(clip: EvalClip) -> str:
+    """Who speaks the avatar's track (the corpus's voice id, e.g. recorded:allison)."""
+    return clip.meta.get("voices", {}).get("self", {}).get("id", "?")
+
+
+def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True,
+             by_voice: bool = False) -> dict[str, dict]:
+    """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling).
+    `by_voice` adds summaries per self voice under "by_voice" (with each voice's clip count)."""
     from tqdm import tqdm
 
     from .generator import generate, make_generator
@@ -187,6 +194,10 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
         rng = np.random.default_rng(seed)
         per_clip = [clip_metrics(c, *run(c, seed), rng) for c in tqdm(clips, desc=spec, disable=not progress)]
         summary = summarise(per_clip)
+        if by_voice:
+            voices = [self_voice(c) for c in clips]
+            summary["by_voice"] = {v: {**summarise([m for m, w in zip(per_clip, voices) if w == v]),
+                                       "clips": voices.count(v)} for v in sorted(set(voices))}
         diverse = [c for c in clips if c.self_speech][:DIVERSITY_CLIPS]
         if name != "labels" and diverse:
             div = [seed_diversity(run, c, (seed, seed + 1)) for c in diverse]
@@ -240,6 +251,26 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+VOICE_COLUMNS = ["lip_envelope_r", "pbm_closure", "vowel_closure", "tongue_closure"]  # what differs by voice
+
+
+def voice_table(results: dict[str, dict], title: str = "") -> str:
+    """The lip metrics per self voice (results from evaluate(..., by_voice=True)): a row per voice and generator."""
+    columns = [(key, label, fmt) for key, label, fmt in COLUMNS if key in VOICE_COLUMNS]
+    lines = [f"### {title}, by voice", ""] if title else []
+    lines.append("| voice | clips | generator | " + " | ".join(label for _, label, _ in columns) + " |")
+    lines.append("|---|---|---|" + "---|" * len(columns))
+    voices = next(iter(results.values()))["by_voice"]
+    for voice, first in voices.items():
+        for n, (name, summary) in enumerate(results.items()):
+            row = summary["by_voice"][voice]
+            cells = [fmt.format(row[key]) + (" ({}/{})".format(*row["counts"][key]) if key in row["counts"] else "")
+                     for key, _, fmt in columns]
+            lines.append(f"| {voice if n == 0 else ''} | {first['clips'] if n == 0 else ''} | {name} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def against_baseline(name: str, ours: dict, baseline: dict) -> str:
     """A list: the metrics `name` is better and worse on than the baseline (as the table shows them: equal to
     the digits shown is a tie) and the targets it misses."""
@@ -284,6 +315,36 @@ def plot_results(results: dict[str, dict], path, title: str = "") -> None:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(title or "evaluation (dashed: target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_voices(results: dict[str, dict], path, title: str = "") -> None:
+    """The lip metrics per self voice (evaluate(..., by_voice=True)): a panel per metric, a group of bars per voice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    voices = list(next(iter(results.values()))["by_voice"])
+    colours = plt.cm.tab10(np.arange(len(names)) % 10)
+    columns = [c for c in COLUMNS if c[0] in VOICE_COLUMNS]
+    size = (max(6.0, 0.375 * len(voices) * len(names)), 2.3 * len(columns))
+    fig, axes = plt.subplots(len(columns), 1, figsize=size, squeeze=False)
+    width = 0.8 / len(names)
+    for ax, (key, label, _) in zip(axes[:, 0], columns):
+        for k, (name, colour) in enumerate(zip(names, colours)):
+            vals = [results[name]["by_voice"][v].get(key, np.nan) for v in voices]
+            ax.bar(np.arange(len(voices)) + (k - (len(names) - 1) / 2) * width, vals, width, color=colour, label=name)
+        if key in TARGETS:
+            ax.axhline(TARGETS[key][1], color="k", ls="--", lw=1)
+        ax.set_title(label + (" (higher better)" if key in HIGHER_IS_BETTER else ""), fontsize=9)
+        ax.set_xticks(range(len(voices)), [v.split(":")[-1] for v in voices], fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    axes[0, 0].legend(fontsize=7, ncol=len(names), loc="lower right")
+    fig.suptitle(f"{title}, by voice" if title else "by voice (dashed: target)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

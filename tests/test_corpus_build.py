@@ -194,7 +194,7 @@ def test_stats_and_show_commands(corpus, tmp_path):
 def test_eval_command_scores_generators_on_a_corpus(corpus, tmp_path):
     split = Corpus(corpus).splits()[0]
     r = run_cli("--data", str(corpus), "--split", split, "--generator", "labels,baseline", "--out", str(tmp_path),
-                command="eval")
+                "--by-voice", command="eval")
     assert r.returncode == 0, r.stderr
     results = json.loads((tmp_path / "eval.json").read_text())[split]
     labels, baseline = results["labels"], results["baseline"]
@@ -203,6 +203,11 @@ def test_eval_command_scores_generators_on_a_corpus(corpus, tmp_path):
     assert closed == total > 0 and baseline["counts"]["pbm_closure"][1] == total  # same phones, both judged
     assert f"| P/B/M closed | >= 90.0% | 100.0% ({total}/{total}) |" in (tmp_path / "eval.md").read_text()
     assert (tmp_path / f"eval-{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    voices = {c.meta["voices"]["self"]["id"] for c in Corpus(corpus).clips(split)}  # --by-voice: a row per voice
+    assert set(labels["by_voice"]) == voices
+    assert sum(v["clips"] for v in labels["by_voice"].values()) == len(Corpus(corpus).paths(split))
+    assert f"### {split}, by voice" in (tmp_path / "eval.md").read_text()
+    assert (tmp_path / f"eval-{split}-voices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     n = len(Corpus(corpus).paths(split))  # no terminal here, so no bars: a line per generator tells the progress
     assert f"scored labels on {n} clips in" in r.stderr and f"scored baseline on {n} clips in" in r.stderr
     r = run_cli("--data", str(corpus), "--split", "nowhere", "--out", str(tmp_path), command="eval")

@@ -135,3 +135,26 @@ def test_every_metric_in_the_table_has_a_direction_or_is_left_out_on_purpose():
     undirected = {key for key, _, _ in COLUMNS} - HIGHER_IS_BETTER - LOWER_IS_BETTER
     assert undirected == {"nods_at_random"}  # judged through the contrast; a new metric must choose a side
     assert not HIGHER_IS_BETTER & LOWER_IS_BETTER
+
+
+def test_eval_by_voice_scores_each_self_voice_on_its_own_clips(clip, tmp_path):
+    """Two voices, the first with three of its four bilabials shut, the second with one: pooled 4/8, apart 3/4 and
+    1/4, each in its own row of the voice table."""
+    from dataclasses import replace
+
+    from backchannel.models.evaluate import evaluate, plot_voices, voice_table
+
+    def voiced(name, shut):
+        meta = {"voices": {"self": {"id": f"recorded:{name}"}}}
+        return replace(clip, name=name, motion=motion_following(clip, shut_phones=shut)[0], meta=meta)
+    clips = [voiced("ana", 3), voiced("ben", 1)]
+    results = evaluate(clips, ["labels"], progress=False, by_voice=True)["labels"]
+    assert results["counts"]["pbm_closure"] == (4, 8)
+    ana, ben = results["by_voice"]["recorded:ana"], results["by_voice"]["recorded:ben"]
+    assert ana["counts"]["pbm_closure"] == (3, 4) and ben["counts"]["pbm_closure"] == (1, 4)
+    assert ana["clips"] == ben["clips"] == 1
+    table = voice_table({"labels": results}, "test-real")
+    assert "| recorded:ana | 1 | labels | " in table and "75.0% (3/4)" in table and "25.0% (1/4)" in table
+    plot_voices({"labels": results}, tmp_path / "voices.png", "test-real")
+    assert (tmp_path / "voices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "by_voice" not in evaluate(clips, ["labels"], progress=False)["labels"]
