@@ -260,13 +260,14 @@ def voice_table(results: dict[str, dict], title: str = "") -> str:
     lines = [f"### {title}, by voice", ""] if title else []
     lines.append("| voice | clips | generator | " + " | ".join(label for _, label, _ in columns) + " |")
     lines.append("|---|---|---|" + "---|" * len(columns))
-    voices = next(iter(results.values()))["by_voice"]
-    for voice, first in voices.items():
+    clips = {voice: row["clips"] for voice, row in next(iter(results.values()))["by_voice"].items()}
+    for voice, n_clips in clips.items():
         for n, (name, summary) in enumerate(results.items()):
             row = summary["by_voice"][voice]
-            cells = [fmt.format(row[key]) + (" ({}/{})".format(*row["counts"][key]) if key in row["counts"] else "")
+            cells = [(fmt.format(row[key]) if np.isfinite(row[key]) else "-")
+                     + (" ({}/{})".format(*row["counts"][key]) if key in row["counts"] else "")
                      for key, _, fmt in columns]
-            lines.append(f"| {voice if n == 0 else ''} | {first['clips'] if n == 0 else ''} | {name} | "
+            lines.append(f"| {voice if n == 0 else ''} | {n_clips if n == 0 else ''} | {name} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

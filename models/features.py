@@ -188,6 +188,12 @@ def process_many(tracks: list[TrackFeatures], chunks: list[np.ndarray]) -> list[
     return [track._rows(track.mel.process(x)) for track, x in zip(tracks, chunks)]
 
 
+def log_mel(x: np.ndarray) -> np.ndarray:
+    """Whole-signal log-mel rows, (ceil(len / HOP), N_MELS)."""
+    mel = LogMel()
+    return np.concatenate([mel.process(np.asarray(x, np.float32)), mel.flush()])
+
+
 def track_features(x: np.ndarray) -> np.ndarray:
     """Whole-signal model input, (ceil(len / HOP), FEATURE_DIM)."""
     f = TrackFeatures()

@@ -38,7 +38,7 @@ def readings(stamps: Path) -> dict[str, list[tuple[str, str, Path]]]:
             continue
         texts = ogg.with_name(m["stem"] + ".txt")
         text = transcript(texts, m["lang"]) if texts.is_file() else None
-        if text and "\n" not in text:
+        if text:
             name = "_".join(ogg.relative_to(stamps).parent.parts + (m["stem"],))
             found.setdefault(m["lang"], []).append((name, text, ogg.resolve()))
     return found

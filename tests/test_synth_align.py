@@ -2,6 +2,7 @@
 (models/corpus/synth_align.py), speaker folders that say their language, and Tux Paint's readers laid out as such
 folders (scripts/tuxpaint_speakers.py). The "recordings" are another espeak-ng voice variant reading at another
 pace, so the true phone times are known."""
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,11 @@ import soundfile
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.corpus.build import BuildConfig, plan
 from backchannel.models.corpus.espeak import Espeak
-from backchannel.models.corpus.recorded import RecordedSpeaker
-from backchannel.models.corpus.synth_align import align_by_synthesis, log_mel, warp_path
+from backchannel.models.corpus.recorded import ALIGNER_VERSION, RecordedSpeaker
+from backchannel.models.corpus.synth_align import _outside_pauses, align_by_synthesis, pauses_passed_over, warp_path
+from backchannel.models.features import log_mel
+
+from .corpus_fixtures import ALLISON
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST, SECOND = "Una pelota de fútbol americano", "y un hipopótamo en la mesa."
@@ -75,9 +79,22 @@ def test_warp_path_follows_a_copy_played_at_half_speed():
     assert cost < 0.1
 
 
-def test_text_espeak_cannot_read_is_a_clear_error():
+def test_text_espeak_cannot_read_and_empty_recordings_are_clear_errors():
     with pytest.raises(ValueError, match="no phones"):
         align_by_synthesis(np.zeros(SAMPLE_RATE, np.float32), "...", "es")
+    with pytest.raises(ValueError, match="empty"):
+        align_by_synthesis(np.zeros(0, np.float32), "Una mesa.", "es")
+
+
+def test_no_span_keeps_a_pause_passed_over_inside_it():
+    met = np.array([[0, r] for r in list(range(40)) + list(range(60, 100))])  # rows 40-59 (0.2 s) met by no row
+    pauses = pauses_passed_over(met, 100)
+    assert pauses == [(0.4, 0.6)]
+    assert _outside_pauses((0.10, 0.30, "a"), pauses) == (0.10, 0.30, "a")  # no pause inside: as it was
+    assert _outside_pauses((0.38, 0.70, "i"), pauses) == (0.60, 0.70, "i")  # the longer side of the pause
+    assert _outside_pauses((0.20, 0.45, "n"), pauses) == (0.20, 0.40, "n")  # reaching into one counts too
+    short = np.array([[0, r] for r in range(100) if not 20 <= r < 25])  # 50 ms: a closure's length, not a pause
+    assert pauses_passed_over(short, 100) == []
 
 
 PHRASES = {"pelota": "Una pelota roja.", "mesa": "Una mesa de madera.", "barco": "Un barco en el mar.",
@@ -112,13 +129,23 @@ def test_a_speaker_folder_in_another_language_is_aligned_and_its_partner_speaks_
         starts = np.abs(np.array([p[0] for p in u.phones]) - np.array([p[0] for p in truth[prompt.name]]))
         assert np.median(starts) < 0.03, prompt.name
     assert {len(speaker.words(p.text)) for p in speaker.long_prompts()} >= {3}
+    # a recording that is not its transcript read aloud (noise) costs more than MAX_COST: left out, from the cache too
+    soundfile.write(folder / "ruido.wav", np.random.default_rng(0).normal(0, 0.1, 2 * SAMPLE_RATE), SAMPLE_RATE)
+    with open(folder / "transcripts.txt", "a") as f:
+        f.write("ruido: Una pelota de fútbol.\n")
+    again = RecordedSpeaker(folder, tmp_path / "cache")
+    noise = next(p for p in again.prompts if p.name == "ruido")
+    assert again.alignment(noise) is None and again.cache_path(noise).is_file()
+    assert sorted(p.name for p in again.aligned()) == sorted(PHRASES)
     # in a corpus, its clips go to test-real and the partner answers in Spanish
     specs, splits = plan(BuildConfig(tmp_path / "corpus", hours=1.0, speech_dirs=[str(folder)],
                                      cache_dir=str(tmp_path / "cache")))
     assert splits["recorded:lector"] == "test-real"
     real = [s for s in specs if s.split == "test-real"]
     assert real and all(s.self_voice.language == "es" for s in real)
-    assert {s.language for s in real if s.other_voice.through_espeak} == {"es"}
+    speaks_spanish = [s.other_voice.through_espeak and s.other_voice.language in ("", "es") for s in real]
+    assert any(speaks_spanish)  # an MBROLA partner with another language's diphones, or festival/flite: English
+    assert [s.language for s in real] == ["es" if ok else "en-us" for ok in speaks_spanish]
 
 
 def test_tuxpaint_readers_become_speaker_folders(tmp_path):
@@ -143,3 +170,22 @@ def test_tuxpaint_readers_become_speaker_folders(tmp_path):
     missing = subprocess.run(cmd[:3] + [str(tmp_path / "nowhere")] + cmd[4:], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 1 and "apt-get install tuxpaint-stamps-default" in missing.stderr
+
+
+def test_language_txt_must_name_a_language_espeak_speaks(tmp_path):
+    spanish_reader(tmp_path / "lector")
+    (tmp_path / "lector" / "language.txt").write_text("\n")
+    with pytest.raises(ValueError, match="language.txt is empty"):
+        RecordedSpeaker(tmp_path / "lector", tmp_path / "cache")
+    (tmp_path / "lector" / "language.txt").write_text("klingon\n")
+    with pytest.raises(ValueError, match="'klingon', a language espeak-ng does not speak"):
+        RecordedSpeaker(tmp_path / "lector", tmp_path / "cache")
+
+
+def test_english_speakers_keep_their_alignment_cache_keys(tmp_path):
+    """English folders align with pocketsphinx under the keys they had before other languages came."""
+    speaker = RecordedSpeaker(ALLISON, tmp_path)
+    assert speaker.language is None
+    p = speaker.prompts[0]
+    key = hashlib.sha1(p.wav.read_bytes() + p.text.encode() + bytes([ALIGNER_VERSION])).hexdigest()[:16]
+    assert speaker.cache_path(p) == tmp_path / "allison" / f"{p.name}-{key}.json"

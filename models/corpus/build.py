@@ -64,7 +64,8 @@ def _pick_voice(rng, pool: list[Voice], exclude_speaker: str | None = None) -> V
 
 def _pick_language(rng, self_voice: Voice, other_voice: Voice) -> str:
     if self_voice.engine == "recorded":  # the partner answers in the recorded speaker's language where it can
-        return self_voice.language if self_voice.language and other_voice.through_espeak else "en-us"
+        speaks_it = other_voice.through_espeak and other_voice.language in ("", self_voice.language)
+        return self_voice.language if self_voice.language and speaks_it else "en-us"
     if not (self_voice.through_espeak and other_voice.through_espeak):
         return "en-us"  # festival and flite speak (US) English
     for v in (self_voice, other_voice):

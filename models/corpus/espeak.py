@@ -55,6 +55,12 @@ def data_dir() -> Path | None:
     return None
 
 
+def languages() -> set[str]:
+    """The languages espeak-ng speaks (voice names such as `es`, `en-us`; lower case), from its data folder."""
+    root = data_dir()
+    return {f.name.lower() for f in Path(root, "lang").rglob("*") if f.is_file()} if root else set()
+
+
 def available() -> bool:
     return (ctypes.util.find_library("espeak-ng") or _find_soname()) is not None
 

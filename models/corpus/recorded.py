@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from . import espeak, synth_align
 from .festival import cmudict, words_of
 from .phones import arpabet_to_ipa
-from .synth_align import MAX_COST, align_by_synthesis
 from .utterance import Utterance
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ class RecordedSpeaker:
         if not transcripts.is_file():
             raise FileNotFoundError(f"{self.folder} has no transcripts.txt (lines of `name: text`)")
         self.name = self.folder.name
-        language = self.folder / "language.txt"
-        self.language = language.read_text().strip() if language.is_file() else None  # None: English
+        self.language = _language(self.folder)  # None: English
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.prompts, skipped = [], 0
         lexicon = None if self.language else cmudict()
@@ -80,15 +79,16 @@ class RecordedSpeaker:
             # transcripts describe tones, not speech: leave them out
             words = self.words(text)
             if (re.search(r"[0-9*#@&%$/<>\[\]]|\.\.\.", text) or not words
-                    or (lexicon and any(w not in lexicon for w in words))):
+                    or (lexicon is not None and any(w not in lexicon for w in words))):
                 skipped += 1
                 continue
             self.prompts.append(Prompt(name, text, wav))
         if not self.prompts:
-            raise ValueError(f"{self.folder}: no usable prompts (wav + transcript with dictionary words)")
+            raise ValueError(f"{self.folder}: no usable prompts (a recording + a transcript without digits or "
+                             "symbols" + (")" if self.language else ", of words in the CMU dictionary)"))
         if skipped:
-            log.info("%s: %d prompts with alignable transcripts, %d skipped (digits, symbols or words missing "
-                     "from the dictionary)", self.name, len(self.prompts), skipped)
+            log.info("%s: %d prompts with alignable transcripts, %d skipped (digits or symbols%s)", self.name,
+                     len(self.prompts), skipped, "" if self.language else ", or words missing from the dictionary")
         self._aligned: list[Prompt] | None = None
 
     def words(self, text: str) -> list[str]:
@@ -117,7 +117,8 @@ class RecordedSpeaker:
         return Utterance(load_audio(prompt.wav), timing[0], timing[1], prompt.text, {"prompt": prompt.name})
 
     def cache_path(self, prompt: Prompt) -> Path:
-        read_in = f"synthesis {self.language}".encode() if self.language else b""  # English keys as before
+        read_in = f"synthesis {self.language} {synth_align.VERSION}".encode() if self.language else b""
+        # English keys are as before synthesis alignment came
         key = hashlib.sha1(prompt.wav.read_bytes() + prompt.text.encode() + bytes([ALIGNER_VERSION]) + read_in)
         return self.cache_dir / self.name / f"{prompt.name}-{key.hexdigest()[:16]}.json"
 
@@ -128,11 +129,12 @@ class RecordedSpeaker:
         if not path.is_file():
             try:
                 audio = load_audio(prompt.wav)
-                if self.language:
-                    phones, words = align_read(audio, prompt.text, self.language)
+                if self.language:  # the warp's cost is kept, so MAX_COST applies to cached warps too
+                    phones, words, cost = synth_align.align_by_synthesis(audio, prompt.text, self.language)
+                    data = {"text": prompt.text, "phones": phones, "words": words, "cost": cost}
                 else:
                     phones, words = align(audio, prompt.text)
-                data = {"text": prompt.text, "phones": phones, "words": words}
+                    data = {"text": prompt.text, "phones": phones, "words": words}
             except (RuntimeError, ValueError) as e:
                 log.info("%s: cannot align %s (%s)", self.name, prompt.name, e)
                 data = {"text": prompt.text, "failed": str(e)}
@@ -141,18 +143,23 @@ class RecordedSpeaker:
             tmp.write_text(json.dumps(data))
             os.replace(tmp, path)  # atomic: parallel workers may align the same prompt; either copy is whole
         data = json.loads(path.read_text())
-        if "failed" in data:
+        if "failed" in data or data.get("cost", 0.0) > synth_align.MAX_COST:  # not the transcript, read aloud
             return None
         return [tuple(p) for p in data["phones"]], [tuple(w) for w in data["words"]]
 
 
-def align_read(audio: np.ndarray, text: str, voice: str) -> tuple[list, list]:
-    """Phones and words of 16 kHz `audio` reading `text` in espeak-ng's `voice` (synth_align.py); a warp costlier
-    than MAX_COST is taken for a transcript that was not what was read."""
-    phones, words, cost = align_by_synthesis(audio, text, voice)
-    if cost > MAX_COST:
-        raise RuntimeError(f"the recording does not follow espeak-ng reading {text[:40]!r} (warp cost {cost:.2f})")
-    return phones, words
+def _language(folder: Path) -> str | None:
+    """The espeak-ng language `folder/language.txt` names, or None (English) without one."""
+    path = folder / "language.txt"
+    if not path.is_file():
+        return None
+    language = path.read_text(encoding="utf-8").strip()
+    if not language:
+        raise ValueError(f"{path} is empty: write the espeak-ng language the speaker reads in (es, ru, ...)")
+    if language.lower() not in espeak.languages():
+        raise ValueError(f"{path} names {language!r}, a language espeak-ng does not speak here "
+                         "(`espeak-ng --voices` lists them)")
+    return language
 
 
 def align(audio: np.ndarray, text: str) -> tuple[list, list]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..features import LogMel, level_db
+from ..audio import SAMPLE_RATE
+from ..features import HOP, level_db, log_mel
 from .espeak import Espeak
 
-ROWS_PER_S = 100  # LogMel's hop is 10 ms
+VERSION = 2  # bump when alignments would come out differently: cached ones are then made again
+ROWS_PER_S = SAMPLE_RATE // HOP
 STEP_PENALTY = 0.1  # per row stretched or squeezed: prefer the diagonal where distances tie
 PAUSE_DB = 30.0  # a row this far below the spectrogram's loud rows (95th percentile) is a pause
 PAUSE_COST = 0.5  # per pause row passed over unmatched: above a good match (~0.3), below a bad one (~1)
@@ -21,11 +23,6 @@ MIN_PAUSE_S = 0.1  # a pause passed over this long splits a phone that spans it
 # a warp costlier than this is taken for a transcript that was not read. It catches gross mismatches only: on Tux
 # Paint's readers it keeps 83% of right transcripts and 54% of another phrase's (short phrases read alike)
 MAX_COST = 0.6
-
-
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    mel = LogMel()
-    return np.concatenate([mel.process(np.asarray(audio, np.float32)), mel.flush()])
 
 
 def pauses(rows: np.ndarray) -> np.ndarray:
@@ -82,41 +79,53 @@ def warp_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
 def align_by_synthesis(audio: np.ndarray, text: str, voice: str) -> tuple[list, list, float]:
     """(phones, words, cost): IPA phone spans and word spans (start, end, name) in seconds on 16 kHz `audio` of
     someone reading `text`, placed by warping espeak-ng's `voice` saying it onto the recording. `cost` is the warp's
-    mean distance: a transcript that does not match what was said costs more (see MAX_COST)."""
+    mean distance: a transcript that does not match what was said costs more (see MAX_COST). espeak-ng's reading
+    depends on what its process said before, so the corpus aligns each prompt in a fresh process (worker.align)."""
     said = Espeak.get().synth(text, voice).trimmed(0.1)
     if not said.phones:
         raise ValueError(f"espeak-ng ({voice}) found no phones in {text[:40]!r}")
     synth_rows, real_rows = log_mel(said.audio), log_mel(audio)
+    if len(real_rows) < 2:
+        raise ValueError(f"the recording of {text[:40]!r} is empty")
     path, cost = warp_path(synth_rows, real_rows)
-    # where the recording first and last meets each synthetic row: a phone starts where its first row is last met
-    # and ends where its last row is first met, so a pause the reader inserted (a row met over it) stays out.
-    # Rows passed over as pauses are met nowhere: their times come from the rows on either side
+    # where the recording first and last meets each synthetic row: a span starts where the row at its start is last
+    # met and ends where the row at its end (the next span's first) is first met, so a stretch of the recording
+    # matched to one row alone stays out. Rows passed over as pauses are met nowhere: their times come from the rows
+    # on either side, and _outside_pauses keeps the recording's passed-over pauses out of every span
     first = np.full(len(synth_rows), np.inf)
     last = np.full(len(synth_rows), -np.inf)
     np.minimum.at(first, path[:, 0], path[:, 1])
     np.maximum.at(last, path[:, 0], path[:, 1])
     met = np.flatnonzero(np.isfinite(first))
-    passed_over = np.ones(len(real_rows), bool)  # the reader's pauses that espeak-ng did not make
-    passed_over[path[:, 1]] = False
+    pauses = pauses_passed_over(path, len(real_rows))
 
     def place(spans):
         at = lambda t, cols: float(np.interp(t * ROWS_PER_S, met, cols[met]) / ROWS_PER_S)  # noqa: E731
-        spans = (_outside_pauses((at(s, last), at(e, first), name), passed_over) for s, e, name in spans)
-        return [(round(s, 4), round(e, 4), name) for s, e, name in spans if e > s]
+        spans = (_outside_pauses((at(s, last), at(e, first), name), pauses) for s, e, name in spans)
+        spans = [(round(s, 4), round(e, 4), name) for s, e, name in spans]
+        return [(s, e, name) for s, e, name in spans if e > s]
     return place(said.phones), place(said.words), cost
 
 
-def _outside_pauses(phone: tuple, passed_over: np.ndarray) -> tuple:
-    """The phone's longest stretch between pauses of at least MIN_PAUSE_S passed over inside it: no phone spans a
-    pause the reader made (a short phone next to one can otherwise keep a row met on its far side)."""
-    start, end, name = phone
-    lo, hi = int(round(start * ROWS_PER_S)), int(round(end * ROWS_PER_S))
-    gap = np.concatenate([[False], passed_over[lo:hi], [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(gap))  # pairs: a pause's first row, the row after it (relative to lo)
-    cuts = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= MIN_PAUSE_S * ROWS_PER_S]
-    if not cuts:
-        return phone
-    bounds = [start] + [t for a, b in cuts for t in ((lo + a) / ROWS_PER_S, (lo + b) / ROWS_PER_S)] + [end]
-    pieces = list(zip(bounds[::2], bounds[1::2]))
+def pauses_passed_over(path: np.ndarray, n_rows: int) -> list[tuple[float, float]]:
+    """(start, end) seconds of every run of at least MIN_PAUSE_S of the recording's `n_rows` that `path` never meets:
+    the reader's pauses that espeak-ng did not make."""
+    passed_over = np.ones(n_rows, bool)
+    passed_over[path[:, 1]] = False
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], passed_over.astype(np.int8), [0]])))
+    return [(a / ROWS_PER_S, b / ROWS_PER_S) for a, b in zip(edges[::2], edges[1::2])
+            if b - a >= MIN_PAUSE_S * ROWS_PER_S]
+
+
+def _outside_pauses(span: tuple, pauses: list[tuple[float, float]]) -> tuple:
+    """The span's longest stretch outside `pauses`: no phone spans, or reaches into, a pause the reader made (a short
+    phone next to one can otherwise keep a row met on its far side)."""
+    start, end, name = span
+    pieces, at = [], start
+    for a, b in pauses:
+        if a < end and b > at:  # overlaps what is left of the span
+            pieces.append((at, max(at, a)))
+            at = min(end, b)
+    pieces.append((at, end))
     s, e = max(pieces, key=lambda p: p[1] - p[0])
     return s, e, name
