@@ -229,6 +229,18 @@ COLUMNS = [
 ]
 
 
+# the lip metrics, which differ from voice to voice (voice_table, plot_voices)
+VOICE_COLUMNS = [c for c in COLUMNS if c[0] in ("lip_envelope_r", "pbm_closure", "vowel_closure", "tongue_closure")]
+
+
+def table_cell(summary: dict, key: str, fmt: str) -> str:
+    """A summary's figure as the tables show it: "-" where it has none, a rate over events with its counts."""
+    value = summary.get(key, float("nan"))
+    cell = fmt.format(value) if np.isfinite(value) else "-"
+    counts = summary.get("counts", {})
+    return cell + (" ({}/{})".format(*counts[key]) if key in counts else "")
+
+
 def markdown_table(results: dict[str, dict], title: str = "") -> str:
     lines = [f"### {title}", ""] if title else []
     names = list(results)
@@ -236,10 +248,7 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
     lines.append("|---|---|" + "---|" * len(names))
     for key, label, fmt in COLUMNS:
         target = TARGETS.get(key)
-        cells = [fmt.format(results[n][key]) if key in results[n] and np.isfinite(results[n][key]) else "-"
-                 for n in names]
-        cells = [cell + (" ({}/{})".format(*results[n]["counts"][key]) if key in results[n].get("counts", {}) else "")
-                 for cell, n in zip(cells, names)]
+        cells = [table_cell(results[n], key, fmt) for n in names]
         lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
                      + " | ".join(cells) + " |")
     # the default generator changes only when another beats the baseline on every metric
@@ -251,22 +260,15 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-VOICE_COLUMNS = ["lip_envelope_r", "pbm_closure", "vowel_closure", "tongue_closure"]  # what differs by voice
-
-
 def voice_table(results: dict[str, dict], title: str = "") -> str:
     """The lip metrics per self voice (results from evaluate(..., by_voice=True)): a row per voice and generator."""
-    columns = [(key, label, fmt) for key, label, fmt in COLUMNS if key in VOICE_COLUMNS]
     lines = [f"### {title}, by voice", ""] if title else []
-    lines.append("| voice | clips | generator | " + " | ".join(label for _, label, _ in columns) + " |")
-    lines.append("|---|---|---|" + "---|" * len(columns))
+    lines.append("| voice | clips | generator | " + " | ".join(label for _, label, _ in VOICE_COLUMNS) + " |")
+    lines.append("|---|---|---|" + "---|" * len(VOICE_COLUMNS))
     clips = {voice: row["clips"] for voice, row in next(iter(results.values()))["by_voice"].items()}
     for voice, n_clips in clips.items():
         for n, (name, summary) in enumerate(results.items()):
-            row = summary["by_voice"][voice]
-            cells = [(fmt.format(row[key]) if np.isfinite(row[key]) else "-")
-                     + (" ({}/{})".format(*row["counts"][key]) if key in row["counts"] else "")
-                     for key, _, fmt in columns]
+            cells = [table_cell(summary["by_voice"][voice], key, fmt) for key, _, fmt in VOICE_COLUMNS]
             lines.append(f"| {voice if n == 0 else ''} | {n_clips if n == 0 else ''} | {name} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -331,11 +333,10 @@ def plot_voices(results: dict[str, dict], path, title: str = "") -> None:
     names = list(results)
     voices = list(next(iter(results.values()))["by_voice"])
     colours = plt.cm.tab10(np.arange(len(names)) % 10)
-    columns = [c for c in COLUMNS if c[0] in VOICE_COLUMNS]
-    size = (max(6.0, 0.375 * len(voices) * len(names)), 2.3 * len(columns))
-    fig, axes = plt.subplots(len(columns), 1, figsize=size, squeeze=False)
+    size = (max(6.0, 0.375 * len(voices) * len(names)), 2.3 * len(VOICE_COLUMNS))
+    fig, axes = plt.subplots(len(VOICE_COLUMNS), 1, figsize=size, squeeze=False)
     width = 0.8 / len(names)
-    for ax, (key, label, _) in zip(axes[:, 0], columns):
+    for ax, (key, label, _) in zip(axes[:, 0], VOICE_COLUMNS):
         for k, (name, colour) in enumerate(zip(names, colours)):
             vals = [results[name]["by_voice"][v].get(key, np.nan) for v in voices]
             ax.bar(np.arange(len(voices)) + (k - (len(names) - 1) / 2) * width, vals, width, color=colour, label=name)

@@ -64,7 +64,7 @@ class RecordedSpeaker:
         if not transcripts.is_file():
             raise FileNotFoundError(f"{self.folder} has no transcripts.txt (lines of `name: text`)")
         self.name = self.folder.name
-        self.language = _language(self.folder)  # None: English
+        self.language = folder_language(self.folder)  # None: English
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.prompts, skipped = [], 0
         lexicon = None if self.language else cmudict()
@@ -148,7 +148,7 @@ class RecordedSpeaker:
         return [tuple(p) for p in data["phones"]], [tuple(w) for w in data["words"]]
 
 
-def _language(folder: Path) -> str | None:
+def folder_language(folder: Path) -> str | None:
     """The espeak-ng language `folder/language.txt` names, or None (English) without one."""
     path = folder / "language.txt"
     if not path.is_file():

@@ -97,11 +97,11 @@ def align_by_synthesis(audio: np.ndarray, text: str, voice: str) -> tuple[list, 
     np.minimum.at(first, path[:, 0], path[:, 1])
     np.maximum.at(last, path[:, 0], path[:, 1])
     met = np.flatnonzero(np.isfinite(first))
-    pauses = pauses_passed_over(path, len(real_rows))
+    reader_pauses = pauses_passed_over(path, len(real_rows))
 
     def place(spans):
         at = lambda t, cols: float(np.interp(t * ROWS_PER_S, met, cols[met]) / ROWS_PER_S)  # noqa: E731
-        spans = (_outside_pauses((at(s, last), at(e, first), name), pauses) for s, e, name in spans)
+        spans = (_outside_pauses((at(s, last), at(e, first), name), reader_pauses) for s, e, name in spans)
         spans = [(round(s, 4), round(e, 4), name) for s, e, name in spans]
         return [(s, e, name) for s, e, name in spans if e > s]
     return place(said.phones), place(said.words), cost

@@ -18,7 +18,7 @@ from . import espeak, text
 from .festival import WordMatchError, festival_synth, festival_voices, flite_synth, flite_voices
 from .laugh import laugh
 from .mbrola import mbrola_synth, mbrola_voices
-from .recorded import RecordedSpeaker
+from .recorded import RecordedSpeaker, folder_language
 from .utterance import Utterance
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def catalog(speech_dirs: list[str | Path] = ()) -> list[Voice]:
     voices += [Voice("festival", v, _CMU_GENDER.get(_CMU_SPEAKERS.get(v, ""), "male")) for v in festival_voices()]
     voices += [Voice("flite", v, _CMU_GENDER.get(_CMU_SPEAKERS.get(v, ""), "unknown")) for v in flite_voices()]
     for d in speech_dirs:
-        speaker = RecordedSpeaker.open(d)
-        voices.append(Voice("recorded", speaker.name, "unknown", str(Path(d).resolve()), speaker.language or ""))
+        folder = Path(d)
+        voices.append(Voice("recorded", folder.name, "unknown", str(folder.resolve()), folder_language(folder) or ""))
     if not voices:
         raise RuntimeError("no voices: install espeak-ng (and optionally festival, flite) or pass --speech-dir")
     return voices
