@@ -53,6 +53,16 @@ def test_phones_land_where_the_recording_says_them_across_a_pause_espeak_does_no
     assert words[0][0] == phones[0][0] and words[-1][1] == phones[-1][1]
 
 
+def test_long_silence_around_a_recording_does_not_take_its_last_phones():
+    """Recordings carry silence around the speech; standardised per band, a silent row looks like a stop's closure,
+    and the warp once put a phrase's last phones 0.6 s into the silence after it."""
+    audio, truth = reading("Un mono come plátanos.", 200)
+    pad = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    phones, _, _ = align_by_synthesis(np.concatenate([pad, audio, pad]), "Un mono come plátanos.", "es")
+    error = np.abs(np.array([p[:2] for p in phones]) - np.array([p[:2] for p in truth]) - 0.6)
+    assert error.max() < 0.05
+
+
 def test_the_reader_s_pause_is_passed_over_not_matched():
     audio, truth, before = reading_with_a_pause()
     said = Espeak.get().synth(f"{FIRST} {SECOND}", "es").trimmed(0.1)

@@ -14,11 +14,12 @@ from ..audio import SAMPLE_RATE
 from ..features import HOP, level_db, log_mel
 from .espeak import Espeak
 
-VERSION = 2  # bump when alignments would come out differently: cached ones are then made again
+VERSION = 3  # bump when alignments would come out differently: cached ones are then made again
 ROWS_PER_S = SAMPLE_RATE // HOP
 STEP_PENALTY = 0.1  # per row stretched or squeezed: prefer the diagonal where distances tie
 PAUSE_DB = 30.0  # a row this far below the spectrogram's loud rows (95th percentile) is a pause
 PAUSE_COST = 0.5  # per pause row passed over unmatched: above a good match (~0.3), below a bad one (~1)
+PAUSE_MISMATCH = 0.5  # added to the distance of a pause row from a speech row
 MIN_PAUSE_S = 0.1  # a pause passed over this long splits a phone that spans it
 # a warp costlier than this is taken for a transcript that was not read. It catches gross mismatches only: on Tux
 # Paint's readers it keeps 83% of right transcripts and 54% of another phrase's (short phrases read alike)
@@ -44,9 +45,13 @@ def warp_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
         x = (x - x.mean(0)) / (x.std(0) + 1e-6)
         return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
 
-    dist = 1.0 - unit(a) @ unit(b).T
-    skip_a = np.where(pauses(a), PAUSE_COST, np.inf)
-    skip_b = np.where(pauses(b), PAUSE_COST, np.inf)
+    pause_a, pause_b = pauses(a), pauses(b)
+    apart = 1.0 - unit(a) @ unit(b).T
+    # a pause matched to speech costs extra: otherwise a recording's long silence (its spectrum flat, like a stop's
+    # closure once each band is standardised) can take the last phones, with the speech they were said in skipped
+    dist = apart + PAUSE_MISMATCH * (pause_a[:, None] != pause_b[None, :])
+    skip_a = np.where(pause_a, PAUSE_COST, np.inf)
+    skip_b = np.where(pause_b, PAUSE_COST, np.inf)
     n, m = dist.shape
     cost = np.full((n + 1, m + 1), np.inf)
     cost[0, 0] = 0.0
@@ -73,7 +78,7 @@ def warp_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
             path.append((i - 1, j - 1))
         i, j = (i - 1, j - 1) if k == 0 else (i - 1, j) if k in (1, 3) else (i, j - 1)
     path = np.array(path[::-1]).reshape(-1, 2)
-    return path, float(dist[path[:, 0], path[:, 1]].mean()) if len(path) else 1.0
+    return path, float(apart[path[:, 0], path[:, 1]].mean()) if len(path) else 1.0
 
 
 def align_by_synthesis(audio: np.ndarray, text: str, voice: str) -> tuple[list, list, float]:
