@@ -4,7 +4,7 @@ espeak-ng says the transcript (its phone events time the phones), and dynamic ti
 spectrograms carries those times onto the recording. pocketsphinx (`recorded.py`) aligns English only; this
 aligns whatever espeak-ng can read, less precisely. Measured on Tux Paint's readers (docs/dataset.md "Recorded
 speakers in other languages"): a probe telling P/B/M from T/D/K/G/N, trained and scored within one reader's phones
-placed so, scores 0.74-0.88 (AUC), as one on the Allison voice's pocketsphinx phones does (0.82).
+placed so, scores 0.75-0.90 (AUC), as one on the Allison voice's pocketsphinx phones does (0.82).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ PAUSE_COST = 0.5  # per pause row passed over unmatched: above a good match (~0.
 PAUSE_MISMATCH = 0.5  # added to the distance of a pause row from a speech row
 MIN_PAUSE_S = 0.1  # a pause passed over this long splits a phone that spans it
 # a warp costlier than this is taken for a transcript that was not read. It catches gross mismatches only: on Tux
-# Paint's readers it keeps 83% of right transcripts and 54% of another phrase's (short phrases read alike)
+# Paint's readers it keeps 79% of right transcripts and 46% of another phrase's (short phrases read alike)
 MAX_COST = 0.6
 
 
