@@ -11,9 +11,10 @@ Waiting policy (all deadlines are wall-clock, `jitter_s` after the evidence):
     `jitter_s` after the earliest later chunk arrived, then concealed;
   * a track stops holding the other back once it is *idle*: it has sent nothing yet and the session's first audio
     (on either track) came `jitter_s` ago, or its last chunk's audio has had time to be followed (arrival + chunk
-    length + `jitter_s`) and nothing followed. An idle track is concealed up to where the other track reaches, so a
-    session with one track (a game that only sends the avatar's voice) flows with no added delay after the first
-    `jitter_s`. When an idle track sends again it joins at the current position; audio for times already released is
+    length + `jitter_s`) and nothing followed, or it lies more than `max_buffer_s / 2` behind the other. An idle
+    track is concealed up to where the other track reaches, so a session with one track (a game that only sends the
+    avatar's voice) flows with no added delay after the first `jitter_s`, and one sent faster than real time flows
+    too. When an idle track sends again it joins at the current position; audio for times already released is
     dropped as late.
 
 Concealment is silence, not a repeat or a fade: the generator turns energy into mouth motion, so invented audio
@@ -69,12 +70,7 @@ class TrackBuffer:
 
     def add(self, chunk: AudioChunk, now: float, release16: int, max_ahead_s: float, max_buffer_s: float) -> tuple[float, float] | None:
         """Place a chunk; returns the span (seconds) it filled, None if all of it was already played out."""
-        if self.rate is None:
-            self.rate = chunk.rate
-            self.origin16 = self.coverage  # silence so far stays silence; the resampler starts here
-            self.origin_in = round(self.origin16 * chunk.rate / SAMPLE_RATE)
-            self.resampler = Resampler(chunk.rate, SAMPLE_RATE)
-        elif chunk.rate != self.rate:
+        if self.rate is not None and chunk.rate != self.rate:
             raise ProtocolError("rate_changed", f"track {self.name} changed rate {self.rate} -> {chunk.rate} Hz; "
                                                 "close and reopen the session to change rates")
         if chunk.seq in self.seen_set:
@@ -83,9 +79,17 @@ class TrackBuffer:
         if ahead > max_ahead_s:
             raise ProtocolError("bad_time", f"t={chunk.t:.3f} is {ahead:.1f} s ahead of the session (limit "
                                             f"{max_ahead_s:g} s); t counts seconds of audio since the session's start")
+        if chunk.duration > max_buffer_s:
+            raise ProtocolError("buffer_full", f"a chunk of {chunk.duration:.1f} s is longer than a track may buffer "
+                                               f"({max_buffer_s:g} s, max_buffer_s); send shorter chunks")
         if self.buffered_s() + chunk.duration > max_buffer_s:
             raise ProtocolError("buffer_full", f"track {self.name} holds over {max_buffer_s:g} s of audio waiting "
                                                "for its partner track")
+        if self.rate is None:  # the first chunk accepted fixes the track's rate (one refused fixes nothing)
+            self.rate = chunk.rate
+            self.origin16 = self.coverage  # silence so far stays silence; the resampler starts here
+            self.origin_in = round(self.origin16 * chunk.rate / SAMPLE_RATE)
+            self.resampler = Resampler(chunk.rate, SAMPLE_RATE)
         self._remember(chunk.seq)
         start = round(chunk.t * chunk.rate) - self.origin_in
         samples = chunk.samples
@@ -204,7 +208,12 @@ class Aligner:
         concealed = sum(tr.concealed for tr in tracks)
         for tr in tracks:
             tr.conceal_holes(now, self.jitter_s)
-        waiting = [tr for tr in tracks if not tr.idle(now, self.first_audio, self.jitter_s)]
+        # a track half the buffer behind its partner is idle too, whatever the clock says: a one-track file sent
+        # faster than real time delivers seconds within the first deadline, and would otherwise overflow the buffer
+        lead = max(tr.coverage for tr in tracks)
+        behind = round(self.max_buffer_s / 2 * SAMPLE_RATE)
+        waiting = [tr for tr in tracks
+                   if not tr.idle(now, self.first_audio, self.jitter_s) and lead - tr.coverage <= behind]
         target = min(tr.coverage for tr in waiting) if waiting else max(tr.end16 for tr in tracks)
         out = self._release_to(target)
         self.forced = sum(tr.concealed for tr in tracks) > concealed

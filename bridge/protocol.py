@@ -14,6 +14,7 @@ import msgpack
 import numpy as np
 
 from backchannel.models.audio import PCM_FORMATS, check_rate, decode_pcm, encode_pcm
+from backchannel.models.generator import Style
 from backchannel.models.motion import BLENDSHAPES, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, STATES, MotionBlock, frame_time
 
 VERSION = 1
@@ -49,7 +50,7 @@ ERROR_KINDS = {
     "unknown_session": "control request names a session that is not open",
     "session_exists": "open for a session that is already open",
     "bad_generator": "generator name not known to this worker",
-    "bad_style": "style is not a map of numbers",
+    "bad_style": "style is not a map of numbers, or a knob is outside its range",
     "bad_seed": "seed is not a whole number >= 0",
     "generator_error": "the generator failed: on this session's audio (the session was closed), or to open a stream "
                        "for open / set (the request was refused and nothing changed)",
@@ -59,10 +60,11 @@ ERROR_KINDS = {
 
 
 class ProtocolError(ValueError):
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, session: str | None = None):
         assert kind in ERROR_KINDS, kind
         super().__init__(message)
         self.kind = kind
+        self.session = session  # the session a refused audio message named, where its name was valid
 
 
 @dataclass
@@ -132,6 +134,14 @@ def parse_audio(raw: bytes, max_bytes: int) -> AudioChunk | EndOfAudio:
     session = check_session(_field(msg, "session", str, "a string"))
     if kind == "end":
         return EndOfAudio(session)
+    try:
+        return _parse_chunk(msg, session)
+    except ProtocolError as e:
+        e.session = session
+        raise
+
+
+def _parse_chunk(msg: dict, session: str) -> AudioChunk:
     track = _field(msg, "track", str, "a string")
     if track not in TRACKS:
         raise ProtocolError("unknown_track", f"track {track[:40]!r} is neither 'self' nor 'other'")
@@ -204,11 +214,15 @@ def check_seed(seed) -> int:
 
 
 def check_style(style) -> dict:
-    """A style: a map of names to finite numbers (models/generator.py Style: expressiveness, smile, blink_rate...)."""
+    """A style: a map of names to finite numbers, the known knobs within their ranges (models/generator.py Style)."""
     if not isinstance(style, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for k, v in style.items()):
         raise ProtocolError("bad_style", f"style must be a map of names to finite numbers, got {style!r:.80}")
+    try:
+        Style.from_dict(style)
+    except ValueError as e:
+        raise ProtocolError("bad_style", str(e)) from None
     return style
 
 

@@ -254,7 +254,7 @@ class Worker:
                 raise ProtocolError("multipart", f"audio message in {len(parts)} parts; send one msgpack frame")
             chunk = protocol.parse_audio(parts[0], self.config.max_message_bytes)
         except ProtocolError as e:
-            self.reject(e)
+            self.reject(e, self.sessions.get(e.session))
             return
         if isinstance(chunk, protocol.EndOfAudio):
             if chunk.session in self.sessions:
@@ -266,7 +266,8 @@ class Worker:
             self.reject(self._failed_error(chunk.session))
             return
         session = self.sessions.get(chunk.session)
-        if session is None:
+        opened = session is None
+        if opened:
             try:
                 session = self.open_session(chunk.session, now)
             except ProtocolError as e:
@@ -276,6 +277,8 @@ class Worker:
             span = session.aligner.add(chunk, now)
         except ProtocolError as e:
             self.reject(e, session)
+            if opened:  # a refused chunk opens nothing: no session without audio would ever time out
+                del self.sessions[chunk.session]
             return
         session.last_audio = now
         if span:

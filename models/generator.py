@@ -36,10 +36,18 @@ class Style:
     blink_rate: float = 1.0  # multiplier on the natural blink rate
     extra: dict = field(default_factory=dict)  # generator-specific knobs (e.g. a reference-motion style vector)
 
+    # what each knob may be: beyond these the motion leaves what a face does (expressiveness 50 turned the head
+    # 100 degrees), and 1e300 overflowed it to inf
+    RANGES = {"expressiveness": (0.0, 3.0), "smile": (-1.0, 1.0), "blink_rate": (0.0, 5.0)}
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "Style":
         d = dict(d or {})
-        known = {k: float(d.pop(k)) for k in ("expressiveness", "smile", "blink_rate") if k in d}
+        known = {k: float(d.pop(k)) for k in cls.RANGES if k in d}
+        for k, v in known.items():
+            low, high = cls.RANGES[k]
+            if not low <= v <= high:
+                raise ValueError(f"style {k} {v:g} is outside {low:g}..{high:g}")
         return cls(**known, extra=d)
 
 

@@ -80,8 +80,8 @@ class EnergyGenerator(Generator):
 
     def open_stream(self, seed=0, style=None):
         style = style or Style()
-        if style.expressiveness < 0:  # a value this generator refuses, as real ones may refuse theirs
-            raise ValueError(f"expressiveness {style.expressiveness} must be >= 0")
+        if style.expressiveness > 2:  # a value in Style's range this generator refuses, as real ones may
+            raise ValueError(f"expressiveness {style.expressiveness} must be <= 2")
         return EnergyStream(seed, style, self.fail)
 
     def feed_many(self, items):

@@ -101,6 +101,8 @@ def test_control_requests():
         (protocol.control_request("open"), "missing_field"),
         (protocol.control_request("open", session="a", seed="x"), "bad_seed"),
         (protocol.control_request("set", session="a", style={"smile": "wide"}), "bad_style"),
+        (protocol.control_request("set", session="a", style={"smile": 2}), "bad_style"),
+        (protocol.control_request("open", session="a", style={"expressiveness": 1e300}), "bad_style"),
         (protocol.control_request("close", session="no/slash"), "bad_session"),
         (b"garbage", "not_msgpack"),
     ]:

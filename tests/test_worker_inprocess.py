@@ -2,6 +2,7 @@
 import time
 from types import SimpleNamespace
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -197,7 +198,9 @@ def test_a_set_the_generator_refuses_is_answered_with_an_error_and_the_session_g
     session = worker.sessions["npc"]
     old_stream, frames = session.stream, session.next_seq
     assert request(worker, "set", session="npc", seed=-1)["error"] == "bad_seed"
-    refused = request(worker, "set", session="npc", style={"expressiveness": -1})  # EnergyGenerator refuses it
+    out_of_range = request(worker, "set", session="npc", style={"expressiveness": 1e300})
+    assert out_of_range["error"] == "bad_style" and "outside 0..3" in out_of_range["message"]
+    refused = request(worker, "set", session="npc", style={"expressiveness": 2.5})  # EnergyGenerator refuses it
     assert refused["error"] == "generator_error" and "nothing changed" in refused["message"]
     assert worker.sessions["npc"] is session and session.stream is old_stream and session.style == {}
     stream_into(worker, "npc", 0.5, first_seq=10)  # before: the next tick closed the session as generator_error
@@ -222,7 +225,8 @@ def test_a_negative_seed_is_refused_on_open_and_at_worker_start(worker):
     assert "npc" not in worker.sessions
     for bad, message in (({"seed": -1}, "default seed must be a whole number >= 0"),
                          ({"style": {"smile": "wide"}}, "default style must be a map"),
-                         ({"style": {"expressiveness": -2}}, "cannot open a stream with the default seed")):
+                         ({"style": {"expressiveness": -2}}, "default style expressiveness -2 is outside 0..3"),
+                         ({"style": {"expressiveness": 2.5}}, "cannot open a stream with the default seed")):
         with pytest.raises(ValueError, match=message):
             Worker(WorkerConfig(**ANY_PORT, **bad), generator_factory=lambda name=None: EnergyGenerator())
 
@@ -270,6 +274,52 @@ def test_audio_sent_faster_than_the_worker_takes_it_waits_in_the_socket_and_none
     w.shutdown()
     assert w.errors == {}  # before: the first drain took 1000 messages, 10 s a track, and refused them as buffer_full
     assert recorder.frames == {"burst": 240}
+
+
+def test_one_track_sent_faster_than_real_time_flows_and_none_is_lost():
+    """A game that sends only the avatar's voice, a file flat out: the worker stops reading to pace it, and its silent
+    partner track must still stop holding it back (before: nothing was released, then all of it refused)."""
+    recorder = Recorder()
+    w = Worker(WorkerConfig(**ANY_PORT, max_buffer_s=2.0), generator_factory=lambda name=None: EnergyGenerator(),
+               sinks=[recorder])
+    push = push_socket(w.local_audio)
+    for seq in range(400):  # 8 s of the self track in 20 ms chunks, all queued before the worker takes any
+        push.send(chunk("solo", "self", seq, seconds=0.02)[0])
+    push.send(protocol.end_message("solo"))
+    deadline = time.time() + 30
+    while "solo" not in recorder.frames or "solo" in w.sessions:
+        assert time.time() < deadline, (recorder.frames, w.errors)
+        w.step()
+    push.close(0)
+    w.shutdown()
+    assert w.errors == {} and recorder.frames == {"solo": 240}
+
+
+def test_a_refused_chunk_changes_nothing_no_session_opened_no_rate_fixed(worker):
+    """Refused audio must leave no trace: before, a refused first chunk opened a session that never timed out (a
+    careless client could fill max_sessions) and fixed its track's rate."""
+    now = time.time()
+    for name in ("a", "b", "c", "d"):  # four new names, max_sessions 3, each first chunk far ahead of its session
+        worker.ingest([protocol.audio_message(name, "self", 0, 1e6, np.zeros(160), 16000)], now)
+    assert worker.sessions == {} and worker.errors == {"bad_time": 4}
+    worker.ingest(chunk("npc", "other"), now)
+    worker.ingest([protocol.audio_message("npc", "self", 0, 100.0, np.zeros(480), 48000)], now)  # bad_time
+    worker.ingest(chunk("npc", "self", seq=1), now)  # 16 kHz: the refused chunk's 48 kHz fixed nothing
+    session = worker.sessions["npc"]
+    assert session.errors == {"bad_time": 1} and session.stats()["tracks"]["self"]["rate"] == 16000
+
+
+def test_a_malformed_chunk_for_an_open_session_counts_against_that_session(worker):
+    worker.ingest(chunk("npc", "self"), time.time())
+    nan = msgpack.packb({"v": 1, "type": "audio", "session": "npc", "track": "self", "seq": 1, "t": 0.1, "sr": 16000,
+                         "format": "f32le", "pcm": np.full(160, np.nan, "<f4").tobytes()})
+    worker.ingest([nan], time.time())
+    assert worker.sessions["npc"].errors == {"nan_samples": 1} and worker.errors == {"nan_samples": 1}
+
+
+def test_a_chunk_longer_than_the_buffer_is_refused_with_the_reason(worker):
+    worker.ingest(chunk("npc", "self", seconds=12.0), time.time())
+    assert worker.errors == {"buffer_full": 1} and "npc" not in worker.sessions
 
 
 def test_workers_made_one_after_another_never_reuse_an_in_process_endpoint():
