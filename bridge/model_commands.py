@@ -153,13 +153,15 @@ def eval_command(args) -> int:
     from backchannel.models.evaluate import (eval_clip, evaluate, markdown_table, plot_results, plot_voices,
                                              voice_table)
 
+    from backchannel.models.generator import split_specs
+
     corpus = Corpus(args.data)
     splits = args.split or [s for s in ("test", "test-real") if s in corpus.splits()]
     if not splits:
         raise ValueError(f"{args.data} has no test split (splits: {', '.join(corpus.splits())})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    generators = [g.strip() for g in args.generator.split(",") if g.strip()]
+    generators = split_specs(args.generator)
     report, everything = [], {}
     for split in splits:
         clips = [eval_clip(c) for c in islice(corpus.clips(split), args.clips)]
@@ -177,7 +179,8 @@ def eval_command(args) -> int:
     (out / "eval.md").write_text("\n".join(report))
     (out / "eval.json").write_text(json.dumps(everything, indent=1))
     print("\n".join(report))
-    print(f"wrote {out / 'eval.md'}, {out / 'eval.json'} and " + ", ".join(str(out / f'eval-{s}.png') for s in splits))
+    pictures = [out / f"eval-{s}.png" for s in splits] + [out / f"eval-{s}-voices.png" for s in splits if args.by_voice]
+    print(f"wrote {out / 'eval.md'}, {out / 'eval.json'} and " + ", ".join(map(str, pictures)))
     return 0
 
 

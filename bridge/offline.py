@@ -19,7 +19,7 @@ def register(commands) -> None:
     p.add_argument("--style", type=json_object, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
     add_portrait_arguments(p)
     p.add_argument("--video", metavar="out.mp4", help="with --portrait: the preview to write "
-                   "(default: the first --out with .mp4); both audio tracks are mixed in")
+                   "(default: the first --out with its suffix changed to .mp4); both audio tracks are mixed in")
     p.set_defaults(func=run_command)
 
 

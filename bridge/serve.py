@@ -90,8 +90,7 @@ def build_worker(args, generator_factory=None):
         sinks.append(LiveLinkSink(out["livelink"]))
     if out.get("vmc"):
         sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), out.get("vmc_session")))
-    if out.get("portrait"):
-        portrait_settings(out)  # bad flags fail here; a bad portrait costs only the frames (below)
+    portrait_settings(out)  # bad flags fail here, portrait or not; a bad portrait costs only the frames (below)
     worker = Worker(WorkerConfig(**worker_settings), generator_factory or make_generator, sinks)
     if out.get("portrait"):
         worker.sinks += frame_sinks(worker, out)

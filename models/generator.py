@@ -97,12 +97,25 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
         for item in filter(None, rest[:-1].split(";")):
             key, _, value = (part.strip() for part in item.partition("="))
+            if "," in item:  # "false,head_gain=1" would reach a switch as text
+                raise ValueError(f"generator {spec!r}: separate options with ';', e.g. model[steps=2;temperature=0.5]")
             if not key or not value:
                 raise ValueError(f"generator {spec!r}: {item!r} is not option=value")
             if key in options:
                 raise ValueError(f"generator {spec!r}: {key} given twice")
             options[key] = _option_value(value, spec)
     return name.strip(), options
+
+
+def split_specs(text: str) -> list[str]:
+    """A comma-separated list of generator specs ("model[steps=2],baseline"); commas inside brackets stay."""
+    specs, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth <= 0:
+            specs.append(text[start:i].strip())
+            start = i + 1
+    return [spec for spec in specs if spec]
 
 
 def _option_value(text: str, spec: str):
@@ -139,14 +152,13 @@ def make_generator(spec: str | None = None, **options) -> Generator:
 
 
 def _check_option_kind(spec: str, key: str, value, default) -> None:
-    """A spec option must be of its default's kind: text such as "false,head_gain=1" (options joined by a comma,
-    not ';') would otherwise reach a switch as a true value or a number as text."""
-    hint = "; options are separated by ';'" if isinstance(value, str) and ("=" in value or "," in value) else ""
+    """A spec option must be of its default's kind: text would otherwise reach a switch as a true value or a
+    number as text."""
     if isinstance(default, bool) and value not in (True, False):  # true/false, or 1/0
-        raise ValueError(f"generator {spec!r}: {key} takes true or false, not {value!r}{hint}")
+        raise ValueError(f"generator {spec!r}: {key} takes true or false, not {value!r}")
     if isinstance(default, (int, float)) and not isinstance(default, bool) and (
             isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError(f"generator {spec!r}: {key} takes a number, not {value!r}{hint}")
+        raise ValueError(f"generator {spec!r}: {key} takes a number, not {value!r}")
 
 
 def generate(generator: Generator, self_audio: np.ndarray, other_audio: np.ndarray, seed: int = 0,

@@ -18,7 +18,7 @@ from tqdm import tqdm  # noqa: E402
 from backchannel.models.corpus.dataset import Corpus  # noqa: E402
 from backchannel.models.corpus.phones import clean_ipa, is_vowel  # noqa: E402
 from backchannel.models.evaluate import eval_clip  # noqa: E402
-from backchannel.models.generator import generate, make_generator, parse_spec  # noqa: E402
+from backchannel.models.generator import generate, make_generator, parse_spec, split_specs  # noqa: E402
 from backchannel.models.measures import phones_shut  # noqa: E402
 
 # the lips' own closures, the tongue's (they sound alike), other consonants where the lips come close, vowels
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--generator", default="labels,baseline,model")
     ap.add_argument("--out", default="docs/model-closures-by-phone.png")
     args = ap.parse_args()
-    specs = args.generator.split(",")
+    specs = split_specs(args.generator)
     keys = [k for group in GROUPS for k in group]
     fig, axes = plt.subplots(len(SPLITS), 1, figsize=(12, 3.3 * len(SPLITS)), sharey=True)
     width = 0.8 / len(specs)

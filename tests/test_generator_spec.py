@@ -1,7 +1,7 @@
 """Generator specs: a name with options in brackets, as `run`, `serve`, `bench` and `eval` take them."""
 import pytest
 
-from backchannel.models.generator import make_generator, parse_spec
+from backchannel.models.generator import make_generator, parse_spec, split_specs
 
 
 def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
@@ -24,9 +24,10 @@ def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
     ("model[steps=0]", "steps must be a whole number >= 1"),
     ("model[steps=2.5]", "steps must be a whole number >= 1"),
     ("model[temperature=-1]", "temperature must be a finite number >= 0"),
-    # a comma instead of ';' leaves text where a switch or a number belongs: never read as true or passed on
-    ("model[smooth_head=false,head_gain=1]", "smooth_head takes true or false, not 'false,head_gain=1'; options "
-                                             "are separated by ';'"),
+    # a comma instead of ';' would leave text where a switch or a number belongs
+    ("model[smooth_head=false,head_gain=1]", "separate options with ';'"),
+    ("model[steps=2,temperature=1]", "separate options with ';'"),
+    ("model[smooth_head=maybe]", "smooth_head takes true or false, not 'maybe'$"),
     ("model[temperature=warm]", "temperature takes a number, not 'warm'$"),
     ("model[steps=true]", "steps must be a whole number"),
     ("model[head_gain=true]", "head_gain takes a number, not True"),
@@ -34,6 +35,12 @@ def test_a_spec_reads_numbers_as_numbers_and_the_rest_as_text():
 def test_a_bad_spec_says_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
         make_generator(spec)
+
+
+def test_a_list_of_specs_splits_at_commas_outside_brackets():
+    assert split_specs("model[steps=2;temperature=1], baseline,labels,") == [
+        "model[steps=2;temperature=1]", "baseline", "labels"]
+    assert split_specs("model[steps=2,temperature=1]") == ["model[steps=2,temperature=1]"]  # parse_spec says why
 
 
 def test_spec_options_reach_the_generator():

@@ -51,13 +51,20 @@ def test_json_object_flags_refuse_what_is_not_an_object_clearly(command, capsys)
 
 
 @pytest.mark.parametrize("flags, message", [(["--seed", "-1"], "seed must be a whole number >= 0"),
-                                            (["--style", '{"smile": "wide"}'], "style must be a map of names to")])
+                                            (["--style", '{"smile": "wide"}'], "style must be a map of names to"),
+                                            (["--style", '{"smile": 4}'], "style smile 4 is outside -1..1")])
 def test_a_bad_seed_or_style_stops_run_and_serve_with_one_line(tmp_path, flags, message, capsys):
     anywhere = [f"--{socket}=tcp://127.0.0.1:*" for socket in ("audio-in", "motion-out", "control")]
     for command in (["serve", *anywhere], ["run", "--self", "a.wav", "--other", "b.wav", "--out", "m.jsonl"]):
         assert main([*command, *flags]) == 2  # before: serve started and failed every session, run a traceback
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_frame_flags_stop_serve_even_without_a_portrait(capsys):
+    anywhere = [f"--{socket}=tcp://127.0.0.1:*" for socket in ("audio-in", "motion-out", "control")]
+    assert main(["serve", *anywhere, "--frame-quality", "0"]) == 2  # before: ignored, the worker served
+    assert "frame_quality 0: a whole number in 1..100" in capsys.readouterr().err
 
 
 def test_spawn_worker_closes_its_log_when_the_worker_cannot_even_start(tmp_path):
