@@ -23,7 +23,8 @@ if [ -n "$missing" ]; then
 fi
 
 # CI also installs mbrola with one database (non-free; scripts/install-mbrola.sh) so the MBROLA voice tests run
-# there; elsewhere MBROLA stays opt-in and those tests say they were skipped and why (as they do where it fails).
+# there (where it fails, tests/conftest.py fails their skips); elsewhere MBROLA stays opt-in and those tests say they
+# were skipped and why.
 if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then
     bash scripts/install-mbrola.sh us1 || echo "setup: mbrola not installed; its voice tests will be skipped" >&2
 fi

@@ -265,16 +265,18 @@ def test_a_generator_failure_closes_only_its_session(worker, receiver):
 
 def test_a_one_track_session_flows_live(worker, receiver):
     """A game that only sends the avatar's voice, in real time: frames come while it talks, not at the end."""
-    audio = synthetic_dialogue(1.5, seed=8)[0]
+    audio = synthetic_dialogue(3.0, seed=8)[0]
     push = push_socket(worker["audio_in"])
     sent = send_chunks(push, audio_chunks("solo", {"self": audio}, SAMPLE_RATE), realtime=True)
-    end_sent = time.time()
     push.send(protocol.end_message("solo"))
     got = collect(receiver, ["solo"])["solo"]
-    assert len(got["motion"]) == frame_count(1.5)
-    published = sorted(b["published"] for b in got["motion"])
-    assert published[len(published) // 2] < end_sent - 0.5  # half the frames were out long before the end
-    assert sent[-1] - sent[0] > 1.4  # it really was streamed in real time
+    push.close(0)
+    assert len(got["motion"]) == frame_count(3.0)
+    # each frame went out soon after its audio came, not when the session ended (up to 3 s later); the margin
+    # is for a loaded machine, where the worker's own latency is tens of ms
+    waits = sorted(b["published"] - b["audio_arrived"] for b in got["motion"])
+    assert waits[len(waits) // 2] < 0.5, waits
+    assert sent[-1] - sent[0] > 2.9  # it really was streamed in real time
     assert got["closed"]["tracks"]["other"]["received_s"] == 0
 
 
