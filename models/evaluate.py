@@ -75,7 +75,8 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
     nods = nod_frames(motion)
     ends = [t for t in clip.other_phrase_ends if t * FRAME_RATE < n - FRAME_RATE]
     after_end = answer_frames(clip.other_phrase_ends, n)
-    calm = np.flatnonzero((ref == LISTENING) & ~after_end)[: max(0, n - FRAME_RATE)]
+    calm = np.flatnonzero((ref == LISTENING) & ~after_end)
+    calm = calm[calm < n - FRAME_RATE]  # as for phrase ends: a second left to nod in
     moments = rng.choice(calm, min(len(calm), max(len(ends), 20)), replace=False) / FRAME_RATE if len(calm) else []
     accel = np.abs(np.diff(motion, 2, axis=0)) if n > 2 else np.zeros((0, motion.shape[1]))
     return {

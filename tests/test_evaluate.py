@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from backchannel.models.audio import SAMPLE_RATE
-from backchannel.models.evaluate import EvalClip, clip_metrics, markdown_table, speech_envelope, summarise
+from backchannel.models.evaluate import (EvalClip, clip_metrics, markdown_table, seed_diversity, speech_envelope,
+                                         summarise)
+from backchannel.models.measures import nod_frames
 from backchannel.models.motion import BS, FRAME_RATE, IDLE, LISTENING, MOTION_DIM, SPEAKING
 
 SECONDS = 10
@@ -158,3 +160,105 @@ def test_eval_by_voice_scores_each_self_voice_on_its_own_clips(clip, tmp_path):
     plot_voices({"labels": results}, tmp_path / "voices.png", "test-real")
     assert (tmp_path / "voices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "by_voice" not in evaluate(clips, ["labels"], progress=False)["labels"]
+
+
+def still_motion(frames=N):
+    """A face that does not move at all: every jitter and difference is zero."""
+    return np.zeros((frames, MOTION_DIM), np.float32)
+
+
+def test_jitter_is_the_mean_absolute_second_difference_per_channel(clip):
+    """Jitter is |second difference| averaged over frames and channels: exact on a 7.5 Hz head sine and a flickering
+    eyelid, and zero for steady turns, ramps, offsets and whatever moves outside blendshapes and head rotation."""
+    motion = still_motion()
+    k = np.arange(N)
+    amplitude = np.radians(2.0)
+    # a 7.5 Hz pitch sine (4 frames a period) sampled at 45 deg phase: +-A/sqrt2 in pairs, so every second difference
+    # is 2 * A/sqrt2 = sqrt2 * A (a first difference would average A/sqrt2)
+    motion[:, 52] = amplitude * np.sin(np.pi / 2 * k + np.pi / 4)
+    motion[:, 53] = np.radians(0.1) * k  # a steady turn: no acceleration
+    motion[:, BS["EyeBlinkLeft"]] = k % 2  # shut, open, shut...: every second difference is 2
+    motion[:, BS["BrowInnerUp"]] = k / N  # a ramp: no acceleration
+    motion[:, BS["MouthSmileLeft"]] = 0.4  # a held expression: none either
+    motion[:, 55:] = 0.05 * np.sin(np.pi / 2 * k)[:, None]  # head translation and gaze are not counted
+    s = summarise([clip_metrics(clip, motion, clip.state, np.random.default_rng(0))])
+    assert s["jitter_head_deg"] == pytest.approx(np.sqrt(2) * 2.0 / 3, rel=1e-4)  # mean over pitch, yaw, roll
+    assert s["jitter_blendshapes"] == pytest.approx(2 / 52, rel=1e-6)
+    still = summarise([clip_metrics(clip, still_motion(), clip.state, np.random.default_rng(0))])
+    assert still["jitter_head_deg"] == still["jitter_blendshapes"] == 0.0
+    # clips pool frame by frame: the jittery clip's 298 second differences against the still one's 298
+    pooled = summarise([clip_metrics(clip, m, clip.state, np.random.default_rng(0)) for m in (motion, still_motion())])
+    assert pooled["jitter_blendshapes"] == pytest.approx(1 / 52, rel=1e-6)
+
+
+def test_nods_at_random_counts_nods_after_calm_listening_moments(clip):
+    """The avatar listens calmly for only ten frames (fewer than the 20 moments drawn, so all are taken): a nod 0.5 s
+    after five of them answers those five, not the five 1.4 s before it; a nod before a moment does not answer it."""
+    clip.state = np.full(N, IDLE, np.int8)
+    clip.state[125:130] = LISTENING  # 4.17-4.3 s
+    clip.state[150:155] = LISTENING  # 5.0-5.13 s
+    clip.state[180:270] = LISTENING  # 6-9 s: within a second of the phrase ends at 6, 7 and 8 s, so never random
+    motion = still_motion()
+    for low in (110, 170):  # 0.1 rad nods with their lowest points at frames 110 (3.67 s) and 170 (5.67 s)
+        motion[low - 4:low + 5, 52] = 0.1 * np.sin(np.linspace(0, np.pi, 9))
+    assert list(nod_frames(motion)) == [110, 170]
+    s = summarise([clip_metrics(clip, motion, clip.state, np.random.default_rng(0))])
+    assert s["counts"]["nods_at_random"] == (5, 10)
+    assert s["nods_at_random"] == 0.5
+    assert s["counts"]["nods_after_phrase_ends"] == (0, 3)  # the nod at 5.67 s comes before the first phrase end
+
+
+def test_no_random_moment_falls_in_the_clips_last_second(clip):
+    """As phrase ends, random listening moments leave a second to nod in (before: they could fall in the last
+    second, where a nod may not fit before the clip ends, and so lowered the rate at random)."""
+    clip.state = np.full(N, IDLE, np.int8)
+    clip.state[N - 20:] = LISTENING
+    clip.other_phrase_ends = []
+    assert clip_metrics(clip, still_motion(), clip.state, np.random.default_rng(0))["nods_at_random"] == (0, 0)
+
+
+def test_seed_diversity_is_the_mean_head_difference_in_degrees_and_each_seeds_lip_r(clip):
+    """Two seeds whose heads differ by exactly 1 degree on every rotation channel (seed 1 running 30 frames longer,
+    cut off) differ by 1 degree; lips that follow the voice score r = 1, lips open only in silence r = -1."""
+    env = speech_envelope(clip.self_audio, N)
+    follows, opposes = still_motion(), still_motion(N + 30)
+    follows[:, BS["JawOpen"]] = env / env.max()
+    opposes[:N, BS["JawOpen"]] = 1 - env / env.max()
+    follows[:, 52:55] = np.radians([3.0, -2.0, 0.5]) * np.sin(np.arange(N) / 10)[:, None]  # some head motion
+    opposes[:N, 52:55] = follows[:, 52:55] + np.radians([1.0, -1.0, 1.0])
+    opposes[N:, 52:55] = np.radians(40.0)  # frames the other seed lacks do not count
+    runs = {0: follows, 1: opposes}
+    d = seed_diversity(lambda c, seed: (runs[seed], np.zeros(len(runs[seed]), np.int8)), clip)
+    assert d["head_diff_deg"] == pytest.approx(1.0, rel=1e-5)
+    assert d["lip_r_per_seed"] == pytest.approx([1.0, -1.0], abs=1e-5)
+
+
+def test_evaluate_reports_the_mean_seed_head_difference_and_the_worst_seeds_lip_r(clip, monkeypatch):
+    """Over two clips scored by a scripted generator: head_diff_deg is the mean of the clips' seed differences (1 and
+    3 degrees -> 2) and lip_r_min_over_seeds the lowest of the four (clip, seed) lip correlations (1, 1, 1, -1)."""
+    from dataclasses import replace
+
+    import backchannel.models.generator as generator_module
+    from backchannel.models.evaluate import evaluate
+    from backchannel.models.motion import MotionBlock
+
+    env = speech_envelope(clip.self_audio, N)
+    other = replace(clip, name="other", self_audio=clip.self_audio.copy())
+    scripted = {}
+    for c, offset_deg, second_seed_opening in ((clip, 1.0, env / env.max()), (other, 3.0, 1 - env / env.max())):
+        for seed, opening, head_deg in ((0, env / env.max(), 0.0), (1, second_seed_opening, offset_deg)):
+            m = still_motion()
+            m[:, BS["JawOpen"]] = opening
+            m[:, 52:55] = np.radians(head_deg)
+            scripted[c.name, seed] = m
+
+    def generate(gen, self_audio, other_audio, seed=0):
+        name = next(c.name for c in (clip, other) if c.self_audio is self_audio)
+        return MotionBlock(0, scripted[name, seed], np.zeros(N, np.int8))
+
+    monkeypatch.setattr(generator_module, "make_generator", lambda spec: object())
+    monkeypatch.setattr(generator_module, "generate", generate)
+    s = evaluate([clip, other], ["scripted"], progress=False)["scripted"]
+    assert s["head_diff_deg"] == pytest.approx(2.0, rel=1e-5)
+    assert s["lip_r_min_over_seeds"] == pytest.approx(-1.0, abs=1e-5)
+    assert s["lip_envelope_r"] == pytest.approx(1.0, abs=1e-5)  # seed 0 is what the main metrics score
