@@ -1,4 +1,5 @@
 """Our ZeroMQ stream read by an independent peer: the C++ example subscriber (cppzmq + hand-written msgpack)."""
+import re
 import select
 import shutil
 import subprocess
@@ -49,7 +50,22 @@ def wait_ready(cpp, timeout_s=30.0, ping=None):
     assert cpp.stdout.readline().strip() == "ready"
 
 
+def printed_frames(out: str) -> list[dict]:
+    """The C++ subscriber's "frame" lines as dicts: its key=value fields, with head and weights as lists of floats."""
+    frames = []
+    for line in out.splitlines():
+        if not line.startswith("frame "):
+            continue
+        lists = dict(re.findall(r"(\w+)=\[([^\]]*)\]", line))
+        got = dict(f.split("=", 1) for f in re.sub(r"\w+=\[[^\]]*\]", "", line).split()[1:])
+        got.update({key: [float(x) for x in values.split()] for key, values in lists.items()})
+        frames.append(got)
+    return frames
+
+
 def test_cpp_subscriber_decodes_our_frames(binary):
+    """Every frame the worker sends reaches the C++ peer with the seq, time, state, head rotation and all 52 weights
+    that our own receiver decodes."""
     with spawn_worker("--stats-interval-s", "0.2", command=WORKER_COMMAND) as ep:
         cpp = subprocess.Popen([str(binary), ep["motion_out"], "cpp", "90"], stdout=subprocess.PIPE, text=True)
         try:
@@ -58,23 +74,64 @@ def test_cpp_subscriber_decodes_our_frames(binary):
             py.wait_ready()
             a, b = synthetic_dialogue(3.0, seed=12)
             push = push_socket(ep["audio_in"])
-            send_chunks(push, audio_chunks("cpp", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
-            push.send(protocol.end_message("cpp"))
+            try:
+                send_chunks(push, audio_chunks("cpp", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
+                push.send(protocol.end_message("cpp"))
+            finally:
+                push.close()
             expected = sorted(collect(py, ["cpp"])["cpp"]["motion"], key=lambda f: f["seq"])
+            py.close()
             out, _ = cpp.communicate(timeout=20)
         finally:
             if cpp.poll() is None:
                 cpp.kill()
-    lines = [line.split() for line in out.splitlines() if line.startswith("frame ")]
-    assert len(lines) == len(expected) == 90
-    for fields, frame in zip(lines, expected):
-        got = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+    printed = printed_frames(out)
+    assert len(printed) == len(expected) == 90
+    for got, frame in zip(printed, expected):
         assert got["session"] == "cpp" and int(got["seq"]) == frame["seq"] and got["state"] == frame["state"]
         assert float(got["t"]) == pytest.approx(frame["t"], abs=1e-6)
         assert float(got["jaw_open"]) == pytest.approx(frame["blendshapes"][17], abs=1e-6)
         assert int(got["blendshapes"]) == 52
+        np.testing.assert_allclose(got["weights"], frame["blendshapes"], rtol=1e-8, atol=0)  # printed to 9 digits
+        np.testing.assert_allclose(got["head"], frame["head_rotation"], rtol=0, atol=1e-6)  # printed to 6 decimals
         assert float(got["published"]) == pytest.approx(frame["published"], abs=1e-6)
-    assert any(float(dict(f.split("=", 1) for f in x[1:] if "=" in f)["jaw_open"]) > 0.1 for x in lines)
+    assert max(float(got["jaw_open"]) for got in printed) > 0.1
+    assert max(got["head"][0] for got in printed) > 0.05  # the test generator nods while the partner talks
+
+
+def test_cpp_subscriber_reads_the_head_and_every_weight_of_known_frames(binary):
+    """Two hand-made frames (52 distinct weights, a head turned on all three axes, signs mixed) published as the
+    worker publishes them: the C++ peer prints exactly those values, in ARKit and pitch-yaw-roll order."""
+    import zmq
+
+    rng = np.random.default_rng(5)
+    motion = np.zeros((2, MOTION_DIM), np.float32)
+    motion[:, :52] = rng.permutation(np.arange(1, 105)).reshape(2, 52) / 105  # no two weights alike
+    motion[:, 52:55] = [[0.125, -0.25, 0.375], [-0.0625, 0.5, -0.75]]  # pitch, yaw, roll (radians)
+    motion[:, 55:] = 9.0  # translation and gaze: not the head rotation
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    cpp = subprocess.Popen([str(binary), f"tcp://127.0.0.1:{port}", "known", "2"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(cpp, ping=lambda: pub.send_multipart([protocol.topic(protocol.WORKER_TOPIC, "stats"),
+                                                         protocol.pack({})]))
+        block = MotionBlock(40, motion, [1, 2])
+        for body in protocol.motion_bodies(block, 1.0, [1.0, 1.0], 1.0, 1.0):
+            pub.send_multipart([protocol.topic("known", "motion"), body])
+        out, err = cpp.communicate(timeout=30)
+    finally:
+        if cpp.poll() is None:
+            cpp.kill()
+        pub.close()
+    assert cpp.returncode == 0, err
+    printed = printed_frames(out)
+    assert [(int(got["seq"]), got["state"]) for got in printed] == [(40, "speaking"), (41, "listening")]
+    for got, row in zip(printed, motion):
+        np.testing.assert_allclose(got["weights"], row[:52], rtol=1e-8, atol=0)
+        np.testing.assert_allclose(got["head"], row[52:55], rtol=0, atol=1e-6)
+        assert float(got["jaw_open"]) == pytest.approx(row[17], abs=1e-6)
 
 
 def test_cpp_subscriber_survives_hostile_msgpack(binary):

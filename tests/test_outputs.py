@@ -70,8 +70,11 @@ def test_worker_sends_live_link_and_vmc_that_independent_decoders_read():
             r.wait_ready()
             a, b = synthetic_dialogue(3.0, seed=11)  # both take a turn
             push = push_socket(ep["audio_in"])
-            send_chunks(push, audio_chunks("face", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
-            push.send(protocol.end_message("face"))
+            try:
+                send_chunks(push, audio_chunks("face", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
+                push.send(protocol.end_message("face"))
+            finally:
+                push.close()
             frames = sorted(collect(r, ["face"])["face"]["motion"], key=lambda f: f["seq"])
             packets = [udp.recvfrom(4096)[0] for _ in frames]
             wait_for(lambda: len(osc.frames()) == len(frames))
@@ -108,6 +111,14 @@ def test_worker_sends_live_link_and_vmc_that_independent_decoders_read():
         np.testing.assert_allclose([values[n] for n in vrm1.targets], expected, atol=1e-6)
         assert msgs[-1][1][0] == pytest.approx(frame["t"])
     assert max(dict(m[1] for m in msgs[:len(vrm1.targets)])["aa"] for msgs in vmc) > 0.1  # the mouth moved
+    # what the receiver got means what the face did (read without rig.apply): the test generator moves only the jaw,
+    # so "aa" rises and falls with JawOpen, nothing rounds the lips into "ou" and the eyes stay open and ahead
+    received = [dict(m[1] for m in msgs[:len(vrm1.targets)]) for msgs in vmc]
+    jaw = np.array([f["blendshapes"][BS["JawOpen"]] for f in frames])
+    aa = np.array([v["aa"] for v in received])
+    assert np.corrcoef(jaw, aa)[0, 1] > 0.99 and aa[jaw == 0].max(initial=0) == 0
+    for name in ("ou", "blink", "blinkLeft", "blinkRight", "lookLeft", "lookRight", "lookUp", "lookDown"):
+        assert all(v[name] == 0 for v in received), name
 
 
 @pytest.mark.parametrize("names", ["arkit", "vrm0", "vrm1"])
@@ -139,6 +150,51 @@ def test_vmc_name_sets_over_udp(names):
         assert {"A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R", "Joy", "LookUp"} <= set(rig.targets)
     if names == "vrm1":
         assert {"aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "happy", "surprised", "lookUp"} <= set(rig.targets)
+
+
+# ARKit shapes (left/right: the avatar's own sides; EyeLookOut = that eye turned away from the nose) and the VRM
+# expression each must raise, then one it must leave at zero: the meaning, written out without calibration.rigs
+MEANINGS = [
+    ({"EyeLookOutLeft": 1}, "LookLeft", "LookRight"),  # the left eye turned outwards looks to the avatar's left
+    ({"EyeLookInRight": 1}, "LookLeft", "LookRight"),  # and so does the right eye turned towards the nose
+    ({"EyeLookInLeft": 1}, "LookRight", "LookLeft"),
+    ({"EyeLookOutRight": 1}, "LookRight", "LookLeft"),
+    ({"EyeLookUpLeft": 1, "EyeLookUpRight": 1}, "LookUp", "LookDown"),
+    ({"EyeLookDownLeft": 1, "EyeLookDownRight": 1}, "LookDown", "LookUp"),
+    ({"EyeBlinkLeft": 1}, "Blink_L", "Blink_R"),
+    ({"EyeBlinkRight": 1}, "Blink_R", "Blink_L"),
+    ({"JawOpen": 1}, "A", "U"),
+    ({"MouthPucker": 1}, "U", "A"),
+    ({"MouthFunnel": 1}, "O", "A"),
+    ({"MouthSmileLeft": 1, "MouthSmileRight": 1}, "Joy", "Sorrow"),
+]
+VRM1_PRESET = {"LookLeft": "lookLeft", "LookRight": "lookRight", "LookUp": "lookUp", "LookDown": "lookDown",
+               "Blink_L": "blinkLeft", "Blink_R": "blinkRight", "A": "aa", "U": "ou", "O": "oh", "Joy": "happy",
+               "Sorrow": "sad"}  # the VRM 1.0 spec's names for the VRM 0.x presets
+
+
+@pytest.mark.parametrize("names", ["vrm0", "vrm1"])
+def test_vmc_expressions_received_mean_what_the_arkit_shapes_do(names):
+    """Through a python-osc server: gaze to each side, each eye's blink, jaw, pucker, funnel and smile each raise
+    their own VRM expression and leave its opposite (other side, other vowel) at zero."""
+    motion = np.zeros((len(MEANINGS), MOTION_DIM), np.float32)
+    for row, (shapes, _, _) in zip(motion, MEANINGS):
+        for shape, value in shapes.items():
+            row[BS[shape]] = value
+    osc = OscRecorder()
+    sink = VmcSink(f"127.0.0.1:{osc.port}", names)
+    try:
+        sink.send("s", MotionBlock(0, motion, np.zeros(len(motion))))
+        wait_for(lambda: len(osc.frames()) == len(MEANINGS))
+    finally:
+        sink.close()
+        osc.close()
+    rename = (lambda preset: preset) if names == "vrm0" else VRM1_PRESET.get
+    in_order = sorted(osc.frames(), key=lambda msgs: msgs[-1][1][0])  # by /VMC/Ext/T, whatever order UDP kept
+    for msgs, (shapes, raised, untouched) in zip(in_order, MEANINGS):
+        got = dict(m[1] for m in msgs if m[0] == "/VMC/Ext/Blend/Val")
+        assert got[rename(raised)] >= 0.4, (shapes, raised, got)
+        assert got[rename(untouched)] == 0, (shapes, untouched, got)
 
 
 def test_vmc_session_filter():

@@ -5,6 +5,8 @@
 //
 // Subscribes to "<SESSION>/motion" (every session when SESSION is "" or absent) and prints one line per frame:
 //   frame session=npc-7 seq=12 t=0.400000 state=speaking jaw_open=0.231000 blendshapes=52 head=[p y r] published=...
+//         weights=[w0 w1 ... w51]
+// (one line; weights: every blendshape weight in ARKit order, to 9 significant digits, as exact as the float32s sent)
 // It also subscribes to the worker's "_worker/stats" and prints "ready" on the first one: from then on its
 // subscription is live (ZeroMQ drops what a PUB sends before a SUB's subscription has reached it).
 // An engine plugin does the same in its networking thread and hands frames to the animation thread.
@@ -156,12 +158,18 @@ int main(int argc, char** argv) {
                 const Value body = reader.read();
                 const Value& bs = body["blendshapes"];
                 const Value& head = body["head_rotation"];
+                std::string weights;
+                for (const Value& w : bs.items) {
+                    char number[32];
+                    std::snprintf(number, sizeof number, weights.empty() ? "%.9g" : " %.9g", w.number());
+                    weights += number;
+                }
                 std::printf("frame session=%s seq=%lld t=%.6f state=%s jaw_open=%.6f blendshapes=%zu "
-                            "head=[%.6f %.6f %.6f] published=%.6f\n",
+                            "head=[%.6f %.6f %.6f] published=%.6f weights=[%s]\n",
                             topic.substr(0, topic.size() - suffix.size()).c_str(), (long long)body["seq"].i,
                             body["t"].number(), body["state"].s.c_str(), bs.items.at(jaw_open).number(),
                             bs.items.size(), head.items.at(0).number(), head.items.at(1).number(),
-                            head.items.at(2).number(), body["published"].number());
+                            head.items.at(2).number(), body["published"].number(), weights.c_str());
                 ++frames;
             } catch (const std::exception& e) {
                 std::fprintf(stderr, "bad frame on %s: %s\n", topic.c_str(), e.what());
