@@ -139,3 +139,60 @@ def next_worker_stats(receiver, timeout_s: float = 10.0) -> dict | None:
     from backchannel.bridge.protocol import WORKER_TOPIC
 
     return next((m.body for m in iter(lambda: receiver.receive(timeout_s), None) if m.session == WORKER_TOPIC), None)
+
+
+# ---- the motion model's causality (test_model.py on a small network, test_model_weights.py on the shipped one) ----
+
+def frames_due(samples: int, lookahead_samples: int, chunk: int = 1) -> int:
+    """Frames a motion-model stream owes once fed `samples` of audio, worked out from its declared look-ahead alone:
+    frame k (audio time k / FRAME_RATE) reads the newest feature row that ends by its own time plus
+    `lookahead_samples` (features.TrackFeatures: row j holds audio up to sample j * HOP + WIN / 2, nothing later),
+    is due the moment that row is complete, and frames come in whole chunks."""
+    from backchannel.models.features import HOP, WIN
+
+    k = np.arange((samples + WIN + HOP) * FRAME_RATE // SAMPLE_RATE + 2)  # every frame that could be due
+    newest_row = (k * SAMPLE_RATE + FRAME_RATE * (lookahead_samples - WIN // 2)) // (FRAME_RATE * HOP)
+    due = int(np.sum(newest_row * HOP + WIN // 2 <= samples))
+    return due - due % chunk
+
+
+def check_causal_at_cuts(gen, self_audio: np.ndarray, other_audio: np.ndarray, cuts, seed: int = 0,
+                         atol: float = 1e-5, future_s: float = 0.5):
+    """Feeds one stream of `gen` (a ModelGenerator) the real audio in pieces ending at `cuts` (ascending sample
+    indices) and asserts, at every cut: it has emitted exactly frames_due(cut) frames (none held back for a hidden
+    look-ahead, none early); and fed from the previous cut to this one and then `future_s` of loud noise
+    in one call instead (its state put back afterwards: snapshot / restore), it emits the same new frames (nothing
+    after the cut moves a frame emitted by it, however the encoder's calls fall). Returns the stream, the real
+    blocks and the noise-fed ones (one per cut after the first), for checks that later frames do hear the future."""
+    from backchannel.models.features import HOP
+
+    lookahead, chunk = round(gen.lookahead_s * SAMPLE_RATE), gen.cfg.chunk
+    # steps shorter than a feature row's hop, across at least the most rows between two chunks' newest rows (640
+    # samples for one frame a chunk): some chunk falls due inside, checked within one row of the audio it may read
+    steps, span = np.diff(cuts), -(-chunk * SAMPLE_RATE // (FRAME_RATE * HOP)) * HOP
+    assert len(cuts) > 2 and (steps > 0).all() and (steps < HOP).all() and cuts[-1] - cuts[0] >= span, \
+        f"cuts {list(cuts)}: need steps under {HOP} samples over at least {span}"
+    rng = np.random.default_rng(seed + 1)
+    stream = gen.open_stream(seed=seed)
+    real, noisy = [stream.feed(self_audio[:cuts[0]], other_audio[:cuts[0]])], []
+
+    def assert_due(block, samples, how):
+        got, want = block.first + len(block), frames_due(samples, lookahead, chunk)
+        assert got == want, f"{how} {samples} samples: {got} frames out, the declared look-ahead makes {want} due"
+
+    assert_due(real[0], cuts[0], "fed")
+    for before, cut in zip(cuts, cuts[1:]):
+        noise = rng.normal(0, 0.3, int(future_s * SAMPLE_RATE)).astype(np.float32)
+        saved = stream.snapshot()
+        branch = stream.feed(np.concatenate([self_audio[before:cut], noise]),
+                             np.concatenate([other_audio[before:cut], noise]))
+        stream.restore(saved)
+        block = stream.feed(self_audio[before:cut], other_audio[before:cut])
+        assert block.first == branch.first == real[-1].first + len(real[-1])
+        assert_due(block, cut, "fed in pieces")
+        assert_due(branch, cut + len(noise), "fed in pieces, the last one with noise after the cut,")
+        np.testing.assert_allclose(branch.motion[:len(block)], block.motion, atol=atol, err_msg=f"cut at {cut}")
+        real.append(block)
+        noisy.append(branch)
+    assert sum(len(b) for b in real[1:]) >= 1, "no frame fell due between the cuts: nothing was compared"
+    return stream, real, noisy
