@@ -4,6 +4,7 @@ import select
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,26 @@ def wait_ready(cpp, timeout_s=30.0, ping=None):
         if ping:
             ping()
     assert cpp.stdout.readline().strip() == "ready"
+
+
+@contextmanager
+def cpp_on_our_own_pub(binary, session: str, frames: int):
+    """A PUB socket of the test's own, with the C++ subscriber (`session`, exiting after `frames`) ready on it."""
+    import zmq
+
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    cpp = subprocess.Popen([str(binary), f"tcp://127.0.0.1:{port}", session, str(frames)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(cpp, ping=lambda: pub.send_multipart([protocol.topic(protocol.WORKER_TOPIC, "stats"),
+                                                         protocol.pack({})]))
+        yield pub, cpp
+    finally:
+        if cpp.poll() is None:
+            cpp.kill()
+        pub.close()
 
 
 def printed_frames(out: str) -> list[dict]:
@@ -102,29 +123,16 @@ def test_cpp_subscriber_decodes_our_frames(binary):
 def test_cpp_subscriber_reads_the_head_and_every_weight_of_known_frames(binary):
     """Two hand-made frames (52 distinct weights, a head turned on all three axes, signs mixed) published as the
     worker publishes them: the C++ peer prints exactly those values, in ARKit and pitch-yaw-roll order."""
-    import zmq
-
     rng = np.random.default_rng(5)
     motion = np.zeros((2, MOTION_DIM), np.float32)
     motion[:, :52] = rng.permutation(np.arange(1, 105)).reshape(2, 52) / 105  # no two weights alike
     motion[:, 52:55] = [[0.125, -0.25, 0.375], [-0.0625, 0.5, -0.75]]  # pitch, yaw, roll (radians)
     motion[:, 55:] = 9.0  # translation and gaze: not the head rotation
-    pub = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    cpp = subprocess.Popen([str(binary), f"tcp://127.0.0.1:{port}", "known", "2"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(cpp, ping=lambda: pub.send_multipart([protocol.topic(protocol.WORKER_TOPIC, "stats"),
-                                                         protocol.pack({})]))
+    with cpp_on_our_own_pub(binary, "known", 2) as (pub, cpp):
         block = MotionBlock(40, motion, [1, 2])
         for body in protocol.motion_bodies(block, 1.0, [1.0, 1.0], 1.0, 1.0):
             pub.send_multipart([protocol.topic("known", "motion"), body])
         out, err = cpp.communicate(timeout=30)
-    finally:
-        if cpp.poll() is None:
-            cpp.kill()
-        pub.close()
     assert cpp.returncode == 0, err
     printed = printed_frames(out)
     assert [(int(got["seq"]), got["state"]) for got in printed] == [(40, "speaking"), (41, "listening")]
@@ -136,16 +144,7 @@ def test_cpp_subscriber_reads_the_head_and_every_weight_of_known_frames(binary):
 
 def test_cpp_subscriber_survives_hostile_msgpack(binary):
     """What comes off the network is not trusted: absurd nesting and counts cost the message, not the process."""
-    import zmq
-
-    pub = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    cpp = subprocess.Popen([str(binary), f"tcp://127.0.0.1:{port}", "", "1"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(cpp, ping=lambda: pub.send_multipart([protocol.topic(protocol.WORKER_TOPIC, "stats"),
-                                                         protocol.pack({})]))
+    with cpp_on_our_own_pub(binary, "", 1) as (pub, cpp):
         hostile = [b"\x91" * 1_000_000 + b"\xc0",  # arrays nested a million deep: recursion would blow the stack
                    b"\xdd\xff\xff\xff\xff",  # an array of 4 billion items in a 5-byte message
                    b"\xdf\xff\xff\xff\xff\xa1k"]  # a map of 4 billion entries
@@ -154,10 +153,6 @@ def test_cpp_subscriber_survives_hostile_msgpack(binary):
         block = MotionBlock(7, np.zeros((1, MOTION_DIM), np.float32), [0])
         pub.send_multipart([b"good/motion", protocol.motion_bodies(block, 1.0, [1.0], 1.0, 1.0)[0]])
         out, err = cpp.communicate(timeout=30)
-    finally:
-        if cpp.poll() is None:
-            cpp.kill()
-        pub.close()
     assert cpp.returncode == 0, err  # before: killed by a stack overflow (SIGSEGV)
     assert "frame session=good seq=7 " in out
     assert err.count("bad frame on evil/motion") == 3
