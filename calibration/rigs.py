@@ -4,6 +4,12 @@ Each rig is a table `target name -> {ARKit name: coefficient}`; the table become
 whole block of frames is one matrix product. VRM0 and VRM1 presets are built in; MetaHuman or custom rigs are one
 more table. Coefficients are a starting point tuned by eye on ARKit semantics (vowels from jaw and lip shapes,
 joy from smiles...), not a fitted model; the calibration tools may refine them per rig.
+
+VRM receivers (UniVRM and the apps built on it) add up the morphs of every expression they are sent, so two
+expressions must not say the same thing twice: a blink shared by both eyes goes to the both-eyes expression and
+only what one eye closes beyond the other to that eye's (left + both = the left eye's weight); and the vowels
+together weigh as much as the strongest of them, a mix in the table's proportions (each vowel opens the jaw: an
+open jaw read as A 1, E 0.5, O 0.4 and I 0.2 at once opened it twice over).
 """
 from __future__ import annotations
 
@@ -19,20 +25,34 @@ class RigMap:
     name: str
     targets: tuple[str, ...]
     matrix: np.ndarray  # (52, len(targets))
+    blinks: tuple[str, str, str] | None = None  # both eyes, left, right: a shared blink is sent once (module doc)
+    vowels: tuple[str, ...] = ()  # together as strong as the strongest (module doc)
 
     @classmethod
-    def from_table(cls, name: str, table: dict[str, dict[str, float]]) -> "RigMap":
+    def from_table(cls, name: str, table: dict[str, dict[str, float]], blinks=None, vowels=()) -> "RigMap":
         matrix = np.zeros((NUM_BLENDSHAPES, len(table)), np.float32)
         for j, terms in enumerate(table.values()):
             for arkit, coefficient in terms.items():
                 if arkit not in BS:
                     raise ValueError(f"rig {name}: {arkit!r} is not an ARKit blendshape name")
                 matrix[BS[arkit], j] = coefficient
-        return cls(name, tuple(table), matrix)
+        return cls(name, tuple(table), matrix, blinks, tuple(vowels))
 
     def apply(self, weights: np.ndarray) -> np.ndarray:
         """(..., 52) ARKit weights -> (..., K) target weights in [0, 1]."""
-        return np.clip(np.asarray(weights, np.float32) @ self.matrix, 0.0, 1.0)
+        out = np.clip(np.asarray(weights, np.float32) @ self.matrix, 0.0, 1.0)
+        if self.blinks:
+            both, left, right = (self.targets.index(t) for t in self.blinks)
+            out[..., both] = np.minimum(out[..., left], out[..., right])
+            out[..., left] -= out[..., both]
+            out[..., right] -= out[..., both]
+        if self.vowels:  # a mix of vowels as strong as the strongest of them
+            columns = [self.targets.index(t) for t in self.vowels]
+            vowels = out[..., columns]
+            total = vowels.sum(-1, keepdims=True)
+            out[..., columns] = vowels * np.divide(vowels.max(-1, keepdims=True), total, np.ones_like(total),
+                                                   where=total > 0)
+        return out
 
 
 def _pair(stem: str, coefficient: float) -> dict[str, float]:
@@ -48,7 +68,7 @@ VRM0_TABLE: dict[str, dict[str, float]] = {
     "U": {"MouthPucker": 1.0, "MouthFunnel": 0.3, "JawOpen": -0.2},
     "E": {**_pair("MouthStretch", 0.4), "JawOpen": 0.5, **_pair("MouthLowerDown", 0.2), "MouthFunnel": -0.3},
     "O": {"MouthFunnel": 1.0, "JawOpen": 0.4, "MouthPucker": 0.2},
-    "Blink": _pair("EyeBlink", 0.5),
+    "Blink": {},  # min(Blink_L, Blink_R) before those lose it (RigMap.apply)
     "Blink_L": {"EyeBlinkLeft": 1.0},
     "Blink_R": {"EyeBlinkRight": 1.0},
     "Joy": {**_pair("MouthSmile", 0.5), **_pair("CheekSquint", 0.2)},
@@ -74,8 +94,8 @@ VRM1_TABLE: dict[str, dict[str, float]] = {
 RIGS: dict[str, RigMap] = {
     # "Perfect Sync": one VRM blend shape clip per ARKit shape, named like ARKit's PascalCase (EyeBlinkLeft, JawOpen)
     "arkit": RigMap("arkit", ARKIT_NAMES, np.eye(NUM_BLENDSHAPES, dtype=np.float32)),
-    "vrm0": RigMap.from_table("vrm0", VRM0_TABLE),
-    "vrm1": RigMap.from_table("vrm1", VRM1_TABLE),
+    "vrm0": RigMap.from_table("vrm0", VRM0_TABLE, ("Blink", "Blink_L", "Blink_R"), "AIUEO"),
+    "vrm1": RigMap.from_table("vrm1", VRM1_TABLE, ("blink", "blinkLeft", "blinkRight"), ("aa", "ih", "ou", "ee", "oh")),
 }
 
 

@@ -241,13 +241,21 @@ def test_live_link_packet_layout():
 
 
 def test_rig_maps():
-    weights = np.zeros((2, 52), np.float32)
+    weights = np.zeros((4, 52), np.float32)
     weights[0, BS["EyeBlinkLeft"]] = 1.0
     weights[1, BS["JawOpen"]] = 0.8
+    weights[2, [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]] = 0.9, 0.3
+    weights[3, BS["MouthPucker"]] = 1.0
     vrm0 = rig_map("vrm0")
     out = dict(zip(vrm0.targets, vrm0.apply(weights).T))
-    assert out["Blink_L"][0] == 1 and out["Blink_R"][0] == 0 and out["Blink"][0] == pytest.approx(0.5)
-    assert out["A"][1] == pytest.approx(0.8) and out["U"][1] == 0  # negative terms clip at zero
+    # receivers add the expressions' morphs: a blink both eyes share goes out once, each side gets the rest
+    assert (out["Blink"][0], out["Blink_L"][0], out["Blink_R"][0]) == (0, 1, 0)
+    assert (out["Blink"][2], out["Blink_L"][2], out["Blink_R"][2]) == pytest.approx((0.3, 0.6, 0))
+    # and the vowels mix: together as strong as the strongest, A the most of an open jaw, U of a pucker
+    vowels = np.array([out[v] for v in "AIUEO"])
+    np.testing.assert_allclose(vowels.sum(0)[[1, 3]], [0.8, 1.0], rtol=1e-6)
+    assert vowels[:, 1].argmax() == 0 and vowels[:, 3].argmax() == 2
+    assert out["U"][1] == 0 and out["A"][3] == 0  # negative terms clip at zero
     np.testing.assert_array_equal(RIGS["arkit"].apply(weights), weights)
     assert rig_map("vrm1").targets[:5] == ("aa", "ih", "ou", "ee", "oh")
     with pytest.raises(ValueError, match="unknown rig"):
