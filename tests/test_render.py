@@ -144,6 +144,19 @@ def test_bad_images_get_clear_errors(tmp_path):
         open_portrait(BUNDLED_PORTRAIT, 10000)
 
 
+def test_a_photo_stored_sideways_loads_upright_as_its_exif_says(tmp_path):
+    from PIL import Image
+
+    upright = load_image(BUNDLED_PORTRAIT)
+    sideways = Image.fromarray(np.rot90(upright))  # stored turned a quarter anticlockwise, as phone cameras do
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    loaded = load_image(tmp_path / "phone.jpg")
+    assert loaded.shape == upright.shape
+    assert np.abs(loaded.astype(int) - upright).mean() < 3  # JPEG's loss only
+
+
 def test_transparent_and_grey_portraits_load_as_rgb(tmp_path):
     from PIL import Image
 

@@ -30,8 +30,9 @@ class Portrait:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Any image Pillow reads (PNG, JPEG, WebP, BMP, TIFF...) -> RGB uint8; transparency is laid on white."""
-    from PIL import Image, UnidentifiedImageError
+    """Any image Pillow reads (PNG, JPEG, WebP, BMP, TIFF...) -> RGB uint8, turned as its EXIF orientation says;
+    transparency is laid on white."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -45,6 +46,7 @@ def load_image(path: str | Path) -> np.ndarray:
             if min(w, h) < MIN_SIDE:
                 raise ValueError(f"portrait {path} is {w}x{h}: too small (at least {MIN_SIDE} px a side)")
             im.load()
+            im = ImageOps.exif_transpose(im)  # upright, as viewers show it (phone photos are stored sideways)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
