@@ -45,10 +45,12 @@ class DeviceCapture:
         try:
             # 16-bit: every device and host API delivers it, and it is the protocol's compact format
             self.stream = sd.InputStream(device=info["index"], channels=1, samplerate=self.rate, dtype="int16",
-                                         blocksize=max(1, round(self.rate * chunk_ms / 1000)), callback=self._callback)
+                                         blocksize=max(1, round(self.rate * chunk_ms / 1000)), callback=self._callback,
+                                         finished_callback=self._finished)
         except sd.PortAudioError as e:
             self.push.close()
             raise RuntimeError(f"cannot open {self.name!r} at {self.rate} Hz: {e}") from None
+        self.closing = False
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
@@ -61,11 +63,22 @@ class DeviceCapture:
         except zmq.Again:  # the worker is not keeping up; the jitter buffer conceals the hole
             self.dropped += 1
 
+    def _finished(self) -> None:
+        if not self.closing:  # PortAudio gave up on the device (unplugged...): the track goes silent, say so now
+            log.error("%s stopped capturing (device lost?); session %s track %s is silent from here", self.name,
+                      self.session, self.track)
+
     def start(self) -> None:
-        self.stream.start()
+        import sounddevice as sd
+
+        try:
+            self.stream.start()
+        except sd.PortAudioError as e:
+            raise RuntimeError(f"cannot start capturing {self.name!r}: {e}") from None
         log.info("capturing %s as session %s track %s at %d Hz", self.name, self.session, self.track, self.rate)
 
     def close(self) -> None:
+        self.closing = True
         self.stream.stop()
         self.stream.close()
         self.push.close()

@@ -138,13 +138,13 @@ def serve_command(args, generator_factory=None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for capture in captures:
-        capture.start()
-    if ready_file:
-        tmp = Path(f"{ready_file}.tmp")
-        tmp.write_text(json.dumps({**worker.endpoints, "pid": os.getpid()}))
-        tmp.replace(ready_file)  # atomic: a reader never sees half a file
     try:
+        for capture in captures:  # a device that fails to start stops the others and the worker (finally)
+            capture.start()
+        if ready_file:
+            tmp = Path(f"{ready_file}.tmp")
+            tmp.write_text(json.dumps({**worker.endpoints, "pid": os.getpid()}))
+            tmp.replace(ready_file)  # atomic: a reader never sees half a file
         worker.run()
     finally:
         for capture in captures:

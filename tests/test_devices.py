@@ -102,3 +102,30 @@ def test_mic_and_partner_device_are_captured_into_a_local_session(tmp_path):
     # the mic carries a voice and the partner device silence: the avatar talks
     talking = [f for f in frames if f["state"] == "speaking"]
     assert len(talking) > 40 and min(f["blendshapes"][BS["JawOpen"]] for f in talking) > 0.2
+
+
+def test_a_device_that_fails_to_start_stops_serve_cleanly(monkeypatch, capsys):
+    """The second device refuses to start: serve says so in one line, and stops the first device and the worker
+    (before: a PortAudio traceback, the first device left capturing, the worker never shut down)."""
+    from backchannel.bridge import devices
+    from backchannel.bridge.cli import main
+
+    closed = []
+
+    class Capture:
+        def __init__(self, device, track, *rest):
+            self.device = device
+
+        def start(self):
+            if self.device == "broken":
+                raise RuntimeError("cannot start capturing 'broken': Device unavailable")
+
+        def close(self):
+            closed.append(self.device)
+
+    monkeypatch.setattr(devices, "DeviceCapture", Capture)
+    monkeypatch.setattr("signal.signal", lambda *args: None)  # serve's handlers would outlive the test here
+    anywhere = [f"--{socket}=tcp://127.0.0.1:*" for socket in ("audio-in", "motion-out", "control")]
+    assert main(["serve", *anywhere, "--generator", "baseline", "--mic", "fine", "--partner-device", "broken"]) == 2
+    assert "cannot start capturing 'broken'" in capsys.readouterr().err
+    assert closed == ["fine", "broken"]
