@@ -187,8 +187,10 @@ def test_frames_have_the_output_size_and_one_per_motion_row():
 def test_neutral_motion_gives_back_the_portrait():
     r = renderer()
     frame = r.render_frame(pose())
-    # the irises are lifted out and put back: only resampling at their rims differs
-    assert np.abs(frame.astype(int) - r.portrait.image.astype(int)).mean() < 0.3
+    # the irises are lifted out and put back where they were cut, to the sub-pixel: only a few rim pixels differ
+    # (before: 80-120 pixels by over 20 levels, a pale ring over the lash line, irises half a pixel off)
+    differ = np.abs(frame.astype(int) - r.portrait.image.astype(int)).max(-1)
+    assert differ.mean() < 0.3 and (differ > 20).sum() <= 20, (differ > 20).sum()
 
 
 def test_jaw_open_opens_the_mouth_and_nothing_else_does():

@@ -88,22 +88,28 @@ class Eye:
         if x0 < 0 or y0 < 0 or x0 + 2 * half + 1 > w or y0 + 2 * half + 1 > h:
             return None
         patch = image[y0:y0 + 2 * half + 1, x0:x0 + 2 * half + 1]
+        self.iris_centre = self.centre - (x0, y0)  # in the patch: off its middle pixel by the centre's fraction
         yy, xx = np.mgrid[0:patch.shape[0], 0:patch.shape[1]].astype(np.float32)
         dist = np.hypot(xx + x0 - self.centre[0], yy + y0 - self.centre[1])
         disc = np.clip(r + 0.5 - dist, 0, 1)
+        # what is painted over and carried with the iris reaches a little past the landmarks' radius, which can
+        # miss the iris's own soft rim: painted over but not carried, that rim showed as a pale ring at rest
+        reach = r + 1.5
+        carried = np.clip(reach + 0.5 - dist, 0, 1)
         opening = polygon_mask(patch.shape[:2], np.concatenate([self.upper, self.lower[::-1]]) - (x0, y0))
-        white = (opening > 0.5) & (dist > r + 1)
+        white = (opening > 0.5) & (dist > reach)
         visible = (disc > 0.5) & (opening > 0.5)
         if white.sum() < 4 or visible.sum() < 4:
             return None
-        rgba = np.zeros(patch.shape[:2] + (4,), np.float32)
-        rgba[..., :3] = patch
-        hidden = (disc > 0) & (opening <= 0.5)
-        rgba[hidden, :3] = np.median(patch[visible], 0)  # the lids hide the iris's top: complete it
-        rgba[..., 3] = disc
         unknown = np.where(white, 0, 255).astype(np.uint8)
         filled = cv2.inpaint(np.ascontiguousarray(patch), unknown, 3, cv2.INPAINT_TELEA)
-        cover = (dist <= r + 1.5) & (cv2.dilate((opening > 0.1).astype(np.uint8), np.ones((3, 3))) > 0)
+        rgba = np.zeros(patch.shape[:2] + (4,), np.float32)
+        rgba[..., :3] = patch
+        under_lids = opening <= 0.5
+        rgba[under_lids & (carried > 0), :3] = filled[under_lids & (carried > 0)]  # white past the rim, not lid
+        rgba[under_lids & (disc > 0), :3] = np.median(patch[visible], 0)  # the lids hide the iris's top: complete it
+        rgba[..., 3] = carried
+        cover = (dist <= reach) & ~under_lids  # the lids and lashes stay as they are
         patch[cover] = filled[cover]
         return rgba
 
@@ -133,8 +139,9 @@ class Eye:
                          0.5 * self.width - 0.6 * self.radius)
             dy = np.clip(self.travel * np.sin(pitch), -self.radius, self.radius)
             at = centre + dx * across + dy * down - origin
-            half = (self.iris.shape[1] - 1) / 2
-            move = np.float32([[1, 0, at[0] - half], [0, 1, at[1] - half]])
+            # where the iris is drawn, to the sub-pixel: at rest it lands where it was cut (half a pixel off shifted
+            # the small irises of a whole-picture framing by up to 125 levels)
+            move = np.float32([[1, 0, at[0] - self.iris_centre[0]], [0, 1, at[1] - self.iris_centre[1]]])
             iris = cv2.warpAffine(self.iris, move, shape[::-1], flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             blend(roi, iris[..., :3], iris[..., 3] * opening)
