@@ -193,6 +193,16 @@ def test_neutral_motion_gives_back_the_portrait():
     assert differ.mean() < 0.3 and (differ > 20).sum() <= 20, (differ > 20).sum()
 
 
+def test_what_a_turn_pulls_in_from_beyond_the_frame_keeps_its_texture():
+    """The bundled face framing has hair at its top edge: a nod or tilt pulls in picture from above the frame, which
+    must not be the edge row repeated (before: a band of vertical streaks, row-to-row change 3.4 -> 0.5)."""
+    r = renderer(512)
+    texture = lambda frame: np.abs(np.diff(frame[:12].astype(float), axis=0)).mean()  # noqa: E731
+    rest = texture(r.render_frame(pose()))
+    for turned in (pose(pitch=0.4), pose(roll=0.35)):
+        assert texture(r.render_frame(turned)) > 0.6 * rest
+
+
 def test_jaw_open_opens_the_mouth_and_nothing_else_does():
     r = renderer()
     lm = r.portrait.landmarks

@@ -154,7 +154,9 @@ class WarpRenderer(Renderer):
                                 interpolation=cv2.INTER_LINEAR)
         where = self.identity + offset[: y1 - y0, : x1 - x0]
         frame = self.base.copy()
-        frame[y0:y1, x0:x1] = cv2.remap(self.base, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # what a turn pulls in from beyond the frame's edge is the picture mirrored there, not its edge row repeated
+        # (a band of streaks where hair meets the top of a face framing)
+        frame[y0:y1, x0:x1] = cv2.remap(self.base, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         self._composite(frame, row, self.sample_forward(forward))
         return frame
 
