@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:  # user-facing errors: one clear line, no trace
+    # user-facing errors, an unwritable --out among them (OSError): one clear line, no trace
+    except (ValueError, OSError, RuntimeError) as e:
         if args.verbose:
             raise
         print(f"backchannel {args.command}: error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ import numpy as np
 from backchannel.models.motion import CHANNEL_NAMES, MOTION_DIM, STATES, MotionBlock, MotionFrame, frame_time
 
 FORMATS = (".jsonl", ".csv", ".npz")
+OPEN_AS = {".jsonl": {"mode": "w"}, ".csv": {"mode": "w", "newline": ""}, ".npz": {"mode": "wb"}}
 
 
 def write_motion(path: str | Path, block: MotionBlock) -> Path:
@@ -19,22 +20,32 @@ def write_motion(path: str | Path, block: MotionBlock) -> Path:
     if suffix not in FORMATS:
         raise ValueError(f"cannot write motion as {path.name}: use one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # written beside it, then renamed: a failed or interrupted write never leaves half a file under the name
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open(**OPEN_AS[suffix]) as f:
+            _write(f, suffix, block)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write(f, suffix: str, block: MotionBlock) -> None:
     seqs = np.arange(block.first, block.first + len(block))
-    if suffix == ".npz":
-        np.savez_compressed(path, seq=seqs, t=frame_time(seqs), motion=block.motion, state=block.state,
+    if suffix == ".npz":  # to an open file, which np.savez does not rename (to a path it appends .npz: x.NPZ.npz)
+        np.savez_compressed(f, seq=seqs, t=frame_time(seqs), motion=block.motion, state=block.state,
                             channels=np.array(CHANNEL_NAMES), states=np.array(STATES),
                             **({"latent": block.latent} if block.latent is not None else {}))
-    elif suffix == ".jsonl":
-        with path.open("w") as f:
-            for frame in block.frames():
-                f.write(json.dumps(frame.to_dict(), separators=(",", ":")) + "\n")
+        return
+    if suffix == ".jsonl":
+        for frame in block.frames():
+            f.write(json.dumps(frame.to_dict(), separators=(",", ":")) + "\n")
     else:
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(("seq", "t", "state") + CHANNEL_NAMES)
-            for seq, row, state in zip(seqs, block.motion, block.state):
-                w.writerow([int(seq), f"{frame_time(seq):.6f}", STATES[state]] + [f"{v:.5f}" for v in row])
-    return path
+        w = csv.writer(f)
+        w.writerow(("seq", "t", "state") + CHANNEL_NAMES)
+        for seq, row, state in zip(seqs, block.motion, block.state):
+            w.writerow([int(seq), f"{frame_time(seq):.6f}", STATES[state]] + [f"{v:.5f}" for v in row])
 
 
 def read_motion(path: str | Path) -> MotionBlock:

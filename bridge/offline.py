@@ -43,6 +43,8 @@ def run_command(args) -> int:
         raise ValueError(f"--video {video}: write an .mp4")
     renderer = open_renderer(vars(args)) if args.portrait else None
     self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
+    if not len(self_audio) and not len(other_audio):
+        raise ValueError(f"{args.self_audio} and {args.other_audio} hold no audio: nothing to animate")
     generator = make_generator(args.generator)
     start = time.perf_counter()
     block = generate(generator, self_audio, other_audio, seed=args.seed, style=style)

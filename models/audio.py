@@ -123,6 +123,8 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"audio {path} is a folder; give an audio file")
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     try:

@@ -54,7 +54,7 @@ def test_pcm_round_trip_and_errors():
         decode_pcm(b"", "mp3")
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".npz"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".npz", ".NPZ"])
 def test_motion_files_round_trip(tmp_path, suffix):
     rng = np.random.default_rng(1)
     block = MotionBlock(0, rng.random((12, MOTION_DIM)).astype(np.float32), rng.integers(0, 3, 12))
@@ -62,3 +62,38 @@ def test_motion_files_round_trip(tmp_path, suffix):
     assert back.first == 0 and len(back) == 12
     np.testing.assert_allclose(back.motion, block.motion, atol=1e-4)
     np.testing.assert_array_equal(back.state, block.state)
+
+
+def test_a_failed_motion_write_leaves_the_old_file_and_no_half_written_one(tmp_path, monkeypatch):
+    from backchannel.bridge import motion_files
+
+    block = MotionBlock(0, np.zeros((3, MOTION_DIM), np.float32), [0, 1, 2])
+    path = write_motion(tmp_path / "m.jsonl", block)
+    before = path.read_bytes()
+
+    def failing(f, suffix, block):
+        f.write("{half a line")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(motion_files, "_write", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_motion(path, MotionBlock(0, np.ones((9, MOTION_DIM), np.float32), [0] * 9))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]
+
+
+def test_run_says_in_one_line_what_is_wrong_with_its_files(tmp_path, capsys):
+    from backchannel.bridge.cli import main
+    from backchannel.models.audio import save_audio
+
+    save_audio(tmp_path / "empty.wav", np.zeros(0, np.float32))
+    save_audio(tmp_path / "a.wav", np.zeros(1600, np.float32))
+    (tmp_path / "taken.jsonl").mkdir()
+    for args, message in (
+            ([tmp_path / "empty.wav", tmp_path / "empty.wav", tmp_path / "m.jsonl"], "hold no audio"),
+            ([tmp_path, tmp_path / "a.wav", tmp_path / "m.jsonl"], "is a folder; give an audio file"),
+            ([tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "taken.jsonl"], "Is a directory")):
+        code = main(["run", "--self", str(args[0]), "--other", str(args[1]), "--out", str(args[2]),
+                     "--generator", "baseline"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m.jsonl").exists()
