@@ -4,6 +4,8 @@ stream an hour-scale conversation in process (CPU per frame and memory growth, h
 renderer (models/render/speed.py)."""
 from __future__ import annotations
 
+import math
+
 from .cli import GENERATOR_HELP
 
 
@@ -13,12 +15,15 @@ def _audio(args):
 
     from .latency import pad_tracks, synthetic_dialogue
 
+    for flag, value in (("--seconds", args.seconds), ("--chunk-ms", args.chunk_ms)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{flag} {value:g}: give a number above 0")
     if args.self_audio or args.other_audio:
         a, b = pad_tracks(*(load_audio(path) if path else None for path in (args.self_audio, args.other_audio)))
-        if args.seconds:
+        if args.seconds is not None:
             a, b = a[:int(args.seconds * SAMPLE_RATE)], b[:int(args.seconds * SAMPLE_RATE)]
         return a, b
-    return synthetic_dialogue(args.seconds or 20.0)
+    return synthetic_dialogue(20.0 if args.seconds is None else args.seconds)
 
 
 def _fmt(p: dict) -> str:
@@ -93,7 +98,7 @@ def capacity_command(args) -> int:
 
     from .latency import LATENCY_TARGET_MS, measure_capacity
 
-    if not args.seconds:
+    if args.seconds is None:
         args.seconds = 10.0
     a, b = _audio(args)
     levels = [int(x) for x in args.sessions.split(",") if x.strip()]

@@ -73,3 +73,13 @@ def test_length_reports_cost_per_minute_and_memory_growth(capsys):
     assert [int(r[0]) for r in rows] == [1, 2] and [int(r[2]) for r in rows] == [1800, 36]
     assert all(float(r[1]) > 0 for r in rows)
     assert out[-1].startswith("RSS grew ") and "from the end of minute 1 to the end of minute 2" in out[-1]
+
+
+@pytest.mark.parametrize("flags", [["--seconds", "0"], ["--chunk-ms", "-20"], ["--chunk-ms", "nan"]])
+def test_bench_refuses_what_it_cannot_measure(flags, capsys):
+    """Before: --seconds 0 silently ran 20 s, and chunks of no length printed meaningless figures."""
+    from backchannel.bridge.cli import main
+
+    for kind in ("latency", "capacity"):
+        assert main(["bench", kind, *flags]) == 2
+        assert "give a number above 0" in capsys.readouterr().err
