@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
@@ -13,7 +14,7 @@ def register(commands) -> None:
     m.add_argument("--out", required=True, help="corpus folder (created; re-running resumes)")
     m.add_argument("--hours", type=float, required=True, help="hours of conversation to generate")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--workers", type=int, default=0, help="processes (default: the CPUs this process may use)")
+    m.add_argument("--workers", type=int, default=0, help="processes (default 0: the CPUs this process may use)")
     m.add_argument("--speech-dir", action="append", default=[], metavar="DIR",
                    help="real recorded speech: wavs + transcripts.txt (`name: text`); repeatable, one per speaker")
     m.add_argument("--clip-seconds", type=float, default=30.0, help="length of each clip (default 30)")
@@ -49,8 +50,6 @@ def register(commands) -> None:
 def make_command(args) -> int:
     from backchannel.models.corpus.build import BuildConfig, build
 
-    if args.hours <= 0 or args.clip_seconds < 5:
-        raise ValueError("--hours must be > 0 and --clip-seconds at least 5")
     config = BuildConfig(Path(args.out), args.hours, args.seed, args.workers, args.speech_dir, args.clip_seconds,
                          args.real_split, args.augment, args.cache_dir)
     result = build(config)
@@ -64,6 +63,9 @@ def make_command(args) -> int:
 def show_command(args) -> int:
     from backchannel.models.corpus.show import show
 
+    # NaN fails every comparison, so it is refused too
+    if not 0 <= args.start < math.inf or (args.end is not None and not args.end > args.start):
+        raise ValueError(f"--start must be a number >= 0 and --end one after it, got {args.start}..{args.end}")
     print(f"wrote {show(args.clip, args.png, args.start, args.end)}")
     return 0
 
@@ -81,6 +83,10 @@ def stats_command(args) -> int:
 def sample_command(args) -> int:
     from backchannel.models.corpus.sample import make_sample
 
+    if not 5 <= args.seconds < math.inf:  # NaN fails the comparison too
+        raise ValueError(f"--seconds must be a number >= 5, got {args.seconds}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     out, meta = make_sample(args.speech_dir, args.out, args.seed, args.seconds, cache_dir=args.cache_dir)
     kinds = {}
     for s in meta["segments"]:

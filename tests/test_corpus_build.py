@@ -60,9 +60,14 @@ def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache, monkey
     victim.unlink()
     stale = victim.with_name(f".{victim.stem}.tmp999.npz")  # what an interrupted write leaves behind
     stale.write_bytes(b"half a clip")
+    theirs = [out / ".cache.tmp", out / "notes" / ".draft.tmp.md", victim.with_name(".c000002.tmp1.npz.bak")]
+    for path in theirs:  # hidden temporary-looking files the builder did not make: not its to delete
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("mine")
     result = build(config(out, align_cache, workers=2), progress=False)
     assert (result["made"], result["skipped"]) == (1, 4)
     assert not stale.exists() and files(out) == before
+    assert all(path.read_text() == "mine" for path in theirs)
     with pytest.raises(ValueError, match="other settings"):
         build(BuildConfig(out, HOURS, seed=12, speech_dirs=[str(ALLISON)], clip_seconds=CLIP_S,
                           cache_dir=align_cache), progress=False)
@@ -74,6 +79,59 @@ def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache, monkey
     with pytest.raises(ValueError, match="other voices than this machine has .new here: mbrola:zz9; missing here: -"):
         build(config(out, align_cache, workers=2), progress=False)
     assert files(out) == before
+
+
+def test_make_refuses_a_folder_that_is_not_a_corpus(tmp_path, capsys):
+    """Clips never go among somebody else's files, and nothing of theirs is cleaned up."""
+    from backchannel.bridge.cli import main
+
+    mine = tmp_path / "mine"
+    theirs = {mine / ".cache.tmp": "a", mine / "sub" / ".draft.tmp.md": "b", mine / "notes.txt": "c"}
+    for path, text in theirs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("d")
+    for out in (mine, a_file):
+        assert main(["data", "make", "--out", str(out), "--hours", "0.01"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} is not an empty folder and holds no corpus (corpus.json)" in err
+        assert err.count("\n") == 1
+    assert sorted(p for p in mine.rglob("*") if p.is_file()) == sorted(theirs)
+    assert all(path.read_text() == text for path, text in theirs.items()) and a_file.read_text() == "d"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["make", "--hours", "nan"], "--hours must be a number > 0, got nan"),
+    (["make", "--hours", "inf"], "--hours must be a number > 0, got inf"),
+    (["make", "--hours", "0"], "--hours must be a number > 0, got 0.0"),
+    (["make", "--hours", "-1"], "--hours must be a number > 0, got -1.0"),
+    (["make", "--hours", "1", "--clip-seconds", "nan"], "--clip-seconds must be a number >= 5, got nan"),
+    (["make", "--hours", "1", "--clip-seconds", "inf"], "--clip-seconds must be a number >= 5, got inf"),
+    (["make", "--hours", "1", "--clip-seconds", "4"], "--clip-seconds must be a number >= 5, got 4.0"),
+    (["make", "--hours", "1", "--augment", "5"], "--augment must be between 0 and 1, got 5.0"),
+    (["make", "--hours", "1", "--augment", "-0.1"], "--augment must be between 0 and 1, got -0.1"),
+    (["make", "--hours", "1", "--augment", "nan"], "--augment must be between 0 and 1, got nan"),
+    (["make", "--hours", "1", "--workers", "-1"],
+     "--workers must be at least 1 (or 0: every CPU this process may use), got -1"),
+    (["make", "--hours", "1", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["show", str(SAMPLE), "--start", "nan"], "--start must be a number >= 0 and --end one after it, got nan..None"),
+    (["show", str(SAMPLE), "--start", "-5"], "--start must be a number >= 0 and --end one after it, got -5.0..None"),
+    (["show", str(SAMPLE), "--end", "nan"], "--start must be a number >= 0 and --end one after it, got 0.0..nan"),
+    (["show", str(SAMPLE), "--start", "3", "--end", "2"],
+     "--start must be a number >= 0 and --end one after it, got 3.0..2.0"),
+    (["sample", "--speech-dir", str(ALLISON), "--seconds", "nan"], "--seconds must be a number >= 5, got nan"),
+    (["sample", "--speech-dir", str(ALLISON), "--seconds", "inf"], "--seconds must be a number >= 5, got inf"),
+    (["sample", "--speech-dir", str(ALLISON), "--seed", "-1"], "--seed must be >= 0, got -1"),
+])
+def test_data_commands_refuse_bad_numbers_in_one_line(args, message, tmp_path, capsys):
+    from backchannel.bridge.cli import main
+
+    out = tmp_path / "out"
+    where = ["--out", str(out)] if args[0] in ("make", "sample") else ["--png", str(tmp_path / "clip.png")]
+    assert main(["data", *args, *where]) == 2
+    assert capsys.readouterr().err == f"backchannel data: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ SPLIT_SHARES_WITH_REAL = {"train": 0.7, "val": 0.1, "test": 0.1, REAL_TEST_SPLIT
 ENGINE_SHARES = {"espeak": 0.75, "mbrola": 0.4, "flite": 0.12, "festival": 0.05, "recorded": 0.08}
 LANGUAGE_GROUPS = {"english": (0.25, text.ENGLISH), "latin": (0.45, text.LATIN_LANGUAGES),
                    "phonemes": (0.3, text.PHONEME_LANGUAGES)}
+# storage.write_clip's temporary for clip c000123: .c000123.tmp<pid>.npz
+_CLIP_TEMPORARY = re.compile(r"\.c\d{6,}\.tmp\d+\.npz")
 
 
 @dataclass
@@ -104,15 +107,35 @@ def plan(config: BuildConfig) -> tuple[list[ClipSpec], dict]:
     return specs, splits
 
 
+def check(config: BuildConfig) -> None:
+    """Refuse numbers that cannot make a corpus, before anything is written. The comparisons are written so that
+    NaN (which fails every comparison) is refused too."""
+    if not 0 < config.hours < math.inf:
+        raise ValueError(f"--hours must be a number > 0, got {config.hours}")
+    if not 5 <= config.clip_seconds < math.inf:
+        raise ValueError(f"--clip-seconds must be a number >= 5, got {config.clip_seconds}")
+    if not 0 <= config.augment <= 1:
+        raise ValueError(f"--augment must be between 0 and 1, got {config.augment}")
+    if config.workers < 0:
+        raise ValueError(f"--workers must be at least 1 (or 0: every CPU this process may use), got {config.workers}")
+    if config.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {config.seed}")
+
+
 def build(config: BuildConfig, progress: bool = True) -> dict:
     """Make every missing clip of the planned corpus; returns a summary (made, skipped, failed, seconds)."""
     from tqdm import tqdm
 
+    check(config)
     out = Path(config.out)
     info = read_corpus_info(out)
+    if not info and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # never put clips among (nor clean up in) somebody else's files
+        raise ValueError(f"--out {out} is not an empty folder and holds no corpus ({CORPUS_FILE}): choose an empty "
+                         "or new folder, or an existing corpus to resume or extend")
     if info and info.get("settings") != config.settings():
-        raise ValueError(f"{out} holds a corpus built with other settings ({out / CORPUS_FILE}); "
-                         f"use the same --seed/--clip-seconds/--speech-dir or another --out")
+        raise ValueError(f"{out} holds a corpus built with other settings ({out / CORPUS_FILE}); use the same "
+                         "--seed/--clip-seconds/--speech-dir/--real-split/--augment or another --out")
     for d in config.speech_dirs:
         RecordedSpeaker.open(d, config.cache_dir)  # fail early on a bad folder
     specs, splits = plan(config)
@@ -148,8 +171,11 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
             "speakers": speakers, "shard_size": SHARD_SIZE,
         })
         jobs = [(s, str(clip_path(out, s.split, i, s.name))) for i, s in enumerate(specs)]
-        for stale in out.rglob(".*.tmp*"):  # half-written files from an interrupted run
-            stale.unlink()
+        # half-written clips of an interrupted run, looked for only in the shard folders this plan writes to
+        for shard in {Path(path).parent for _, path in jobs}:
+            for stale in shard.glob(".*.tmp*.npz"):
+                if _CLIP_TEMPORARY.fullmatch(stale.name):
+                    stale.unlink()
         todo = [j for j in jobs if not Path(j[1]).is_file()]
         failed = []
         bar = tqdm(total=len(todo), desc="clips", unit="clip", disable=not progress, file=sys.stderr)
