@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -12,15 +13,19 @@ log = logging.getLogger(__name__)
 
 
 def register(commands) -> None:
-    p = commands.add_parser("train", help="train the motion codec, then the motion model, on a corpus")
+    p = commands.add_parser("train", help="train the motion codec, then the motion model, on a corpus",
+                            epilog="A --run folder that holds a checkpoint resumes from it, given the settings it was "
+                                   "started with (others are refused). Ctrl-C stops at the end of the current step "
+                                   "and saves a checkpoint there.")
     p.add_argument("what", choices=("codec", "motion"))
     p.add_argument("--data", required=True, help="corpus folder (backchannel data make)")
     p.add_argument("--run", default="runs/default", help="folder for checkpoints, loss logs and curves")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: 3000 codec, 4000 motion)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--window", type=int, default=None, help="target frames per training window")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="motion: windows per step (default 32); codec: motion frames per step (default 1024)")
+    p.add_argument("--window", type=int, default=None, help="motion: target frames per training window (default 90)")
+    p.add_argument("--lr", type=float, default=None, help="motion: peak learning rate (default 3e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=json_object, default=None, metavar="JSON",
                    help='model config overrides (models/motion_model.py ModelConfig), e.g. {"depth": 3}; with '
@@ -87,53 +92,115 @@ def load_training_clips(data: str, split: str, cache: Path, delay_s: float, work
                          mininterval=2))
 
 
+def check_counts(args, low: int, *names: str) -> None:
+    """Whole-number flags that must be at least `low`; None (not given) stands for the default, 0 never does."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f"--{name} must be a whole number >= {low}, got {value}")
+
+
+def check_device(name: str) -> None:
+    """Up front, in one line: torch fails late (after the features load), by an assertion on a CPU-only build, or
+    with a list of every device type it knows."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device: give cpu, cuda or cuda:N") from None
+    try:
+        torch.empty(0, device=device)
+    except (AssertionError, RuntimeError) as e:  # a CPU-only torch asserts; a missing GPU is a RuntimeError
+        reason = str(e).strip().partition("\n")[0]
+        raise RuntimeError(f"--device {name} is not available here: {reason}") from None
+
+
+def model_config(overrides: dict | None) -> dict:
+    """--config's overrides, each a ModelConfig setting given a value of its default's type."""
+    from dataclasses import fields
+
+    from backchannel.models.motion_model import ModelConfig
+
+    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"--config: unknown setting(s) {', '.join(unknown)}")
+    for key, value in overrides.items():
+        kind = type(defaults[key])
+        # JSON has one kind of number: a whole one will do where a float is wanted (but true/false for no number)
+        if not (type(value) is kind or (kind is float and type(value) is int)):
+            raise ValueError(f"--config: {key} must be {kind.__name__} like its default {defaults[key]!r}, "
+                             f"got {value!r}")
+    return overrides
+
+
 def train_command(args) -> int:
+    from dataclasses import replace
+
     import torch
 
     from backchannel.models.model_generator import WEIGHTS
     from backchannel.models.motion_model import ModelConfig, MotionModel
-    from backchannel.models.train import (Run, TrainConfig, fit_feature_statistics, fit_input_statistics, new_model,
-                                          save_weights, train_codec, train_motion)
+    from backchannel.models.train import (Interrupted, Run, TrainConfig, fit_feature_statistics, fit_input_statistics,
+                                          new_model, save_weights, train_codec, train_motion)
+
+    codec = args.what == "codec"
+    check_counts(args, 1, "steps", "batch", "window")
+    check_counts(args, 0, "seed")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a number > 0, got {args.lr}")
+    motion_only = [f"--{name.replace('_', '-')}" for name in ("init", "weigh_engines", "window", "lr")
+                   if getattr(args, name) is not None]
+    if codec and motion_only:
+        raise ValueError(f"{', '.join(motion_only)}: for `train motion` alone (the codec learns single frames, at "
+                         "its own learning rate)")
+    config = model_config(args.config)
+    check_device(args.device)
+    given = {"codec_steps" if codec else "steps": args.steps, "codec_batch" if codec else "batch": args.batch,
+             "window_frames": args.window, "lr": args.lr}
+    tc = replace(TrainConfig(seed=args.seed, engine_weights=args.weigh_engines),
+                 **{k: v for k, v in given.items() if v is not None})
 
     torch.manual_seed(args.seed)
     run_dir = Path(args.run)
-    tc = TrainConfig(seed=args.seed)
-    if args.batch:
-        tc.batch = args.batch
-    if args.window:
-        tc.window_frames = args.window
-    if args.lr:
-        tc.lr = args.lr
-    tc.engine_weights = args.weigh_engines
-    unknown = set(args.config or {}) - set(ModelConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"--config: unknown setting(s) {', '.join(sorted(unknown))}")
-    progress = True
     codec_path = run_dir / "codec.pt"
-    if args.what == "codec":
-        if args.init or args.weigh_engines:
-            raise ValueError("--init and --weigh-engines are for `train motion` (the codec learns single frames)")
-        model = new_model(ModelConfig(**(args.config or {})), args.seed)
+    if codec:
+        model = new_model(ModelConfig(**config), args.seed)
     elif args.init:  # fine-tuning; a run folder that already has a checkpoint resumes that instead
-        model = MotionModel.from_weights(args.init, **(args.config or {})).train()
+        model = MotionModel.from_weights(args.init, **config).train()
     elif not codec_path.is_file():
         raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
-        model = MotionModel.from_codec(codec_path, **(args.config or {})).train()
+        model = MotionModel.from_codec(codec_path, **config).train()
+    # what a resumed run must be given again: its checkpoint goes on only with the settings it was made with
+    settings = {"data": str(Path(args.data).resolve()), "seed": args.seed, "config": config}
+    if codec:
+        settings.update(steps=tc.codec_steps, batch=tc.codec_batch)
+    else:
+        settings.update({"init": str(Path(args.init).resolve()) if args.init else None, "steps": tc.steps,
+                         "batch": tc.batch, "window": tc.window_frames, "lr": tc.lr,
+                         "weigh-engines": tc.engine_weights})
+    run = Run(run_dir, args.what, settings)
+    run.check_settings()  # before the features load, which takes minutes on a real corpus
     clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)
     if model.encoder.widened_from:  # --init weights that read fewer feature columns: the new ones' statistics
         fit_feature_statistics(model, clips, first_column=model.encoder.widened_from)
-    if args.what == "codec":
-        if args.steps:
-            tc.codec_steps = args.steps
-        fit_input_statistics(model, clips)
-        train_codec(model, clips, Run(run_dir, "codec"), tc, args.device, progress)
-        path = save_weights(model, run_dir / "codec.pt", {"stage": "codec", "data": str(args.data)})
+    try:
+        if codec:
+            fit_input_statistics(model, clips)
+            train_codec(model, clips, run, tc, args.device, progress=True)
+        else:
+            ema = train_motion(model, clips, run, tc, args.device, progress=True)
+    except Interrupted as e:
+        print(f"stopped at step {e.step} of {tc.codec_steps if codec else tc.steps}, checkpoint saved in "
+              f"{run.checkpoint}: run the same command again to resume", file=sys.stderr)
+        return 130
+    if codec:
+        path = save_weights(model, codec_path, {"stage": "codec", "data": str(args.data)})
         print(f"codec: {path}; losses: {run_dir / 'codec-losses.png'}")
         return 0
-    if args.steps:
-        tc.steps = args.steps
-    ema = train_motion(model, clips, Run(run_dir, "motion"), tc, args.device, progress)
     meta = {"stage": "motion", "data": str(args.data), "steps": tc.steps, "batch": tc.batch,
             "window_frames": tc.window_frames, "vary_recordings": tc.vary_recordings,
             "engine_weights": tc.engine_weights, "seed": args.seed, "init": args.init,
@@ -152,22 +219,34 @@ def eval_command(args) -> int:
     from backchannel.models.corpus.dataset import Corpus
     from backchannel.models.evaluate import (eval_clip, evaluate, markdown_table, plot_results, plot_voices,
                                              voice_table)
+    from backchannel.models.generator import GENERATORS, parse_spec, split_specs
 
-    from backchannel.models.generator import split_specs
-
+    check_counts(args, 1, "clips")
+    check_counts(args, 0, "seed")
     corpus = Corpus(args.data)
-    splits = args.split or [s for s in ("test", "test-real") if s in corpus.splits()]
+    available = corpus.splits()
+    missing = [s for s in args.split or [] if s not in available]
+    if missing:
+        raise ValueError(f"{args.data} has no clips in split {', '.join(missing)} "
+                         f"(splits: {', '.join(available) or 'none'})")
+    splits = args.split or [s for s in ("test", "test-real") if s in available]
     if not splits:
-        raise ValueError(f"{args.data} has no test split (splits: {', '.join(corpus.splits())})")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"{args.data} has no test split: name one with --split (splits: "
+                         f"{', '.join(available) or 'none'})")
     generators = split_specs(args.generator)
+    if not generators:  # blank, or a bracket left open (split_specs then finds no spec's end)
+        raise ValueError(f"--generator {args.generator!r} names no generator: give e.g. model,baseline or "
+                         "model[steps=2]")
+    for spec in generators:  # a bad spec fails now, not after minutes of scoring the ones before it
+        name, _ = parse_spec(spec)
+        if name not in GENERATORS and name != "labels":
+            raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))} or labels")
+    out = Path(args.out)
     report, everything = [], {}
     for split in splits:
         clips = [eval_clip(c) for c in islice(corpus.clips(split), args.clips)]
-        if not clips:
-            raise ValueError(f"split {split!r} has no clips")
         results = evaluate(clips, generators, seed=args.seed, progress=sys.stderr.isatty(), by_voice=args.by_voice)
+        out.mkdir(parents=True, exist_ok=True)  # once there are results: a generator that fails to load leaves none
         seconds = sum(len(c.self_audio) for c in clips) / 16000
         title = f"{split}: {len(clips)} clips, {seconds / 60:.1f} min"
         report.append(markdown_table(results, title))
@@ -185,20 +264,18 @@ def eval_command(args) -> int:
 
 
 def export_command(args) -> int:
-    from backchannel.models.export import build_tensorrt, check_onnx, export_onnx
+    from backchannel.models.export import build_tensorrt, export_checked
     from backchannel.models.model_generator import MOUTH_HISTORY, load_model
     from backchannel.models.motion_model import Sampling
 
+    check_counts(args, 1, "steps")
     out = Path(args.out)
     if args.format == "onnx":
         model = load_model(args.weights)
-        sampling = Sampling(args.steps or model.cfg.steps, mouth_history=MOUTH_HISTORY)  # what `run` uses
-        enc, step = export_onnx(model, out, sampling)
-        diffs = check_onnx(model, enc, step)
+        steps = model.cfg.steps if args.steps is None else args.steps
+        (enc, step), diffs = export_checked(model, out, Sampling(steps, mouth_history=MOUTH_HISTORY))  # as `run`
         print(f"wrote {enc} and {step}; largest difference from torch: "
               + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
-        if max(diffs.values()) > 1e-3:
-            raise RuntimeError("the exported graphs disagree with torch beyond 1e-3")
         return 0
     for name in ("encoder", "frame_step"):
         onnx_path = out / f"{name}.onnx"

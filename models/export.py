@@ -182,6 +182,30 @@ def check_onnx(model: MotionModel, enc_path: Path, step_path: Path, batch: int =
     return {"encoder": diff(want_enc, got_enc), "frame_step": diff(want_step, got_step)}
 
 
+def export_checked(model: MotionModel, out_dir: str | Path, sampling: Sampling,
+                   tolerance: float = 1e-3) -> tuple[tuple[Path, Path], dict]:
+    """export_onnx, then check_onnx, in a temporary folder beside `out_dir`; the graphs move into `out_dir` only
+    once they agree with torch within `tolerance`, so a failed export or check leaves what was there."""
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        graphs = export_onnx(model, tmp, sampling)
+        diffs = check_onnx(model, *graphs)
+        if max(diffs.values()) > tolerance:
+            raise RuntimeError(f"the exported graphs disagree with torch beyond {tolerance:g} ("
+                               + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) + f"): {out_dir} left as it was")
+        out_dir.mkdir(exist_ok=True)
+        for path in graphs:
+            os.replace(path, out_dir / path.name)
+        return tuple(out_dir / path.name for path in graphs), diffs
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_tensorrt(onnx_path: str | Path, engine_path: str | Path, fp16: bool = True) -> Path:
     """Serialise a TensorRT engine from an exported graph. Needs the `tensorrt` package and an NVIDIA GPU; this
     project's CI and development machines have neither, so this path is written to TensorRT's documented

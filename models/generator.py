@@ -110,11 +110,12 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 def split_specs(text: str) -> list[str]:
     """A comma-separated list of generator specs ("model[steps=2],baseline"); commas inside brackets stay."""
     specs, depth, start = [], 0, 0
-    for i, ch in enumerate(text + ","):
+    for i, ch in enumerate(text):
         depth += {"[": 1, "]": -1}.get(ch, 0)
         if ch == "," and depth <= 0:
             specs.append(text[start:i].strip())
             start = i + 1
+    specs.append(text[start:].strip())  # the last, an unclosed bracket's included: parse_spec says what is wrong
     return [spec for spec in specs if spec]
 
 

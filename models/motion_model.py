@@ -10,6 +10,7 @@ in `chunk`-frame pieces, so the cost per frame is constant however long the conv
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -88,6 +89,21 @@ class ModelConfig:
         return (k * SAMPLE_RATE + FRAME_RATE * (self.lookahead_samples - WIN // 2)) // (FRAME_RATE * HOP)
 
 
+def read_weights(path) -> dict:
+    """torch.load of weights or a training checkpoint, failing in one line that names the file when it is missing,
+    not one of ours, or damaged (torch.load itself fails in many ways that do not name it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling, zip, EOF, key errors...: whatever torch says, the file is not usable
+        raise ValueError(f"{path} is not a Backchannel weights file, or is damaged") from e
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path} is not a Backchannel weights file")
+    return ckpt
+
+
 def history_noise(shape, scale: float, smooth_share: float, generator=None, device=None) -> torch.Tensor:
     """Noise for training histories (N, P, L), each example's at a random level up to `scale`: for `smooth_share`
     of the examples an offset and a trend per latent channel (how the model's own output drifts), for the rest
@@ -132,7 +148,9 @@ class MotionModel(nn.Module):
     def from_codec(cls, path, **changes) -> "MotionModel":
         """A fresh model on a trained codec (`train codec`'s codec.pt): its codec and input statistics are loaded,
         everything else starts new; `changes` override the codec run's settings (not the codec's own)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_weights(path)
+        if "config" not in ckpt or "model" not in ckpt:
+            raise ValueError(f"{path} holds no codec weights (`backchannel train codec` writes them)")
         cfg = replace(ModelConfig(**ckpt["config"]), **changes)
         if cfg.latent_dim != ckpt["config"]["latent_dim"]:
             raise ValueError("latent_dim belongs to the codec: train a new codec to change it")
@@ -148,9 +166,12 @@ class MotionModel(nn.Module):
         `motion-checkpoint.pt` (its EMA weights, read-out included), to run or to train further. `changes` may only
         touch settings that leave the parameters' shapes alone (loss weights, dropout rates, sampler settings), or
         turn `vad_state` on, to fine-tune weights that never read the VAD's output (AudioEncoder widens them)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_weights(path)
         if "config" not in ckpt or not ({"model", "ema"} & set(ckpt)):
             raise ValueError(f"{path} holds neither motion weights nor a motion training checkpoint")
+        stage = (ckpt.get("meta") or {}).get("stage", "motion")
+        if stage != "motion":  # a codec.pt has a config and a model too, but its motion model never trained
+            raise ValueError(f"{path} holds {stage} weights (`backchannel train {stage}`), not a trained motion model")
         model = cls(replace(ModelConfig(**ckpt["config"]), **changes))
         state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.get("ema", ckpt.get("model")).items()}
         try:

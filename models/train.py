@@ -1,8 +1,9 @@
 """Training: first the motion codec (frames <-> latents), then the motion model (audio -> latents) with it frozen.
 
 Runs keep everything in one folder, per stage (codec, motion): `<stage>-checkpoint.pt` (model, optimiser, EMA,
-step, random states: resumable and reproducible by seed), `<stage>-losses.jsonl`, `<stage>-losses.png`, and the
-final weights (`codec.pt`, `motion.pt`: EMA, float16) for shipping.
+step, random states, the run's settings: resumable and reproducible by seed), `<stage>-losses.jsonl`,
+`<stage>-losses.png`, and the final weights (`codec.pt`, `motion.pt`: EMA, float16) for shipping. Files are
+written whole or not at all (save_file), and Ctrl-C ends a run at a step's end with a checkpoint there.
 """
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import copy
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .motion_model import TRAINING_ONLY, ModelConfig, MotionModel
+from .motion_model import TRAINING_ONLY, ModelConfig, MotionModel, read_weights
 from .training_data import PAD_FRAMES, TrainingClip, WindowSampler
 
 log = logging.getLogger(__name__)
@@ -73,13 +78,40 @@ def fit_feature_statistics(model: MotionModel, clips: list[TrainingClip], first_
 
 
 class Run:
-    """One training run's folder: checkpoint, loss log, curves."""
+    """One training run's folder: checkpoint, loss log, curves. `settings` (flag -> value, what the run was asked
+    for) go into the checkpoint; resuming it with others is refused, as that would mix two trainings in weights
+    that claim the second's settings."""
 
-    def __init__(self, folder: Path, what: str):
+    def __init__(self, folder: Path, what: str, settings: dict | None = None):
         self.folder, self.what = Path(folder), what
         self.folder.mkdir(parents=True, exist_ok=True)
         self.checkpoint = self.folder / f"{what}-checkpoint.pt"
         self.losses = self.folder / f"{what}-losses.jsonl"
+        self.settings = settings or {}
+
+    def check_settings(self) -> dict | None:
+        """The checkpoint, if there is one, once it is known to have been made with this run's settings."""
+        if not self.checkpoint.is_file():
+            return None
+        ckpt = read_weights(self.checkpoint)
+        stored = ckpt.get("settings", {})  # checkpoints from before settings were stored: nothing to compare
+        changed = [f"--{k} {stored[k]} (now {v})" for k, v in self.settings.items() if k in stored and stored[k] != v]
+        if changed:
+            raise ValueError(f"{self.checkpoint} was made with other settings: {', '.join(changed)}; use a new --run "
+                             "folder")
+        return ckpt
+
+    def resume(self) -> dict | None:
+        """check_settings' checkpoint, if any, and a loss log cut back to the steps before it: a run stopped between
+        checkpoints logged steps that its resumption logs again."""
+        ckpt = self.check_settings()
+        start = ckpt["step"] if ckpt else 0
+        if self.losses.is_file():
+            lines = self.losses.read_text().splitlines(keepends=True)
+            self.losses.write_text("".join(line for line in lines if json.loads(line)["step"] < start))
+        if ckpt:
+            log.info("resuming %s training at step %d", self.what, start)
+        return ckpt
 
     def log_losses(self, step: int, values: dict[str, float]) -> None:
         with self.losses.open("a") as f:
@@ -115,13 +147,54 @@ class Run:
         return out
 
 
+def save_file(obj, path: Path) -> None:
+    """torch.save through a temporary file in the same folder, renamed over the old one: a write cut short (a
+    kill, a full disk) leaves the old file whole, never a damaged one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_weights(model: MotionModel, path: Path, meta: dict) -> Path:
     """The shipped form: float16 tensors + config + how they were made."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
              if not k.startswith(TRAINING_ONLY)}
-    torch.save({"config": model.config_dict(), "model": state, "meta": meta}, path)
+    save_file({"config": model.config_dict(), "model": state, "meta": meta}, path)
     return path
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, raised at the end of a step once a checkpoint there is saved."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+@contextmanager
+def stop_between_steps():
+    """An event that Ctrl-C sets (a second Ctrl-C stops at once), for the training loops to check at each step's
+    end: there model, optimiser and random states agree, so a checkpoint resumes to what an unbroken run would
+    train; one taken mid-step would hold half an update, or random draws a resumed run would not repeat."""
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield stop  # only the main thread gets signals; an ignored Ctrl-C stays ignored
+        return
+
+    def press(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, press)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def train_codec(model: MotionModel, clips: list[TrainingClip], run: Run, tc: TrainConfig, device: str,
@@ -133,31 +206,38 @@ def train_codec(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tra
     codec = model.codec.to(device)
     opt = torch.optim.AdamW(list(codec.encoder.parameters()) + list(codec.decoder.parameters()), lr=1e-3)
     start = 0
-    if run.checkpoint.is_file():
-        ckpt = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+    ckpt = run.resume()
+    if ckpt:
         codec.load_state_dict(ckpt["codec"])
         opt.load_state_dict(ckpt["opt"])
         start = ckpt["step"]
-        log.info("resuming codec training at step %d", start)
     gen = torch.Generator().manual_seed(tc.seed)
     for _ in range(start):  # replay the sampler so a resumed run draws what an unbroken one would
         torch.randint(len(motion), (tc.codec_batch,), generator=gen)
-    bar = tqdm(range(start, tc.codec_steps), desc="codec", disable=not progress, initial=start, total=tc.codec_steps)
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / tc.codec_steps))
-        idx = torch.randint(len(motion), (tc.codec_batch,), generator=gen)
-        loss = codec.reconstruction_loss(motion[idx].to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 20 == 0 or step == tc.codec_steps - 1:
-            run.log_losses(step, {"reconstruction": loss.item()})
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % tc.checkpoint_every == 0:
-            torch.save({"codec": codec.state_dict(), "opt": opt.state_dict(), "step": step + 1}, run.checkpoint)
+
+    def checkpoint(step: int) -> None:
+        save_file({"codec": codec.state_dict(), "opt": opt.state_dict(), "step": step, "settings": run.settings},
+                  run.checkpoint)
+
+    with stop_between_steps() as stop, tqdm(range(start, tc.codec_steps), desc="codec", disable=not progress,
+                                            initial=start, total=tc.codec_steps) as bar:
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / tc.codec_steps))
+            idx = torch.randint(len(motion), (tc.codec_batch,), generator=gen)
+            loss = codec.reconstruction_loss(motion[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 20 == 0 or step == tc.codec_steps - 1:
+                run.log_losses(step, {"reconstruction": loss.item()})
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if (step + 1) % tc.checkpoint_every == 0 or stop.is_set():
+                checkpoint(step + 1)
+            if stop.is_set() and step + 1 < tc.codec_steps:
+                raise Interrupted(step + 1)
     codec.cpu().fit_latent_statistics(all_motion(clips))
-    torch.save({"codec": codec.state_dict(), "opt": opt.state_dict(), "step": tc.codec_steps}, run.checkpoint)
+    checkpoint(tc.codec_steps)
     run.plot()
 
 
@@ -178,40 +258,43 @@ def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tr
     rng = np.random.default_rng(tc.seed)
     gen = torch.Generator(device=device).manual_seed(tc.seed)
     start = 0
-    if run.checkpoint.is_file():
-        ckpt = torch.load(run.checkpoint, map_location="cpu", weights_only=False)  # load_state_dict moves tensors
+    ckpt = run.resume()
+    if ckpt:  # load_state_dict moves the tensors to the model's device
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["opt"])
         rng.bit_generator.state = ckpt["rng"]
         gen.set_state(ckpt["torch_rng"])  # a generator's state is a CPU byte tensor whatever its device
         start = ckpt["step"]
-        log.info("resuming motion training at step %d", start)
-    bar = tqdm(range(start, tc.steps), desc="motion", disable=not progress, initial=start, total=tc.steps)
     model.train()
     tic = time.perf_counter()
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc, tc.steps)
-        batch = {k: v.to(device) for k, v in sampler.batch(rng, tc.batch).items()}
-        losses = model.training_loss(batch, generator=gen)
-        opt.zero_grad()
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(tc.ema, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-        if step % 10 == 0 or step == tc.steps - 1:
-            values = {k: v.item() for k, v in losses.items()}
-            run.log_losses(step, values)
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
-        if (step + 1) % tc.checkpoint_every == 0 or step == tc.steps - 1:
-            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "step": step + 1,
-                        "config": model.config_dict()}, run.checkpoint)
-            run.plot()
+    with stop_between_steps() as stop, tqdm(range(start, tc.steps), desc="motion", disable=not progress,
+                                            initial=start, total=tc.steps) as bar:
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, tc, tc.steps)
+            batch = {k: v.to(device) for k, v in sampler.batch(rng, tc.batch).items()}
+            losses = model.training_loss(batch, generator=gen)
+            opt.zero_grad()
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            with torch.no_grad():
+                decay = min(tc.ema, (1 + step) / (10 + step))
+                for p_ema, p in zip(ema.parameters(), model.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+            last = step == tc.steps - 1
+            if step % 10 == 0 or last:
+                values = {k: v.item() for k, v in losses.items()}
+                run.log_losses(step, values)
+                bar.set_postfix(loss=f"{values['loss']:.4f}")
+            if (step + 1) % tc.checkpoint_every == 0 or last or stop.is_set():
+                save_file({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                           "rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "step": step + 1,
+                           "config": model.config_dict(), "settings": run.settings}, run.checkpoint)
+                run.plot()
+            if stop.is_set() and not last:
+                raise Interrupted(step + 1)
     log.info("motion training: %d steps in %.0f s", tc.steps - start, time.perf_counter() - tic)
     return ema.cpu()
 

@@ -41,6 +41,7 @@ def test_a_list_of_specs_splits_at_commas_outside_brackets():
     assert split_specs("model[steps=2;temperature=1], baseline,labels,") == [
         "model[steps=2;temperature=1]", "baseline", "labels"]
     assert split_specs("model[steps=2,temperature=1]") == ["model[steps=2,temperature=1]"]  # parse_spec says why
+    assert split_specs("baseline,model[steps=2") == ["baseline", "model[steps=2"]
 
 
 def test_spec_options_reach_the_generator():
