@@ -11,7 +11,7 @@ Waiting policy (all deadlines are wall-clock, `jitter_s` after the evidence):
     `jitter_s` after the earliest later chunk arrived, then concealed;
   * a track stops holding the other back once it is *idle*: it has sent nothing yet and the session's first audio
     (on either track) came `jitter_s` ago, or its last chunk's audio has had time to be followed (arrival + chunk
-    length + `jitter_s`) and nothing followed, or it lies more than `max_buffer_s / 2` behind the other. An idle
+    length + `jitter_s`) and nothing followed, or it has sent nothing while the other filled the buffer. An idle
     track is concealed up to where the other track reaches, so a session with one track (a game that only sends the
     avatar's voice) flows with no added delay after the first `jitter_s`, and one sent faster than real time flows
     too. When an idle track sends again it joins at the current position; audio for times already released is
@@ -59,6 +59,7 @@ class TrackBuffer:
         self.seen_set: set[int] = set()
         self.received_s = 0.0
         self.concealed = 0  # 16 kHz samples of silence put in for holes and idle stretches
+        self.waited_out = False  # sent nothing while its partner filled the buffer (Aligner.add)
 
     @property
     def n_in(self) -> int:
@@ -139,7 +140,7 @@ class TrackBuffer:
 
     def idle(self, now: float, first_audio: float | None, jitter_s: float) -> bool:
         if self.last_arrival is None:
-            return first_audio is not None and now - first_audio >= jitter_s
+            return self.waited_out or (first_audio is not None and now - first_audio >= jitter_s)
         return not self.pending and now >= self.last_arrival + self.last_span + jitter_s
 
     def conceal_to(self, target16: int) -> None:
@@ -193,7 +194,16 @@ class Aligner:
         self.forced = False  # whether the last release had to conceal (a deadline passed) rather than just wait
 
     def add(self, chunk: AudioChunk, now: float) -> tuple[float, float] | None:
-        span = self.tracks[chunk.track].add(chunk, now, self.released, self.max_ahead_s, self.max_buffer_s)
+        track = self.tracks[chunk.track]
+        partner = self.tracks["other" if chunk.track == "self" else "self"]
+        # A partner that has sent nothing while this track filled the buffer is given up on: a one-track file sent
+        # faster than real time delivers seconds within the first deadline, while a socket kept full holds the
+        # deadlines back. This chunk is taken one beyond the limit; the next release conceals the partner.
+        overflow = (partner.last_arrival is None and not partner.waited_out
+                    and track.buffered_s() + chunk.duration > self.max_buffer_s >= chunk.duration)
+        span = track.add(chunk, now, self.released, self.max_ahead_s,
+                         self.max_buffer_s + (chunk.duration if overflow else 0.0))
+        partner.waited_out |= overflow
         if self.first_audio is None:
             self.first_audio = now
         return span
@@ -208,12 +218,7 @@ class Aligner:
         concealed = sum(tr.concealed for tr in tracks)
         for tr in tracks:
             tr.conceal_holes(now, self.jitter_s)
-        # a track half the buffer behind its partner is idle too, whatever the clock says: a one-track file sent
-        # faster than real time delivers seconds within the first deadline, and would otherwise overflow the buffer
-        lead = max(tr.coverage for tr in tracks)
-        behind = round(self.max_buffer_s / 2 * SAMPLE_RATE)
-        waiting = [tr for tr in tracks
-                   if not tr.idle(now, self.first_audio, self.jitter_s) and lead - tr.coverage <= behind]
+        waiting = [tr for tr in tracks if not tr.idle(now, self.first_audio, self.jitter_s)]
         target = min(tr.coverage for tr in waiting) if waiting else max(tr.end16 for tr in tracks)
         out = self._release_to(target)
         self.forced = sum(tr.concealed for tr in tracks) > concealed

@@ -295,6 +295,25 @@ def test_one_track_sent_faster_than_real_time_flows_and_none_is_lost():
     assert w.errors == {} and recorder.frames == {"solo": 240}
 
 
+def test_two_tracks_in_chunks_longer_than_half_the_buffer_lose_nothing():
+    """Each track's 6 s chunk in turn (44.1 kHz): the worker stops reading after each to pace the buffer, and the
+    partner whose chunk is next in the socket must not be given up on meanwhile."""
+    recorder = Recorder()
+    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=lambda name=None: EnergyGenerator(), sinks=[recorder])
+    push = push_socket(w.local_audio)
+    for seq in range(3):
+        for track in ("self", "other"):
+            push.send(protocol.audio_message("long", track, seq, 6.0 * seq, np.full(6 * 44100, 0.1), 44100))
+    push.send(protocol.end_message("long"))
+    deadline = time.time() + 30
+    while "long" not in recorder.frames or "long" in w.sessions:
+        assert time.time() < deadline, (recorder.frames, w.errors)
+        w.step()
+    push.close(0)
+    w.shutdown()
+    assert w.errors == {} and recorder.frames == {"long": 540}
+
+
 def test_a_refused_chunk_changes_nothing_no_session_opened_no_rate_fixed(worker):
     """Refused audio must leave no trace: before, a refused first chunk opened a session that never timed out (a
     careless client could fill max_sessions) and fixed its track's rate."""
