@@ -130,10 +130,23 @@ def model_config(overrides: dict | None) -> dict:
     for key, value in overrides.items():
         kind = type(defaults[key])
         # JSON has one kind of number: a whole one will do where a float is wanted (but true/false for no number)
-        if not (type(value) is kind or (kind is float and type(value) is int)):
+        if not (type(value) is kind or (kind is float and type(value) is int)) or value != value:  # NaN too
             raise ValueError(f"--config: {key} must be {kind.__name__} like its default {defaults[key]!r}, "
                              f"got {value!r}")
     return overrides
+
+
+def corpus_identity(data: str) -> dict:
+    from backchannel.models.corpus.storage import read_corpus_info
+
+    info = read_corpus_info(Path(data))
+    return {"settings": info.get("settings"), "split_clips": info.get("split_clips")}
+
+
+def file_digest(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def train_command(args) -> int:
@@ -174,14 +187,16 @@ def train_command(args) -> int:
         raise FileNotFoundError(f"{codec_path} not found: run `backchannel train codec --run {run_dir}` first")
     else:  # the motion model starts new on the run's codec (settings may differ from the codec run's)
         model = MotionModel.from_codec(codec_path, **config).train()
-    # what a resumed run must be given again: its checkpoint goes on only with the settings it was made with
-    settings = {"data": str(Path(args.data).resolve()), "seed": args.seed, "config": config}
+    # what a resumed run must be given again: its checkpoint goes on only with the settings it was made with. The
+    # corpus and --init are known by what they hold (a corpus's build settings and size, the weights' bytes), not
+    # by path, so a run may move to another folder or machine; the config as the model has it, overrides applied.
+    settings = {"data": corpus_identity(args.data), "seed": args.seed, "config": model.config_dict()}
     if codec:
         settings.update(steps=tc.codec_steps, batch=tc.codec_batch)
     else:
-        settings.update({"init": str(Path(args.init).resolve()) if args.init else None, "steps": tc.steps,
+        settings.update({"init": file_digest(args.init) if args.init else None, "steps": tc.steps,
                          "batch": tc.batch, "window": tc.window_frames, "lr": tc.lr,
-                         "weigh-engines": tc.engine_weights})
+                         "weigh-engines": tc.engine_weights or None})
     run = Run(run_dir, args.what, settings)
     run.check_settings()  # before the features load, which takes minutes on a real corpus
     clips = load_training_clips(args.data, "train", Path(args.data) / ".cache" / "features", model.cfg.target_delay_s)

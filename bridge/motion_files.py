@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ def write_motion(path: str | Path, block: MotionBlock) -> Path:
         raise ValueError(f"cannot write motion as {path.name}: use one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # written beside it, then renamed: a failed or interrupted write never leaves half a file under the name
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # one per process: two writing one name never mix
     try:
         with tmp.open(**OPEN_AS[suffix]) as f:
             _write(f, suffix, block)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -97,7 +98,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
         for item in filter(None, rest[:-1].split(";")):
             key, _, value = (part.strip() for part in item.partition("="))
-            if "," in item:  # "false,head_gain=1" would reach a switch as text
+            if re.search(r",\s*\w+\s*=", item):  # "false,head_gain=1" would reach a switch as text
                 raise ValueError(f"generator {spec!r}: separate options with ';', e.g. model[steps=2;temperature=0.5]")
             if not key or not value:
                 raise ValueError(f"generator {spec!r}: {item!r} is not option=value")

@@ -95,7 +95,7 @@ class Run:
             return None
         ckpt = read_weights(self.checkpoint)
         stored = ckpt.get("settings", {})  # checkpoints from before settings were stored: nothing to compare
-        changed = [f"--{k} {stored[k]} (now {v})" for k, v in self.settings.items() if k in stored and stored[k] != v]
+        changed = [_difference(k, stored[k], v) for k, v in self.settings.items() if k in stored and stored[k] != v]
         if changed:
             raise ValueError(f"{self.checkpoint} was made with other settings: {', '.join(changed)}; use a new --run "
                              "folder")
@@ -108,7 +108,7 @@ class Run:
         start = ckpt["step"] if ckpt else 0
         if self.losses.is_file():
             lines = self.losses.read_text().splitlines(keepends=True)
-            self.losses.write_text("".join(line for line in lines if json.loads(line)["step"] < start))
+            self.losses.write_text("".join(line for line in lines if _logged_step(line) < start))
         if ckpt:
             log.info("resuming %s training at step %d", self.what, start)
         return ckpt
@@ -145,6 +145,22 @@ class Run:
         fig.savefig(out, dpi=90)
         plt.close(fig)
         return out
+
+
+def _difference(flag: str, was, now) -> str:
+    """One setting that differs, as a user would read it: for a map (the config, the corpus), the keys that do."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        keys = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
+        return f"--{flag} " + ", ".join(f"{k} {was.get(k)} (now {now.get(k)})" for k in keys)
+    return f"--{flag} {was} (now {now})"
+
+
+def _logged_step(line: str) -> float:
+    """A loss-log line's step; a line cut short by a kill mid-write counts as after any checkpoint (dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return math.inf
 
 
 def save_file(obj, path: Path) -> None:
@@ -232,9 +248,10 @@ def train_codec(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tra
             if step % 20 == 0 or step == tc.codec_steps - 1:
                 run.log_losses(step, {"reconstruction": loss.item()})
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-            if (step + 1) % tc.checkpoint_every == 0 or stop.is_set():
+            stopping = stop.is_set()  # read once: a Ctrl-C between two reads would stop without the checkpoint
+            if (step + 1) % tc.checkpoint_every == 0 or stopping:
                 checkpoint(step + 1)
-            if stop.is_set() and step + 1 < tc.codec_steps:
+            if stopping and step + 1 < tc.codec_steps:
                 raise Interrupted(step + 1)
     codec.cpu().fit_latent_statistics(all_motion(clips))
     checkpoint(tc.codec_steps)
@@ -288,12 +305,13 @@ def train_motion(model: MotionModel, clips: list[TrainingClip], run: Run, tc: Tr
                 values = {k: v.item() for k, v in losses.items()}
                 run.log_losses(step, values)
                 bar.set_postfix(loss=f"{values['loss']:.4f}")
-            if (step + 1) % tc.checkpoint_every == 0 or last or stop.is_set():
+            stopping = stop.is_set()  # read once: a Ctrl-C between two reads would stop without the checkpoint
+            if (step + 1) % tc.checkpoint_every == 0 or last or stopping:
                 save_file({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                            "rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "step": step + 1,
                            "config": model.config_dict(), "settings": run.settings}, run.checkpoint)
                 run.plot()
-            if stop.is_set() and not last:
+            if stopping and not last:
                 raise Interrupted(step + 1)
     log.info("motion training: %d steps in %.0f s", tc.steps - start, time.perf_counter() - tic)
     return ema.cpu()

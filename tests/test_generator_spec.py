@@ -48,3 +48,4 @@ def test_spec_options_reach_the_generator():
     gen = make_generator("model[steps=2;temperature=0.5;backend=torch]", partner_guidance=1.5, temperature=0.4)
     assert (gen.sampling.steps, gen.sampling.partner_guidance, gen.temperature) == (2, 1.5, 0.4)  # keywords win
     assert make_generator("model[smooth_head=0;backend=torch]").smooth_head is False  # a switch takes 1/0 too
+    assert parse_spec("model[weights=runs/a,b/motion.pt;steps=2]")[1] == {"weights": "runs/a,b/motion.pt", "steps": 2}

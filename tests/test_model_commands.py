@@ -85,22 +85,31 @@ def one_error_line(capsys) -> str:
 
 # 1. a run folder resumes only with the settings it began with
 
-def test_a_run_resumed_with_other_settings_is_refused_naming_each(run_dir, features, capsys):
-    assert train(run_dir) == 0
+def test_a_run_resumed_with_other_settings_is_refused_naming_each(run_dir, features, capsys, tmp_path):
+    for name, seed in (("corpus", 1), ("other", 2)):  # two corpora, known by what they hold, not by their folder
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "corpus.json").write_text(json.dumps({"settings": {"seed": seed}, "split_clips": {}}))
+    shutil.copytree(tmp_path / "corpus", tmp_path / "moved")
+    corpus = tmp_path / "corpus"
+    assert train(run_dir, data=corpus) == 0
     shipped, trained = (run_dir / "motion.pt").read_bytes(), state(run_dir / "motion.pt")
     capsys.readouterr()
-    assert train(run_dir, "--seed", "3", "--lr", "1e-3", data="other") == 2
+    assert train(run_dir, "--seed", "3", "--lr", "1e-3", data=tmp_path / "other") == 2
     err = one_error_line(capsys)
-    assert "--data" in err and "--seed 0 (now 3)" in err and "--lr 0.0003 (now 0.001)" in err
+    assert "--data settings {'seed': 1} (now {'seed': 2})" in err
+    assert "--seed 0 (now 3)" in err and "--lr 0.0003 (now 0.001)" in err
     assert "--batch" not in err and "use a new --run folder" in err
-    assert train(run_dir, "--config", '{"depth": 3}') == 2  # not load_state_dict's list of keys
-    assert "--config {} (now {'depth': 3})" in one_error_line(capsys)
-    assert train(run_dir, "--steps", "20") == 2  # its learning rate schedule was laid out for 12 steps
+    assert train(run_dir, "--config", '{"depth": 3}', data=corpus) == 2  # not load_state_dict's list of keys
+    assert "--config depth 2 (now 3)" in one_error_line(capsys)
+    assert (run_dir / "motion.pt").read_bytes() == shipped  # refusals leave the run as it was
+    assert train(run_dir, "--config", '{"depth": 2}', data=tmp_path / "moved") == 0  # what it has, and a moved copy
+    capsys.readouterr()
+    assert train(run_dir, "--steps", "20", data=corpus) == 2  # its learning rate schedule was laid out for 12 steps
     assert "--steps 12 (now 20)" in one_error_line(capsys)
-    assert train(run_dir, "--init", str(run_dir / "motion.pt")) == 2
+    assert train(run_dir, "--init", str(run_dir / "motion.pt"), data=corpus) == 2
     assert "--init None (now " in one_error_line(capsys)
-    assert (run_dir / "motion.pt").read_bytes() == shipped and len(features) == 1  # refused before the features
-    assert train(run_dir) == 0  # the same command goes on as before (here: nothing left to train)
+    assert len(features) == 2  # refused before the features: read by the first run and the moved copy's only
+    assert train(run_dir, data=corpus) == 0  # the same command goes on as before (here: nothing left to train)
     for name, value in state(run_dir / "motion.pt").items():
         torch.testing.assert_close(value, trained[name], rtol=0, atol=0, msg=name)
 

@@ -129,8 +129,9 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
     check(config)
     out = Path(config.out)
     info = read_corpus_info(out)
-    if not info and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # never put clips among (nor clean up in) somebody else's files
+    if not info and out.exists() and (not out.is_dir() or any(not p.name.startswith(".") for p in out.iterdir())):
+        # never put clips among (nor clean up in) somebody else's files; hidden ones (.DS_Store, an interrupted
+        # first run's corpus.json temporary) do not count
         raise ValueError(f"--out {out} is not an empty folder and holds no corpus ({CORPUS_FILE}): choose an empty "
                          "or new folder, or an existing corpus to resume or extend")
     if info and info.get("settings") != config.settings():
