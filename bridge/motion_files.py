@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from backchannel.models.atomic import replacing
 from backchannel.models.motion import CHANNEL_NAMES, MOTION_DIM, STATES, MotionBlock, MotionFrame, frame_time
 
 FORMATS = (".jsonl", ".csv", ".npz")
@@ -21,14 +21,8 @@ def write_motion(path: str | Path, block: MotionBlock) -> Path:
     if suffix not in FORMATS:
         raise ValueError(f"cannot write motion as {path.name}: use one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # written beside it, then renamed: a failed or interrupted write never leaves half a file under the name
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # one per process: two writing one name never mix
-    try:
-        with tmp.open(**OPEN_AS[suffix]) as f:
-            _write(f, suffix, block)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, tmp.open(**OPEN_AS[suffix]) as f:
+        _write(f, suffix, block)
     return path
 
 

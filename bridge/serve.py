@@ -7,6 +7,8 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from backchannel.models.atomic import replacing
+
 from .cli import GENERATOR_HELP, json_object
 from .portrait_options import add_portrait_arguments
 
@@ -142,9 +144,8 @@ def serve_command(args, generator_factory=None) -> int:
         for capture in captures:  # a device that fails to start stops the others and the worker (finally)
             capture.start()
         if ready_file:
-            tmp = Path(f"{ready_file}.tmp")
-            tmp.write_text(json.dumps({**worker.endpoints, "pid": os.getpid()}))
-            tmp.replace(ready_file)  # atomic: a reader never sees half a file
+            with replacing(ready_file) as tmp:  # a reader never sees half a file
+                tmp.write_text(json.dumps({**worker.endpoints, "pid": os.getpid()}))
         worker.run()
     finally:
         for capture in captures:

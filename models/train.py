@@ -11,7 +11,6 @@ import copy
 import json
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import replacing
 from .motion_model import TRAINING_ONLY, ModelConfig, MotionModel, read_weights
 from .training_data import PAD_FRAMES, TrainingClip, WindowSampler
 
@@ -164,14 +164,9 @@ def _logged_step(line: str) -> float:
 
 
 def save_file(obj, path: Path) -> None:
-    """torch.save through a temporary file in the same folder, renamed over the old one: a write cut short (a
-    kill, a full disk) leaves the old file whole, never a damaged one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """torch.save, whole or not at all (a checkpoint cut short would lose the run)."""
+    with replacing(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_weights(model: MotionModel, path: Path, meta: dict) -> Path:

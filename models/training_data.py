@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE
+from .atomic import replacing
 from .corpus.phones import PARAMS, articulations
 from .features import HOP, LOG_FLOOR, N_MELS, mel_edges_hz, silence_rows, track_features
 from .measures import answer_frames, phone_frames
@@ -52,9 +53,8 @@ def features_for(name: str, self_audio: np.ndarray, other_audio: np.ndarray, cac
     rows_other = track_features(other_audio).astype(np.float16)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, rows_self=rows_self, rows_other=rows_other)
-        tmp.rename(path)
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # feature workers in parallel: one whole file wins
+            np.savez(f, rows_self=rows_self, rows_other=rows_other)
     return rows_self, rows_other
 
 

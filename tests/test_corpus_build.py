@@ -58,7 +58,7 @@ def test_resume_makes_only_what_is_missing(corpus, tmp_path, align_cache, monkey
     before = files(out)
     victim = sorted(out.rglob("*.npz"))[2]
     victim.unlink()
-    stale = victim.with_name(f".{victim.stem}.tmp999.npz")  # what an interrupted write leaves behind
+    stale = victim.with_name(f".{victim.name}.tmp999")  # what an interrupted write leaves behind
     stale.write_bytes(b"half a clip")
     theirs = [out / ".cache.tmp", out / "notes" / ".draft.tmp.md", victim.with_name(".c000002.tmp1.npz.bak")]
     for path in theirs:  # hidden temporary-looking files the builder did not make: not its to delete

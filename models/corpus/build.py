@@ -31,8 +31,8 @@ SPLIT_SHARES_WITH_REAL = {"train": 0.7, "val": 0.1, "test": 0.1, REAL_TEST_SPLIT
 ENGINE_SHARES = {"espeak": 0.75, "mbrola": 0.4, "flite": 0.12, "festival": 0.05, "recorded": 0.08}
 LANGUAGE_GROUPS = {"english": (0.25, text.ENGLISH), "latin": (0.45, text.LATIN_LANGUAGES),
                    "phonemes": (0.3, text.PHONEME_LANGUAGES)}
-# storage.write_clip's temporary for clip c000123: .c000123.tmp<pid>.npz
-_CLIP_TEMPORARY = re.compile(r"\.c\d{6,}\.tmp\d+\.npz")
+# storage.write_clip's temporary for clip c000123 (atomic.replacing): .c000123.npz.tmp<pid>
+_CLIP_TEMPORARY = re.compile(r"\.c\d{6,}\.npz\.tmp\d+")
 
 
 @dataclass
@@ -174,7 +174,7 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
         jobs = [(s, str(clip_path(out, s.split, i, s.name))) for i, s in enumerate(specs)]
         # half-written clips of an interrupted run, looked for only in the shard folders this plan writes to
         for shard in {Path(path).parent for _, path in jobs}:
-            for stale in shard.glob(".*.tmp*.npz"):
+            for stale in shard.glob(".*.npz.tmp*"):
                 if _CLIP_TEMPORARY.fullmatch(stale.name):
                     stale.unlink()
         todo = [j for j in jobs if not Path(j[1]).is_file()]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from ..atomic import replacing
 from . import espeak, synth_align
 from .festival import cmudict, words_of
 from .phones import arpabet_to_ipa
@@ -139,9 +140,8 @@ class RecordedSpeaker:
                 log.info("%s: cannot align %s (%s)", self.name, prompt.name, e)
                 data = {"text": prompt.text, "failed": str(e)}
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, path)  # atomic: parallel workers may align the same prompt; either copy is whole
+            with replacing(path) as tmp:  # parallel workers may align the same prompt; either copy is whole
+                tmp.write_text(json.dumps(data))
         data = json.loads(path.read_text())
         if "failed" in data or data.get("cost", 0.0) > synth_align.MAX_COST:  # not the transcript, read aloud
             return None

@@ -18,13 +18,13 @@ recordings): self.wav and other.wav (any rate, mono or not), motion.npz (motion,
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, encode_pcm
+from ..atomic import replacing
 from ..motion import MOTION_DIM, frame_count
 from .clip import Clip
 
@@ -45,12 +45,10 @@ def write_clip(path: str | Path, clip: Clip) -> None:
     """Write atomically: a temporary file renamed into place, so a file with the final name is always whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    with open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, self=_pcm16(clip.self_audio), other=_pcm16(clip.other_audio),
                  motion=np.asarray(clip.motion, np.float32), state=np.asarray(clip.state, np.int8),
                  meta=np.array(json.dumps(clip.meta, ensure_ascii=False)))
-    os.replace(tmp, path)
 
 
 def write_clip_folder(folder: str | Path, clip: Clip) -> None:
@@ -135,6 +133,5 @@ def read_corpus_info(root: str | Path) -> dict:
 def write_corpus_info(root: str | Path, info: dict) -> None:
     path = Path(root, CORPUS_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{CORPUS_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
