@@ -39,6 +39,7 @@ class DeviceCapture:
         self.captured = 0  # samples so far: the track's clock
         self.overflows = 0
         self.dropped = 0
+        self.closing = False  # set by close: a stream that finishes otherwise lost its device
         self.push = context.socket(zmq.PUSH)  # used only from PortAudio's callback thread once started
         self.push.setsockopt(zmq.LINGER, 0)
         self.push.connect(endpoint)
@@ -50,7 +51,6 @@ class DeviceCapture:
         except sd.PortAudioError as e:
             self.push.close()
             raise RuntimeError(f"cannot open {self.name!r} at {self.rate} Hz: {e}") from None
-        self.closing = False
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:

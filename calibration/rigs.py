@@ -50,8 +50,7 @@ class RigMap:
             columns = [self.targets.index(t) for t in self.vowels]
             vowels = out[..., columns]
             total = vowels.sum(-1, keepdims=True)
-            out[..., columns] = vowels * np.divide(vowels.max(-1, keepdims=True), total, np.ones_like(total),
-                                                   where=total > 0)
+            out[..., columns] = vowels * vowels.max(-1, keepdims=True) / np.maximum(total, 1e-9)
         return out
 
 
@@ -94,7 +93,7 @@ VRM1_TABLE: dict[str, dict[str, float]] = {
 RIGS: dict[str, RigMap] = {
     # "Perfect Sync": one VRM blend shape clip per ARKit shape, named like ARKit's PascalCase (EyeBlinkLeft, JawOpen)
     "arkit": RigMap("arkit", ARKIT_NAMES, np.eye(NUM_BLENDSHAPES, dtype=np.float32)),
-    "vrm0": RigMap.from_table("vrm0", VRM0_TABLE, ("Blink", "Blink_L", "Blink_R"), "AIUEO"),
+    "vrm0": RigMap.from_table("vrm0", VRM0_TABLE, ("Blink", "Blink_L", "Blink_R"), ("A", "I", "U", "E", "O")),
     "vrm1": RigMap.from_table("vrm1", VRM1_TABLE, ("blink", "blinkLeft", "blinkRight"), ("aa", "ih", "ou", "ee", "oh")),
 }
 
