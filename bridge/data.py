@@ -21,8 +21,8 @@ def register(commands) -> None:
     m.add_argument("--real-split", choices=("test-real", "train"), default="test-real",
                    help="where recorded speakers go: held out as the test-real split (default) or into train")
     m.add_argument("--augment", type=float, default=1.0, help="augmentation strength 0..1 (0: clean audio)")
-    m.add_argument("--cache-dir", default=None, help="forced-alignment cache (default $XDG_CACHE_HOME/backchannel/alignments, "
-                   "else ~/.cache/backchannel/alignments)")
+    m.add_argument("--cache-dir", default=None, help="forced-alignment cache (default "
+                   "$XDG_CACHE_HOME/backchannel/alignments, else ~/.cache/backchannel/alignments)")
     m.set_defaults(func=make_command)
 
     s = sub.add_parser("show", help="draw one clip (tracks, roles, curves, head) as a PNG")
