@@ -122,7 +122,7 @@ class MotionReceiver:
         self.sock.connect(endpoint)
 
     def receive(self, timeout_s: float) -> Received | None:
-        if not self.sock.poll(int(timeout_s * 1000)):
+        if not self.sock.poll(max(0, int(timeout_s * 1000))):  # a negative timeout would wait for ever
             return None
         topic, body = self.sock.recv_multipart()
         now = time.time()

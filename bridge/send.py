@@ -4,6 +4,7 @@ an `end` message so the worker publishes the last frames. `--out` records the mo
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 def register(commands) -> None:
@@ -29,28 +30,52 @@ def send_command(args) -> int:
     from backchannel.models.audio import check_rate, load_audio
 
     from . import protocol
-    from .client import MotionReceiver, audio_chunks, frames_to_block, send_chunks
-    from .motion_files import write_motion
+    from .client import audio_chunks
+    from .motion_files import FORMATS
 
     if not (args.self_audio or args.other_audio):
         raise ValueError("give --self and/or --other")
     protocol.check_session(args.session)
     check_rate(args.rate)
+    if args.out and Path(args.out).suffix.lower() not in FORMATS:  # before the stream, not after it
+        raise ValueError(f"--out {args.out}: use one of {', '.join(FORMATS)}")
     tracks = {track: load_audio(path, args.rate) for track, path in (("self", args.self_audio),
                                                                      ("other", args.other_audio)) if path}
     chunks = audio_chunks(args.session, tracks, args.rate, args.chunk_ms, args.format)
-    ctx = zmq.Context.instance()
+    # its own context, terminated at the end: that waits (LINGER) until the last messages have left
+    ctx = zmq.Context()
+    try:
+        return stream(args, ctx, tracks, chunks)
+    finally:
+        ctx.destroy(linger=5000)
+
+
+def stream(args, ctx, tracks: dict, chunks: list) -> int:
+    import zmq
+
+    from . import protocol
+    from .client import MotionReceiver, frames_to_block, send_chunks
+    from .motion_files import write_motion
+
     receiver = None
     if args.out:
         receiver = MotionReceiver(args.motion_out, [args.session], ctx)
         receiver.wait_ready()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 5000)
+    # queue only on a connection that is up, and give up after --timeout: with no worker there, send would block
+    # for ever once its queue filled, or report a short file sent into nothing
+    push.setsockopt(zmq.IMMEDIATE, 1)
+    push.setsockopt(zmq.SNDTIMEO, int(args.timeout * 1000))
     push.connect(args.to)
     seconds = max(len(a) for a in tracks.values()) / args.rate
     start = time.time()
-    send_chunks(push, chunks, args.realtime, progress=True)
-    push.send(protocol.end_message(args.session))
+    try:
+        send_chunks(push, chunks, args.realtime, progress=True)
+        push.send(protocol.end_message(args.session))
+    except zmq.Again:
+        raise RuntimeError(f"no worker took audio at {args.to} for {args.timeout:g} s (is `backchannel serve` "
+                           "running there?)") from None
     print(f"sent {seconds:.2f} s of audio ({', '.join(tracks)}) as {len(chunks)} chunks to {args.to} "
           f"in {time.time() - start:.2f} s")
     if receiver:
@@ -75,5 +100,4 @@ def send_command(args) -> int:
         errors = closed.get("errors")
         if errors:
             print(f"the worker rejected some input: {errors}")
-    push.close()
     return 0

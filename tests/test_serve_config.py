@@ -1,4 +1,5 @@
 import gc
+import time
 import warnings
 
 import pytest
@@ -75,3 +76,25 @@ def test_spawn_worker_closes_its_log_when_the_worker_cannot_even_start(tmp_path)
                 pass
         gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []  # before: "unclosed file"
+
+
+def test_send_with_no_worker_says_so_instead_of_hanging_or_claiming_success(tmp_path, capsys):
+    """Before: a long file blocked for ever once ZeroMQ's queue filled, a short one printed "sent" into nothing;
+    and a bad --out suffix was found only after the whole stream."""
+    import socket
+
+    import numpy as np
+
+    from backchannel.models.audio import save_audio
+
+    save_audio(tmp_path / "me.wav", np.zeros(16000, np.float32))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        nobody = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    started = time.time()
+    assert main(["send", "--to", nobody, "--session", "npc", "--self", str(tmp_path / "me.wav"),
+                 "--timeout", "1"]) == 2
+    assert "no worker took audio at" in capsys.readouterr().err and time.time() - started < 10
+    assert main(["send", "--to", nobody, "--session", "npc", "--self", str(tmp_path / "me.wav"),
+                 "--out", str(tmp_path / "m.txt")]) == 2
+    assert "--out" in capsys.readouterr().err and time.time() - started < 10
