@@ -65,6 +65,9 @@ class FrameEncoder:
                    "data": self.encode(frame), "rendered": time.time()}
 
 
+PIECE = 3  # frames (0.1 s) rendered as one piece: the unit rendering skips when it falls behind
+
+
 class FrameSink:
     """Worker output for `<session>/frame`: renders on its own thread, publishes on the worker's."""
 
@@ -86,10 +89,16 @@ class FrameSink:
         self.thread.start()
 
     def send(self, session: str, block: MotionBlock) -> None:
-        """Queue a published block for rendering (worker thread); publishes whatever frames are ready."""
+        """Queue a published block for rendering (worker thread); publishes whatever frames are ready. A block is
+        queued in pieces of at most PIECE frames, so a burst (audio sent faster than real time) is skipped piece by
+        piece once it falls max_lag_s behind, not rendered whole however late."""
         if len(block):
+            now = time.monotonic()
             with self.lock:
-                self.waiting.append((session, block, time.monotonic()))
+                for start in range(0, len(block), PIECE):
+                    piece = slice(start, start + PIECE)
+                    self.waiting.append((session, MotionBlock(block.first + start, block.motion[piece],
+                                                              block.state[piece]), now))
                 while sum(len(b) for _, b, _ in self.waiting) > self.max_waiting and len(self.waiting) > 1:
                     self.dropped += len(self.waiting.popleft()[1])
                 self.lock.notify()
@@ -117,6 +126,8 @@ class FrameSink:
             self.stopping = True
             self.lock.notify()
         self.thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        self.dropped += sum(len(b) for _, b, _ in self.waiting)  # what the timeout left unrendered
+        self.waiting.clear()
         self.publish_ready()
         log.info("frames: %d published, %d dropped (rendering behind), %d blocks failed", self.published,
                  self.dropped, self.errors)

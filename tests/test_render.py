@@ -497,6 +497,28 @@ def test_frame_sink_drops_old_blocks_when_behind_and_survives_render_errors():
     assert seqs == sorted(seqs) and seqs[-1] == 32  # the newest frames survive
 
 
+def test_a_burst_in_one_block_is_skipped_once_rendering_falls_behind():
+    """90 frames published at once (audio sent faster than real time), 10 ms each to render, 0.1 s of lag allowed:
+    before, the whole block was rendered, its last frame 0.9 s late; now what falls behind is skipped."""
+    import time
+
+    from backchannel.bridge.frames import FrameEncoder, FrameSink
+
+    net = Subscriber()
+    try:
+        sink = FrameSink(net.pub, FrameEncoder(Flaky(), "rgb24"), max_lag_s=0.1)
+        queued = time.time()
+        sink.send("s", MotionBlock(0, np.stack([pose()] * 90), np.zeros(90)))
+        sink.close()
+        got = net.collect(sink.published, lambda: None, timeout=2)
+    finally:
+        net.close()
+    stats = sink.stats()
+    seqs = [body["seq"] for _, body in got]
+    assert stats["dropped"] > 0 and stats["published"] + stats["dropped"] == 90 and seqs[-1] == 89
+    assert max(body["rendered"] for _, body in got) - queued < 0.1 + 0.2  # the lag, a piece and a margin
+
+
 @pytest.mark.skipif(not MEDIAPIPE_WHEEL, reason="no mediapipe 0.10.14 wheel for this Python/platform")
 def test_landmarks_command_writes_and_checks_a_file(tmp_path, capsys):
     from backchannel.bridge.cli import main
