@@ -35,6 +35,7 @@ def _capacity_line(r: dict) -> str:
             f"end-to-end p50 {r['end_to_end_ms']['p50']:6.1f} p95 {r['end_to_end_ms']['p95']:6.1f} ms  "
             f"processing p95 {r['processing_ms']['p95']:6.1f} ms  worker CPU {r['worker_cpu_share'] * 100:5.1f}%  "
             f"{'holds 30 fps' if r['holds_30fps'] else 'FALLS BEHIND'}"
+            f"{f', {m} frames missing' if (m := r.get('frames_missing')) else ''}"
             f"{'' if r['latency_ok'] else ', p95 over target'}")
 
 

@@ -83,3 +83,17 @@ def test_bench_refuses_what_it_cannot_measure(flags, capsys):
     for kind in ("latency", "capacity"):
         assert main(["bench", kind, *flags]) == 2
         assert "give a number above 0" in capsys.readouterr().err
+
+
+def test_a_level_that_lost_frames_does_not_hold_30fps_however_fast_the_rest_came(monkeypatch):
+    from backchannel.bridge import latency
+
+    def stream_sessions(endpoints, sessions, *args):
+        ms = np.full(20, 50.0)
+        return latency.Measured(ms, ms, ms, ms, {s: 30.0 for s in sessions}, frames=59, worker_cpu_s=0.5,
+                                wall_s=2.0, missing=1)
+
+    monkeypatch.setattr(latency, "stream_sessions", stream_sessions)
+    silence = np.zeros(16000, np.float32)
+    (row,) = measure_capacity(silence, silence, [1], worker_command=WORKER_COMMAND)
+    assert row["fps_min"] == 30.0 and row["frames_missing"] == 1 and row["holds_30fps"] is False
