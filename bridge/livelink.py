@@ -62,6 +62,7 @@ class LiveLinkSink(UdpOutput):
         family, self.address = udp_target(address)
         self.device_id = device_id or str(uuid.uuid4()).upper()  # 36 characters, like the app's identifierForVendor
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)  # a full send buffer costs a counted packet, never the worker's time
         super().__init__()
 
     def send(self, session: str, block: MotionBlock) -> None:

@@ -17,8 +17,9 @@ def udp_target(address: str) -> tuple[int, tuple]:
 
 
 class UdpOutput:
-    """Counts datagrams sent and refused. A refusal (nobody listening yet, a full buffer) is counted, not raised:
-    one face frame is not worth stopping the worker."""
+    """Counts datagrams sent and refused. A refusal (a full send buffer, an unreachable network) is counted, not
+    raised: one face frame is not worth stopping the worker. (Nobody listening is no refusal: plain UDP cannot
+    tell.)"""
 
     name = "?"  # its counters' key in the worker's stats
 

@@ -263,3 +263,20 @@ def test_rig_maps():
     with pytest.raises(ValueError, match="not an ARKit"):
         RigMap.from_table("bad", {"A": {"jawOpen": 1.0}})
     assert len(VRM0_TABLE) == len(vrm0.targets)
+
+
+def test_a_full_udp_send_buffer_costs_a_counted_packet_not_the_workers_time():
+    """Live Link's socket does not block (a full buffer is an error counted, as VMC's client does already)."""
+    from backchannel.bridge.livelink import LiveLinkSink
+
+    sink = LiveLinkSink("127.0.0.1:9")
+    try:
+        assert sink.sock.getblocking() is False
+
+        def full(*args):
+            raise BlockingIOError("send buffer full")
+
+        sink.deliver(full)
+        assert sink.stats() == {"sent": 0, "errors": 1}
+    finally:
+        sink.close()
