@@ -256,62 +256,44 @@ def test_shutdown_takes_in_the_audio_still_waiting_in_the_socket():
     assert recorder.frames == {"late": 30}  # before: the session never opened, its second of audio lost
 
 
-def test_audio_sent_faster_than_the_worker_takes_it_waits_in_the_socket_and_none_is_lost():
-    """A file streamed flat out to a busy worker: far more audio queued than a track may buffer (max_buffer_s)."""
+def queued_all_at_once(session: str, messages: list[bytes], **config) -> tuple[dict, dict]:
+    """Queue the messages (then `end`) before the worker takes any, step it until the session closes: the frames
+    it published and the errors it counted."""
     recorder = Recorder()
-    w = Worker(WorkerConfig(**ANY_PORT, max_buffer_s=2.0), generator_factory=lambda name=None: EnergyGenerator(),
+    w = Worker(WorkerConfig(**ANY_PORT, **config), generator_factory=lambda name=None: EnergyGenerator(),
                sinks=[recorder])
     push = push_socket(w.local_audio)
-    for seq in range(400):  # 8 s of both tracks in 20 ms chunks, all queued before the worker takes any
-        for track in ("self", "other"):
-            push.send(chunk("burst", track, seq, seconds=0.02)[0])
-    push.send(protocol.end_message("burst"))
+    for message in messages + [protocol.end_message(session)]:
+        push.send(message)
     deadline = time.time() + 30
-    while "burst" not in recorder.frames or "burst" in w.sessions:
-        assert time.time() < deadline, recorder.frames
+    while session not in recorder.frames or session in w.sessions:
+        assert time.time() < deadline, (recorder.frames, w.errors)
         w.step()
     push.close(0)
     w.shutdown()
-    assert w.errors == {}  # before: the first drain took 1000 messages, 10 s a track, and refused them as buffer_full
-    assert recorder.frames == {"burst": 240}
+    return recorder.frames, dict(w.errors)
+
+
+def test_audio_sent_faster_than_the_worker_takes_it_waits_in_the_socket_and_none_is_lost():
+    """A file streamed flat out to a busy worker: far more audio queued than a track may buffer (max_buffer_s).
+    Before: the first drain took 1000 messages, 10 s a track, and refused them as buffer_full."""
+    both = [chunk("burst", track, seq, seconds=0.02)[0] for seq in range(400) for track in ("self", "other")]  # 8 s
+    assert queued_all_at_once("burst", both, max_buffer_s=2.0) == ({"burst": 240}, {})
 
 
 def test_one_track_sent_faster_than_real_time_flows_and_none_is_lost():
     """A game that sends only the avatar's voice, a file flat out: the worker stops reading to pace it, and its silent
     partner track must still stop holding it back (before: nothing was released, then all of it refused)."""
-    recorder = Recorder()
-    w = Worker(WorkerConfig(**ANY_PORT, max_buffer_s=2.0), generator_factory=lambda name=None: EnergyGenerator(),
-               sinks=[recorder])
-    push = push_socket(w.local_audio)
-    for seq in range(400):  # 8 s of the self track in 20 ms chunks, all queued before the worker takes any
-        push.send(chunk("solo", "self", seq, seconds=0.02)[0])
-    push.send(protocol.end_message("solo"))
-    deadline = time.time() + 30
-    while "solo" not in recorder.frames or "solo" in w.sessions:
-        assert time.time() < deadline, (recorder.frames, w.errors)
-        w.step()
-    push.close(0)
-    w.shutdown()
-    assert w.errors == {} and recorder.frames == {"solo": 240}
+    solo = [chunk("solo", "self", seq, seconds=0.02)[0] for seq in range(400)]  # 8 s
+    assert queued_all_at_once("solo", solo, max_buffer_s=2.0) == ({"solo": 240}, {})
 
 
 def test_two_tracks_in_chunks_longer_than_half_the_buffer_lose_nothing():
     """Each track's 6 s chunk in turn (44.1 kHz): the worker stops reading after each to pace the buffer, and the
     partner whose chunk is next in the socket must not be given up on meanwhile."""
-    recorder = Recorder()
-    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=lambda name=None: EnergyGenerator(), sinks=[recorder])
-    push = push_socket(w.local_audio)
-    for seq in range(3):
-        for track in ("self", "other"):
-            push.send(protocol.audio_message("long", track, seq, 6.0 * seq, np.full(6 * 44100, 0.1), 44100))
-    push.send(protocol.end_message("long"))
-    deadline = time.time() + 30
-    while "long" not in recorder.frames or "long" in w.sessions:
-        assert time.time() < deadline, (recorder.frames, w.errors)
-        w.step()
-    push.close(0)
-    w.shutdown()
-    assert w.errors == {} and recorder.frames == {"long": 540}
+    long = [protocol.audio_message("long", track, seq, 6.0 * seq, np.full(6 * 44100, 0.1), 44100)
+            for seq in range(3) for track in ("self", "other")]
+    assert queued_all_at_once("long", long) == ({"long": 540}, {})
 
 
 def test_a_refused_chunk_changes_nothing_no_session_opened_no_rate_fixed(worker):
