@@ -115,6 +115,25 @@ def push_socket(endpoint: str):
     return sock
 
 
+def stream(worker, session, tracks, rate=SAMPLE_RATE, fmt="s16le", chunk_ms=20.0, mangle=None, end=True):
+    """The tracks sent to a worker (its endpoints) as a game sends them, as fast as they go, then `end`; `mangle`
+    may reorder or drop the chunks first. Returns the chunks sent."""
+    from backchannel.bridge import protocol
+    from backchannel.bridge.client import audio_chunks, send_chunks
+
+    chunks = audio_chunks(session, tracks, rate, chunk_ms, fmt)
+    if mangle:
+        chunks = mangle(chunks)
+    push = push_socket(worker["audio_in"])
+    try:
+        send_chunks(push, chunks, realtime=False)
+        if end:
+            push.send(protocol.end_message(session))
+    finally:
+        push.close()
+    return chunks
+
+
 def collect(receiver, sessions, timeout_s: float = 20.0) -> dict:
     """Motion bodies and the closing stats of each session, read until every one of them has closed."""
     got = {s: {"motion": [], "latent": [], "stats": [], "closed": None} for s in sessions}

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from backchannel.bridge import protocol
-from backchannel.bridge.client import MotionReceiver, audio_chunks, send_chunks, spawn_worker
+from backchannel.bridge.client import MotionReceiver, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
-from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.motion import MOTION_DIM, MotionBlock
 
-from .helpers import WORKER_COMMAND, collect, push_socket
+from .helpers import WORKER_COMMAND, collect, stream
 
 SOURCE = Path(__file__).parents[1] / "engine_plugins" / "cpp" / "subscriber.cpp"
 
@@ -94,12 +93,7 @@ def test_cpp_subscriber_decodes_our_frames(binary):
             py = MotionReceiver(ep["motion_out"], ["cpp"])
             py.wait_ready()
             a, b = synthetic_dialogue(3.0, seed=12)
-            push = push_socket(ep["audio_in"])
-            try:
-                send_chunks(push, audio_chunks("cpp", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
-                push.send(protocol.end_message("cpp"))
-            finally:
-                push.close()
+            stream(ep, "cpp", {"self": a, "other": b})
             expected = sorted(collect(py, ["cpp"])["cpp"]["motion"], key=lambda f: f["seq"])
             py.close()
             out, _ = cpp.communicate(timeout=20)

@@ -9,16 +9,14 @@ from pylivelinkface import FaceBlendShape, PyLiveLinkFace
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 
-from backchannel.bridge import protocol
-from backchannel.bridge.client import MotionReceiver, audio_chunks, send_chunks, spawn_worker
+from backchannel.bridge.client import MotionReceiver, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
 from backchannel.bridge.livelink import curve_values, packet
 from backchannel.bridge.vmc import VmcSink, head_quaternion
 from backchannel.calibration.rigs import RIGS, VRM0_TABLE, RigMap, rig_map
-from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.motion import ARKIT_NAMES, BS, HEAD_ROTATION, MOTION_DIM, MotionBlock
 
-from .helpers import WORKER_COMMAND, collect, next_worker_stats, push_socket
+from .helpers import WORKER_COMMAND, collect, next_worker_stats, stream
 
 
 class OscRecorder:
@@ -69,12 +67,7 @@ def test_worker_sends_live_link_and_vmc_that_independent_decoders_read():
             r = MotionReceiver(ep["motion_out"], ["face"])
             r.wait_ready()
             a, b = synthetic_dialogue(3.0, seed=11)  # both take a turn
-            push = push_socket(ep["audio_in"])
-            try:
-                send_chunks(push, audio_chunks("face", {"self": a, "other": b}, SAMPLE_RATE), realtime=False)
-                push.send(protocol.end_message("face"))
-            finally:
-                push.close()
+            stream(ep, "face", {"self": a, "other": b})
             frames = sorted(collect(r, ["face"])["face"]["motion"], key=lambda f: f["seq"])
             packets = [udp.recvfrom(4096)[0] for _ in frames]
             wait_for(lambda: len(osc.frames()) == len(frames))

@@ -17,7 +17,7 @@ from backchannel.models.audio import SAMPLE_RATE, decode_pcm, encode_pcm, load_a
 from backchannel.models.generator import Style, generate
 from backchannel.models.motion import ARKIT_NAMES, BS, STATES, frame_count
 
-from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket
+from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket, stream
 from .speech import two_track_dialogue
 
 
@@ -33,18 +33,6 @@ def receiver(worker):
     r.wait_ready()
     yield r
     r.close()
-
-
-def stream(worker, session, tracks, rate=SAMPLE_RATE, fmt="s16le", chunk_ms=20.0, mangle=None, end=True):
-    chunks = audio_chunks(session, tracks, rate, chunk_ms, fmt)
-    if mangle:
-        chunks = mangle(chunks)
-    push = push_socket(worker["audio_in"])
-    send_chunks(push, chunks, realtime=False)
-    if end:
-        push.send(protocol.end_message(session))
-    push.close()
-    return chunks
 
 
 def motion_of(bodies):
