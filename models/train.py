@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,12 @@ class Run:
         self.settings = settings or {}
 
     def check_settings(self) -> dict | None:
-        """The checkpoint, if there is one, once it is known to have been made with this run's settings."""
+        """The checkpoint, if there is one, once it is known to have been made with this run's settings. It is read
+        once: `train` checks before loading the features, and the training loop resumes from the same read."""
+        return self._verified_checkpoint
+
+    @cached_property
+    def _verified_checkpoint(self) -> dict | None:
         if not self.checkpoint.is_file():
             return None
         ckpt = read_weights(self.checkpoint)
