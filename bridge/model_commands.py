@@ -249,7 +249,7 @@ def eval_command(args) -> int:
         raise ValueError(f"{args.data} has no test split: name one with --split (splits: "
                          f"{', '.join(available) or 'none'})")
     generators = split_specs(args.generator)
-    if not generators:  # blank, or a bracket left open (split_specs then finds no spec's end)
+    if not generators:  # blank, or only commas
         raise ValueError(f"--generator {args.generator!r} names no generator: give e.g. model,baseline or "
                          "model[steps=2]")
     for spec in generators:  # a bad spec fails now, not after minutes of scoring the ones before it
