@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from backchannel.bridge import protocol
 from backchannel.models.motion import MOTION_DIM, STATES, MotionBlock
-
-from . import protocol
 
 
 @dataclass

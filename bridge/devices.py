@@ -12,7 +12,7 @@ import logging
 
 import zmq
 
-from .protocol import audio_message
+from backchannel.bridge.protocol import audio_message
 
 log = logging.getLogger("backchannel.devices")
 

@@ -31,9 +31,8 @@ from collections import deque
 
 import numpy as np
 
+from backchannel.bridge.protocol import AudioChunk, ProtocolError
 from backchannel.models.audio import SAMPLE_RATE, Resampler
-
-from .protocol import AudioChunk, ProtocolError
 
 SEEN_SEQS = 4096  # how many recent seqs per track are remembered to spot duplicates
 

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backchannel.bridge import protocol
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.motion import FRAME_RATE, frame_count
-
-from . import protocol
 
 FPS_HELD = 0.97 * FRAME_RATE  # a session "holds 30 fps" if it gets at least this many frames per second
 LATENCY_TARGET_MS = 100.0
@@ -77,7 +76,7 @@ class _Collector(threading.Thread):
     """Receives every motion frame and stats message while the sender runs."""
 
     def __init__(self, endpoint: str, sessions: list[str]):
-        from .client import MotionReceiver
+        from backchannel.bridge.client import MotionReceiver
 
         super().__init__(daemon=True)
         self.receiver = MotionReceiver(endpoint, sessions)
@@ -98,7 +97,7 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
     shorter track padded with silence)."""
     import zmq
 
-    from .client import ControlClient, audio_chunks, send_chunks
+    from backchannel.bridge.client import ControlClient, audio_chunks, send_chunks
 
     self_audio, other_audio = pad_tracks(self_audio, other_audio)
     ctx = zmq.Context.instance()
@@ -166,7 +165,7 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
 def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: str | None = None,
                     chunk_ms: float = 20.0, worker_command: list[str] | None = None) -> dict:
     """Latency of one session streamed in real time through a fresh worker subprocess (what `make demo` prints)."""
-    from .client import ControlClient, spawn_worker
+    from backchannel.bridge.client import ControlClient, spawn_worker
 
     flags = ["--generator", generator] if generator else []
     with spawn_worker(*flags, "--stats-interval-s", "0.2", command=worker_command) as endpoints:
@@ -183,7 +182,7 @@ def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: 
 def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: list[int], generator: str | None = None,
                      chunk_ms: float = 20.0, worker_command: list[str] | None = None, progress=None) -> list[dict]:
     """For each number of concurrent sessions: delivered frames/s per session and latency under that load."""
-    from .client import ControlClient, spawn_worker
+    from backchannel.bridge.client import ControlClient, spawn_worker
 
     flags = ["--generator", generator] if generator else []
     rows = []

@@ -15,7 +15,15 @@ import numpy as np
 
 from backchannel.models.audio import PCM_FORMATS, check_rate, decode_pcm, encode_pcm
 from backchannel.models.generator import Style
-from backchannel.models.motion import BLENDSHAPES, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, STATES, MotionBlock, frame_time
+from backchannel.models.motion import (
+    BLENDSHAPES,
+    GAZE,
+    HEAD_ROTATION,
+    HEAD_TRANSLATION,
+    STATES,
+    MotionBlock,
+    frame_time,
+)
 
 VERSION = 1
 TRACKS = ("self", "other")
@@ -266,6 +274,16 @@ def latent_bodies(block: MotionBlock, published: float) -> list[bytes]:
     return [msgpack.packb({"v": VERSION, "seq": block.first + i, "t": frame_time(block.first + i),
                            "latent": row, "published": published})
             for i, row in enumerate(block.latent.tolist())]
+
+
+FRAME_FORMATS = ("jpeg", "rgb24")  # `<session>/frame` encodings
+
+
+def frame_body(seq: int, state: int, fmt: str, width: int, height: int, data: bytes, rendered: float) -> dict:
+    """One rendered frame, unpacked (its publisher adds `published` and packs it). "rgb24" data is raw rows top to
+    bottom, 3 bytes a pixel, width * height * 3 bytes in all."""
+    return {"v": VERSION, "seq": seq, "t": float(frame_time(seq)), "state": STATES[state], "format": fmt,
+            "width": width, "height": height, "data": data, "rendered": rendered}
 
 
 def pack(body: dict) -> bytes:

@@ -20,14 +20,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
+from backchannel.bridge import protocol
+from backchannel.bridge.jitter import Aligner
+from backchannel.bridge.protocol import ProtocolError
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
 from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator, parse_spec
-from backchannel.models.motion import (ARKIT_NAMES, FRAME_RATE, GAZE_NAMES, HEAD_ROTATION_NAMES,
-                                       HEAD_TRANSLATION_NAMES, STATES, MotionBlock)
-
-from . import protocol
-from .jitter import Aligner
-from .protocol import ProtocolError
+from backchannel.models.motion import (
+    ARKIT_NAMES,
+    FRAME_RATE,
+    GAZE_NAMES,
+    HEAD_ROTATION_NAMES,
+    HEAD_TRANSLATION_NAMES,
+    STATES,
+    MotionBlock,
+)
 
 log = logging.getLogger("backchannel.worker")
 _LOCAL_AUDIO_NUMBERS = itertools.count()  # one in-process endpoint name per worker in this process
@@ -290,7 +296,7 @@ class Worker:
     def _generator(self, name: str | None) -> Generator:
         """One instance per generator name, shared by its sessions so a batching generator sees them together.
         Sessions choose a generator by its bare name, or the operator's own spec (`serve --generator
-        "model[steps=2]"`); the bare name of the operator's generator means the operator's settings. Options are
+        "model[sampler_steps=2]"`); the bare name of the operator's generator means the operator's settings. Options are
         the operator's to set: each spelling a client could invent would load and hold another model."""
         default = self.config.generator
         if name and default and name == parse_spec(default)[0]:
@@ -391,9 +397,7 @@ class Worker:
         if now >= self.next_stats:
             self.publish_stats(now)
         for sink in self.sinks:  # outputs made off this thread (rendered frames) go out on it, here
-            publish_ready = getattr(sink, "publish_ready", None)
-            if publish_ready is not None:
-                publish_ready()
+            sink.publish_ready()
 
     def feed(self, generator: Generator, items: list[tuple[Session, np.ndarray, np.ndarray]]) -> None:
         """One generator call for all its sessions with new audio. A failure closes only the session it came from:

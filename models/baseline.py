@@ -14,12 +14,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, mel_frame_for, power_db
-from .generator import Generator, MotionStream, Style
-from .motion import (BS, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, IDLE, LISTENING, MOTION_DIM, SPEAKING,
-                     MotionBlock, frame_count, neutral)
-from .vad import WINDOW, WINDOW_S, VadStream
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.frontend.features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, mel_frame_for, power_db
+from backchannel.models.frontend.vad import WINDOW, WINDOW_S, VadStream
+from backchannel.models.generator import Generator, MotionStream, Style
+from backchannel.models.motion import (
+    BS,
+    FRAME_RATE,
+    GAZE,
+    HEAD_ROTATION,
+    HEAD_TRANSLATION,
+    IDLE,
+    LISTENING,
+    MOTION_DIM,
+    SPEAKING,
+    MotionBlock,
+    frame_count,
+    neutral,
+)
 
 SAMPLES_PER_FRAME = SAMPLE_RATE / FRAME_RATE
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .motion import FRAME_RATE, MotionBlock
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.motion import FRAME_RATE, MotionBlock
 
 DEFAULT_GENERATOR = "baseline"
 
@@ -83,23 +83,23 @@ class Generator(ABC):
 # name -> "module:factory" (relative to this package), imported only when asked for
 GENERATORS: dict[str, str] = {
     "baseline": "baseline:BaselineGenerator",
-    "model": "model_generator:ModelGenerator",
+    "model": "infp.generator:ModelGenerator",
 }
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
-    """A generator spec: a name ("model", "baseline") with options in brackets, if any: "model[steps=2]",
+    """A generator spec: a name ("model", "baseline") with options in brackets, if any: "model[sampler_steps=2]",
     "model[temperature=0.5;smooth_head=false;backend=torch]". Whole numbers become ints, other numbers floats
     (finite only), true/false booleans, the rest stays text."""
     name, _, rest = spec.strip().partition("[")
     options = {}
     if rest:
         if not rest.endswith("]"):
-            raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[steps=2]")
+            raise ValueError(f"generator {spec!r}: options go in brackets, e.g. model[sampler_steps=2]")
         for item in filter(None, rest[:-1].split(";")):
             key, _, value = (part.strip() for part in item.partition("="))
             if re.search(r",\s*\w+\s*=", item):  # "false,head_gain=1" would reach a switch as text
-                raise ValueError(f"generator {spec!r}: separate options with ';', e.g. model[steps=2;temperature=0.5]")
+                raise ValueError(f"generator {spec!r}: separate options with ';', e.g. model[sampler_steps=2;temperature=0.5]")
             if not key or not value:
                 raise ValueError(f"generator {spec!r}: {item!r} is not option=value")
             if key in options:
@@ -109,7 +109,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 
 
 def split_specs(text: str) -> list[str]:
-    """A comma-separated list of generator specs ("model[steps=2],baseline"); commas inside brackets stay."""
+    """A comma-separated list of generator specs ("model[sampler_steps=2],baseline"); commas inside brackets stay."""
     specs, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         depth += {"[": 1, "]": -1}.get(ch, 0)

@@ -12,8 +12,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
-from .corpus.phones import is_bilabial_closure
-from .motion import BS, FRAME_RATE, HEAD_ROTATION
+from backchannel.models.motion import BS, FRAME_RATE, HEAD_ROTATION
+from backchannel.models.phones import is_bilabial_closure
 
 LIPS_SHUT_OPENNESS = 0.05  # openness below this: the lips touch (or nearly); the mouth reads as closed
 NOD_MIN_DEPTH = 0.03  # rad (~1.7 degrees) of downward pitch, relative to the surrounding second and a half
@@ -101,3 +101,9 @@ def nods_after(times, nods: np.ndarray, window: float = NOD_WINDOW_S) -> np.ndar
     """(len(times),) bool: a nod's lowest point falls within (t, t + window] of each event time t."""
     nod_t = np.asarray(nods, float) / FRAME_RATE
     return np.array([bool(((nod_t > t) & (nod_t <= t + window)).any()) for t in times], bool)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0

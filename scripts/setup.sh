@@ -34,10 +34,10 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build first: with it installed, the project's unpinned torch requirement pulls nothing more.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[test,face]"
+.venv/bin/python -m pip install -q -e ".[dev]"
 # Face landmarks for portraits (docs/render.md): mediapipe 0.10.14's face mesh, whose models ship in the wheel.
 # Installed without its declared dependencies: their protobuf<5 pin would downgrade onnx (which needs >= 6), and
-# jax, jaxlib and opencv-contrib are not used by the face mesh; the `face` extra holds what it does import.
+# jax, jaxlib and opencv-contrib are not used by the face mesh; the `render` extra holds what it does import.
 # Optional: where no wheel exists, portraits need a landmark file instead.
 if ! log=$(.venv/bin/python -m pip install -q --no-deps "mediapipe==0.10.14" 2>&1); then
     echo "setup: mediapipe 0.10.14 is not available here; portraits need landmark files (docs/render.md)" >&2

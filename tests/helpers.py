@@ -167,7 +167,7 @@ def frames_due(samples: int, lookahead_samples: int, chunk: int = 1) -> int:
     frame k (audio time k / FRAME_RATE) reads the newest feature row that ends by its own time plus
     `lookahead_samples` (features.TrackFeatures: row j holds audio up to sample j * HOP + WIN / 2, nothing later),
     is due the moment that row is complete, and frames come in whole chunks."""
-    from backchannel.models.features import HOP, WIN
+    from backchannel.models.frontend.features import HOP, WIN
 
     k = np.arange((samples + WIN + HOP) * FRAME_RATE // SAMPLE_RATE + 2)  # every frame that could be due
     newest_row = (k * SAMPLE_RATE + FRAME_RATE * (lookahead_samples - WIN // 2)) // (FRAME_RATE * HOP)
@@ -183,7 +183,7 @@ def check_causal_at_cuts(gen, self_audio: np.ndarray, other_audio: np.ndarray, c
     in one call instead (its state put back afterwards: snapshot / restore), it emits the same new frames (nothing
     after the cut moves a frame emitted by it, however the encoder's calls fall). Returns the stream, the real
     blocks and the noise-fed ones (one per cut after the first), for checks that later frames do hear the future."""
-    from backchannel.models.features import HOP
+    from backchannel.models.frontend.features import HOP
 
     lookahead, chunk = round(gen.lookahead_s * SAMPLE_RATE), gen.cfg.chunk
     # steps shorter than a feature row's hop, across at least the most rows between two chunks' newest rows (640

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from backchannel.models.audio import SAMPLE_RATE, load_audio
 
 from .corpus_fixtures import ALLISON
-
 
 
 def prompt(name: str) -> tuple[np.ndarray, float, float]:

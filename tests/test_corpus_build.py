@@ -191,16 +191,6 @@ def test_clips_and_loader_windows(corpus):
     assert batch["lips_shut"].shape == (3, 60)
 
 
-def test_training_clips_know_which_engine_spoke_the_avatar_track(corpus, tmp_path):
-    """What `train motion --weigh-engines` weighs by: each clip's own avatar voice engine, read from the corpus."""
-    from backchannel.bridge.model_commands import _training_clip
-
-    for path in find_clips(corpus):
-        engine = read_clip(path, audio=False).meta["voices"]["self"]["engine"]
-        assert engine in {"espeak", "mbrola", "festival", "flite", "recorded"}
-        assert _training_clip(("train", str(path), str(tmp_path), 0.064)).engine == engine
-
-
 def test_only_the_split_layout_holds_clips(corpus, tmp_path):
     """What else lives in a corpus folder is never a clip: the training features cache (old and new place),
     crashed writes' temporaries, stray files; clip folders in a shard folder are clips."""

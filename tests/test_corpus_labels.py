@@ -8,12 +8,12 @@ from backchannel.models.corpus import dialogue, visemes
 from backchannel.models.corpus.behaviour import nod_curve
 from backchannel.models.corpus.clip import ClipSpec, make_clip, speech_mask
 from backchannel.models.corpus.espeak import Espeak
-from backchannel.models.corpus.phones import clean_ipa
 from backchannel.models.corpus.stats import clip_quality
 from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice
+from backchannel.models.frontend.features import frame_rms
 from backchannel.models.motion import BS, FRAME_RATE, HEAD_ROTATION, IDLE, LISTENING, SPEAKING, frame_count, neutral
-from backchannel.models.features import frame_rms
+from backchannel.models.phones import clean_ipa
 
 
 def lips(u, scale=1.0):

@@ -9,8 +9,8 @@ import pytest
 from backchannel.models.corpus import mbrola
 from backchannel.models.corpus.build import _pick_language
 from backchannel.models.corpus.festival import WordMatchError
-from backchannel.models.corpus.phones import clean_ipa, is_bilabial_closure
 from backchannel.models.corpus.voices import Voice, assign_splits, catalog
+from backchannel.models.phones import clean_ipa, is_bilabial_closure
 
 from .test_corpus_voices import level_db
 

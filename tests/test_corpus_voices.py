@@ -6,11 +6,11 @@ import pytest
 from backchannel.models.corpus import festival, text, voices
 from backchannel.models.corpus.dsp import frame_f0
 from backchannel.models.corpus.espeak import Espeak
-from backchannel.models.corpus.phones import articulations, arpabet_to_ipa, clean_ipa, is_bilabial_closure, is_vowel
 from backchannel.models.corpus.recorded import RecordedSpeaker
 from backchannel.models.corpus.utterance import Utterance
 from backchannel.models.corpus.voices import Voice, assign_splits, catalog
-from backchannel.models.features import frame_rms
+from backchannel.models.frontend.features import frame_rms
+from backchannel.models.phones import arpabet_to_ipa, articulations, clean_ipa, is_bilabial_closure, is_vowel
 
 from .corpus_fixtures import ALLISON
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from backchannel.models.audio import SAMPLE_RATE
-from backchannel.models.evaluate import (EvalClip, clip_metrics, markdown_table, seed_diversity, speech_envelope,
-                                         summarise)
+from backchannel.models.evaluation.metrics import EvalClip, clip_metrics, seed_diversity, speech_envelope, summarise
+from backchannel.models.evaluation.report import markdown_table
 from backchannel.models.measures import nod_frames
 from backchannel.models.motion import BS, FRAME_RATE, IDLE, LISTENING, MOTION_DIM, SPEAKING
 
@@ -128,11 +128,12 @@ def test_the_table_says_where_a_generator_beats_the_baseline_and_which_targets_i
     assert verdict.endswith("targets missed: P/B/M closed\n")
     assert "**labels**" not in table and "**baseline**" not in table  # neither is judged against the baseline
     assert "against the baseline" not in markdown_table({"model": ours})  # nothing to judge against
-    assert "- **model[steps=2]** against the baseline" in markdown_table({"baseline[]": worse, "model[steps=2]": ours})
+    assert "- **model[sampler_steps=2]** against the baseline" in markdown_table({"baseline[]": worse, "model[sampler_steps=2]": ours})
 
 
 def test_every_metric_in_the_table_has_a_direction_or_is_left_out_on_purpose():
-    from backchannel.models.evaluate import COLUMNS, HIGHER_IS_BETTER, LOWER_IS_BETTER
+    from backchannel.models.evaluation.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
+    from backchannel.models.evaluation.report import COLUMNS
 
     undirected = {key for key, _, _ in COLUMNS} - HIGHER_IS_BETTER - LOWER_IS_BETTER
     assert undirected == {"nods_at_random"}  # judged through the contrast; a new metric must choose a side
@@ -144,7 +145,8 @@ def test_eval_by_voice_scores_each_self_voice_on_its_own_clips(clip, tmp_path):
     1/4, each in its own row of the voice table."""
     from dataclasses import replace
 
-    from backchannel.models.evaluate import evaluate, plot_voices, voice_table
+    from backchannel.models.evaluation.metrics import evaluate
+    from backchannel.models.evaluation.report import plot_voices, voice_table
 
     def voiced(name, shut):
         meta = {"voices": {"self": {"id": f"recorded:{name}"}}}
@@ -239,7 +241,7 @@ def test_evaluate_reports_the_mean_seed_head_difference_and_the_worst_seeds_lip_
     from dataclasses import replace
 
     import backchannel.models.generator as generator_module
-    from backchannel.models.evaluate import evaluate
+    from backchannel.models.evaluation.metrics import evaluate
     from backchannel.models.motion import MotionBlock
 
     env = speech_envelope(clip.self_audio, N)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from backchannel.models.audio import SAMPLE_RATE
-from backchannel.models.evaluate import pearson, speech_envelope
+from backchannel.models.evaluation.metrics import speech_envelope
 from backchannel.models.generator import generate, make_generator
-from backchannel.models.model_generator import LOUDNESS_CHANNELS, MOUTH_APART, WEIGHTS, ModelGenerator, load_model
-from backchannel.models.measures import lips_shut, mouth_openness, spans_mask
+from backchannel.models.infp.generator import LOUDNESS_CHANNELS, MOUTH_APART, ModelGenerator
+from backchannel.models.infp.weights import GRAPHS, WEIGHTS, load_weights
+from backchannel.models.measures import lips_shut, mouth_openness, pearson, spans_mask
 from backchannel.models.motion import BS, HEAD_ROTATION, LISTENING, SPEAKING, MotionBlock
 
 from .helpers import check_causal_at_cuts
@@ -44,7 +45,7 @@ def test_shipped_weights_are_small_half_precision_and_load_with_no_network(monke
     assert WEIGHTS.is_file() and WEIGHTS.stat().st_size < 20e6
     stored = torch.load(WEIGHTS, map_location="cpu", weights_only=True)["model"]
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
-    model = load_model()  # the default path
+    model = load_weights()  # the default path
     assert sum(p.numel() for p in model.parameters()) > 1e6
     assert make_generator("model").describe()["name"] == "model"
 
@@ -82,8 +83,25 @@ def test_two_seeds_differ_while_the_lips_still_sync(model_gen, dialogue, talk):
         assert pearson(mouth_openness(run.motion), envelope) > 0.5
 
 
+def test_the_shipped_graphs_are_the_shipped_weights_exported():
+    """What serving runs without torch (models/weights/motion-onnx) is the export of motion.pt with the default
+    sampler: the same facts, and the same outputs on the same inputs."""
+    from backchannel.models.infp.config import Sampling
+    from backchannel.models.infp.engines import ModelFacts, OnnxEngine
+    from backchannel.models.infp.export import check_onnx
+
+    model, shipped = load_weights(), OnnxEngine(GRAPHS).facts
+    ours = ModelFacts.of(model, Sampling())
+    assert (shipped.config, shipped.sampling) == (ours.config, ours.sampling)
+    for name in ("rest_latent", "pose_low", "pose_high", "style_null"):
+        np.testing.assert_array_equal(getattr(shipped, name), getattr(ours, name))
+    assert max(check_onnx(model, GRAPHS).values()) < 1e-4
+
+
 def test_onnxruntime_gives_the_torch_frames_on_the_shipped_weights(model_gen, dialogue, talk):
-    on_onnx = generate(ModelGenerator(backend="onnx"), dialogue.self_audio, dialogue.other_audio, seed=0)
+    gen = ModelGenerator(backend="onnx")
+    assert gen.engine.folder == GRAPHS  # the shipped graphs, not an export made now
+    on_onnx = generate(gen, dialogue.self_audio, dialogue.other_audio, seed=0)
     np.testing.assert_allclose(on_onnx.motion, talk.motion, atol=2e-3)
     assert (on_onnx.state == talk.state).mean() > 0.99
 
@@ -105,7 +123,7 @@ def test_the_mouth_opens_with_the_voice_loudness_and_keeps_the_model_s_closures(
 
 
 def test_a_failed_feed_leaves_the_loudness_follower_as_it_was(model_gen, dialogue, monkeypatch):
-    import backchannel.models.model_generator as model_generator
+    import backchannel.models.infp.generator as model_generator
 
     a, b = dialogue.self_audio[:16 * SAMPLE_RATE], dialogue.other_audio[:16 * SAMPLE_RATE]
     cuts = [(0, 10), (10, 11), (11, 16)]  # the failed feed falls inside the avatar's first answer, and it talks after

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backchannel.bridge.motion_files import read_motion, write_motion
+from backchannel.bridge.outputs.files import read_motion, write_motion
 from backchannel.models.audio import Resampler, decode_pcm, encode_pcm, resample
 from backchannel.models.motion import ARKIT_NAMES, MOTION_DIM, MotionBlock, frame_count
 
@@ -65,7 +65,7 @@ def test_motion_files_round_trip(tmp_path, suffix):
 
 
 def test_a_failed_motion_write_leaves_the_old_file_and_no_half_written_one(tmp_path, monkeypatch):
-    from backchannel.bridge import motion_files
+    from backchannel.bridge.outputs import files as motion_files
 
     block = MotionBlock(0, np.zeros((3, MOTION_DIM), np.float32), [0, 1, 2])
     path = write_motion(tmp_path / "m.jsonl", block)

@@ -11,8 +11,8 @@ from pythonosc.osc_server import ThreadingOSCUDPServer
 
 from backchannel.bridge.client import MotionReceiver, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
-from backchannel.bridge.livelink import curve_values, packet
-from backchannel.bridge.vmc import VmcSink, head_quaternion
+from backchannel.bridge.outputs.livelink import curve_values, packet
+from backchannel.bridge.outputs.vmc import VmcSink, head_quaternion
 from backchannel.calibration.rigs import RIGS, VRM0_TABLE, RigMap, rig_map
 from backchannel.models.motion import ARKIT_NAMES, BS, HEAD_ROTATION, MOTION_DIM, MotionBlock
 
@@ -260,7 +260,7 @@ def test_rig_maps():
 
 def test_a_full_udp_send_buffer_costs_a_counted_packet_not_the_workers_time():
     """Live Link's socket does not block (a full buffer is an error counted, as VMC's client does already)."""
-    from backchannel.bridge.livelink import LiveLinkSink
+    from backchannel.bridge.outputs.livelink import LiveLinkSink
 
     sink = LiveLinkSink("127.0.0.1:9")
     try:

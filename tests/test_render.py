@@ -6,14 +6,21 @@ import struct
 import sys
 import zlib
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backchannel.models.motion import BS, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, MotionBlock, neutral
-from backchannel.models.render import (BUNDLED_PORTRAIT, KEYPOINTS, detect_landmarks, landmark_path_for, load_image,
-                                       make_renderer, open_portrait, read_landmarks)
+from backchannel.models.render import (
+    BUNDLED_PORTRAIT,
+    KEYPOINTS,
+    detect_landmarks,
+    landmark_path_for,
+    load_image,
+    make_renderer,
+    open_portrait,
+    read_landmarks,
+)
 from backchannel.models.render.landmarks import eye_centre
 
 from .speech import ALLISON
@@ -326,7 +333,7 @@ def test_run_writes_an_mp4_with_both_tracks(tmp_path):
 
     import cv2
 
-    from backchannel.bridge.motion_files import read_motion
+    from backchannel.bridge.outputs.files import read_motion
     from backchannel.models.render.video import ffmpeg_exe
 
     data = ALLISON
@@ -418,7 +425,7 @@ class Subscriber:
 def test_frame_sink_publishes_jpeg_or_raw_frames_at_the_motion_rate():
     import cv2
 
-    from backchannel.bridge.frames import FrameEncoder, FrameSink
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
 
     r = renderer(128)
     block = MotionBlock(40, np.stack([pose(JawOpen=k / 4) for k in range(5)]), np.array([1, 1, 1, 2, 2]))
@@ -473,7 +480,7 @@ class Flaky:
 def test_frame_sink_drops_old_blocks_when_behind_and_survives_render_errors():
     import time
 
-    from backchannel.bridge.frames import FrameEncoder, FrameSink
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
 
     net = Subscriber()
     try:
@@ -502,7 +509,7 @@ def test_a_burst_in_one_block_is_skipped_once_rendering_falls_behind():
     before, the whole block was rendered, its last frame 0.9 s late; now what falls behind is skipped."""
     import time
 
-    from backchannel.bridge.frames import FrameEncoder, FrameSink
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
 
     net = Subscriber()
     try:

@@ -5,8 +5,8 @@ import warnings
 import pytest
 
 from backchannel.bridge.cli import build_parser, main
+from backchannel.bridge.cli.serve import load_settings
 from backchannel.bridge.client import ControlClient, spawn_worker
-from backchannel.bridge.serve import load_settings
 
 from .helpers import WORKER_COMMAND
 

@@ -16,7 +16,7 @@ from backchannel.models.corpus.build import BuildConfig, plan
 from backchannel.models.corpus.espeak import Espeak
 from backchannel.models.corpus.recorded import ALIGNER_VERSION, RecordedSpeaker
 from backchannel.models.corpus.synth_align import _outside_pauses, align_by_synthesis, pauses_passed_over, warp_path
-from backchannel.models.features import log_mel
+from backchannel.models.frontend.features import log_mel
 
 from .corpus_fixtures import ALLISON
 

@@ -12,7 +12,7 @@ import pytest
 from backchannel.bridge import protocol
 from backchannel.bridge.client import ControlClient, MotionReceiver, audio_chunks, send_chunks, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
-from backchannel.bridge.motion_files import read_motion
+from backchannel.bridge.outputs.files import read_motion
 from backchannel.models.audio import SAMPLE_RATE, decode_pcm, encode_pcm, load_audio, resample, save_audio
 from backchannel.models.generator import Style, generate
 from backchannel.models.motion import ARKIT_NAMES, BS, STATES, frame_count

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from backchannel.bridge import protocol
+from backchannel.bridge.outputs import Sink
 from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.worker import Worker, WorkerConfig
 
@@ -49,7 +50,7 @@ def stream_into(worker, name, seconds, first_seq=0):
         worker.tick(now)
 
 
-class Recorder:
+class Recorder(Sink):
     """A worker output that counts the frames it is given, per session."""
 
     name = "recorder"
@@ -336,17 +337,17 @@ def test_workers_made_one_after_another_never_reuse_an_in_process_endpoint():
 
 
 def test_sessions_choose_generators_by_name_and_options_stay_the_operators():
-    spec = "model[steps=2;backend=torch]"  # as `serve --generator` passes it
+    spec = "model[sampler_steps=2;backend=torch]"  # as `serve --generator` passes it
     w = Worker(WorkerConfig(**ANY_PORT, generator=spec))
     try:
-        assert w.default_generator.sampling.steps == 2
+        assert w.default_generator.sampling.sampler_steps == 2
         assert spec in request(w, "describe")["generators"]
         assert request(w, "open", session="a", generator=spec)["generator"] == "model"
         assert w.sessions["a"].generator is w.default_generator  # the operator's spec: the same instance
         assert request(w, "open", session="b", generator="baseline")["generator"] == "baseline"
         assert request(w, "open", session="c", generator="model")["generator"] == "model"
         assert w.sessions["c"].generator is w.default_generator  # the bare name: the operator's settings
-        for spelling in ("model[steps=64]", " model", "baseline\t"):  # each would load and hold another model
+        for spelling in ("model[sampler_steps=64]", " model", "baseline\t"):  # each would load and hold another model
             refused = request(w, "open", session="d", generator=spelling)
             assert refused["error"] == "bad_generator" and "serve --generator" in refused["message"]
         assert set(w.sessions) == {"a", "b", "c"} and len(w.generators) == 2

@@ -4,7 +4,7 @@ import sys
 from helpers import energy_factory
 
 from backchannel.bridge.cli import build_parser
-from backchannel.bridge.serve import serve_command
+from backchannel.bridge.cli.serve import serve_command
 
 if __name__ == "__main__":
     import logging

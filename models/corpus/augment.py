@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import fftconvolve
 
-from ..audio import SAMPLE_RATE
-from .dsp import resample
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus.dsp import resample
 
 
 def _rms(x: np.ndarray) -> float:

@@ -15,9 +15,19 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 from scipy.signal import find_peaks, lfilter
 
-from ..measures import spans_mask
-from ..motion import BS, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, IDLE, LISTENING, MOTION_DIM, SPEAKING
-from .dsp import frame_f0, loudness
+from backchannel.models.corpus.dsp import frame_f0, loudness
+from backchannel.models.measures import spans_mask
+from backchannel.models.motion import (
+    BS,
+    FRAME_RATE,
+    GAZE,
+    HEAD_ROTATION,
+    HEAD_TRANSLATION,
+    IDLE,
+    LISTENING,
+    MOTION_DIM,
+    SPEAKING,
+)
 
 SPEAKING_BRIDGE_S = 0.3  # pauses shorter than this inside own speech stay "speaking"
 LISTENING_BRIDGE_S = 0.6  # pauses shorter than this inside the partner's speech stay "listening"

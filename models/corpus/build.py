@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpus import usable_cpus
-from . import text, worker
-from .clip import FORMAT_VERSION, ClipSpec
-from .storage import CORPUS_FILE, SHARD_SIZE, clip_path, read_corpus_info, write_corpus_info
-from .voices import REAL_TEST_SPLIT, RecordedSpeaker, Voice, assign_splits, catalog
+from backchannel.models.corpus import text, worker
+from backchannel.models.corpus.clip import FORMAT_VERSION, ClipSpec
+from backchannel.models.corpus.storage import CORPUS_FILE, SHARD_SIZE, clip_path, read_corpus_info, write_corpus_info
+from backchannel.models.corpus.voices import REAL_TEST_SPLIT, RecordedSpeaker, Voice, assign_splits, catalog
+from backchannel.models.cpus import usable_cpus
 
 log = logging.getLogger(__name__)
 

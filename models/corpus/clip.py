@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..measures import spans_mask
-from ..motion import BLENDSHAPES, FRAME_RATE, frame_count
-from . import behaviour, dialogue, visemes
-from .augment import augment
-from .dsp import loudness
-from .dialogue import Segment
-from .voices import Speaker, Voice, draw_settings
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus import behaviour, dialogue, visemes
+from backchannel.models.corpus.augment import augment
+from backchannel.models.corpus.dialogue import Segment
+from backchannel.models.corpus.dsp import loudness
+from backchannel.models.corpus.voices import Speaker, Voice, draw_settings
+from backchannel.models.measures import spans_mask
+from backchannel.models.motion import BLENDSHAPES, FRAME_RATE, frame_count
 
 FORMAT_VERSION = 1
 

@@ -1,7 +1,7 @@
 """Reading a corpus.
 
 `Corpus(root)` lists clips per split and reads whole clips (evaluation, and the motion model's training, which
-cuts its windows from cached audio features: models/training_data.py). `WindowDataset` is a general raw-audio
+cuts its windows from cached audio features: models/training/data.py). `WindowDataset` is a general raw-audio
 window loader, a torch Dataset for other models and for users bringing their own data: fixed-length windows of
 both tracks' 16 kHz audio, motion (T, 62), state (T,) and per-frame masks. Windows start on whole frames; frame k
 covers audio [k / 30, (k + 1) / 30) s, so a window of F frames from frame k0 holds audio samples
@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE
-from ..measures import spans_mask
-from ..motion import FRAME_RATE
-from .clip import Clip
-from .phones import is_bilabial_closure
-from .storage import find_clips, find_splits, read_clip, read_corpus_info
-from .visemes import closure_window
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus.clip import Clip
+from backchannel.models.corpus.storage import find_clips, find_splits, read_clip, read_corpus_info
+from backchannel.models.corpus.visemes import closure_window
+from backchannel.models.measures import spans_mask
+from backchannel.models.motion import FRAME_RATE
+from backchannel.models.phones import is_bilabial_closure
 
 
 class Corpus:
@@ -85,7 +85,7 @@ def window(clip: Clip, first: int, frames: int) -> dict[str, np.ndarray]:
 
 class WindowDataset(torch.utils.data.Dataset):
     """Fixed-length raw-audio windows from a corpus split (Backchannel's own model trains from cached features
-    instead: models/training_data.py).
+    instead: models/training/data.py).
 
     random=True (training): item i is a random window of clip i % len(clips), drawn from (seed, epoch, i),
     `windows_per_clip` items per clip per epoch; call set_epoch(e) for fresh windows each epoch.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .utterance import Utterance
+from backchannel.models.corpus.utterance import Utterance
 
 TRACKS = ("self", "other")
 SCENARIOS = {"dialogue": 0.45, "self_monologue": 0.15, "other_monologue": 0.25, "sparse": 0.15}

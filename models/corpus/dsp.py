@@ -11,9 +11,9 @@ from math import gcd
 import numpy as np
 from scipy.signal import resample_poly
 
-from ..audio import SAMPLE_RATE
-from ..features import frame_rms
-from ..motion import FRAME_RATE
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.frontend.features import frame_rms
+from backchannel.models.motion import FRAME_RATE
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dsp import resample
-from .phones import clean_ipa
-from .utterance import Utterance
+from backchannel.models.corpus.dsp import resample
+from backchannel.models.corpus.utterance import Utterance
+from backchannel.models.phones import clean_ipa
 
 # speak_lib.h (API revision 12)
 AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import load_audio
-from .phones import arpabet_to_ipa
-from .utterance import Utterance
+from backchannel.models.audio import load_audio
+from backchannel.models.corpus.utterance import Utterance
+from backchannel.models.phones import arpabet_to_ipa
 
 
 def festival_voices() -> list[str]:

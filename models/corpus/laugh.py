@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from ..audio import SAMPLE_RATE
-from .utterance import Utterance
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus.utterance import Utterance
 
 
 def _resonator(x: np.ndarray, freq: float, bandwidth: float) -> np.ndarray:

@@ -17,12 +17,12 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from ..audio import load_audio
-from . import espeak
-from .festival import WordMatchError
-from .phones import clean_ipa, is_vowel
-from .text import ENGLISH, LATIN_LANGUAGES
-from .utterance import Utterance
+from backchannel.models.audio import load_audio
+from backchannel.models.corpus import espeak
+from backchannel.models.corpus.festival import WordMatchError
+from backchannel.models.corpus.text import ENGLISH, LATIN_LANGUAGES
+from backchannel.models.corpus.utterance import Utterance
+from backchannel.models.phones import clean_ipa, is_vowel
 
 DATABASES = Path("/usr/share/mbrola")
 # The databases the corpus uses: each says at least 17 of 24 of the corpus's texts in its language (18 sentences and

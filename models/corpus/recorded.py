@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_audio
-from ..atomic import replacing
-from . import espeak, synth_align
-from .festival import cmudict, words_of
-from .phones import arpabet_to_ipa
-from .utterance import Utterance
+from backchannel.models.atomic import replacing
+from backchannel.models.audio import SAMPLE_RATE, load_audio
+from backchannel.models.corpus import espeak, synth_align
+from backchannel.models.corpus.festival import cmudict, words_of
+from backchannel.models.corpus.utterance import Utterance
+from backchannel.models.phones import arpabet_to_ipa
 
 log = logging.getLogger(__name__)
 ALIGNER_VERSION = 3  # bump when alignment code (or how prompts are loaded) changes, to invalidate caches

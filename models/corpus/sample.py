@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .clip import Clip, ClipSpec, make_clip
-from .storage import write_clip_folder
-from .voices import catalog
+from backchannel.models.corpus.clip import Clip, ClipSpec, make_clip
+from backchannel.models.corpus.storage import write_clip_folder
+from backchannel.models.corpus.voices import catalog
 
 PARTNER = "espeak:Annie"  # an English-speaking espeak-ng variant as the partner
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import measures
-from ..audio import SAMPLE_RATE
-from ..motion import BS, FRAME_RATE, HEAD_ROTATION, STATES
-from .phones import is_bilabial_closure
-from .storage import read_clip
+from backchannel.models import measures
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus.storage import read_clip
+from backchannel.models.motion import BS, FRAME_RATE, HEAD_ROTATION, STATES
+from backchannel.models.phones import is_bilabial_closure
 
 _KIND_COLOURS = {"turn": "#4c78a8", "backchannel": "#f58518", "laugh": "#e45756"}
 _STATE_COLOURS = {"idle": "#dddddd", "speaking": "#4c78a8", "listening": "#54a24b"}

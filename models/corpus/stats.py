@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import measures
-from ..evaluate import pearson
-from ..features import frame_rms
-from ..motion import FRAME_RATE, LISTENING, STATES
-from .clip import speech_mask
-from .storage import find_clips, read_clip, read_corpus_info
+from backchannel.models import measures
+from backchannel.models.corpus.clip import speech_mask
+from backchannel.models.corpus.storage import find_clips, read_clip, read_corpus_info
+from backchannel.models.frontend.features import frame_rms
+from backchannel.models.measures import pearson
+from backchannel.models.motion import FRAME_RATE, LISTENING, STATES
 
 MARGIN_S = 0.2  # frames this close to own speech may still be opening or closing
 
@@ -45,7 +45,7 @@ def clip_quality(clip, rng: np.random.Generator) -> dict:
         "random_moments": len(random_t), "random_nodded": int(measures.nods_after(random_t, nods).sum()),
         "states": np.bincount(clip.state, minlength=len(STATES)).tolist(),
     }
-    if len(clip.self_audio):  # the model evaluation's definition (models/evaluate.py), all frames and own speech
+    if len(clip.self_audio):  # the model evaluation's definition (models/evaluation/metrics.py), all frames and own speech
         opening, env = measures.mouth_openness(motion), frame_rms(clip.self_audio, frames)
         own = speech_mask(meta, "self", frames)
         q["lip_envelope_r"] = pearson(opening, env)

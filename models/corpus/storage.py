@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, encode_pcm
-from ..atomic import replacing
-from ..motion import MOTION_DIM, frame_count
-from .clip import Clip
+from backchannel.models.atomic import replacing
+from backchannel.models.audio import SAMPLE_RATE, encode_pcm
+from backchannel.models.corpus.clip import Clip
+from backchannel.models.motion import MOTION_DIM, frame_count
 
 SHARD_SIZE = 256
 CORPUS_FILE = "corpus.json"
@@ -53,7 +53,7 @@ def write_clip(path: str | Path, clip: Clip) -> None:
 
 def write_clip_folder(folder: str | Path, clip: Clip) -> None:
     """The folder form: two wav files (16 kHz mono s16), motion.npz and meta.json."""
-    from ..audio import save_audio
+    from backchannel.models.audio import save_audio
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def read_clip(path: str | Path, audio: bool = True) -> Clip:
     """Read either form. `audio=False` skips the tracks (empty arrays) when only labels are needed."""
     path = Path(path)
     if path.is_dir():
-        from ..audio import load_audio
+        from backchannel.models.audio import load_audio
 
         if not (path / "meta.json").is_file():
             raise FileNotFoundError(f"{path} is not a clip folder (no meta.json)")

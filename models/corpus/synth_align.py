@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..features import HOP, level_db, log_mel
-from .espeak import Espeak
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus.espeak import Espeak
+from backchannel.models.frontend.features import HOP, level_db, log_mel
 
 VERSION = 3  # bump when alignments would come out differently: cached ones are then made again
 ROWS_PER_S = SAMPLE_RATE // HOP

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from .dsp import stretch
-from .phones import is_vowel
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.corpus.dsp import stretch
+from backchannel.models.phones import is_vowel
 
 Span = tuple[float, float, str]  # (start s, end s, label), times from the utterance's first sample
 PAUSE_S = 0.1  # a gap between phones at least this long is a pause the voice trails off into
@@ -96,7 +96,7 @@ class Utterance:
         vowel to its last phone's end the level falls linearly in dB to -depth_db, and stays there through the
         pause. Synthesisers hold a vowel's level to its last sample; the recorded voice fades 10-25 dB over a
         phrase's last vowel, and a model that had not heard that shut the lips while the voice still sounded
-        (docs/model.md "Voices that trail off"). Phones and words keep their times: the lips stay apart through
+        (docs/experiments.md "Voices that trail off"). Phones and words keep their times: the lips stay apart through
         the vowel, as they do while it sounds."""
         audio = self.audio.copy()
         if depth_db <= 0:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..measures import span_frames
-from ..motion import BS, FRAME_RATE, NUM_BLENDSHAPES
-from .phones import PARAMS, articulations, is_bilabial_closure
+from backchannel.models.measures import span_frames
+from backchannel.models.motion import BS, FRAME_RATE, NUM_BLENDSHAPES
+from backchannel.models.phones import PARAMS, articulations, is_bilabial_closure
 
 P = {name: i for i, name in enumerate(PARAMS)}
 _LIP_SHAPE = ("pucker", "funnel", "spread")

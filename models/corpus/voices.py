@@ -14,12 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import espeak, text
-from .festival import WordMatchError, festival_synth, festival_voices, flite_synth, flite_voices
-from .laugh import laugh
-from .mbrola import mbrola_synth, mbrola_voices
-from .recorded import RecordedSpeaker, folder_language
-from .utterance import Utterance
+from backchannel.models.corpus import espeak, text
+from backchannel.models.corpus.festival import (
+    WordMatchError,
+    festival_synth,
+    festival_voices,
+    flite_synth,
+    flite_voices,
+)
+from backchannel.models.corpus.laugh import laugh
+from backchannel.models.corpus.mbrola import mbrola_synth, mbrola_voices
+from backchannel.models.corpus.recorded import RecordedSpeaker, folder_language
+from backchannel.models.corpus.utterance import Utterance
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
-from .clip import ClipSpec, make_clip
-from .festival import cmudict
-from .recorded import RecordedSpeaker
-from .storage import write_clip
+from backchannel.models.corpus.clip import ClipSpec, make_clip
+from backchannel.models.corpus.festival import cmudict
+from backchannel.models.corpus.recorded import RecordedSpeaker
+from backchannel.models.corpus.storage import write_clip
 
 cmudict()
 

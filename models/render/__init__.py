@@ -5,10 +5,17 @@
     for frame in renderer.render(motion):       # (T, 62) motion rows -> (512, 512, 3) uint8 RGB frames
         ...
 """
-from .. import ASSETS
-from .base import DEFAULT_RENDERER, RENDERERS, Renderer, make_renderer
-from .landmarks import KEYPOINTS, Landmarks, detect_landmarks, landmark_path_for, read_landmarks, write_landmarks
-from .portrait import Portrait, frame_portrait, load_image, open_portrait
+from backchannel.models import ASSETS
+from backchannel.models.render.base import DEFAULT_RENDERER, RENDERERS, Renderer, make_renderer
+from backchannel.models.render.landmarks import (
+           KEYPOINTS,
+           Landmarks,
+           detect_landmarks,
+           landmark_path_for,
+           read_landmarks,
+           write_landmarks,
+)
+from backchannel.models.render.portrait import Portrait, frame_portrait, load_image, open_portrait
 
 BUNDLED_PORTRAIT = ASSETS / "portrait" / "astronaut.png"
 

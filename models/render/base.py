@@ -12,8 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..motion import MOTION_DIM
-from .portrait import Portrait
+from backchannel.models.motion import MOTION_DIM
+from backchannel.models.render.portrait import Portrait
 
 DEFAULT_RENDERER = "warp"
 # name -> "module:class" in this package, imported when asked for

@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..motion import BS
-from .face import Face, bump, smoothstep
+from backchannel.models.motion import BS
+from backchannel.models.render.face import Face, bump, smoothstep
 
 Field = Callable[[Face, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 JAW_DROP = 0.40  # face units the lower lip falls at JawOpen = 1 (about 25 mm)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .face import Face, smoothstep
+from backchannel.models.render.face import Face, smoothstep
 
 SAMPLES = 9  # points along each lid line
 EYEBALL_RADIUS = 0.19  # face units (12 mm): how far the iris travels per radian of gaze

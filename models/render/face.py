@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .landmarks import Landmarks, eye_centre
+from backchannel.models.render.landmarks import Landmarks, eye_centre
 
 EYE_DISTANCE_M = 0.063  # adult average, to turn head translation in metres into face units
 

@@ -165,8 +165,13 @@ def detect_landmarks(rgb: np.ndarray) -> Landmarks | None:
         with contextlib.redirect_stderr(io.StringIO()):  # its protobuf bridge prints a harmless warning on import
             import mediapipe
             from mediapipe.framework.formats import landmark_pb2
-            from mediapipe.python._framework_bindings import (_packet_creator, _packet_getter, calculator_graph,
-                                                              image_frame, resource_util)
+            from mediapipe.python._framework_bindings import (
+                _packet_creator,
+                _packet_getter,
+                calculator_graph,
+                image_frame,
+                resource_util,
+            )
     except ImportError:
         raise NoDetector("face detection needs mediapipe: pip install --no-deps mediapipe==0.10.14 && "
                            "pip install attrs (or write a landmark file; see docs/render.md)") from None

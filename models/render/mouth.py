@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .eyes import blend, feather, polygon_mask
-from .face import Face, smoothstep
+from backchannel.models.render.eyes import blend, feather, polygon_mask
+from backchannel.models.render.face import Face, smoothstep
 
 SAMPLES = 15  # points along each inner lip edge, corners excluded
 IVORY = np.array([236, 230, 214], np.float32)

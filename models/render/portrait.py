@@ -7,8 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .landmarks import (MIN_EYE_DISTANCE_PX, Landmarks, NoDetector, check_landmarks, detect_landmarks,
-                        landmark_path_for, read_landmarks)
+from backchannel.models.render.landmarks import (
+    MIN_EYE_DISTANCE_PX,
+    Landmarks,
+    NoDetector,
+    check_landmarks,
+    detect_landmarks,
+    landmark_path_for,
+    read_landmarks,
+)
 
 log = logging.getLogger(__name__)
 

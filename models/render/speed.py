@@ -12,10 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..motion import BLENDSHAPES, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, neutral
-from .base import make_renderer
-from .landmarks import Landmarks
-from .portrait import frame_portrait
+from backchannel.models.motion import BLENDSHAPES, FRAME_RATE, GAZE, HEAD_ROTATION, HEAD_TRANSLATION, neutral
+from backchannel.models.render.base import make_renderer
+from backchannel.models.render.landmarks import Landmarks
+from backchannel.models.render.portrait import frame_portrait
 
 
 def exercise_motion(frames: int) -> np.ndarray:

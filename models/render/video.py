@@ -10,8 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, save_audio
-from ..motion import FRAME_RATE
+from backchannel.models.audio import SAMPLE_RATE, save_audio
+from backchannel.models.motion import FRAME_RATE
 
 
 def ffmpeg_exe() -> str:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..motion import BLENDSHAPES, BS, GAZE, HEAD_ROTATION, HEAD_TRANSLATION
-from .base import Renderer, check_motion
-from .expressions import expression_bases
-from .eyes import Eye
-from .face import EYE_DISTANCE_M, Face, smoothstep
-from .mouth import Mouth
-from .portrait import Portrait
+from backchannel.models.motion import BLENDSHAPES, BS, GAZE, HEAD_ROTATION, HEAD_TRANSLATION
+from backchannel.models.render.base import Renderer, check_motion
+from backchannel.models.render.expressions import expression_bases
+from backchannel.models.render.eyes import Eye
+from backchannel.models.render.face import EYE_DISTANCE_M, Face, smoothstep
+from backchannel.models.render.mouth import Mouth
+from backchannel.models.render.portrait import Portrait
 
 CELLS_PER_EYE_DISTANCE = 16
 NEWTON_STEPS = 4

@@ -1,0 +1,192 @@
+"""`backchannel bench latency|capacity|length|render`. latency and capacity stream real-time audio through a worker
+subprocess over real sockets (the measuring is in latency.py, callable from Python too); length feeds one generator
+stream an hour-scale conversation in process (CPU per frame and memory growth, here); render times the portrait
+renderer (models/render/speed.py)."""
+from __future__ import annotations
+
+import math
+
+from backchannel.bridge.cli.common import GENERATOR_HELP
+
+
+def _audio(args):
+    """The two tracks to stream: the given files (the shorter or missing one padded) or a synthetic dialogue."""
+    from backchannel.bridge.latency import pad_tracks, synthetic_dialogue
+    from backchannel.models.audio import SAMPLE_RATE, load_audio
+
+    for flag, value in (("--seconds", args.seconds), ("--chunk-ms", args.chunk_ms)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{flag} {value:g}: give a number above 0")
+    if args.self_audio or args.other_audio:
+        a, b = pad_tracks(*(load_audio(path) if path else None for path in (args.self_audio, args.other_audio)))
+        if args.seconds is not None:
+            a, b = a[:int(args.seconds * SAMPLE_RATE)], b[:int(args.seconds * SAMPLE_RATE)]
+        return a, b
+    return synthetic_dialogue(20.0 if args.seconds is None else args.seconds)
+
+
+def _fmt(p: dict) -> str:
+    return f"p50 {p['p50']:6.1f}  p95 {p['p95']:6.1f}  p99 {p['p99']:6.1f}  max {p['max']:6.1f} ms"
+
+
+def _capacity_line(r: dict) -> str:
+    return (f"{r['sessions']:4d} sessions: fps min {r['fps_min']:5.1f} mean {r['fps_mean']:5.1f}  "
+            f"end-to-end p50 {r['end_to_end_ms']['p50']:6.1f} p95 {r['end_to_end_ms']['p95']:6.1f} ms  "
+            f"processing p95 {r['processing_ms']['p95']:6.1f} ms  worker CPU {r['worker_cpu_share'] * 100:5.1f}%  "
+            f"{'holds 30 fps' if r['holds_30fps'] else 'FALLS BEHIND'}"
+            f"{f', {m} frames missing' if (m := r.get('frames_missing')) else ''}"
+            f"{'' if r['latency_ok'] else ', p95 over target'}")
+
+
+def register(commands) -> None:
+    p = commands.add_parser("bench", help="measure latency and capacity over real sockets")
+    kinds = p.add_subparsers(dest="bench", metavar="KIND", required=True)
+    for name, helptext in (("latency", "audio-in -> motion-out latency of one real-time session"),
+                           ("capacity", "how many real-time sessions one worker holds at 30 fps")):
+        k = kinds.add_parser(name, help=helptext)
+        k.add_argument("--generator", help="the worker's " + GENERATOR_HELP)
+        k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity)")
+        k.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message, as a game would send")
+        k.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
+        k.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+        if name == "capacity":
+            k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
+        k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+    n = kinds.add_parser("length", help="per-frame CPU and memory growth over one long conversation (no sockets)",
+                         description="Feeds one generator stream a synthetic conversation in 1/30 s ticks, made "
+                                     "10 s at a time, and prints per minute the CPU per frame and the process's "
+                                     "resident memory (RSS), then how much RSS grew from the end of minute 1 to the "
+                                     "end of the last: flat CPU and no growth mean the cost does not grow with the "
+                                     "conversation. RSS itself includes the generator and its libraries.")
+    n.add_argument("--generator", help=GENERATOR_HELP)
+    n.add_argument("--minutes", type=float, default=10.0, help="length of the conversation (default 10, at least 2 "
+                   "for a growth figure)")
+    n.set_defaults(func=length_command)
+    r = kinds.add_parser("render", help="portrait renderer frames per second at several sizes")
+    r.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], metavar="N")
+    r.add_argument("--frames", type=int, default=300, help="frames timed per size (default 300)")
+    r.add_argument("--portrait", metavar="IMG", help="default: the bundled portrait")
+    r.add_argument("--framing", choices=("image", "face"), default="face",
+                   help="face (default) fills the frame with the head: the renderer's most expensive case")
+    r.add_argument("--landmarks", metavar="JSON")
+    r.add_argument("--renderer")
+    r.add_argument("--quality", type=int, default=85, help="JPEG quality for the render+JPEG column")
+    r.add_argument("--threads", type=int, help="OpenCV threads (default: OpenCV's choice)")
+    r.add_argument("--json", metavar="FILE", help="also write the results here")
+    r.set_defaults(func=render_command)
+
+
+def latency_command(args) -> int:
+    from backchannel.bridge.latency import measure_latency
+    from backchannel.models.audio import SAMPLE_RATE
+
+    a, b = _audio(args)
+    r = measure_latency(a, b, args.generator, args.chunk_ms)
+    print(f"generator {r['generator']} (look-ahead {r['lookahead_ms']:.0f} ms), {len(a) / SAMPLE_RATE:.1f} s "
+          f"real time in {args.chunk_ms:g} ms chunks, {r['frames']} frames")
+    print(f"  end-to-end  {_fmt(r['end_to_end_ms'])}   (includes the look-ahead)")
+    print(f"  processing  {_fmt(r['processing_ms'])}")
+    print(f"  worker clock: end-to-end p95 {r['server_end_to_end_ms']['p95']:.1f} ms, "
+          f"processing p95 {r['server_processing_ms']['p95']:.1f} ms; "
+          f"worker CPU {r['worker_cpu_per_audio_s'] * 100:.1f}% of a core")
+    return 0
+
+
+def capacity_command(args) -> int:
+    from backchannel.bridge.latency import LATENCY_TARGET_MS, measure_capacity
+    from backchannel.models.audio import SAMPLE_RATE
+
+    if args.seconds is None:
+        args.seconds = 10.0
+    a, b = _audio(args)
+    levels = [int(x) for x in args.sessions.split(",") if x.strip()]
+    if not levels or min(levels) < 1:
+        raise ValueError("--sessions: give positive counts, e.g. 1,2,4,8")
+    print(f"{len(a) / SAMPLE_RATE:.1f} s real time per session, {args.chunk_ms:g} ms chunks")
+    rows = measure_capacity(a, b, levels, args.generator, args.chunk_ms, progress=lambda r: print(_capacity_line(r)))
+    held = [r["sessions"] for r in rows if r["holds_30fps"]]
+    both = [r["sessions"] for r in rows if r["holds_30fps"] and r["latency_ok"]]
+    print(f"holds 30 fps up to {max(held) if held else 0} sessions; "
+          f"with p95 end-to-end <= {LATENCY_TARGET_MS:.0f} ms up to {max(both) if both else 0}")
+    return 0
+
+
+def render_command(args) -> int:
+    import json
+    import os
+
+    import cv2
+
+    from backchannel.models.cpus import usable_cpus
+    from backchannel.models.render import BUNDLED_PORTRAIT
+    from backchannel.models.render.portrait import find_landmarks, load_image
+    from backchannel.models.render.speed import measure_render
+
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
+    path = args.portrait or BUNDLED_PORTRAIT
+    image = load_image(path)
+    landmarks = find_landmarks(image, path, args.landmarks)
+    cores = usable_cpus()
+    print(f"portrait {path} ({args.framing} framing), {args.frames} frames per size, {cores} cores, "
+          f"OpenCV threads {cv2.getNumThreads()}, load average {os.getloadavg()[0]:.2f}")
+    print("| size | setup ms | render fps | p50 ms | p95 ms | CPU ms/frame | render+JPEG fps | bare remap fps "
+          "| render / remap |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def row(r: dict) -> None:
+        print(f"| {r['size']} | {r['setup_ms']:.0f} | {r['fps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+              f"{r['cpu_ms_per_frame']:.2f} | {r['fps_with_jpeg']:.0f} | {r['bare_remap_fps']:.0f} | "
+              f"{r['ratio_to_remap']:.1f}x |")
+
+    results = measure_render(image, landmarks, args.sizes, args.frames, args.framing, args.renderer, args.quality,
+                             progress=row)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"portrait": str(path), "framing": args.framing, "frames": args.frames, "cores": cores,
+                       "opencv_threads": cv2.getNumThreads(), "results": results}, f, indent=1)
+    return 0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def length_command(args) -> int:
+    """One stream fed a long synthetic conversation a tick (1/30 s) at a time: CPU per frame and RSS minute by
+    minute, and the growth of RSS from the end of minute 1 (generator loaded, stream warm) to the end of the last.
+    The audio is made as it is fed, 10 s at a time: whole minutes of it (and their float64 temporaries) made RSS
+    swing by 25 MB from minute to minute, hiding what the stream itself holds."""
+    import math
+    import time
+
+    from backchannel.bridge.latency import synthetic_dialogue
+    from backchannel.models.audio import SAMPLE_RATE
+    from backchannel.models.generator import make_generator
+
+    if not args.minutes > 0:
+        raise ValueError(f"--minutes {args.minutes:g}: give a positive length")
+    generator = make_generator(args.generator)
+    stream = generator.open_stream(seed=0)
+    tick = SAMPLE_RATE // 30
+    print(f"generator {args.generator or generator.name}: {args.minutes:g} min fed {1000 * tick / SAMPLE_RATE:.1f} ms at a time")
+    print("minute | CPU ms per frame | frames | RSS MB")
+    rss = []
+    for m in range(math.ceil(args.minutes)):
+        frames, cpu = 0, 0.0
+        for piece in range(6):
+            seconds = min(10.0, args.minutes * 60 - m * 60 - piece * 10)
+            if seconds <= 0:
+                break
+            a, b = synthetic_dialogue(seconds, seed=1 + 6 * m + piece)
+            start = time.process_time()
+            for i in range(0, len(a), tick):
+                frames += len(stream.feed(a[i:i + tick], b[i:i + tick]))
+            cpu += time.process_time() - start
+        rss.append(_rss_mb())
+        print(f"{m + 1:6d} | {1000 * cpu / max(frames, 1):16.2f} | {frames:6d} | {rss[-1]:6.0f}")
+    if len(rss) > 1:
+        print(f"RSS grew {rss[-1] - rss[0]:+.1f} MB from the end of minute 1 to the end of minute {len(rss)} "
+              f"({(rss[-1] - rss[0]) / (len(rss) - 1):+.2f} MB a minute)")
+    return 0

@@ -1,0 +1,68 @@
+"""`backchannel run`: the pipeline on files, no sockets. Same generator, same frames as `serve` gives live."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from backchannel.bridge.cli.common import GENERATOR_HELP, json_object
+from backchannel.bridge.cli.portrait import add_portrait_arguments, open_renderer
+
+
+def register(commands) -> None:
+    p = commands.add_parser("run", help="turn two audio files into a motion file offline")
+    p.add_argument("--self", dest="self_audio", required=True, metavar="SELF.wav", help="the avatar's own voice")
+    p.add_argument("--other", dest="other_audio", required=True, metavar="OTHER.wav", help="the partner's voice")
+    p.add_argument("--out", action="append", required=True, metavar="motion.jsonl|.csv|.npz",
+                   help="motion file to write (repeat for several formats)")
+    p.add_argument("--generator", default=None, help=GENERATOR_HELP)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", type=json_object, default=None, metavar="JSON", help='e.g. {"expressiveness": 1.2}')
+    add_portrait_arguments(p)
+    p.add_argument("--video", metavar="out.mp4", help="with --portrait: the preview to write "
+                   "(default: the first --out with its suffix changed to .mp4); both audio tracks are mixed in")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    from backchannel.bridge.outputs.files import FORMATS, write_motion
+    from backchannel.bridge.protocol import check_seed, check_style
+    from backchannel.models.audio import SAMPLE_RATE, load_audio
+    from backchannel.models.generator import Style, generate, make_generator
+    from backchannel.models.motion import FRAME_RATE
+
+    check_seed(args.seed)  # the rules a live session's seed and style follow
+    style = Style.from_dict(check_style(args.style or {}))
+    for out in args.out:  # fail before the slow part
+        if Path(out).suffix.lower() not in FORMATS:
+            raise ValueError(f"--out {out}: use one of {', '.join(FORMATS)}")
+    if args.video and not args.portrait:
+        raise ValueError("--video needs --portrait IMG to animate")
+    video = Path(args.video or Path(args.out[0]).with_suffix(".mp4")) if args.portrait else None
+    if video is not None and video.suffix.lower() != ".mp4":
+        raise ValueError(f"--video {video}: write an .mp4")
+    renderer = open_renderer(vars(args)) if args.portrait else None
+    self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
+    if not len(self_audio) and not len(other_audio):
+        raise ValueError(f"{args.self_audio} and {args.other_audio} hold no audio: nothing to animate")
+    generator = make_generator(args.generator)
+    start = time.perf_counter()
+    block = generate(generator, self_audio, other_audio, seed=args.seed, style=style)
+    elapsed = time.perf_counter() - start
+    seconds = max(len(self_audio), len(other_audio)) / SAMPLE_RATE
+    for out in args.out:
+        print(f"wrote {write_motion(out, block)} ({len(block)} frames)")
+    print(f"{args.generator or generator.name}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real time), "
+          f"look-ahead {generator.lookahead_s * 1000:.0f} ms")
+    if renderer is not None:
+        from tqdm import tqdm
+
+        from backchannel.models.render.video import mix_tracks, write_video
+
+        start = time.perf_counter()
+        frames = tqdm(renderer.render(block.motion), total=len(block), unit="frame", desc="render", leave=False,
+                      disable=None)  # a bar on a terminal, nothing in logs
+        write_video(video, frames, audio=mix_tracks(self_audio, other_audio))
+        elapsed = time.perf_counter() - start
+        print(f"wrote {video} ({len(block)} frames of {renderer.size}x{renderer.size} at {FRAME_RATE} fps with both "
+              f"tracks mixed; {len(block) / max(elapsed, 1e-9):.0f} frames/s rendered and encoded)")
+    return 0

@@ -1,0 +1,153 @@
+"""`backchannel serve`: the live worker, configured by flags and/or a TOML file (flags win)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from backchannel.bridge.cli.common import GENERATOR_HELP, json_object
+from backchannel.bridge.cli.portrait import add_portrait_arguments
+from backchannel.models.atomic import replacing
+
+# every key a config file may set; each is also a flag (--audio-in for audio_in ...)
+OUTPUT_KEYS = ("livelink", "vmc", "vmc_names", "vmc_session", "mic", "partner_device", "local_session", "device_rate",
+               "ready_file", "portrait", "size", "framing", "landmarks", "renderer", "frame_format", "frame_quality")
+
+
+def register(commands) -> None:
+    p = commands.add_parser("serve", help="serve many avatar sessions over ZeroMQ, Live Link and VMC",
+                            description="Audio in on a ZeroMQ PULL socket (protocol v1), motion out on PUB, control on "
+                                        "REP; see engine_plugins/PROTOCOL.md. Any flag can also be set in --config.")
+    p.add_argument("--config", metavar="FILE.toml", help="settings file; keys are the flag names with underscores")
+    p.add_argument("--audio-in", metavar="ENDPOINT", help="ZeroMQ endpoint to bind for audio (default tcp://127.0.0.1:5555)")
+    p.add_argument("--motion-out", metavar="ENDPOINT", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
+    p.add_argument("--control", metavar="ENDPOINT", help="ZeroMQ REP endpoint (default tcp://127.0.0.1:5557)")
+    p.add_argument("--livelink", metavar="HOST:PORT", help="also send Live Link Face UDP packets (Unreal's port is 11111)")
+    p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace listens on 39539)")
+    p.add_argument("--vmc-names", choices=("arkit", "vrm0", "vrm1"),
+                   help="VMC blend shape names: arkit (Perfect Sync), vrm0 presets or vrm1 expressions (default arkit)")
+    p.add_argument("--vmc-session", metavar="NAME", help="send only this session over VMC (default: all)")
+    p.add_argument("--mic", metavar="DEVICE", help="capture this input device as the avatar's own voice")
+    p.add_argument("--partner-device", metavar="DEVICE", help="capture this input device as the partner's voice")
+    p.add_argument("--local-session", metavar="NAME", help="session name for --mic/--partner-device (default local)")
+    p.add_argument("--device-rate", type=int, metavar="HZ", help="capture rate (default: each device's own)")
+    p.add_argument("--generator", help="default for new sessions: " + GENERATOR_HELP)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--style", type=json_object, metavar="JSON", help='default style, e.g. {"expressiveness": 1.2}')
+    p.add_argument("--jitter-ms", type=float, help="jitter deadline (default 40)")
+    p.add_argument("--idle-timeout-s", type=float, help="close sessions silent this long (default 30)")
+    p.add_argument("--max-message-bytes", type=int, help="larger audio messages are refused (default 1 MiB)")
+    p.add_argument("--max-sessions", type=int, help="sessions served at once (default 1024)")
+    p.add_argument("--stats-interval-s", type=float, help="how often stats are published (default 1)")
+    p.add_argument("--ready-file", metavar="FILE.json", help="write the bound endpoints here once serving")
+    add_portrait_arguments(p, frames=True)
+    p.set_defaults(func=serve_command)
+
+
+def load_settings(args) -> tuple[dict, dict]:
+    """(worker settings, output settings): config file first, then the flags that were given."""
+    from backchannel.bridge.worker import WorkerConfig
+
+    worker_keys = {f.name for f in fields(WorkerConfig)}
+    settings: dict = {}
+    if args.config:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            settings = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from None
+        unknown = set(settings) - worker_keys - set(OUTPUT_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(worker_keys | set(OUTPUT_KEYS)))}")
+    for key, value in vars(args).items():
+        if value is not None and (key in worker_keys or key in OUTPUT_KEYS):
+            settings[key] = value
+    return ({k: v for k, v in settings.items() if k in worker_keys},
+            {k: v for k, v in settings.items() if k in OUTPUT_KEYS})
+
+
+def build_worker(args, generator_factory=None):
+    """The worker, its outputs and local capture, as the flags and config file ask."""
+    from backchannel.bridge.cli.portrait import settings as portrait_settings
+    from backchannel.bridge.outputs.livelink import LiveLinkSink
+    from backchannel.bridge.outputs.vmc import VmcSink
+    from backchannel.bridge.worker import Worker, WorkerConfig
+    from backchannel.models.generator import make_generator
+
+    worker_settings, out = load_settings(args)
+    sinks = []
+    if out.get("livelink"):
+        sinks.append(LiveLinkSink(out["livelink"]))
+    if out.get("vmc"):
+        sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), out.get("vmc_session")))
+    portrait_settings(out)  # bad flags fail here, portrait or not; a bad portrait costs only the frames (below)
+    worker = Worker(WorkerConfig(**worker_settings), generator_factory or make_generator, sinks)
+    if out.get("portrait"):
+        worker.sinks += frame_sinks(worker, out)
+    captures = []
+    try:
+        if out.get("mic") or out.get("partner_device"):
+            from backchannel.bridge.devices import DeviceCapture
+
+            for track, device in (("self", out.get("mic")), ("other", out.get("partner_device"))):
+                if device:
+                    captures.append(DeviceCapture(device, track, out.get("local_session", "local"),
+                                                  worker.local_audio, worker.ctx, out.get("device_rate")))
+    except Exception:
+        for capture in captures:
+            capture.close()
+        worker.close()
+        raise
+    return worker, captures, out.get("ready_file")
+
+
+def frame_sinks(worker, out: dict) -> list:
+    """`<session>/frame` for every session when a portrait is set; none (motion only, an error logged) when the
+    portrait cannot be used."""
+    from backchannel.bridge.cli.portrait import open_renderer, settings
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
+
+    try:
+        renderer = open_renderer(out)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        logging.getLogger("backchannel.worker").error("no rendered frames: %s; serving motion only", e)
+        return []
+    s = settings(out)
+    logging.getLogger("backchannel.worker").info("rendering %s at %d x %d as %s frames", s["portrait"],
+                                                 renderer.size, renderer.size, s["frame_format"])
+    return [FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]))]
+
+
+def serve_command(args, generator_factory=None) -> int:
+    import signal
+
+    worker, captures, ready_file = build_worker(args, generator_factory)
+
+    def stop(signum, frame):
+        worker.stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for capture in captures:  # a device that fails to start stops the others and the worker (finally)
+            capture.start()
+        if ready_file:
+            with replacing(ready_file) as tmp:  # a reader never sees half a file
+                tmp.write_text(json.dumps({**worker.endpoints, "pid": os.getpid()}))
+        worker.run()
+    finally:
+        for capture in captures:
+            capture.close()
+        worker.shutdown()
+        logging.getLogger("backchannel.worker").info("stopped after %d frames", worker.frames)
+    return 0

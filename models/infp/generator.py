@@ -1,0 +1,366 @@
+"""The motion model behind the Generator interface: streaming, batched across sessions, deterministic per seed (to
+float rounding, which the batch a stream shares can move in the last digits).
+
+Per stream: both tracks' features (features.TrackFeatures) -> the audio encoder (causal, stateful) -> rows
+waiting to be read. Per tick, every stream that has the rows its next chunk needs joins one batched FrameStep
+call; that repeats until no stream has a whole chunk's audio. An engine runs the networks (engines.py): by default
+onnxruntime on the graphs shipped in models/weights/motion-onnx/, with no torch; torch for CUDA, other weights or
+sampler settings (exported to onnxruntime on first use on a CPU, where it runs the small graphs about 3x faster).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import butter, lfilter, lfilter_zi
+
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.frontend.features import (
+    HOP,
+    N_MELS,
+    WIN,
+    RelativeLevel,
+    Rolling,
+    TrackFeatures,
+    level_db,
+    mel_frame_for,
+    process_many,
+    silence_rows,
+)
+from backchannel.models.generator import Generator, MotionStream, Style
+from backchannel.models.infp.config import OTHER, SELF, ModelConfig, Sampling
+from backchannel.models.infp.engines import OnnxEngine, TorchEngine
+from backchannel.models.infp.weights import GRAPHS, load_weights
+from backchannel.models.measures import mouth_openness
+from backchannel.models.motion import (
+    BS,
+    FRAME_RATE,
+    HEAD_POSE,
+    HEAD_ROTATION,
+    MOTION_DIM,
+    SPEAKING,
+    MotionBlock,
+    frame_count,
+)
+
+# The sampler's starting noise: correlated from frame to frame (AR(1), a 0.3 s time constant) and scaled down, so
+# the head moves slowly rather than trembling while the seed still picks which motion (docs/model.md "Inference";
+# the values were chosen on validation clips, docs/experiments.md "Sampling noise").
+NOISE_CORRELATION = 0.9
+TEMPERATURE = 0.15
+# The head pose shown: the sampled one through a causal 2nd-order Butterworth per axis (3 Hz on pitch, the nodding
+# axis; 1.5 Hz on yaw and roll, which carry slow turns and tilts), then scaled per axis so it moves as much as the
+# labels' on every axis (docs/model.md "Inference"). Only what is shown changes: the history keeps the samples.
+HEAD_CUTOFF_HZ = (3.0, 1.5, 1.5, 3.0, 3.0, 3.0)  # per HEAD_POSE column: pitch, yaw, roll, translation x, y, z
+HEAD_GAINS = np.array([1.5, 3.5, 1.8, 1.5, 1.5, 1.5])
+HEAD_FILTERS = [butter(2, f / (FRAME_RATE / 2)) for f in HEAD_CUTOFF_HZ]  # (b, a) per column
+# Last, each rotation bends smoothly (tanh, slope 1 at the knee) from HEAD_KNEE_DEG towards HEAD_LIMIT_DEG: people
+# rarely turn further in conversation (the labels' 99.9th percentile is 7-12 degrees).
+HEAD_KNEE_DEG, HEAD_LIMIT_DEG = 7.0, 11.0
+# The mouth shown while the avatar speaks opens with its voice's loudness (features.RelativeLevel, 0..1, scales the
+# opening the model draws, as the baseline's does), never shutting lips it left apart (they stay at least
+# min(drawn, MOUTH_APART) open) and never opening lips it shut: speakers open wider as they speak louder, and the
+# corpus's labels vary a vowel's jaw by only +-20% with it (docs/model.md "Inference").
+LOUDNESS_CHANNELS = [BS[name] for name in (  # scaling them by g in [0, 1] scales mouth_openness by g
+    "JawOpen", "MouthClose", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight")]
+MOUTH_APART = 0.08  # above measures.LIPS_SHUT_OPENNESS: lips visibly apart
+PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
+
+
+class ModelStream(MotionStream):
+    def __init__(self, gen: "ModelGenerator", seed: int, style: Style):
+        cfg = gen.cfg
+        self.gen, self.cfg, self.style = gen, cfg, style
+        self.rng = np.random.default_rng(seed)
+        self.noise: np.ndarray | None = None  # the last frame's starting noise (next_noise)
+        self.features = (TrackFeatures(), TrackFeatures())
+        self.enc_state = [gen.facts.encoder_state, gen.facts.encoder_state]
+        self.rows = [np.zeros((0, cfg.enc_hidden), np.float32) for _ in range(2)]  # encoder outputs not yet read
+        self.row0 = -PREROLL_ROWS  # absolute row index of rows[...][0]
+        self.fed = 0
+        self.k = 0  # next frame to generate
+        self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
+        self.head_filter: list[np.ndarray] | None = None  # the head filters' states, per pose column (smooth_head)
+        # the self track's level (dB) per feature row, preroll first (follow_loudness)
+        self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
+        self.level = RelativeLevel()  # the self track's level against its running peak
+        self.style_vec = gen.style_vector(style)
+        self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
+        # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
+        self.audio_past = [np.repeat(r[-1:], cfg.guide_window - cfg.chunk, 0) for r in self.rows]
+
+    def next_noise(self) -> np.ndarray:
+        """The sampler's starting noise for the next chunk, (C, L): each frame's is standard normal, as in
+        training, but consecutive frames' are correlated (AR(1), NOISE_CORRELATION per frame). The sampler is
+        deterministic given its noise, so correlated noise gives coherent motion from frame to frame, while the
+        seed still picks which motion: diversity without jitter."""
+        rho = self.gen.noise_correlation
+        out = np.empty((self.cfg.chunk, self.cfg.latent_dim), np.float32)
+        for i in range(self.cfg.chunk):
+            fresh = self.rng.standard_normal(self.cfg.latent_dim, np.float32)
+            self.noise = fresh if self.noise is None else rho * self.noise + np.sqrt(1 - rho * rho) * fresh
+            out[i] = self.noise
+        return out * self.gen.temperature
+
+    def encode(self, rows_self: np.ndarray, rows_other: np.ndarray) -> None:
+        self.gen.encode_many([(self, rows_self, rows_other)])
+
+    def chunk_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both tracks' encoder outputs for the guide window ending with the next chunk, (W, A) each."""
+        idx = self.cfg.row_for_frame(np.arange(self.k, self.k + self.cfg.chunk)) - self.row0
+        return tuple(np.concatenate([past, rows[idx]]) for past, rows in zip(self.audio_past, self.rows))
+
+    def ready(self, limit: int | None) -> bool:
+        if limit is not None and self.k >= limit:
+            return False
+        last = self.k + self.cfg.chunk - 1
+        return int(self.cfg.row_for_frame(last)) < self.row0 + len(self.rows[SELF])
+
+    def advance(self, z: np.ndarray, window: tuple[np.ndarray, np.ndarray]) -> None:
+        """After a chunk: its latents join the history, its guide window (chunk_inputs) moves on."""
+        c = self.cfg.chunk
+        self.prev = np.concatenate([self.prev, z])[c:]
+        self.audio_past = [w[c:] for w in window]
+        self.k += c
+        keep = min(int(self.cfg.row_for_frame(self.k)) - self.row0, len(self.rows[SELF]))
+        if keep > 0:  # rows before the next frame's are never read again
+            self.rows = [r[keep:] for r in self.rows]
+            self.row0 += keep
+
+    def show_head(self, motion: np.ndarray) -> None:
+        """The head pose of new frames as shown, in place: unless smooth_head is off, filtered (HEAD_FILTERS, their
+        states carried across calls) and scaled per axis (HEAD_GAINS); scaled by head_gain; held within the pose
+        bound (POSE_BOUND_STD) again; unless smooth_head is off, its rotation softly limited (HEAD_LIMIT_DEG)."""
+        pose = motion[:, HEAD_POSE].astype(np.float64)
+        if not len(pose):
+            return
+        if self.gen.smooth_head:
+            states = self.head_filter or [  # starts as if the head had held its first pose
+                lfilter_zi(b, a) * pose[0, j] for j, (b, a) in enumerate(HEAD_FILTERS)]
+            filtered = [lfilter(b, a, pose[:, j], zi=zi) for j, ((b, a), zi) in enumerate(zip(HEAD_FILTERS, states))]
+            pose = np.stack([y for y, _ in filtered], 1) * HEAD_GAINS
+            self.head_filter = [zi for _, zi in filtered]  # a new list: snapshot() keeps the old one
+        motion[:, HEAD_POSE] = np.clip(self.gen.head_gain * pose, *self.gen.pose_bounds)
+        if self.gen.smooth_head:  # last: a head held at the bound (10.5 deg of pitch) still bends below the limit
+            motion[:, HEAD_ROTATION] = soft_limit(motion[:, HEAD_ROTATION], np.radians(HEAD_KNEE_DEG),
+                                                  np.radians(HEAD_LIMIT_DEG))
+
+    def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+        """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
+        (LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
+        if not self.gen.follow_loudness or not len(motion):
+            return
+        rows = mel_frame_for(np.arange(first, first + len(motion)))
+        opening = mouth_openness(motion)
+        for i in np.flatnonzero(state == SPEAKING):
+            keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
+            motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
+        self.level_rows.drop_before(int(rows[-1]) + 1)
+
+    def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
+        return self.gen.feed_many([(self, self_audio, other_audio)])[0]
+
+    def snapshot(self):
+        """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
+        attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
+                     level_rows=copy.copy(self.level_rows), level=copy.copy(self.level))
+        parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
+        return attrs, parts, self.rng.bit_generator.state
+
+    def restore(self, snapshot) -> None:
+        attrs, parts, rng_state = snapshot
+        self.__dict__.update(attrs)
+        for f, (mel, vad, vad_rows) in zip(self.features, parts):
+            f.mel.__dict__.update(mel)
+            f.vad.__dict__.update(vad)
+            f.vad_rows.__dict__.update(vad_rows)
+        self.rng.bit_generator.state = rng_state
+
+    def flush(self) -> MotionBlock:
+        owed = frame_count(self.fed / SAMPLE_RATE)
+        self.encode(self.features[SELF].flush(), self.features[OTHER].flush())
+        pad = silence_rows(self.gen.flush_rows)  # silence past the end completes the last frames' look-ahead
+        self.encode(pad, pad)
+        return self.gen.generate_ready([self], limit=owed)[0]
+
+
+class ModelGenerator(Generator):
+    name = "model"
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu", sampler_steps: int | None = None,
+                 backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
+                 partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
+                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True):
+        """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
+        shipped model; `model`: a MotionModel in memory (tests, training)."""
+        self.device = device
+        default = Sampling()
+        self.sampling = Sampling(default.sampler_steps if sampler_steps is None else sampler_steps,
+                                 float(partner_guidance), default.mouth_history if mouth_history is None
+                                 else float(mouth_history))
+        self.engine, self.backend = open_engine(weights, model, self.sampling, device, backend)
+        self.facts = self.engine.facts
+        self.cfg: ModelConfig = self.facts.config
+        self.noise_correlation = float(noise_correlation)
+        self.temperature = float(temperature)  # scales the starting noise: below 1, closer to the likeliest motion
+        self.smooth_head = bool(smooth_head)  # the head stage (show_head); off: the head as sampled
+        self.head_gain = float(head_gain)  # scales the head pose shown, as the style's expressiveness does after it
+        self.follow_loudness = bool(follow_loudness)  # the mouth opens with the voice's loudness (show_mouth)
+        self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
+        for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
+            if not value >= 0 or not np.isfinite(value):
+                raise ValueError(f"{option} must be a finite number >= 0, not {value}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
+        self.lookahead_s = self.cfg.lookahead_s
+        if self.follow_loudness and self.cfg.lookahead_samples < (WIN + HOP) // 2:
+            raise ValueError("follow_loudness reads the level centred on each frame: weights with at least "
+                             f"{(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
+        self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
+        self.rest = self.facts.rest_latent
+
+    def describe(self) -> dict:
+        return {**super().describe(), **asdict(self.sampling), "latent_dim": self.cfg.latent_dim,
+                "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
+                "temperature": self.temperature, "smooth_head": self.smooth_head,
+                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness}
+
+    def style_vector(self, style: Style) -> np.ndarray:
+        """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
+        ref = style.extra.get("reference_motion")
+        if ref is None:
+            return self.facts.style_null.copy()
+        return self.engine.style_vector(np.asarray(ref, np.float32).reshape(-1, MOTION_DIM))
+
+    def open_stream(self, seed: int = 0, style: Style | None = None) -> MotionStream:
+        return ModelStream(self, seed, style or Style())
+
+    def feed_many(self, items) -> list[MotionBlock]:
+        """All or nothing: if anything fails, every stream is put back as it was and the error is raised, so the
+        worker can retry the sessions one by one and close only the one that fails."""
+        if len({id(stream) for stream, _, _ in items}) < len(items):
+            raise ValueError("a stream may appear once per feed_many call: its audio would be read twice")
+        snapshots = [stream.snapshot() for stream, _, _ in items]
+        try:
+            for stream, a, b in items:
+                if len(a) != len(b):
+                    raise ValueError(f"tracks must be fed aligned: {len(a)} vs {len(b)} samples")
+                stream.fed += len(a)
+            tracks = [f for stream, _, _ in items for f in stream.features]  # each stream's SELF, then OTHER
+            rows = process_many(tracks, [x for _, a, b in items for x in (a, b)])
+            self.encode_many([(stream, *rows[2 * i:2 * i + 2]) for i, (stream, _, _) in enumerate(items)])
+            return self.generate_ready([stream for stream, _, _ in items], limit=None)
+        except Exception:
+            for (stream, _, _), snapshot in zip(items, snapshots):
+                stream.restore(snapshot)
+            raise
+
+    def encode_many(self, items: list[tuple[ModelStream, np.ndarray, np.ndarray]]) -> None:
+        """New feature rows (stream, self rows, other rows) through the encoder: one call per track for all the
+        streams with as many new rows (live sessions fed alike all have), not one per stream and track: at 8
+        sessions, about a tenth less worker time (docs/benchmarks.md; the VAD is batched the same way)."""
+        if self.follow_loudness:  # the self track's level, for the mouth shown (show_mouth)
+            for stream, rows_self, _ in items:
+                stream.level_rows.extend(level_db(rows_self[:, :N_MELS]))
+        for track in (SELF, OTHER):
+            groups: dict[int, list[tuple[ModelStream, np.ndarray]]] = {}
+            for stream, *rows in items:
+                if len(rows[track]):
+                    groups.setdefault(len(rows[track]), []).append((stream, rows[track]))
+            for group in groups.values():
+                state = join_states([stream.enc_state[track] for stream, _ in group])
+                out, state = self.engine.encode(np.stack([rows for _, rows in group]), track, state)
+                for i, ((stream, _), new) in enumerate(zip(group, split_states(state, len(group)))):
+                    stream.enc_state[track] = new
+                    stream.rows[track] = np.concatenate([stream.rows[track], out[i]])
+
+    def generate_ready(self, streams: list[ModelStream], limit: int | None) -> list[MotionBlock]:
+        """Every frame the streams have audio for, one chunk at a time, batched across streams."""
+        firsts = [s.k for s in streams]
+        out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in streams]
+        while active := [i for i, s in enumerate(streams) if s.ready(limit)]:
+            batch = [streams[i] for i in active]
+            windows = [s.chunk_inputs() for s in batch]
+            a_self, a_other = (np.stack(x) for x in zip(*windows))
+            noise = np.stack([s.next_noise() for s in batch])
+            z, motion, logits = self.engine.step(a_self, a_other, np.stack([s.style_vec for s in batch]),
+                                                 np.stack([s.prev for s in batch]), noise)
+            for n, (i, s) in enumerate(zip(active, batch)):
+                s.advance(z[n], windows[n])
+                out[i].append((z[n], motion[n], logits[n].argmax(-1)))
+        blocks = []
+        for first, s, chunks in zip(firsts, streams, out):
+            if not chunks:
+                blocks.append(MotionBlock.empty(first))
+                continue
+            z, motion, state = (np.concatenate(x) for x in zip(*chunks))
+            n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
+            motion = motion[:n].copy()
+            s.show_head(motion)
+            s.show_mouth(motion, state[:n], first)
+            apply_style(motion, s.style)
+            blocks.append(MotionBlock(first, motion, state[:n].astype(np.int8), z[:n]))
+        return blocks
+
+
+def open_engine(weights, model, sampling: Sampling, device: str, backend: str):
+    """The engine for these weights and settings, and its backend's name. The shipped graphs need no torch; anything
+    else loads the torch model (onnxruntime on the CPU then runs an export of it, cached)."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"unknown backend {backend!r} (auto, torch or onnx)")
+    if backend == "onnx" and device != "cpu":
+        raise ValueError(f"the onnx backend runs on the CPU (onnxruntime); use backend torch for {device}")
+    folder = Path(weights) if weights is not None and Path(weights).is_dir() else GRAPHS if weights is None else None
+    if model is None and folder is not None and backend != "torch" and device == "cpu":
+        exported = Sampling(**json.loads((folder / "model.json").read_text())["sampling"]) \
+            if (folder / "model.json").is_file() else None
+        if exported == sampling:
+            return OnnxEngine(folder), "onnx"
+        if weights is not None:
+            raise ValueError(f"{folder} was exported with {exported}, not {sampling}: export again with those "
+                             "settings, or give the torch weights (motion.pt)")
+    elif weights is not None and folder is not None:
+        raise ValueError(f"{folder} holds exported graphs, which run on the onnx backend on the CPU")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RuntimeError(f"{sampling} with backend {backend} on {device} needs torch, which is not installed: "
+                           "the shipped graphs serve the default settings alone (pip install 'backchannel[train]' "
+                           "for the rest)") from None
+    model = model.eval() if model is not None else load_weights(weights)
+    if backend == "torch" or device != "cpu":
+        return TorchEngine(model, sampling, device), "torch"
+    from backchannel.models.infp.export import cached_graphs
+
+    return OnnxEngine(cached_graphs(model, sampling)), "onnx"
+
+
+def join_states(states: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Streams' encoder states (AudioEncoder.initial_state: convolution histories, batch first, then the GRU's,
+    batch second) as one batch."""
+    *histories, gru = zip(*states)
+    return (*(np.concatenate(h) for h in histories), np.concatenate(gru, axis=1))
+
+
+def split_states(state: tuple[np.ndarray, ...], n: int) -> list[tuple[np.ndarray, ...]]:
+    *histories, gru = state
+    return [(*(h[i:i + 1] for h in histories), gru[:, i:i + 1]) for i in range(n)]
+
+
+def soft_limit(x: np.ndarray, knee: float, limit: float) -> np.ndarray:
+    """x where |x| <= knee; beyond it bent smoothly (slope 1 at the knee) towards +-limit, never reaching it."""
+    over = np.abs(x) - knee
+    return np.where(over <= 0, x, np.sign(x) * (knee + (limit - knee) * np.tanh(over / (limit - knee))))
+
+
+def apply_style(motion: np.ndarray, style: Style) -> None:
+    """The knobs the model honours after generation: expressiveness scales head motion, smile shifts the mouth.
+    (Its blinks come from the network; `blink_rate` is a baseline knob.)"""
+    motion[:, HEAD_POSE] *= style.expressiveness
+    if style.smile:
+        for side in ("Left", "Right"):
+            motion[:, BS["MouthSmile" + side]] = np.clip(motion[:, BS["MouthSmile" + side]] + 0.3 * style.smile, 0, 1)
+            motion[:, BS["MouthFrown" + side]] = np.clip(motion[:, BS["MouthFrown" + side]] - 0.3 * style.smile, 0, 1)
