@@ -1,6 +1,8 @@
 """Audio plumbing shared by every stage: decode, load, resample to the internal 16 kHz mono float32."""
 from __future__ import annotations
 
+import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +11,12 @@ import numpy as np
 SAMPLE_RATE = 16000  # every stage after ingest works on 16 kHz mono float32 in [-1, 1]
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_RATE, MAX_RATE = 4000, 192000  # rates outside this are refused as absurd
+CHANNEL_INDEX = {"left": 0, "right": 1}  # WAV's order: front left, front right, then the rest
+CHANNEL_CHOICES = "left, right, mix or a channel number 0, 1, ..."
+ENERGY_FRAME_S = 0.05  # loudness is compared over windows this long: a syllable or so
+SAME_VOICE_CORRELATION = 0.5  # below this, a stereo file's channels get loud at different times: two voices
+
+log = logging.getLogger(__name__)
 
 
 def decode_pcm(pcm: bytes, fmt: str) -> np.ndarray:
@@ -118,11 +126,61 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.nda
     return np.concatenate([r.process(x), r.flush()])
 
 
-def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Any file soundfile reads (wav, flac, ogg...), any rate and channel count -> mono float32 at `rate`."""
+def check_channel(channel: str, where: str) -> str:
+    """'left', 'right', 'mix' (the mean of all channels) or a channel number, as text; else ValueError naming
+    `where` (the file or flag it came with) and the choices."""
+    if channel in CHANNEL_INDEX or channel == "mix" or re.fullmatch(r"[0-9]+", channel):
+        return channel
+    raise ValueError(f"{where}: unknown channel {channel!r}; choose {CHANNEL_CHOICES}")
+
+
+def split_channel(spec: str) -> tuple[str, str | None]:
+    """A command line's FILE[:CHANNEL] -> (FILE, CHANNEL or None). Only a last part that is a bare word or number
+    counts as a channel, so C:\\talk.wav and C:/talk.wav stay paths; a file whose own name ends so (it exists)
+    stays whole too. A word that is no channel is refused, not read as part of the name: a typo in `:lfet` would
+    otherwise surface as a missing file."""
+    head, colon, tail = spec.rpartition(":")
+    if not colon or not head or not re.fullmatch(r"\w+", tail) or Path(spec).is_file():
+        return spec, None
+    return head, check_channel(tail, spec)
+
+
+def pick_channel(x: np.ndarray, channel: str, path: Path) -> np.ndarray:
+    """One channel of (samples, channels) audio, or their mean for 'mix'; a number must be one of the file's."""
+    n = x.shape[1]
+    if channel == "mix":
+        return x.mean(1)
+    if n == 1 and channel in CHANNEL_INDEX:  # a mono file plays on both sides
+        return x[:, 0]
+    index = CHANNEL_INDEX[channel] if channel in CHANNEL_INDEX else int(channel)
+    if index >= n:
+        raise ValueError(f"{path}:{channel}: the file has {n} channel{'s' * (n > 1)}; choose "
+                         f"left, right, mix or a channel number 0..{n - 1}")
+    return x[:, index]
+
+
+def energy_correlation(x: np.ndarray, rate: int) -> float | None:
+    """How closely two channels' short-time loudness moves together: near 1 for one voice (a mono recording
+    copied, two microphones in one room), low or below 0 for a call recorded with each person on a side, who
+    take turns. 0 when one channel stays silent while the other speaks; None when neither changes (silence, or
+    under two windows of audio), where there is nothing to compare."""
+    hop = max(1, int(ENERGY_FRAME_S * rate))
+    frames = x[: len(x) // hop * hop].reshape(-1, hop, x.shape[1])
+    energy = np.sqrt(np.einsum("ijk,ijk->ik", frames, frames) / hop)  # RMS per window, without a squared copy
+    flat = energy.std(0) < 1e-4 if len(energy) > 1 else np.ones(x.shape[1], bool)  # steadier than any voice
+    if flat.all():
+        return None
+    return 0.0 if flat.any() else float(np.corrcoef(energy.T)[0, 1])
+
+
+def load_audio(path: str | Path, rate: int = SAMPLE_RATE, channel: str = "mix") -> np.ndarray:
+    """Any file soundfile reads (wav, flac, ogg...), any rate and channel count -> mono float32 at `rate`.
+    `channel` picks what becomes the mono track (check_channel's choices). Mixing a stereo file whose channels
+    look like two voices logs a warning: a call recording, each person on a side, would drive one face from both."""
     import soundfile as sf
 
     path = Path(path)
+    check_channel(channel, str(path))
     if path.is_dir():
         raise ValueError(f"audio {path} is a folder; give an audio file")
     if not path.is_file():
@@ -131,7 +189,13 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         x, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises its own error types; name the file for the user
         raise ValueError(f"cannot read audio {path}: {e}") from None
-    return resample(x.mean(1), sr, rate)
+    if channel == "mix" and x.shape[1] == 2:
+        correlation = energy_correlation(x, sr)
+        if correlation is not None and correlation < SAME_VOICE_CORRELATION:
+            log.warning("%s: its two channels look like different voices (their loudness correlates %.2f), and "
+                        "mixed they drive one face from both; to take one, give %s:left or %s:right",
+                        path, correlation, path, path)
+    return resample(pick_channel(x, channel, path), sr, rate)
 
 
 def save_audio(path: str | Path, x: np.ndarray, rate: int = SAMPLE_RATE) -> None:

@@ -7,11 +7,23 @@ from pathlib import Path
 from backchannel.bridge.cli.common import GENERATOR_HELP, json_object
 from backchannel.bridge.cli.portrait import add_portrait_arguments, open_renderer
 
+CHANNEL_HELP = ("the channel of a stereo (or wider) file to use where --self or --other name none: left, right, "
+                "mix (their mean; the default) or a channel number 0, 1, ...")
+
+
+def add_audio_arguments(p, required: bool) -> None:
+    """--self, --other (each FILE or FILE:CHANNEL, the same file for both when a call has a voice a side) and
+    --channel, shared with `send`."""
+    p.add_argument("--self", dest="self_audio", required=required, metavar="SELF.wav[:CHANNEL]",
+                   help="the avatar's own voice; FILE:left, FILE:right, FILE:mix or FILE:N picks a channel")
+    p.add_argument("--other", dest="other_audio", required=required, metavar="OTHER.wav[:CHANNEL]",
+                   help="the partner's voice, likewise (e.g. --self call.wav:left --other call.wav:right)")
+    p.add_argument("--channel", default="mix", metavar="left|right|mix|N", help=CHANNEL_HELP)
+
 
 def register(commands) -> None:
     p = commands.add_parser("run", help="turn two audio files into a motion file offline")
-    p.add_argument("--self", dest="self_audio", required=True, metavar="SELF.wav", help="the avatar's own voice")
-    p.add_argument("--other", dest="other_audio", required=True, metavar="OTHER.wav", help="the partner's voice")
+    add_audio_arguments(p, required=True)
     p.add_argument("--out", action="append", required=True, metavar="motion.jsonl|.csv|.npz",
                    help="motion file to write (repeat for several formats)")
     p.add_argument("--generator", default=None, help=GENERATOR_HELP)
@@ -23,7 +35,28 @@ def register(commands) -> None:
     p.set_defaults(func=run_command)
 
 
+def audio_sources(args) -> dict:
+    """{"self": (FILE, CHANNEL), "other": ...} for the tracks given; a file's own :CHANNEL wins over --channel.
+    Raises ValueError on a channel that is none, before anything slow."""
+    from backchannel.models.audio import check_channel, split_channel
+
+    check_channel(args.channel, "--channel")
+    sources = {}
+    for track, spec in (("self", args.self_audio), ("other", args.other_audio)):
+        if spec:
+            path, channel = split_channel(spec)
+            sources[track] = (path, channel or args.channel)
+    return sources
+
+
 def run_command(args) -> int:
+    from backchannel.models.atomic import sigterm_exits
+
+    with sigterm_exits():  # a `kill` cleans up as Ctrl-C does: no half-written --out or --video under its name
+        return run_files(args)
+
+
+def run_files(args) -> int:
     from backchannel.bridge.outputs.files import FORMATS, write_motion
     from backchannel.bridge.protocol import check_seed, check_style
     from backchannel.models.audio import SAMPLE_RATE, load_audio
@@ -40,8 +73,9 @@ def run_command(args) -> int:
     video = Path(args.video or Path(args.out[0]).with_suffix(".mp4")) if args.portrait else None
     if video is not None and video.suffix.lower() != ".mp4":
         raise ValueError(f"--video {video}: write an .mp4")
+    sources = audio_sources(args)
     renderer = open_renderer(vars(args)) if args.portrait else None
-    self_audio, other_audio = load_audio(args.self_audio), load_audio(args.other_audio)
+    self_audio, other_audio = (load_audio(path, channel=channel) for path, channel in sources.values())
     if not len(self_audio) and not len(other_audio):
         raise ValueError(f"{args.self_audio} and {args.other_audio} hold no audio: nothing to animate")
     generator = make_generator(args.generator)

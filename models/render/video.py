@@ -10,6 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
+from backchannel.models.atomic import replacing
 from backchannel.models.audio import SAMPLE_RATE, save_audio
 from backchannel.models.motion import FRAME_RATE
 
@@ -33,7 +34,8 @@ def mix_tracks(*tracks: np.ndarray) -> np.ndarray:
 def write_video(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarray | None = None,
                 audio_rate: int = SAMPLE_RATE, fps: int = FRAME_RATE, crf: int = 20) -> Path:
     """Write RGB uint8 frames (all the same size, even sides) as an mp4, muxing `audio` (mono float32) if given.
-    Returns the path; raises RuntimeError with ffmpeg's own message if it fails."""
+    Returns the path; raises RuntimeError with ffmpeg's own message if it fails. ffmpeg writes a temporary beside
+    `path`, renamed over it only once the file is complete: an interrupted encode leaves no mp4 that will not play."""
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"--video {path}: write an .mp4")
@@ -43,7 +45,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarra
     if first is None:
         raise ValueError("no frames to write")
     h, w = first.shape[:2]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, replacing(path) as partial:
         cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-r", str(fps), "-i", "-"]
         if audio is not None:
@@ -51,7 +53,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarra
             save_audio(wav, audio, audio_rate)
             cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "96k"]
         cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", str(path)]
+                "-movflags", "+faststart", "-f", "mp4", str(partial)]  # -f: the temporary's name is no .mp4
         with subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             try:
                 for frame in itertools.chain([first], frames):
@@ -63,6 +65,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarra
                 pass  # ffmpeg stopped early; its message follows
             except BaseException:
                 proc.kill()
+                proc.wait()  # gone before the temporary is removed: its faststart pass reopens the file by name
                 raise
             err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
