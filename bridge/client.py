@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 
 from backchannel.bridge import protocol
+from backchannel.bridge.security import connect_with_keys
 from backchannel.models.motion import MOTION_DIM, STATES, MotionBlock
 
 
@@ -30,22 +31,28 @@ class Chunk:
 
 
 def audio_chunks(session: str, tracks: dict[str, np.ndarray], rate: int, chunk_ms: float = 20.0,
-                 fmt: str = "s16le") -> list[Chunk]:
-    """Both tracks cut into chunks, interleaved in time order (self first at equal times)."""
+                 fmt: str = "s16le", token: str | None = None, start_s: float = 0.0) -> list[Chunk]:
+    """Both tracks cut into chunks, interleaved in time order (self first at equal times); `token`: the session's
+    owner token (the `open` reply's), `start_s`: the session time of the tracks' first sample."""
     size = max(1, round(rate * chunk_ms / 1000))
     chunks = []
     for track, audio in tracks.items():
         for seq, start in enumerate(range(0, len(audio), size)):
             piece = audio[start:start + size]
-            chunks.append(Chunk(session, track, seq, start / rate, (start + len(piece)) / rate,
-                                protocol.audio_message(session, track, seq, start / rate, piece, rate, fmt)))
+            t = start_s + start / rate
+            chunks.append(Chunk(session, track, seq, t, t + len(piece) / rate,
+                                protocol.audio_message(session, track, seq, t, piece, rate, fmt, token)))
     order = {track: i for i, track in enumerate(protocol.TRACKS)}
     return sorted(chunks, key=lambda c: (c.end, order[c.track]))
 
 
-def send_chunks(sock, chunks: list[Chunk], realtime: bool, progress: bool = False) -> list[float]:
+STALLED_S = 0.25  # a send that blocked this long found no worker: it went away (a restart) and came back
+
+
+def send_chunks(sock, chunks: list[Chunk], realtime: bool, progress: bool = False, after_stall=None) -> list[float]:
     """Send in order; real time means each chunk leaves when its audio would have been captured. Returns the wall
-    clock at which each chunk was sent."""
+    clock at which each chunk was sent. `after_stall` is called after a send that blocked (the worker was away):
+    a subscriber can wait to be connected again before the backlog goes out."""
     from tqdm import tqdm
 
     sent = []
@@ -55,8 +62,11 @@ def send_chunks(sock, chunks: list[Chunk], realtime: bool, progress: bool = Fals
             delay = start + chunk.end - time.time()
             if delay > 0:
                 time.sleep(delay)
+        before = time.time()
         sock.send(chunk.message)
         sent.append(time.time())
+        if after_stall is not None and sent[-1] - before > STALLED_S:
+            after_stall()
     return sent
 
 
@@ -64,8 +74,10 @@ class ControlClient:
     """REQ socket to the worker's control endpoint. A lost reply never wedges it: the socket is remade. Use it in a
     `with` block (or call close) so the socket does not outlive it."""
 
-    def __init__(self, endpoint: str, timeout_s: float = 5.0, context: zmq.Context | None = None):
-        self.endpoint, self.timeout_s = endpoint, timeout_s
+    def __init__(self, endpoint: str, timeout_s: float = 5.0, context: zmq.Context | None = None,
+                 keys: tuple | None = None):
+        """`keys`: (the worker's server.key, this client's NAME.key_secret) for a worker that runs CURVE."""
+        self.endpoint, self.timeout_s, self.keys = endpoint, timeout_s, keys
         self.ctx = context or zmq.Context.instance()
         self.sock = None
 
@@ -74,6 +86,8 @@ class ControlClient:
         if self.sock is None:
             self.sock = self.ctx.socket(zmq.REQ)
             self.sock.setsockopt(zmq.LINGER, 0)
+            if self.keys:
+                connect_with_keys(self.sock, *self.keys)
             self.sock.connect(self.endpoint)
         self.sock.send(protocol.control_request(kind, **fields))
         if not self.sock.poll(int(self.timeout_s * 1000)):
@@ -111,9 +125,12 @@ class Received:
 class MotionReceiver:
     """SUB socket on the worker's motion endpoint, filtered to some sessions (all when none are given)."""
 
-    def __init__(self, endpoint: str, sessions: list[str] | None = None, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, sessions: list[str] | None = None, context: zmq.Context | None = None,
+                 keys: tuple | None = None):
         self.sock = (context or zmq.Context.instance()).socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if keys:
+            connect_with_keys(self.sock, *keys)
         self.sock.setsockopt(zmq.RCVHWM, 0)  # a measuring client must not drop frames itself
         for prefix in ([f"{s}/" for s in sessions] if sessions else [""]):
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())

@@ -30,6 +30,8 @@ TRACKS = ("self", "other")
 SESSION_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # no "/" (topics are "<session>/<kind>"), no leading "_"
 WORKER_TOPIC = "_worker"  # the worker's own stats topic; the session rule keeps it out of session names
 MAX_SEQ = 2 ** 63 - 1
+TOKEN_RULE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # a session's owner token: long enough that guessing is hopeless
+MAX_STYLE_KEYS = 32  # a style map holds a few knobs; a longer one is refused before anything is checked
 
 # kind -> what the sender did wrong; every rejected message is counted under exactly one kind
 ERROR_KINDS = {
@@ -56,6 +58,8 @@ ERROR_KINDS = {
     "too_many_sessions": "audio or open for a new session while the worker already serves max_sessions",
     "unknown_request": "control request type the worker does not know",
     "unknown_session": "control request names a session that is not open",
+    "not_owner": "audio, end or a control request for a session its client owns, without that client's token",
+    "bad_token": "token outside 16-128 of [A-Za-z0-9_-]",
     "session_exists": "open for a session that is already open",
     "bad_generator": "generator name not known to this worker",
     "bad_style": "style is not a map of numbers, or a knob is outside its range",
@@ -85,6 +89,7 @@ class AudioChunk:
     t: float
     rate: int
     samples: np.ndarray
+    token: str | None = None  # the owner's token, when the client uses one
 
     @property
     def duration(self) -> float:
@@ -95,9 +100,12 @@ def unpack_map(raw: bytes, max_bytes: int) -> dict:
     if len(raw) > max_bytes:
         raise ProtocolError("oversize", f"{len(raw)} bytes is over the limit of {max_bytes}")
     try:
-        msg = msgpack.unpackb(raw, raw=False)
+        # no message of the protocol holds more than a few dozen items or long strings: the limits make msgpack
+        # refuse a container header claiming a million items before it builds anything
+        msg = msgpack.unpackb(raw, raw=False, max_str_len=4096, max_bin_len=max_bytes, max_array_len=256,
+                              max_map_len=64, max_ext_len=0)
     except Exception as e:  # msgpack raises several types (ExtraData, FormatError, UnicodeDecodeError...)
-        raise ProtocolError("not_msgpack", f"cannot decode msgpack: {type(e).__name__}") from None
+        raise ProtocolError("not_msgpack", f"cannot decode msgpack: {type(e).__name__}: {str(e)[:80]}") from None
     if not isinstance(msg, dict):
         raise ProtocolError("not_a_map", f"expected a msgpack map, got {type(msg).__name__}")
     return msg
@@ -126,11 +134,22 @@ def check_session(name) -> str:
     return name
 
 
+def check_token(msg: dict) -> str | None:
+    """The optional `token` field: who owns a session (see the worker's ownership rule)."""
+    if msg.get("token") is None:
+        return None
+    token = _field(msg, "token", str, "a string")
+    if not TOKEN_RULE.fullmatch(token):
+        raise ProtocolError("bad_token", "token must be 16-128 of [A-Za-z0-9_-]")
+    return token
+
+
 @dataclass
 class EndOfAudio:
     """The sender's last message for a session: the worker closes it once everything before it arrived."""
 
     session: str
+    token: str | None = None
 
 
 def parse_audio(raw: bytes, max_bytes: int) -> AudioChunk | EndOfAudio:
@@ -140,9 +159,9 @@ def parse_audio(raw: bytes, max_bytes: int) -> AudioChunk | EndOfAudio:
     if kind not in ("audio", "end"):
         raise ProtocolError("bad_type", f"type {kind[:40]!r} on the audio socket (expected 'audio' or 'end')")
     session = check_session(_field(msg, "session", str, "a string"))
-    if kind == "end":
-        return EndOfAudio(session)
     try:
+        if kind == "end":
+            return EndOfAudio(session, check_token(msg))
         return _parse_chunk(msg, session)
     except ProtocolError as e:
         e.session = session
@@ -174,19 +193,19 @@ def _parse_chunk(msg: dict, session: str) -> AudioChunk:
         samples = decode_pcm(pcm, fmt)
     except ValueError as e:  # the only failure left once the format and length are checked
         raise ProtocolError("nan_samples", str(e)) from None
-    return AudioChunk(session, track, seq, t, rate, samples)
+    return AudioChunk(session, track, seq, t, rate, samples, check_token(msg))
 
 
 def audio_message(session: str, track: str, seq: int, t: float, samples: np.ndarray | bytes, rate: int,
-                  fmt: str = "s16le") -> bytes:
+                  fmt: str = "s16le", token: str | None = None) -> bytes:
     """The bytes of one audio message (what a game sends): float samples, or PCM bytes already in `fmt`."""
     pcm = samples if isinstance(samples, bytes) else encode_pcm(samples, fmt)
     return msgpack.packb({"v": VERSION, "type": "audio", "session": session, "track": track, "seq": seq,
-                          "t": float(t), "sr": rate, "format": fmt, "pcm": pcm})
+                          "t": float(t), "sr": rate, "format": fmt, "pcm": pcm, **({"token": token} if token else {})})
 
 
-def end_message(session: str) -> bytes:
-    return msgpack.packb({"v": VERSION, "type": "end", "session": session})
+def end_message(session: str, token: str | None = None) -> bytes:
+    return msgpack.packb({"v": VERSION, "type": "end", "session": session, **({"token": token} if token else {})})
 
 
 # --- control (REQ/REP) ----------------------------------------------------------------------------------------------
@@ -195,7 +214,7 @@ CONTROL_TYPES = ("describe", "open", "close", "set", "stats")
 
 
 def parse_control(raw: bytes, max_bytes: int = 1 << 16) -> dict:
-    """A validated control request: {"type", "session"?, "generator"?, "seed"?, "style"?}."""
+    """A validated control request: {"type", "session"?, "token"?, "generator"?, "seed"?, "style"?}."""
     msg = unpack_map(raw, max_bytes)
     check_version(msg)
     kind = _field(msg, "type", str, "a string")
@@ -204,6 +223,8 @@ def parse_control(raw: bytes, max_bytes: int = 1 << 16) -> dict:
     req = {"type": kind}
     if kind in ("open", "close", "set") or (kind == "stats" and "session" in msg):
         req["session"] = check_session(_field(msg, "session", str, "a string"))
+        if (token := check_token(msg)) is not None:
+            req["token"] = token
     if kind in ("open", "set"):
         if msg.get("generator") is not None:
             req["generator"] = _field(msg, "generator", str, "a string")
@@ -222,11 +243,15 @@ def check_seed(seed) -> int:
 
 
 def check_style(style) -> dict:
-    """A style: a map of names to finite numbers, the known knobs within their ranges (models/generator.py Style)."""
+    """A style: a map of names to finite numbers, the known knobs within their ranges (models/generator.py Style).
+    Only the known knobs are kept: what a session echoes in its stats is bounded, whatever a client sends."""
+    if isinstance(style, dict) and len(style) > MAX_STYLE_KEYS:
+        raise ProtocolError("bad_style", f"style has {len(style)} entries; at most {MAX_STYLE_KEYS}")
     if not isinstance(style, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for k, v in style.items()):
         raise ProtocolError("bad_style", f"style must be a map of names to finite numbers, got {style!r:.80}")
+    style = {k: v for k, v in style.items() if k in Style.RANGES}
     try:
         Style.from_dict(style)
     except ValueError as e:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import secrets
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import zmq
@@ -23,6 +24,7 @@ import zmq
 from backchannel.bridge import protocol
 from backchannel.bridge.jitter import Aligner
 from backchannel.bridge.protocol import ProtocolError
+from backchannel.bridge.security import Curve, is_local
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
 from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator, parse_spec
 from backchannel.models.motion import (
@@ -40,6 +42,11 @@ _LOCAL_AUDIO_NUMBERS = itertools.count()  # one in-process endpoint name per wor
 
 SWITCH_GRID = SAMPLE_RATE // 10  # 1600 samples = 3 frames: the finest grid where frames and samples both align
 WARM_UP = SAMPLE_RATE  # audio a stream opened by `set` is fed before its frames count (its VAD, levels, model state)
+# A session whose first audio starts later than this (a client resuming after a worker restart, or a stream that
+# began before the worker did) starts its timeline there, less a little for the other track, on the 0.1 s grid:
+# no burst of silent frames for the time before, and its frames keep the sender's times.
+RESUME_AFTER_S, RESUME_MARGIN_S = 1.0, 0.1
+SESSION_LOG_INTERVAL_S = 60.0  # sessions opened and closed are logged as one line per interval, not one each
 
 
 @dataclass
@@ -48,6 +55,9 @@ class WorkerConfig:
     motion_out: str = "tcp://127.0.0.1:5556"
     control: str = "tcp://127.0.0.1:5557"
     generator: str | None = None  # default for sessions that do not choose one
+    # what sessions may choose besides the default, loaded at start (a client must not make the worker load a
+    # model: that blocks the loop for seconds and holds hundreds of MB); None: the default and baseline
+    generators: tuple[str, ...] | None = None
     seed: int = 0
     style: dict = field(default_factory=dict)
     jitter_ms: float = 40.0
@@ -58,6 +68,8 @@ class WorkerConfig:
     max_sessions: int = 1024
     pub_hwm: int = 10000
     stats_interval_s: float = 1.0
+    curve: str | None = None  # a key folder (`backchannel keys`): CURVE on every socket, only its clients admitted
+    insecure: bool = False  # bind beyond loopback without CURVE (anyone who reaches the ports can use the worker)
 
 
 class FrameClock:
@@ -77,8 +89,12 @@ class FrameClock:
 class Session:
     """One avatar: its aligned audio, its generator stream, its counters."""
 
-    def __init__(self, name: str, generator: Generator, seed: int, style: dict, config: WorkerConfig, now: float):
+    def __init__(self, name: str, generator: Generator, seed: int, style: dict, config: WorkerConfig, now: float,
+                 token: str | None = None):
         self.name = name
+        self.token = token  # its owner's: audio, end and requests for it must carry it (None: an unowned session)
+        self.opened = now
+        self.origin_s = 0.0  # the sender's time of the session's audio sample 0 (see RESUME_AFTER_S)
         self.aligner = Aligner(config.jitter_ms / 1000, config.max_ahead_s, config.max_buffer_s)
         self.clock = FrameClock()
         self.generator, self.seed, self.style = generator, seed, dict(style)
@@ -87,9 +103,7 @@ class Session:
         self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque()  # audio fed since recent_start, as fed
         self.recent_start = 0
         self.next_seq = 0  # next frame to publish
-        # arrival of the newest accepted chunk; None until the first: a session opened with `open` may wait any
-        # time for its audio (the idle timeout starts with it; max_sessions bounds how many wait)
-        self.last_audio: float | None = None
+        self.last_audio: float | None = None  # arrival of the newest accepted chunk; None until the first
         self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
         self.errors: Counter[str] = Counter()
 
@@ -112,9 +126,24 @@ class Session:
         return tuple(np.concatenate([np.zeros(0, np.float32)] + [chunk[i] for chunk in self.recent])[skip:]
                      for i in (0, 1))
 
+    @property
+    def origin_frames(self) -> int:
+        return round(self.origin_s * FRAME_RATE)
+
+    def resume_at(self, t: float) -> None:
+        """Start the session's timeline near `t` (its first audio), on the 0.1 s grid where frames and samples meet."""
+        grid = SWITCH_GRID / SAMPLE_RATE
+        self.origin_s = max(0.0, math.floor((t - RESUME_MARGIN_S) / grid) * grid)
+
+    def owned_by(self, token: str | None) -> None:
+        if self.token is not None and token != self.token:
+            raise ProtocolError("not_owner", f"session {self.name} belongs to another client (its token is "
+                                             f"{'wrong' if token else 'missing'})", self.name)
+
     def stats(self) -> dict:
         return {"session": self.name, "generator": self.generator.name, "seed": self.seed, "style": self.style,
                 "frames": self.next_seq, "audio_s": round(self.aligner.released / SAMPLE_RATE, 3),
+                "origin_s": round(self.origin_s, 3), "owned": self.token is not None,
                 "tracks": self.aligner.stats(), "errors": dict(self.errors)}
 
 
@@ -129,13 +158,16 @@ class Worker:
         self.make_generator = generator_factory
         self.sinks = list(sinks)
         self.generators: dict[str | None, Generator] = {}
-        self.default_generator = self._generator(self.config.generator)  # fail at start, not on the first audio
+        self.default_generator = self._load(self.config.generator)  # fail at start, not on the first audio
+        self.offered = self._offer()
         self._check_defaults()
         self.sessions: dict[str, Session] = {}
         # sessions closed by a failure -> their last audio; see session_failed
         self.failed: dict[str, float] = {}
         self.errors: Counter[str] = Counter()
         self.logged_kinds: set[str] = set()
+        self.session_counts: Counter[str] = Counter()  # opened / closed since the last log line about them
+        self.next_session_log = time.time() + SESSION_LOG_INTERVAL_S
         self.frames = 0
         self.started = time.time()
         self.next_stats = self.started + self.config.stats_interval_s
@@ -143,6 +175,11 @@ class Worker:
         self.stopping = False
 
         self.ctx = context or zmq.Context.instance()
+        exposed = [e for e in (self.config.audio_in, self.config.motion_out, self.config.control) if not is_local(e)]
+        if exposed and not self.config.curve and not self.config.insecure:
+            raise RuntimeError(f"{', '.join(exposed)} would expose the worker beyond this machine to anyone who "
+                               "reaches the port: give --curve DIR (keys from `backchannel keys`), or --insecure")
+        self.curve = Curve(self.ctx, self.config.curve) if self.config.curve else None
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, 1000)  # per sender; beyond it ZeroMQ holds messages back at the sender
         # past 4x the limit ZeroMQ drops the message (and the peer's connection) before it is even allocated
@@ -150,23 +187,30 @@ class Worker:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, self.config.pub_hwm)
         self.rep = self.ctx.socket(zmq.REP)
+        # in-process capture pushes to a socket of its own: nothing outside the process reaches it, so it needs no
+        # CURVE. Numbered, not named by id(): a closed socket releases its inproc name asynchronously, so a worker
+        # at a freed worker's address could find the name still bound
+        self.local_pull = self.ctx.socket(zmq.PULL)
+        self.local_audio = f"inproc://backchannel-local-audio-{next(_LOCAL_AUDIO_NUMBERS)}"
         for sock, endpoint in ((self.pull, self.config.audio_in), (self.pub, self.config.motion_out),
-                               (self.rep, self.config.control)):
+                               (self.rep, self.config.control), (self.local_pull, self.local_audio)):
             sock.setsockopt(zmq.LINGER, 500)
+            if self.curve and sock is not self.local_pull:
+                self.curve.serve(sock)
             try:
                 sock.bind(endpoint)
             except zmq.ZMQError as e:
                 self.close()
                 raise RuntimeError(f"cannot bind {endpoint}: {e}") from None
+        if exposed:
+            log.warning("bound beyond loopback (%s)%s", ", ".join(exposed),
+                        " with CURVE" if self.curve else " WITHOUT authentication or encryption (--insecure)")
         # as bound, so "tcp://127.0.0.1:*" (any free port) can be reported
         self.endpoints = {name: getattr(self, sock).getsockopt(zmq.LAST_ENDPOINT).decode()
                           for name, sock in (("audio_in", "pull"), ("motion_out", "pub"), ("control", "rep"))}
-        # in-process capture pushes here; numbered, not named by id(): a closed socket releases its inproc name
-        # asynchronously, so a worker at a freed worker's address could find the name still bound
-        self.local_audio = f"inproc://backchannel-local-audio-{next(_LOCAL_AUDIO_NUMBERS)}"
-        self.pull.bind(self.local_audio)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
+        self.poller.register(self.local_pull, zmq.POLLIN)
         self.poller.register(self.rep, zmq.POLLIN)
 
     def _check_defaults(self) -> None:
@@ -197,23 +241,21 @@ class Worker:
     def step(self, timeout_ms: int = 5) -> None:
         """One loop turn: wait briefly for traffic, take it in, then tick."""
         events = dict(self.poller.poll(timeout_ms))
-        if self.pull in events:
-            self.drain()
-        else:
+        emptied = [self.drain(sock) for sock in (self.pull, self.local_pull) if sock in events]
+        if all(emptied):  # every audio socket found with nothing unread
             self.looked = time.time()
         if self.rep in events:
             self.rep.send(self.handle_control(self.rep.recv_multipart(), time.time()))
         self.tick(time.time(), self.looked)
 
-    def drain(self) -> None:
+    def drain(self, sock: zmq.Socket) -> bool:
         """Take in the waiting audio, each message stamped when it was taken (a long drain must not make the last
         ones look older than they are)."""
         for _ in range(1000):  # bounded so control requests and ticks are never starved
             try:
-                parts = self.pull.recv_multipart(zmq.NOBLOCK)
+                parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                self.looked = time.time()
-                return
+                return True
             try:
                 session = self.ingest(parts, time.time())
             except Exception as e:  # a bug must cost one message, not the worker
@@ -223,14 +265,16 @@ class Worker:
             if session is not None and session.aligner.buffered_s() > self.config.max_buffer_s / 2:
                 # a sender ahead of us (a file streamed faster than real time to a busy worker): generate before
                 # taking more, and let ZeroMQ hold the rest back at the sender, rather than overflow the buffer
-                return
+                return False
+        return False
 
     def shutdown(self, drain_s: float = 1.0) -> None:
         """Take in the audio already waiting in the socket, close every session (their last frames go out), then the
         sockets. The drain is bounded (`drain_s`): a sender that never stops must not hold the exit up."""
         deadline = time.time() + drain_s
-        while self.pull.poll(0) and time.time() < deadline:
-            self.drain()
+        while time.time() < deadline and (waiting := [s for s in (self.pull, self.local_pull) if s.poll(0)]):
+            for sock in waiting:
+                self.drain(sock)
         for name in list(self.sessions):
             self.close_session(name, time.time())
         self.close()
@@ -238,9 +282,11 @@ class Worker:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
-        for sock in ("pull", "pub", "rep"):
+        for sock in ("pull", "local_pull", "pub", "rep"):
             if hasattr(self, sock):
                 getattr(self, sock).close()
+        if getattr(self, "curve", None):
+            self.curve.close()
 
     # --- input ----------------------------------------------------------------------------------------------------
 
@@ -263,8 +309,14 @@ class Worker:
             self.reject(e, self.sessions.get(e.session))
             return
         if isinstance(chunk, protocol.EndOfAudio):
-            if chunk.session in self.sessions:
-                self.close_session(chunk.session, now)
+            session = self.sessions.get(chunk.session)
+            try:
+                if session is not None:
+                    session.owned_by(chunk.token)
+                    self.close_session(chunk.session, now)
+            except ProtocolError as e:
+                self.reject(e, session)
+                return
             self.failed.pop(chunk.session, None)  # its client is done with it: the name may start afresh
             return
         if chunk.session in self.failed:
@@ -273,14 +325,20 @@ class Worker:
             return
         session = self.sessions.get(chunk.session)
         opened = session is None
-        if opened:
-            try:
-                session = self.open_session(chunk.session, now)
-            except ProtocolError as e:
-                self.reject(e)
-                return
         try:
-            span = session.aligner.add(chunk, now)
+            if opened:
+                session = self.open_session(chunk.session, now, token=chunk.token)
+            else:
+                session.owned_by(chunk.token)
+        except ProtocolError as e:
+            self.reject(e, session)
+            return
+        if session.last_audio is None and chunk.t > RESUME_AFTER_S:
+            session.resume_at(chunk.t)
+        try:
+            if chunk.t < session.origin_s:
+                raise ProtocolError("late", f"t={chunk.t:g} is before the session's start at {session.origin_s:g} s")
+            span = session.aligner.add(replace(chunk, t=chunk.t - session.origin_s), now)
         except ProtocolError as e:
             self.reject(e, session)
             if opened:  # a refused chunk opens nothing: no session without audio would ever time out
@@ -293,42 +351,56 @@ class Worker:
 
     # --- sessions -------------------------------------------------------------------------------------------------
 
-    def _generator(self, name: str | None) -> Generator:
-        """One instance per generator name, shared by its sessions so a batching generator sees them together.
-        Sessions choose a generator by its bare name, or the operator's own spec (`serve --generator
-        "model[sampler_steps=2]"`); the bare name of the operator's generator means the operator's settings. Options are
-        the operator's to set: each spelling a client could invent would load and hold another model."""
-        default = self.config.generator
-        if name and default and name == parse_spec(default)[0]:
-            name = default
-        if name and name != default and ("[" in name or name != name.strip()):
-            raise ProtocolError("bad_generator", f"generator {name!r}: sessions choose a generator by its bare name; "
-                                f"options are set where the worker starts (serve --generator)")
+    def _load(self, name: str | None) -> Generator:
+        """One instance per generator spec, shared by its sessions so a batching generator sees them together."""
         if name not in self.generators:
-            try:
-                self.generators[name] = self.make_generator(name)
-            except Exception as e:  # unknown name, missing weights, a failing import...
-                raise ProtocolError("bad_generator", f"cannot use generator {name!r}: {e}") from None
+            self.generators[name] = self.make_generator(name)
         return self.generators[name]
 
+    def _offer(self) -> dict[str, Generator]:
+        """What sessions may choose, loaded now: by bare name, and the operator's own spec by it too."""
+        default = self.config.generator
+        names = self.config.generators if self.config.generators is not None else ("baseline",)
+        offered = {parse_spec(default)[0]: self.default_generator, default: self.default_generator} if default else {
+            self.default_generator.name: self.default_generator}
+        for name in names:
+            if name not in offered:
+                try:
+                    offered[name] = self._load(name)
+                except Exception as e:  # unknown name, missing weights, a failing import: the operator's to fix
+                    raise ValueError(f"cannot offer generator {name!r}: {type(e).__name__}: {e}") from None
+        return offered
+
+    def _generator(self, name: str) -> Generator:
+        """A generator a session chose: one the operator offered. Options are the operator's to set (each spelling
+        a client could invent would load and hold another model), and so is what gets loaded."""
+        if name not in self.offered:
+            hint = ("sessions choose a generator by its bare name; options are set where the worker starts (serve "
+                    "--generator)") if "[" in name or name != name.strip() else "the operator offers more with serve " \
+                                                                          "--generators"
+            raise ProtocolError("bad_generator", f"generator {name[:80]!r} is not offered here (offered: "
+                                                 f"{', '.join(self.generator_names())}); {hint}")
+        return self.offered[name]
+
     def generator_names(self) -> list[str]:
-        """What sessions may choose: every generator by name, and the operator's spec."""
-        return sorted({*GENERATORS, *filter(None, [self.config.generator])})
+        """What sessions may choose."""
+        return sorted(self.offered)
 
     def open_session(self, name: str, now: float, generator: str | None = None, seed: int | None = None,
-                     style: dict | None = None) -> Session:
+                     style: dict | None = None, token: str | None = None) -> Session:
         """A new session (its first audio, or `open`), within max_sessions."""
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions (max_sessions)")
         gen = self._generator(generator) if generator else self.default_generator
         try:
             session = Session(name, gen, self.config.seed if seed is None else seed,
-                              self.config.style if style is None else style, self.config, now)
+                              self.config.style if style is None else style, self.config, now, token)
         except Exception as e:  # the generator could not open a stream (a bad style value...)
             raise ProtocolError("generator_error", f"{gen.name} cannot open a stream: {type(e).__name__}: {e}") from None
         self.sessions[name] = session
         self.failed.pop(name, None)  # reopened on purpose after a failure
-        log.info("session %s opened (generator %s)", name, gen.name)
+        log.debug("session %s opened (generator %s)", name, gen.name)
+        self.session_counts["opened"] += 1
         return session
 
     def close_session(self, name: str, now: float) -> Session:
@@ -343,8 +415,9 @@ class Worker:
         except Exception as e:  # a failing generator must not take the worker down
             self.report_failure(session, "generator_error", e)
         self.publish_closed(session)
-        log.info("session %s closed: %d frames, %.1f s of audio", name, session.next_seq,
-                 session.aligner.released / SAMPLE_RATE)
+        log.debug("session %s closed: %d frames, %.1f s of audio", name, session.next_seq,
+                  session.aligner.released / SAMPLE_RATE)
+        self.session_counts["closed"] += 1
         return session
 
     def switch_stream(self, session: Session, generator: Generator, seed: int, style: dict) -> None:
@@ -388,10 +461,18 @@ class Worker:
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
             self.feed(items[0][0].generator, items)
+        # a session opened with `open` and never sent audio times out too: waiting sessions must not lock others out
         for name in [n for n, s in self.sessions.items()
-                     if s.last_audio is not None and now - s.last_audio > self.config.idle_timeout_s]:
-            log.info("session %s idle for %.0f s", name, self.config.idle_timeout_s)
+                     if now - (s.last_audio or s.opened) > self.config.idle_timeout_s]:
+            log.debug("session %s idle for %.0f s", name, self.config.idle_timeout_s)
+            self.session_counts["timed out"] += 1
             self.close_session(name, now)
+        if now >= self.next_session_log:
+            self.next_session_log = now + SESSION_LOG_INTERVAL_S
+            if self.session_counts:
+                log.info("sessions in the last %.0f s: %s; %d open", SESSION_LOG_INTERVAL_S,
+                         ", ".join(f"{n} {k}" for k, n in self.session_counts.items()), len(self.sessions))
+                self.session_counts.clear()
         for name in [n for n, last in self.failed.items() if now - last > self.config.idle_timeout_s]:
             del self.failed[name]
         if now >= self.next_stats:
@@ -457,7 +538,11 @@ class Worker:
         arrived = session.clock.take(block.first, len(block), session.ready)
         published = time.time()
         motion_topic = protocol.topic(session.name, "motion")
-        upto = session.aligner.released / SAMPLE_RATE
+        upto = session.origin_s + session.aligner.released / SAMPLE_RATE
+        session.next_seq = block.first + len(block)
+        self.frames += len(block)
+        # on the wire, frames keep the sender's times (a resumed session's start at origin_s)
+        block = MotionBlock(block.first + session.origin_frames, block.motion, block.state, block.latent)
         for body in protocol.motion_bodies(block, published, arrived, session.ready, upto):
             self.pub.send_multipart([motion_topic, body])
         if block.latent is not None:
@@ -466,8 +551,6 @@ class Worker:
                 self.pub.send_multipart([latent_topic, body])
         for sink in self.sinks:
             sink.send(session.name, block)
-        session.next_seq = block.first + len(block)
-        self.frames += len(block)
 
     def publish_closed(self, session: Session) -> None:
         self.pub.send_multipart([protocol.topic(session.name, "stats"),
@@ -527,14 +610,17 @@ class Worker:
         if kind == "open":
             if name in self.sessions:
                 raise ProtocolError("session_exists", f"session {name} is already open (close it first)")
-            return self.open_session(name, now, req.get("generator"), req.get("seed"), req.get("style")).stats()
+            token = req.get("token") or secrets.token_urlsafe(24)  # a client's own, or one made for it
+            session = self.open_session(name, now, req.get("generator"), req.get("seed"), req.get("style"), token)
+            return {**session.stats(), "token": token}
         if kind == "close":
             if self.failed.pop(name, None) is not None:  # already closed; the client's close ends the refusal
                 raise self._failed_error(name)
-            self._session(name)
+            self._session(name).owned_by(req.get("token"))
             return self.close_session(name, now).stats()
         # set: the change takes effect from the next frame not yet published (see switch_stream)
         session = self._session(name)
+        session.owned_by(req.get("token"))
         generator = self._generator(req["generator"]) if "generator" in req else session.generator
         self.switch_stream(session, generator, req.get("seed", session.seed), req.get("style", session.style))
         return session.stats()

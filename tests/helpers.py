@@ -115,20 +115,20 @@ def push_socket(endpoint: str):
     return sock
 
 
-def stream(worker, session, tracks, rate=SAMPLE_RATE, fmt="s16le", chunk_ms=20.0, mangle=None, end=True):
+def stream(worker, session, tracks, rate=SAMPLE_RATE, fmt="s16le", chunk_ms=20.0, mangle=None, end=True, token=None):
     """The tracks sent to a worker (its endpoints) as a game sends them, as fast as they go, then `end`; `mangle`
     may reorder or drop the chunks first. Returns the chunks sent."""
     from backchannel.bridge import protocol
     from backchannel.bridge.client import audio_chunks, send_chunks
 
-    chunks = audio_chunks(session, tracks, rate, chunk_ms, fmt)
+    chunks = audio_chunks(session, tracks, rate, chunk_ms, fmt, token)
     if mangle:
         chunks = mangle(chunks)
     push = push_socket(worker["audio_in"])
     try:
         send_chunks(push, chunks, realtime=False)
         if end:
-            push.send(protocol.end_message(session))
+            push.send(protocol.end_message(session, token))
     finally:
         push.close()
     return chunks

@@ -40,13 +40,13 @@ def test_the_core_install_serves_the_model_s_frames(core):
     a, b = (load_audio(SAMPLE / name, SAMPLE_RATE)[:8 * SAMPLE_RATE] for name in ("self.wav", "other.wav"))
     expected = generate(make_generator("model"), a, b, seed=3)
     with spawn_worker("--generator", "model", command=[str(core / "bin" / "backchannel")], timeout_s=120) as worker:
-        described = ControlClient(worker["control"]).request("describe")
-        assert described["generator"]["backend"] == "onnx"
         receiver = MotionReceiver(worker["motion_out"], ["npc"])
         try:
-            receiver.wait_ready()
-            ControlClient(worker["control"]).request("open", session="npc", seed=3)
-            stream(worker, "npc", {"self": a, "other": b})
+            with ControlClient(worker["control"]) as control:
+                assert control.request("describe")["generator"]["backend"] == "onnx"
+                receiver.wait_ready()
+                token = control.request("open", session="npc", seed=3)["token"]
+            stream(worker, "npc", {"self": a, "other": b}, token=token)
             got = collect(receiver, ["npc"], timeout_s=60)["npc"]
         finally:
             receiver.close()

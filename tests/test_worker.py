@@ -23,7 +23,8 @@ from .speech import two_track_dialogue
 
 @pytest.fixture(scope="module")
 def worker():
-    with spawn_worker("--stats-interval-s", "0.2", "--max-message-bytes", "200000", command=WORKER_COMMAND) as ep:
+    with spawn_worker("--stats-interval-s", "0.2", "--max-message-bytes", "200000", "--generators", "broken",
+                      command=WORKER_COMMAND) as ep:
         yield ep
 
 
@@ -106,26 +107,27 @@ def test_control_channel(worker, receiver):
     assert d["sample_rate"] == 16000 and d["generator"]["name"] == "energy" and d["lookahead_s"] == pytest.approx(1 / 30)
     assert set(protocol.ERROR_KINDS) <= set(d["error_kinds"])
 
-    control.call("open", session="ctl", seed=7, style={"expressiveness": 0.5})
+    token = control.call("open", session="ctl", seed=7, style={"expressiveness": 0.5})["token"]
     assert control.request("open", session="ctl")["error"] == "session_exists"
     assert control.request("close", session="nobody")["error"] == "unknown_session"
     assert control.request("open", session="x", generator="no-such")["error"] == "bad_generator"
-    missing = control.request("open", session="x", generator="unloadable")
-    assert missing["error"] == "bad_generator" and "weights not found" in missing["message"]
+    not_offered = control.request("open", session="x", generator="unloadable")  # not loaded at start: never loads
+    assert not_offered["error"] == "bad_generator" and "serve --generators" in not_offered["message"]
     assert control.request("teleport")["error"] == "unknown_request"
+    assert control.request("set", session="ctl", seed=1)["error"] == "not_owner"  # a stranger, without the token
     audio = synthetic_dialogue(2.0, seed=4)[0]
-    chunks = audio_chunks("ctl", {"self": audio, "other": np.zeros_like(audio)}, SAMPLE_RATE)
+    chunks = audio_chunks("ctl", {"self": audio, "other": np.zeros_like(audio)}, SAMPLE_RATE, token=token)
     push = push_socket(worker["audio_in"])
     send_chunks(push, chunks[:100], realtime=False)  # the first second of both tracks
     deadline = time.time() + 5
     while control.call("stats", session="ctl")["frames"] < 20 and time.time() < deadline:
         time.sleep(0.02)
-    control.call("set", session="ctl", seed=3)
+    control.call("set", session="ctl", seed=3, token=token)
     send_chunks(push, chunks[100:], realtime=False)
     deadline = time.time() + 5
     while control.call("stats", session="ctl")["audio_s"] < 2.0 and time.time() < deadline:
         time.sleep(0.02)
-    closed = control.call("close", session="ctl")
+    closed = control.call("close", session="ctl", token=token)
     got = collect(receiver, ["ctl"])["ctl"]
     bodies = sorted(got["motion"], key=lambda b: b["seq"])
     assert [b["seq"] for b in bodies] == list(range(60)) and closed["frames"] == 60  # nothing lost or repeated
@@ -231,9 +233,9 @@ def test_loss_reordering_and_duplicates_are_survived(worker, receiver):
 
 def test_a_generator_failure_closes_only_its_session(worker, receiver):
     control = ControlClient(worker["control"])
-    control.call("open", session="doomed", generator="broken")
+    token = control.call("open", session="doomed", generator="broken")["token"]
     a, b = synthetic_dialogue(1.0, seed=7)
-    chunks = audio_chunks("doomed", {"self": a, "other": b}, SAMPLE_RATE) + \
+    chunks = audio_chunks("doomed", {"self": a, "other": b}, SAMPLE_RATE, token=token) + \
         audio_chunks("fine", {"self": a, "other": b}, SAMPLE_RATE)
     push = push_socket(worker["audio_in"])
     send_chunks(push, sorted(chunks, key=lambda c: c.end), realtime=False)

@@ -27,13 +27,14 @@ def worker():
 @pytest.fixture
 def failing_worker():
     """Sessions may choose the test generator `broken`, which fails on any sound."""
-    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=energy_factory)
+    w = Worker(WorkerConfig(**ANY_PORT, generators=("broken",)), generator_factory=energy_factory)
     yield w
     w.shutdown()
 
 
-def chunk(session, track, seq=0, seconds=0.1):
-    return [protocol.audio_message(session, track, seq, seq * seconds, np.full(int(16000 * seconds), 0.1), 16000)]
+def chunk(session, track, seq=0, seconds=0.1, token=None):
+    return [protocol.audio_message(session, track, seq, seq * seconds, np.full(int(16000 * seconds), 0.1), 16000,
+                                   token=token)]
 
 
 def request(worker, kind, **fields) -> dict:
@@ -143,11 +144,11 @@ def test_a_session_opened_before_its_audio_waits_for_both_tracks_to_start(worker
     """An app opens the session (to choose a generator) well before the avatar speaks: the track not heard from yet
     gets its grace period from the session's first audio, not from the `open`."""
     opened = time.time()
-    worker.control({"type": "open", "session": "npc"}, opened)
+    token = worker.control({"type": "open", "session": "npc"}, opened)["token"]
     first = opened + 10.0
-    worker.ingest(chunk("npc", "self"), first)
+    worker.ingest(chunk("npc", "self", token=token), first)
     worker.tick(first + 0.001)  # the partner's first chunk is on its way
-    worker.ingest(chunk("npc", "other"), first + 0.002)
+    worker.ingest(chunk("npc", "other", token=token), first + 0.002)
     worker.tick(first + 0.002)
     session = worker.sessions["npc"]
     assert session.errors == {} and session.stats()["tracks"]["other"]["concealed_s"] == 0
@@ -155,9 +156,9 @@ def test_a_session_opened_before_its_audio_waits_for_both_tracks_to_start(worker
 
 
 def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadline(monkeypatch):
-    """A control request that takes long (opening a session whose generator loads its weights) while both tracks
-    stream: the partner's chunk that came in meanwhile was waiting unread in the socket, so it did not miss its
-    deadline and must not be concealed and then refused as late."""
+    """A control request that takes long (opening a session whose generator is slow to open a stream) while both
+    tracks stream: the partner's chunk that came in meanwhile was waiting unread in the socket, so it did not miss
+    its deadline and must not be concealed and then refused as late."""
     import zmq
 
     from backchannel.bridge import worker as worker_module
@@ -166,13 +167,18 @@ def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadli
     monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: clock[0], process_time=time.process_time))
     audio = [chunk("live", track, seq, seconds=0.02) for seq in range(2) for track in ("self", "other")]
 
-    def factory(name=None):
-        if name == "slow":  # loading weights: 100 ms pass, and the partner's chunk 1 arrives meanwhile
+    class SlowToOpen(EnergyGenerator):
+        name = "slow"
+
+        def open_stream(self, seed=0, style=None):  # 100 ms pass, and the partner's chunk 1 arrives meanwhile
             clock[0] += 0.1
             push.send(audio[3][0])
-        return EnergyGenerator()
+            return super().open_stream(seed, style)
 
-    w = Worker(WorkerConfig(**ANY_PORT), generator_factory=factory)
+    def factory(name=None):
+        return SlowToOpen() if name == "slow" else EnergyGenerator()
+
+    w = Worker(WorkerConfig(**ANY_PORT, generators=("slow",)), generator_factory=factory)
     push, req = push_socket(w.local_audio), w.ctx.socket(zmq.REQ)
     req.connect(w.endpoints["control"])
     try:
@@ -182,7 +188,7 @@ def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadli
         clock[0] = 100.02
         push.send(audio[2][0])  # self chunk 1, on time
         req.send(protocol.control_request("open", session="other-npc", generator="slow"))
-        assert w.pull.poll(1000) and w.rep.poll(1000)
+        assert w.local_pull.poll(1000) and w.rep.poll(1000)
         w.step(0)  # takes in self chunk 1, then opens the slow session
         w.step(0)  # takes in other chunk 1
         assert protocol.unpack(req.recv())["ok"]
@@ -232,16 +238,18 @@ def test_a_negative_seed_is_refused_on_open_and_at_worker_start(worker):
             Worker(WorkerConfig(**ANY_PORT, **bad), generator_factory=lambda name=None: EnergyGenerator())
 
 
-def test_an_opened_session_waits_any_time_for_its_first_audio_then_times_out_as_usual(worker):
+def test_an_opened_session_waits_for_its_first_audio_as_long_as_the_idle_timeout(worker):
     opened = time.time()
-    worker.control({"type": "open", "session": "npc", "seed": 7}, opened)
+    token = worker.control({"type": "open", "session": "npc", "seed": 7}, opened)["token"]
+    worker.tick(opened + worker.config.idle_timeout_s / 2)
+    worker.ingest(chunk("npc", "self", token=token), opened + worker.config.idle_timeout_s / 2)
+    assert worker.sessions["npc"].seed == 7  # it waited for its first audio
     later = opened + 10 * worker.config.idle_timeout_s
     worker.tick(later)
-    assert "npc" in worker.sessions  # before: closed by the idle timeout, and this audio opened a default session
-    worker.ingest(chunk("npc", "self"), later)
-    assert worker.sessions["npc"].seed == 7
-    worker.tick(later + worker.config.idle_timeout_s + 1)
     assert "npc" not in worker.sessions
+    worker.control({"type": "open", "session": "quiet"}, later)
+    worker.tick(later + worker.config.idle_timeout_s + 1)
+    assert "quiet" not in worker.sessions  # opened and never sent audio: it times out too (it held a place)
 
 
 def test_shutdown_takes_in_the_audio_still_waiting_in_the_socket():
@@ -301,9 +309,9 @@ def test_a_refused_chunk_changes_nothing_no_session_opened_no_rate_fixed(worker)
     """Refused audio must leave no trace: before, a refused first chunk opened a session that never timed out (a
     careless client could fill max_sessions) and fixed its track's rate."""
     now = time.time()
-    for name in ("a", "b", "c", "d"):  # four new names, max_sessions 3, each first chunk far ahead of its session
-        worker.ingest([protocol.audio_message(name, "self", 0, 1e6, np.zeros(160), 16000)], now)
-    assert worker.sessions == {} and worker.errors == {"bad_time": 4}
+    for name in ("a", "b", "c", "d"):  # four new names, max_sessions 3, each first chunk longer than the buffer
+        worker.ingest([protocol.audio_message(name, "self", 0, 0.0, np.zeros(16000 * 12), 16000)], now)
+    assert worker.sessions == {} and worker.errors == {"buffer_full": 4}
     worker.ingest(chunk("npc", "other"), now)
     worker.ingest([protocol.audio_message("npc", "self", 0, 100.0, np.zeros(480), 48000)], now)  # bad_time
     worker.ingest(chunk("npc", "self", seq=1), now)  # 16 kHz: the refused chunk's 48 kHz fixed nothing

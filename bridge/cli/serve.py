@@ -24,16 +24,24 @@ def register(commands) -> None:
     p.add_argument("--audio-in", metavar="ENDPOINT", help="ZeroMQ endpoint to bind for audio (default tcp://127.0.0.1:5555)")
     p.add_argument("--motion-out", metavar="ENDPOINT", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     p.add_argument("--control", metavar="ENDPOINT", help="ZeroMQ REP endpoint (default tcp://127.0.0.1:5557)")
+    p.add_argument("--curve", metavar="DIR", help="ZeroMQ CURVE on every socket with the keys in DIR (backchannel "
+                                                  "keys): encrypted, and only clients whose keys are there admitted")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="allow binding beyond loopback without --curve (anyone who reaches the ports may use it)")
     p.add_argument("--livelink", metavar="HOST:PORT", help="also send Live Link Face UDP packets (Unreal's port is 11111)")
     p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace listens on 39539)")
     p.add_argument("--vmc-names", choices=("arkit", "vrm0", "vrm1"),
                    help="VMC blend shape names: arkit (Perfect Sync), vrm0 presets or vrm1 expressions (default arkit)")
-    p.add_argument("--vmc-session", metavar="NAME", help="send only this session over VMC (default: all)")
+    p.add_argument("--vmc-session", metavar="NAME", help="send only this session over VMC (default: --local-session "
+                                                         "with --mic, else all; * for all)")
     p.add_argument("--mic", metavar="DEVICE", help="capture this input device as the avatar's own voice")
     p.add_argument("--partner-device", metavar="DEVICE", help="capture this input device as the partner's voice")
     p.add_argument("--local-session", metavar="NAME", help="session name for --mic/--partner-device (default local)")
     p.add_argument("--device-rate", type=int, metavar="HZ", help="capture rate (default: each device's own)")
     p.add_argument("--generator", help="default for new sessions: " + GENERATOR_HELP)
+    p.add_argument("--generators", type=lambda text: tuple(filter(None, (s.strip() for s in text.split(",")))),
+                   metavar="A,B", help="what sessions may choose besides the default, loaded at start (default: "
+                                       "baseline); a client can never make the worker load a generator")
     p.add_argument("--seed", type=int)
     p.add_argument("--style", type=json_object, metavar="JSON", help='default style, e.g. {"expressiveness": 1.2}')
     p.add_argument("--jitter-ms", type=float, help="jitter deadline (default 40)")
@@ -69,11 +77,33 @@ def load_settings(args) -> tuple[dict, dict]:
         if unknown:
             raise ValueError(f"{path}: unknown keys {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(worker_keys | set(OUTPUT_KEYS)))}")
+        for key, value in settings.items():
+            check_type(path, key, value)
+        if "generators" in settings:
+            settings["generators"] = tuple(settings["generators"])
     for key, value in vars(args).items():
         if value is not None and (key in worker_keys or key in OUTPUT_KEYS):
             settings[key] = value
     return ({k: v for k, v in settings.items() if k in worker_keys},
             {k: v for k, v in settings.items() if k in OUTPUT_KEYS})
+
+
+# what each setting of a config file must be (the flags' own types check the command line)
+SETTING_TYPES = {"seed": int, "max_message_bytes": int, "max_sessions": int, "pub_hwm": int, "device_rate": int,
+                 "size": int, "frame_quality": int, "jitter_ms": float, "idle_timeout_s": float, "max_ahead_s": float,
+                 "max_buffer_s": float, "stats_interval_s": float, "style": dict, "generators": list, "insecure": bool}
+
+
+def check_type(path, key: str, value) -> None:
+    """One line naming the key, at start: a wrong type would otherwise be accepted and fail every session later."""
+    want = SETTING_TYPES.get(key, str)
+    ok = type(value) is want or (want is float and type(value) is int)
+    if want is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if not ok:
+        kind = {float: "a number", int: "a whole number", dict: "a table", list: "a list of strings", bool: "true or "
+                "false", str: "a string"}[want]
+        raise ValueError(f"{path}: {key} must be {kind}, not {value!r:.60}")
 
 
 def build_worker(args, generator_factory=None):
@@ -89,7 +119,14 @@ def build_worker(args, generator_factory=None):
     if out.get("livelink"):
         sinks.append(LiveLinkSink(out["livelink"]))
     if out.get("vmc"):
-        sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), out.get("vmc_session")))
+        # with a local microphone, the avatar the VMC app shows is the local session's: a stranger's session must
+        # not drive it (--vmc-session names another, "*" sends every session's)
+        only = out.get("vmc_session") or (out.get("local_session", "local") if out.get("mic") else None)
+        if only is None:
+            logging.getLogger("backchannel.worker").warning(
+                "--vmc sends every session's frames: any client's session drives the avatar (--vmc-session NAME "
+                "sends only one)")
+        sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), None if only == "*" else only))
     portrait_settings(out)  # bad flags fail here, portrait or not; a bad portrait costs only the frames (below)
     worker = Worker(WorkerConfig(**worker_settings), generator_factory or make_generator, sinks)
     if out.get("portrait"):
