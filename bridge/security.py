@@ -41,29 +41,51 @@ def make_keys(folder: str | Path, clients: list[str]) -> list[Path]:
     return written
 
 
-class Curve:
-    """The worker's side: its secret key, and an authenticator thread that admits the folder's client keys."""
+MOTION_DOMAIN = "motion"  # the ZAP domain of the worker's PUB socket, where subscribers are counted
 
-    def __init__(self, ctx: zmq.Context, folder: str | Path):
+
+class Gatekeeper:
+    """The worker's ZAP handler (a thread): CURVE's client keys when given a key folder, and at most
+    `max_subscribers` connected to the motion socket at once (each holds up to pub_hwm messages of memory)."""
+
+    def __init__(self, ctx: zmq.Context, folder: str | Path | None, max_subscribers: int):
         import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
-        folder = Path(folder)
-        secret = folder / "server.key_secret"
-        if not secret.is_file():
-            raise FileNotFoundError(f"{secret} not found: make the keys with `backchannel keys {folder}`")
-        self.public, self.secret = zmq.auth.load_certificate(str(secret))
-        clients = [p for p in folder.glob("*.key") if p.stem != "server"]
-        if not clients:
-            raise ValueError(f"{folder} holds no client keys: `backchannel keys {folder} --client NAME`")
-        self.auth = ThreadAuthenticator(ctx)
-        self.auth.start()
-        # the authenticator reads every *.key in the folder; the worker's own public key admits nobody who lacks
-        # its secret, so the folder can be the one `keys` wrote
-        self.auth.configure_curve(domain="*", location=str(folder))
+        gate = self
+        self.subscribers = 0  # connected to the motion socket, as its monitor counts them (the worker's thread)
+        self.max_subscribers = max_subscribers
+        self.public = self.secret = None
+        if folder is not None:
+            folder = Path(folder)
+            secret = folder / "server.key_secret"
+            if not secret.is_file():
+                raise FileNotFoundError(f"{secret} not found: make the keys with `backchannel keys {folder}`")
+            self.public, self.secret = zmq.auth.load_certificate(str(secret))
+            if not [p for p in folder.glob("*.key") if p.stem != "server"]:
+                raise ValueError(f"{folder} holds no client keys: `backchannel keys {folder} --client NAME`")
 
-    def serve(self, sock: zmq.Socket) -> None:
-        sock.curve_secretkey, sock.curve_publickey, sock.curve_server = self.secret, self.public, True
+        class Authenticator(ThreadAuthenticator):
+            async def handle_zap_message(self, msg: list[bytes]) -> None:
+                if len(msg) >= 6 and msg[2] == MOTION_DOMAIN.encode() and gate.subscribers >= gate.max_subscribers:
+                    self._send_zap_reply(msg[1], b"400", b"too many subscribers")
+                    return
+                await super().handle_zap_message(msg)
+
+        self.auth = Authenticator(ctx)
+        self.auth.start()
+        if folder is not None:
+            # admits every *.key in the folder; the worker's own public key admits nobody who lacks its secret
+            for domain in ("*", MOTION_DOMAIN):
+                self.auth.configure_curve(domain=domain, location=str(folder))
+
+    def serve(self, sock: zmq.Socket, domain: str = "") -> None:
+        """Before bind: CURVE keys (when the worker has them) and the ZAP domain (which turns the gate on for a
+        socket without CURVE)."""
+        if domain:
+            sock.zap_domain = domain.encode()
+        if self.secret is not None:
+            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = self.secret, self.public, True
 
     def close(self) -> None:
         self.auth.stop()

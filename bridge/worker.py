@@ -24,7 +24,7 @@ import zmq
 from backchannel.bridge import protocol
 from backchannel.bridge.jitter import Aligner
 from backchannel.bridge.protocol import ProtocolError
-from backchannel.bridge.security import Curve, is_local
+from backchannel.bridge.security import MOTION_DOMAIN, Gatekeeper, is_local
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
 from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator, parse_spec
 from backchannel.models.motion import (
@@ -66,6 +66,7 @@ class WorkerConfig:
     max_buffer_s: float = 10.0
     max_message_bytes: int = 1 << 20
     max_sessions: int = 1024
+    max_subscribers: int = 64  # connected to the motion socket at once; more are refused at the handshake
     pub_hwm: int = 10000
     stats_interval_s: float = 1.0
     curve: str | None = None  # a key folder (`backchannel keys`): CURVE on every socket, only its clients admitted
@@ -174,18 +175,23 @@ class Worker:
         self.looked = self.started  # when the audio socket was last found with nothing unread (see tick)
         self.stopping = False
 
-        self.ctx = context or zmq.Context.instance()
+        # a context of its own: its ZAP handler (the gate) is one per context, and in-process capture shares it
+        self.own_context = context is None
+        self.ctx = context or zmq.Context()
         exposed = [e for e in (self.config.audio_in, self.config.motion_out, self.config.control) if not is_local(e)]
         if exposed and not self.config.curve and not self.config.insecure:
             raise RuntimeError(f"{', '.join(exposed)} would expose the worker beyond this machine to anyone who "
                                "reaches the port: give --curve DIR (keys from `backchannel keys`), or --insecure")
-        self.curve = Curve(self.ctx, self.config.curve) if self.config.curve else None
+        self.gate = Gatekeeper(self.ctx, self.config.curve, self.config.max_subscribers)
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, 1000)  # per sender; beyond it ZeroMQ holds messages back at the sender
         # past 4x the limit ZeroMQ drops the message (and the peer's connection) before it is even allocated
         self.pull.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_message_bytes)
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, self.config.pub_hwm)
+        # a subscriber that vanished without closing (a crashed game) is dropped within 15 s, its queue with it
+        self.pub.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+        self.pub.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
         self.rep = self.ctx.socket(zmq.REP)
         # in-process capture pushes to a socket of its own: nothing outside the process reaches it, so it needs no
         # CURVE. Numbered, not named by id(): a closed socket releases its inproc name asynchronously, so a worker
@@ -195,8 +201,10 @@ class Worker:
         for sock, endpoint in ((self.pull, self.config.audio_in), (self.pub, self.config.motion_out),
                                (self.rep, self.config.control), (self.local_pull, self.local_audio)):
             sock.setsockopt(zmq.LINGER, 500)
-            if self.curve and sock is not self.local_pull:
-                self.curve.serve(sock)
+            if sock is self.pub:
+                self.gate.serve(sock, MOTION_DOMAIN)
+            elif sock is not self.local_pull and self.config.curve:
+                self.gate.serve(sock)
             try:
                 sock.bind(endpoint)
             except zmq.ZMQError as e:
@@ -204,13 +212,16 @@ class Worker:
                 raise RuntimeError(f"cannot bind {endpoint}: {e}") from None
         if exposed:
             log.warning("bound beyond loopback (%s)%s", ", ".join(exposed),
-                        " with CURVE" if self.curve else " WITHOUT authentication or encryption (--insecure)")
+                        " with CURVE" if self.config.curve else " WITHOUT authentication or encryption (--insecure)")
         # as bound, so "tcp://127.0.0.1:*" (any free port) can be reported
         self.endpoints = {name: getattr(self, sock).getsockopt(zmq.LAST_ENDPOINT).decode()
                           for name, sock in (("audio_in", "pull"), ("motion_out", "pub"), ("control", "rep"))}
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         self.poller.register(self.local_pull, zmq.POLLIN)
+        # subscribers come and go: counted for the gate's max_subscribers
+        self.pub_events = self.pub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        self.poller.register(self.pub_events, zmq.POLLIN)
         self.poller.register(self.rep, zmq.POLLIN)
 
     def _check_defaults(self) -> None:
@@ -246,6 +257,8 @@ class Worker:
             self.looked = time.time()
         if self.rep in events:
             self.rep.send(self.handle_control(self.rep.recv_multipart(), time.time()))
+        if self.pub_events in events:
+            self.count_subscribers()
         self.tick(time.time(), self.looked)
 
     def drain(self, sock: zmq.Socket) -> bool:
@@ -268,6 +281,14 @@ class Worker:
                 return False
         return False
 
+    def count_subscribers(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self.pub_events.poll(0):
+            event = recv_monitor_message(self.pub_events)["event"]
+            self.gate.subscribers += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
+        self.gate.subscribers = max(0, self.gate.subscribers)
+
     def shutdown(self, drain_s: float = 1.0) -> None:
         """Take in the audio already waiting in the socket, close every session (their last frames go out), then the
         sockets. The drain is bounded (`drain_s`): a sender that never stops must not hold the exit up."""
@@ -282,11 +303,16 @@ class Worker:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+        if hasattr(self, "pub_events"):
+            self.pub.disable_monitor()
+            self.pub_events.close()
         for sock in ("pull", "local_pull", "pub", "rep"):
             if hasattr(self, sock):
                 getattr(self, sock).close()
-        if getattr(self, "curve", None):
-            self.curve.close()
+        if hasattr(self, "gate"):
+            self.gate.close()
+        if self.own_context:
+            self.ctx.destroy()  # closes what others opened on it (in-process capture, tests), each with its linger
 
     # --- input ----------------------------------------------------------------------------------------------------
 
@@ -566,6 +592,7 @@ class Worker:
 
     def stats(self) -> dict:
         return {"sessions": sorted(self.sessions), "frames": self.frames, "errors": dict(self.errors),
+                "subscribers": self.gate.subscribers,
                 "outputs": {sink.name: sink.stats() for sink in self.sinks},
                 "uptime_s": round(time.time() - self.started, 3), "cpu_s": round(time.process_time(), 3)}
 

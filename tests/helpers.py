@@ -106,10 +106,11 @@ def energy_factory(name: str | None = None, **options) -> Generator:
 WORKER_COMMAND = [sys.executable, str(TESTS / "worker_entry.py")]
 
 
-def push_socket(endpoint: str):
+def push_socket(endpoint: str, context=None):
+    """A PUSH socket to `endpoint` (an in-process worker's inproc endpoint needs its `context`)."""
     import zmq
 
-    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock = (context or zmq.Context.instance()).socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.connect(endpoint)
     return sock

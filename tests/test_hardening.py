@@ -274,3 +274,42 @@ def test_send_writes_a_resumed_session_s_frames_once_and_holds_a_frame_over_a_ga
     block, missing = frames_with_gaps(bodies)
     assert (block.first, len(block), missing) == (0, 10, 2)
     assert block.motion[4, 0] == pytest.approx(0.2) and block.motion[6:8, 0] == pytest.approx([0.2, 0.2])
+
+
+def test_subscribers_beyond_the_cap_are_refused_and_a_place_frees_when_one_leaves():
+    def first_stats(receiver, timeout_s=2.0):
+        msg = receiver.receive(timeout_s)
+        while msg is not None and msg.session != protocol.WORKER_TOPIC:
+            msg = receiver.receive(timeout_s)
+        return msg
+
+    with spawn_worker("--max-subscribers", "2", "--stats-interval-s", "0.2", command=WORKER_COMMAND) as w:
+        first, second = MotionReceiver(w["motion_out"]), MotionReceiver(w["motion_out"])
+        third = None
+        try:
+            assert first_stats(first) and first_stats(second)
+            deadline = time.time() + 5
+            while first_stats(first).body["subscribers"] < 2 and time.time() < deadline:
+                pass
+            third = MotionReceiver(w["motion_out"])
+            assert first_stats(third, 1.5) is None  # before: any number of subscribers, 1.2 MB each
+            second.close()
+            third.close()
+            deadline = time.time() + 5
+            while first_stats(first).body["subscribers"] > 1 and time.time() < deadline:
+                pass
+            third = MotionReceiver(w["motion_out"])
+            assert first_stats(third, 3.0) is not None  # a place freed
+        finally:
+            first.close(), third.close() if third else None
+
+
+def test_vmc_carries_the_local_session_alone_when_a_microphone_drives_the_avatar(caplog):
+    from backchannel.bridge.cli.serve import vmc_session
+
+    assert vmc_session({"vmc": "127.0.0.1:39539", "mic": "USB"}) == "local"  # before: every session's frames
+    assert vmc_session({"mic": "USB", "local_session": "desk"}) == "desk"
+    assert vmc_session({"mic": "USB", "vmc_session": "*"}) is None and vmc_session({"vmc_session": "npc"}) == "npc"
+    with caplog.at_level(logging.WARNING):
+        assert vmc_session({}) is None
+    assert "any client's session drives the avatar" in caplog.text

@@ -179,7 +179,7 @@ def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadli
         return SlowToOpen() if name == "slow" else EnergyGenerator()
 
     w = Worker(WorkerConfig(**ANY_PORT, generators=("slow",)), generator_factory=factory)
-    push, req = push_socket(w.local_audio), w.ctx.socket(zmq.REQ)
+    push, req = push_socket(w.local_audio, w.ctx), w.ctx.socket(zmq.REQ)
     req.connect(w.endpoints["control"])
     try:
         for parts in audio[:2]:
@@ -256,7 +256,7 @@ def test_shutdown_takes_in_the_audio_still_waiting_in_the_socket():
     """SIGTERM arrives while audio is queued unread: it is served, and its last frames go out, before the exit."""
     recorder = Recorder()
     w = Worker(WorkerConfig(**ANY_PORT), generator_factory=lambda name=None: EnergyGenerator(), sinks=[recorder])
-    push = push_socket(w.local_audio)
+    push = push_socket(w.local_audio, w.ctx)
     for seq in range(10):
         for track in ("self", "other"):
             push.send(chunk("late", track, seq)[0])
@@ -271,7 +271,7 @@ def queued_all_at_once(session: str, messages: list[bytes], **config) -> tuple[d
     recorder = Recorder()
     w = Worker(WorkerConfig(**ANY_PORT, **config), generator_factory=lambda name=None: EnergyGenerator(),
                sinks=[recorder])
-    push = push_socket(w.local_audio)
+    push = push_socket(w.local_audio, w.ctx)
     for message in messages + [protocol.end_message(session)]:
         push.send(message)
     deadline = time.time() + 30

@@ -48,6 +48,7 @@ def register(commands) -> None:
     p.add_argument("--idle-timeout-s", type=float, help="close sessions silent this long (default 30)")
     p.add_argument("--max-message-bytes", type=int, help="larger audio messages are refused (default 1 MiB)")
     p.add_argument("--max-sessions", type=int, help="sessions served at once (default 1024)")
+    p.add_argument("--max-subscribers", type=int, help="motion subscribers connected at once (default 64)")
     p.add_argument("--stats-interval-s", type=float, help="how often stats are published (default 1)")
     p.add_argument("--ready-file", metavar="FILE.json", help="write the bound endpoints here once serving")
     add_portrait_arguments(p, frames=True)
@@ -89,7 +90,7 @@ def load_settings(args) -> tuple[dict, dict]:
 
 
 # what each setting of a config file must be (the flags' own types check the command line)
-SETTING_TYPES = {"seed": int, "max_message_bytes": int, "max_sessions": int, "pub_hwm": int, "device_rate": int,
+SETTING_TYPES = {"seed": int, "max_message_bytes": int, "max_sessions": int, "max_subscribers": int, "pub_hwm": int, "device_rate": int,
                  "size": int, "frame_quality": int, "jitter_ms": float, "idle_timeout_s": float, "max_ahead_s": float,
                  "max_buffer_s": float, "stats_interval_s": float, "style": dict, "generators": list, "insecure": bool}
 
@@ -106,6 +107,17 @@ def check_type(path, key: str, value) -> None:
         raise ValueError(f"{path}: {key} must be {kind}, not {value!r:.60}")
 
 
+def vmc_session(out: dict) -> str | None:
+    """The one session VMC carries (None: all). With a local microphone, the avatar a VMC app shows is the local
+    session's, and a stranger's session must not drive it; --vmc-session names another, "*" all."""
+    only = out.get("vmc_session") or (out.get("local_session", "local") if out.get("mic") else None)
+    if only is None:
+        logging.getLogger("backchannel.worker").warning(
+            "--vmc sends every session's frames: any client's session drives the avatar (--vmc-session NAME sends "
+            "only one)")
+    return None if only == "*" else only
+
+
 def build_worker(args, generator_factory=None):
     """The worker, its outputs and local capture, as the flags and config file ask."""
     from backchannel.bridge.cli.portrait import settings as portrait_settings
@@ -119,14 +131,7 @@ def build_worker(args, generator_factory=None):
     if out.get("livelink"):
         sinks.append(LiveLinkSink(out["livelink"]))
     if out.get("vmc"):
-        # with a local microphone, the avatar the VMC app shows is the local session's: a stranger's session must
-        # not drive it (--vmc-session names another, "*" sends every session's)
-        only = out.get("vmc_session") or (out.get("local_session", "local") if out.get("mic") else None)
-        if only is None:
-            logging.getLogger("backchannel.worker").warning(
-                "--vmc sends every session's frames: any client's session drives the avatar (--vmc-session NAME "
-                "sends only one)")
-        sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), None if only == "*" else only))
+        sinks.append(VmcSink(out["vmc"], out.get("vmc_names", "arkit"), vmc_session(out)))
     portrait_settings(out)  # bad flags fail here, portrait or not; a bad portrait costs only the frames (below)
     worker = Worker(WorkerConfig(**worker_settings), generator_factory or make_generator, sinks)
     if out.get("portrait"):
