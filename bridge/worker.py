@@ -106,6 +106,7 @@ class Session:
         self.next_seq = 0  # next frame to publish
         self.last_audio: float | None = None  # arrival of the newest accepted chunk; None until the first
         self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
+        self.waits: deque[float] = deque(maxlen=300)  # per frame, its audio's arrival to publishing (s)
         self.errors: Counter[str] = Counter()
 
     def restart_line(self) -> int:
@@ -142,7 +143,11 @@ class Session:
                                              f"{'wrong' if token else 'missing'})", self.name)
 
     def stats(self) -> dict:
+        waits = np.array(self.waits) * 1000
+        latency = {"p50": round(float(np.percentile(waits, 50)), 1), "p95": round(float(np.percentile(waits, 95)), 1)
+                   } if len(waits) else {}
         return {"session": self.name, "generator": self.generator.name, "seed": self.seed, "style": self.style,
+                "latency_ms": latency,
                 "frames": self.next_seq, "audio_s": round(self.aligner.released / SAMPLE_RATE, 3),
                 "origin_s": round(self.origin_s, 3), "owned": self.token is not None,
                 "tracks": self.aligner.stats(), "errors": dict(self.errors)}
@@ -563,6 +568,7 @@ class Worker:
             log.error("session %s: frame %d expected, generator gave %d", session.name, session.next_seq, block.first)
         arrived = session.clock.take(block.first, len(block), session.ready)
         published = time.time()
+        session.waits.extend(published - a for a in arrived)
         motion_topic = protocol.topic(session.name, "motion")
         upto = session.origin_s + session.aligner.released / SAMPLE_RATE
         session.next_seq = block.first + len(block)
