@@ -144,3 +144,18 @@ def test_a_failed_feed_leaves_the_loudness_follower_as_it_was(model_gen, dialogu
         retried, unbroken = stream.feed(*piece), reference.feed(*piece)
         assert (unbroken.state == SPEAKING).sum() > 20
         np.testing.assert_allclose(retried.motion, unbroken.motion, atol=1e-6)
+
+
+def test_every_tier_s_sampler_steps_run_from_the_shipped_graphs_without_an_export():
+    """The governor's model tiers (4, 2, 1 sampler steps) are served by the graphs shipped beside the weights, so a
+    core install (no torch) can step down; other settings are refused there with the list of what ships."""
+    from backchannel.models.infp.config import Sampling
+    from backchannel.models.infp.engines import OnnxEngine, exported_samplings
+    from backchannel.models.infp.weights import SHIPPED_SAMPLER_STEPS
+
+    assert exported_samplings(GRAPHS) == {Sampling(n) for n in SHIPPED_SAMPLER_STEPS}
+    for steps in SHIPPED_SAMPLER_STEPS:
+        gen = ModelGenerator(sampler_steps=steps)
+        assert gen.backend == "onnx" and gen.engine.folder == GRAPHS and gen.sampling.sampler_steps == steps
+    with pytest.raises(ValueError, match="holds no frame step for"):
+        OnnxEngine(GRAPHS, Sampling(3))

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backchannel.bridge.cli.common import check_counts
+def steps_list(text: str) -> tuple[int, ...]:
+    """"4,2,1" -> (4, 2, 1), each a whole number >= 1."""
+    import argparse
+
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: whole numbers >= 1, separated by commas") from None
 
 
 def register(commands) -> None:
@@ -11,7 +18,9 @@ def register(commands) -> None:
     p.add_argument("format", choices=("onnx", "tensorrt"))
     p.add_argument("--weights", default=None, help="motion weights (default: the shipped ones)")
     p.add_argument("--out", default="out/onnx", help="output folder")
-    p.add_argument("--sampler-steps", type=int, default=None, help="sampler steps baked into the graph (default 4)")
+    p.add_argument("--sampler-steps", type=steps_list, default=None, metavar="N[,N...]",
+                   help="sampler steps of the frame steps exported: the first is the folder's default, the others go "
+                        "beside it (default 4,2,1, as shipped)")
     p.add_argument("--fp32", action="store_true", help="TensorRT: no FP16")
     p.set_defaults(func=export_command)
 
@@ -19,13 +28,15 @@ def register(commands) -> None:
 def export_command(args) -> int:
     from backchannel.models.infp.config import Sampling
     from backchannel.models.infp.export import build_tensorrt, export_checked
-    from backchannel.models.infp.weights import load_weights
+    from backchannel.models.infp.weights import SHIPPED_SAMPLER_STEPS, load_weights
 
-    check_counts(args, 1, "sampler_steps")
+    for steps in args.sampler_steps or ():
+        if steps < 1:
+            raise ValueError(f"--sampler-steps must be a whole number >= 1, got {steps}")
     out = Path(args.out)
     if args.format == "onnx":
-        sampling = Sampling() if args.sampler_steps is None else Sampling(args.sampler_steps)  # as `run` samples
-        folder, diffs = export_checked(load_weights(args.weights), out, sampling)
+        first, *rest = (Sampling(n) for n in args.sampler_steps or SHIPPED_SAMPLER_STEPS)  # as `run` samples
+        folder, diffs = export_checked(load_weights(args.weights), out, first, tuple(rest))
         print(f"wrote {folder} (encoder, frame step, style graphs and model.json); largest difference from torch: "
               + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
         return 0

@@ -8,7 +8,7 @@ starting state. Exported graphs carry them in `model.json` beside them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,15 @@ class ModelFacts:
                        numpy(model.style_encoder.null), tuple(numpy(s) for s in model.encoder.initial_state(1)))
 
 
+def exported_samplings(folder: Path) -> set[Sampling]:
+    """The sampler settings a folder of exported graphs has frame steps for (none when it is no such folder)."""
+    try:
+        described = json.loads((Path(folder) / "model.json").read_text())
+        return {Sampling(**described["sampling"]), *(Sampling(**s) for s in described.get("frame_steps", {}).values())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -66,19 +75,28 @@ def _session(path: Path):
 class OnnxEngine:
     """A folder of exported graphs (GRAPH_FILES; `backchannel export onnx`) on onnxruntime's CPU provider."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, sampling: Sampling | None = None):
+        """`sampling`: run the frame step exported with these settings (default: the folder's own)."""
         self.folder = folder = Path(folder)
         missing = [name for name in GRAPH_FILES if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}: make it with `backchannel export onnx "
                                     f"--out {folder}`")
         try:
-            self.facts = ModelFacts.from_json(json.loads((folder / "model.json").read_text()))
+            described = json.loads((folder / "model.json").read_text())
+            self.facts = ModelFacts.from_json(described)
+            steps = {self.facts.sampling: "frame_step.onnx",
+                     **{Sampling(**s): name for name, s in described.get("frame_steps", {}).items()}}
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{folder / 'model.json'} is not an exported model's description ({e})") from None
+        sampling = sampling or self.facts.sampling
+        if sampling not in steps:
+            raise ValueError(f"{folder} holds no frame step for {sampling} (it has: "
+                             f"{', '.join(str(s) for s in steps)})")
+        self.facts = replace(self.facts, sampling=sampling)
         self.encoder = _session(folder / "encoder.onnx")
         self.encoder_inputs = [i.name for i in self.encoder.get_inputs()]  # rows, track, the streaming state
-        self.frame_step = _session(folder / "frame_step.onnx")
+        self.frame_step = _session(folder / steps[sampling])
         self.style = _session(folder / "style.onnx")
 
     def encode(self, rows: np.ndarray, track: int, state):

@@ -67,8 +67,10 @@ def example_inputs(model: MotionModel, batch: int = 2, rows: int = 4):
     return encoder, step
 
 
-def export_onnx(model: MotionModel, out_dir: str | Path, sampling: Sampling | None = None) -> Path:
-    """The graphs and model.json (engines.GRAPH_FILES) into `out_dir`; returns it."""
+def export_onnx(model: MotionModel, out_dir: str | Path, sampling: Sampling | None = None,
+                also: tuple[Sampling, ...] = ()) -> Path:
+    """The graphs and model.json (engines.GRAPH_FILES) into `out_dir`; returns it. `also`: other sampler settings
+    whose frame steps go beside the default's (frame_step.1.onnx, ...; model.json's `frame_steps` names them)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
@@ -93,8 +95,17 @@ def export_onnx(model: MotionModel, out_dir: str | Path, sampling: Sampling | No
         torch.onnx.export(_StyleGraph(model), (reference,), str(out_dir / "style.onnx"), input_names=["reference"],
                           output_names=["style"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"reference": {0: "batch", 1: "frames"}, "style": {0: "batch"}})
+        variants = {}
+        for i, other in enumerate(also, 1):
+            path = out_dir / f"frame_step.{i}.onnx"
+            torch.onnx.export(FrameStep(model, other).eval(), step_in, str(path), input_names=STEP_INPUTS,
+                              output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
+                              dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
+            _stamp(path, sampling=json.dumps(asdict(other)))
+            variants[path.name] = asdict(other)
     _stamp(step_path, sampling=json.dumps(asdict(sampling)))
-    (out_dir / "model.json").write_text(json.dumps(ModelFacts.of(model, sampling).to_json()))
+    (out_dir / "model.json").write_text(json.dumps({**ModelFacts.of(model, sampling).to_json(),
+                                                    "frame_steps": variants}))
     return out_dir
 
 
@@ -156,21 +167,25 @@ def cached_graphs(model: MotionModel, sampling: Sampling) -> Path:
 def check_onnx(model: MotionModel, folder: Path, batch: int = 3, rows: int = 7) -> dict:
     """Largest difference between torch and onnxruntime on the same inputs, per graph: absolute, and relative to
     the value where that exceeds 1 (float32 rounding grows with the value: the encoder's convolution histories)."""
-    engine = OnnxEngine(folder)
-    step_path = Path(folder) / "frame_step.onnx"
+    folder = Path(folder)
     enc_in, step_in = example_inputs(model, batch, rows)
-    with torch.no_grad():
-        want_enc = _EncoderGraph(model)(*enc_in)
-        sampling = Sampling(**json.loads(stamped(step_path)["sampling"]))
-        want_step = FrameStep(model, sampling).eval()(*step_in)
-    got_enc = engine.encoder.run(None, dict(zip(engine.encoder_inputs, (t.numpy() for t in enc_in))))
-    got_step = engine.step(*(t.numpy() for t in step_in))
     diff = lambda want, got: max(float((np.abs(w.numpy() - g) / np.maximum(1.0, np.abs(w.numpy()))).max())  # noqa: E731
                                  for w, g in zip(want, got))
-    return {"encoder": diff(want_enc, got_enc), "frame_step": diff(want_step, got_step)}
+    steps = ["frame_step.onnx", *json.loads((folder / "model.json").read_text()).get("frame_steps", {})]
+    diffs = {}
+    for name in steps:  # every frame step against torch's with the settings stamped in it
+        sampling = Sampling(**json.loads(stamped(folder / name)["sampling"]))
+        engine = OnnxEngine(folder, sampling)
+        with torch.no_grad():
+            want_step = FrameStep(model, sampling).eval()(*step_in)
+        diffs[name.removesuffix(".onnx")] = diff(want_step, engine.step(*(t.numpy() for t in step_in)))
+    with torch.no_grad():
+        want_enc = _EncoderGraph(model)(*enc_in)
+    got_enc = engine.encoder.run(None, dict(zip(engine.encoder_inputs, (t.numpy() for t in enc_in))))
+    return {"encoder": diff(want_enc, got_enc), **diffs}
 
 
-def export_checked(model: MotionModel, out_dir: str | Path, sampling: Sampling,
+def export_checked(model: MotionModel, out_dir: str | Path, sampling: Sampling, also: tuple[Sampling, ...] = (),
                    tolerance: float = 1e-3) -> tuple[Path, dict]:
     """export_onnx, then check_onnx, in a temporary folder beside `out_dir`; the graphs move into `out_dir` only
     once they agree with torch within `tolerance`, so a failed export or check leaves what was there."""
@@ -181,13 +196,15 @@ def export_checked(model: MotionModel, out_dir: str | Path, sampling: Sampling,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        diffs = check_onnx(model, export_onnx(model, tmp, sampling))
+        diffs = check_onnx(model, export_onnx(model, tmp, sampling, also))
         if max(diffs.values()) > tolerance:
             raise RuntimeError(f"the exported graphs disagree with torch beyond {tolerance:g} ("
                                + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) + f"): {out_dir} left as it was")
         out_dir.mkdir(exist_ok=True)
-        for name in GRAPH_FILES:
-            os.replace(tmp / name, out_dir / name)
+        for stale in out_dir.glob("frame_step.*.onnx"):  # variants of an earlier export
+            stale.unlink()
+        for path in tmp.iterdir():
+            os.replace(path, out_dir / path.name)
         return out_dir, diffs
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,7 +10,6 @@ sampler settings (exported to onnxruntime on first use on a CPU, where it runs t
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from backchannel.models.frontend.features import (
 )
 from backchannel.models.generator import Generator, MotionStream, Style
 from backchannel.models.infp.config import OTHER, SELF, ModelConfig, Sampling
-from backchannel.models.infp.engines import OnnxEngine, TorchEngine
+from backchannel.models.infp.engines import OnnxEngine, TorchEngine, exported_samplings
 from backchannel.models.infp.weights import GRAPHS, load_weights
 from backchannel.models.measures import mouth_openness
 from backchannel.models.motion import (
@@ -315,13 +314,12 @@ def open_engine(weights, model, sampling: Sampling, device: str, backend: str):
         raise ValueError(f"the onnx backend runs on the CPU (onnxruntime); use backend torch for {device}")
     folder = Path(weights) if weights is not None and Path(weights).is_dir() else GRAPHS if weights is None else None
     if model is None and folder is not None and backend != "torch" and device == "cpu":
-        exported = Sampling(**json.loads((folder / "model.json").read_text())["sampling"]) \
-            if (folder / "model.json").is_file() else None
-        if exported == sampling:
-            return OnnxEngine(folder), "onnx"
+        exported = exported_samplings(folder)
+        if sampling in exported:
+            return OnnxEngine(folder, sampling), "onnx"
         if weights is not None:
-            raise ValueError(f"{folder} was exported with {exported}, not {sampling}: export again with those "
-                             "settings, or give the torch weights (motion.pt)")
+            raise ValueError(f"{folder} was exported for {', '.join(map(str, exported)) or 'nothing'}, not "
+                             f"{sampling}: export again with those settings, or give the torch weights (motion.pt)")
     elif weights is not None and folder is not None:
         raise ValueError(f"{folder} holds exported graphs, which run on the onnx backend on the CPU")
     try:

@@ -13,6 +13,8 @@ from backchannel.models.infp.config import ModelConfig
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 WEIGHTS = WEIGHTS_DIR / "motion.pt"
 GRAPHS = WEIGHTS_DIR / "motion-onnx"
+# the sampler steps whose frame steps ship in motion-onnx/ (the first is its default): the governor's model tiers
+SHIPPED_SAMPLER_STEPS = (4, 2, 1)
 TRAINING_ONLY = ("articulation.",)  # parameters used in training alone: not shipped, not needed to run
 
 

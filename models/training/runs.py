@@ -234,9 +234,10 @@ def install(weights: Path) -> Path:
     """Copy trained motion weights over the shipped ones, and export their graphs beside them."""
     from backchannel.models.infp.config import Sampling
     from backchannel.models.infp.export import export_checked
-    from backchannel.models.infp.weights import GRAPHS, WEIGHTS, load_weights
+    from backchannel.models.infp.weights import GRAPHS, SHIPPED_SAMPLER_STEPS, WEIGHTS, load_weights
 
     model = load_weights(weights)  # refuses anything that is not motion weights before touching the shipped ones
-    export_checked(model, GRAPHS, Sampling())
+    first, *rest = (Sampling(steps) for steps in SHIPPED_SAMPLER_STEPS)
+    export_checked(model, GRAPHS, first, tuple(rest))
     shutil.copyfile(weights, WEIGHTS)
     return WEIGHTS
