@@ -432,6 +432,10 @@ class Aligner:
         a, b = (self.tracks[name].take(n) for name in ("self", "other"))
         return a, b
 
+    def received_s(self) -> float:
+        """The most audio either track has sent (seconds)."""
+        return max(track.received_s for track in self.tracks.values())
+
     def stats(self) -> dict:
         return {name: {"rate": tr.rate, "received_s": round(tr.received_s, 3),
                        "concealed_s": round(tr.concealed / SAMPLE_RATE, 3), "buffered_s": round(tr.buffered_s(), 3),

@@ -22,6 +22,7 @@ import numpy as np
 import zmq
 
 from backchannel.bridge import protocol
+from backchannel.bridge.governor import Governor, Telemetry, load_tiers
 from backchannel.bridge.jitter import Aligner
 from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.security import MOTION_DOMAIN, Gatekeeper, is_local
@@ -69,6 +70,10 @@ class WorkerConfig:
     max_subscribers: int = 64  # connected to the motion socket at once; more are refused at the handshake
     pub_hwm: int = 10000
     stats_interval_s: float = 1.0
+    # the governor (bridge/governor.py) moves sessions on the model between tiers as the machine allows: on when
+    # the default generator is the model; `tier` pins one, `tiers` is another table than calibration/tiers.toml
+    tier: str | None = None
+    tiers: str | None = None
     curve: str | None = None  # a key folder (`backchannel keys`): CURVE on every socket, only its clients admitted
     insecure: bool = False  # bind beyond loopback without CURVE (anyone who reaches the ports can use the worker)
 
@@ -105,6 +110,7 @@ class Session:
         self.recent_start = 0
         self.next_seq = 0  # next frame to publish
         self.last_audio: float | None = None  # arrival of the newest accepted chunk; None until the first
+        self.first_audio: float | None = None
         self.ready = now  # when the audio that let the newest frames out was there (the body's `audio_ready`)
         self.waits: deque[float] = deque(maxlen=300)  # per frame, its audio's arrival to publishing (s)
         self.errors: Counter[str] = Counter()
@@ -137,6 +143,10 @@ class Session:
         grid = SWITCH_GRID / SAMPLE_RATE
         self.origin_s = max(0.0, math.floor((t - RESUME_MARGIN_S) / grid) * grid)
 
+    def ahead_of_real_time(self, now: float) -> bool:
+        """Its sender has sent more audio than time has passed since its first (a file streamed faster)."""
+        return self.first_audio is not None and self.aligner.received_s() > now - self.first_audio + 0.5
+
     def owned_by(self, token: str | None) -> None:
         if self.token is not None and token != self.token:
             raise ProtocolError("not_owner", f"session {self.name} belongs to another client (its token is "
@@ -166,7 +176,9 @@ class Worker:
         self.generators: dict[str | None, Generator] = {}
         self.default_generator = self._load(self.config.generator)  # fail at start, not on the first audio
         self.offered = self._offer()
+        self.governor, self.tier_generators = self._governor()
         self._check_defaults()
+        self.cpu_mark = (time.time(), time.process_time())
         self.sessions: dict[str, Session] = {}
         # sessions closed by a failure -> their last audio; see session_failed
         self.failed: dict[str, float] = {}
@@ -376,6 +388,8 @@ class Worker:
                 del self.sessions[chunk.session]
             return
         session.last_audio = now
+        if session.first_audio is None:
+            session.first_audio = now
         if span:
             session.clock.audio_arrived(*span, now)
         return session
@@ -401,6 +415,58 @@ class Worker:
                 except Exception as e:  # unknown name, missing weights, a failing import: the operator's to fix
                     raise ValueError(f"cannot offer generator {name!r}: {type(e).__name__}: {e}") from None
         return offered
+
+    def _governor(self):
+        """The governor and each tier's generator (loaded now, offered by name too), when the default is the bare
+        model (an operator who gave options chose them; a tier table of their own governs those too)."""
+        default = (self.config.generator or "").strip()
+        if default != "model" and not (self.config.tiers and default):
+            if self.config.tier:
+                raise ValueError("--tier pins a quality tier of the model: give --generator model too")
+            return None, {}
+        tiers, settings = load_tiers(self.config.tiers)
+        governor = Governor(tiers, settings, self.config.tier, Telemetry())
+        loaded = {}
+        for tier in tiers:
+            if tier.generator not in self.offered:
+                try:
+                    self.offered[tier.generator] = self._load(tier.generator)
+                except Exception as e:
+                    raise ValueError(f"cannot load tier {tier.name}'s generator {tier.generator!r}: {e}") from None
+            loaded[tier.name] = self.offered[tier.generator]
+        self.default_generator = loaded[governor.tier.name]  # new sessions start at the current tier
+        log.info("governor: tiers %s, starting at %s%s", ", ".join(t.name for t in tiers), governor.tier.name,
+                 " (pinned)" if self.config.tier else "")
+        return governor, loaded
+
+    def govern(self, now: float, tick_s: float, budget_s: float) -> None:
+        """Tell the governor how the tick went; on a tier change, move the sessions on the tiers' generators to the
+        new one, each from its next frame not yet published (switch_stream: no frame dropped or sent twice).
+        `budget_s`: the audio the tick released (at least a frame's worth): a tick that takes longer than the audio
+        it answers falls behind real time; one that answers a burst (a file sent faster) in less does not. Lag is
+        judged on sessions that stream in real time: one sent faster is ahead of real time however long its
+        backlog."""
+        wall, cpu = time.time(), time.process_time()
+        cpu_share = (cpu - self.cpu_mark[1]) / max(wall - self.cpu_mark[0], 1e-6)
+        self.cpu_mark = (wall, cpu)
+        lag = max((now - min(s.clock.arrived.values()) for s in self.sessions.values()
+                   if s.clock.arrived and not s.ahead_of_real_time(now)), default=0.0)
+        tier = self.governor.observe(now, tick_s, budget_s, max(0.0, lag), cpu_share)
+        if tier is None:
+            return
+        new = self.tier_generators[tier.name]
+        self.default_generator = new
+        tiered = {id(g) for g in self.tier_generators.values()}
+        for session in list(self.sessions.values()):
+            if id(session.generator) in tiered and session.generator is not new:
+                try:
+                    self.switch_stream(session, new, session.seed, session.style)
+                except ProtocolError as e:  # this session stays where it was; the rest move
+                    log.warning("session %s stays on %s: %s", session.name, session.generator.name, e)
+        for sink in self.sinks:
+            sink.set_tier(tier)
+        change = self.governor.stats()["changes"][-1]
+        log.info("tier %s -> %s (%s)", change["from"], change["to"], change["reason"])
 
     def _generator(self, name: str) -> Generator:
         """A generator a session chose: one the operator offered. Options are the operator's to set (each spelling
@@ -479,6 +545,8 @@ class Worker:
         worker itself took since (a long drain, a control request loading a generator, a busy machine). While the
         worker lags behind its socket, deadlines wait; both tracks' audio is still released as it comes."""
         looked = now if looked is None else looked
+        started = time.perf_counter()
+        released_s = 0.0  # the most audio one session had released this tick: the tick's real-time budget
         batches: dict[int, list[tuple[Session, np.ndarray, np.ndarray]]] = defaultdict(list)
         for session in list(self.sessions.values()):
             try:
@@ -487,11 +555,14 @@ class Worker:
                 self.session_failed(session, "internal_error", e)
                 continue
             if len(a):
+                released_s = max(released_s, len(a) / SAMPLE_RATE)
                 # audio released by a deadline (concealment) was "there" when the deadline passed
                 session.ready = looked if session.aligner.forced else session.last_audio
                 batches[id(session.generator)].append((session, a, b))
         for items in batches.values():
             self.feed(items[0][0].generator, items)
+        if self.governor is not None:
+            self.govern(now, time.perf_counter() - started, max(1 / FRAME_RATE, released_s))
         # a session opened with `open` and never sent audio times out too: waiting sessions must not lock others out
         for name in [n for n, s in self.sessions.items()
                      if now - (s.last_audio or s.opened) > self.config.idle_timeout_s]:
@@ -599,6 +670,7 @@ class Worker:
     def stats(self) -> dict:
         return {"sessions": sorted(self.sessions), "frames": self.frames, "errors": dict(self.errors),
                 "subscribers": self.gate.subscribers,
+                **({"governor": self.governor.stats()} if self.governor is not None else {}),
                 "outputs": {sink.name: sink.stats() for sink in self.sinks},
                 "uptime_s": round(time.time() - self.started, 3), "cpu_s": round(time.process_time(), 3)}
 

@@ -164,7 +164,8 @@ def test_time_the_worker_spends_itself_does_not_count_against_the_senders_deadli
     from backchannel.bridge import worker as worker_module
 
     clock = [100.0]
-    monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: clock[0], process_time=time.process_time))
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: clock[0], process_time=time.process_time,
+                                                                perf_counter=time.perf_counter))
     audio = [chunk("live", track, seq, seconds=0.02) for seq in range(2) for track in ("self", "other")]
 
     class SlowToOpen(EnergyGenerator):

@@ -39,6 +39,9 @@ def register(commands) -> None:
     p.add_argument("--local-session", metavar="NAME", help="session name for --mic/--partner-device (default local)")
     p.add_argument("--device-rate", type=int, metavar="HZ", help="capture rate (default: each device's own)")
     p.add_argument("--generator", help="default for new sessions: " + GENERATOR_HELP)
+    p.add_argument("--tier", metavar="NAME", help="pin the model's quality tier (calibration/tiers.toml: full, fast, "
+                                                  "faster, baseline); default: the governor moves it with the load")
+    p.add_argument("--tiers", metavar="FILE.toml", help="another tier table than calibration/tiers.toml")
     p.add_argument("--generators", type=lambda text: tuple(filter(None, (s.strip() for s in text.split(",")))),
                    metavar="A,B", help="what sessions may choose besides the default, loaded at start (default: "
                                        "baseline); a client can never make the worker load a generator")

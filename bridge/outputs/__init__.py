@@ -22,5 +22,8 @@ class Sink(ABC):
     def stats(self) -> dict:
         """Counters for the worker's stats body."""
 
+    def set_tier(self, tier) -> None:
+        """The governor moved to another quality tier (bridge/governor.py Tier): follow it where it applies."""
+
     def close(self) -> None:
         """The worker is stopping: flush and release what the sink holds."""

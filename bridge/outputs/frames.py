@@ -126,6 +126,10 @@ class FrameSink(Sink):
     def stats(self) -> dict:
         return {"published": self.published, "dropped": self.dropped, "errors": self.errors}
 
+    def set_tier(self, tier) -> None:
+        """The tier's JPEG quality from the next frame rendered (the portrait's size stays as the worker started)."""
+        self.encoder.quality = tier.frame_quality
+
     def _render_loop(self) -> None:
         while True:
             with self.lock:

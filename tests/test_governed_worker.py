@@ -1,0 +1,107 @@
+"""The governor in the worker: when ticks overrun, the sessions on the model step down a tier, each from its next
+frame not yet published, and none of their frames is dropped or sent twice."""
+import time
+
+import numpy as np
+
+from backchannel.bridge import protocol
+from backchannel.bridge.outputs import Sink
+from backchannel.bridge.worker import Worker, WorkerConfig
+
+from .helpers import EnergyGenerator
+
+ANY_PORT = dict(audio_in="tcp://127.0.0.1:*", motion_out="tcp://127.0.0.1:*", control="tcp://127.0.0.1:*")
+COST_S = {"model[sampler_steps=4]": 0.05, "model[sampler_steps=2]": 0.012, "model[sampler_steps=1]": 0.004,
+          "baseline": 0.0}  # per tick: the full tier overruns a 33 ms frame budget, the next fits
+
+
+class Costly(EnergyGenerator):
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+
+    def feed_many(self, items):
+        time.sleep(COST_S[self.spec])
+        return super().feed_many(items)
+
+
+class Frames(Sink):
+    name = "frames"
+
+    def __init__(self):
+        self.seqs = {}
+
+    def send(self, session, block):
+        self.seqs.setdefault(session, []).extend(range(block.first, block.first + len(block)))
+
+    def stats(self):
+        return {}
+
+
+def test_overrunning_ticks_step_the_sessions_down_a_tier_without_dropping_a_frame():
+    frames = Frames()
+    w = Worker(WorkerConfig(**ANY_PORT, generator="model"),
+               generator_factory=lambda name=None: Costly(name if name in COST_S else "model[sampler_steps=4]"),
+               sinks=[frames])
+    try:
+        assert w.governor.tier.name == "full" and w.default_generator.spec == "model[sampler_steps=4]"
+        start = time.time()
+        for i in range(150):  # 3 s of two sessions, 20 ms chunks, in simulated real time
+            now = start + i * 0.02
+            for name in ("a", "b"):
+                for track in ("self", "other"):
+                    w.ingest([protocol.audio_message(name, track, i, i * 0.02, np.full(320, 0.1), 16000)], now)
+            w.tick(now)
+        stats = w.stats()["governor"]
+        assert stats["tier"] == "fast" and stats["changes"][0]["from"] == "full"  # stepped down, and held there
+        assert all(s.generator.spec == "model[sampler_steps=2]" for s in w.sessions.values())
+        for name in ("a", "b"):
+            seqs = frames.seqs[name]
+            assert seqs == list(range(len(seqs))) and len(seqs) > 60  # consecutive: none dropped or repeated
+            assert w.sessions[name].errors == {}
+    finally:
+        w.shutdown()
+
+
+def test_a_pinned_tier_holds_whatever_the_load():
+    w = Worker(WorkerConfig(**ANY_PORT, generator="model", tier="faster"),
+               generator_factory=lambda name=None: Costly(name if name in COST_S else "model[sampler_steps=4]"))
+    try:
+        assert w.default_generator.spec == "model[sampler_steps=1]"
+        assert w.stats()["governor"]["pinned"] and w.stats()["governor"]["tier"] == "faster"
+    finally:
+        w.shutdown()
+
+
+def test_rendered_frames_take_the_tier_s_jpeg_quality():
+    from backchannel.bridge.governor import load_tiers
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
+
+    class Pub:
+        def send_multipart(self, parts):
+            pass
+
+    sink = FrameSink(Pub(), FrameEncoder(renderer=None, fmt="jpeg", quality=85))
+    try:
+        tiers, _ = load_tiers()
+        sink.set_tier(tiers[-1])
+        assert sink.encoder.quality == tiers[-1].frame_quality < 85
+    finally:
+        sink.close()
+
+
+def test_a_file_sent_faster_than_real_time_is_no_reason_to_step_down():
+    """A burst of audio makes long ticks and a long backlog, but the worker answers it faster than real time: the
+    tier holds (before this rule, a file sent as fast as possible pushed the model to its lowest tier)."""
+    w = Worker(WorkerConfig(**ANY_PORT, generator="model"),
+               generator_factory=lambda name=None: Costly(name if name in COST_S else "model[sampler_steps=4]"))
+    try:
+        start = time.time()
+        for i in range(100):  # 10 s of audio in 1 s of wall time, 0.1 s chunks, a tick after each
+            now = start + i * 0.01
+            for track in ("self", "other"):
+                w.ingest([protocol.audio_message("file", track, i, i * 0.1, np.full(1600, 0.1), 16000)], now)
+            w.tick(now)
+        assert w.governor.tier.name == "full" and w.stats()["governor"]["changes"] == []
+    finally:
+        w.shutdown()
