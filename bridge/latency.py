@@ -206,3 +206,87 @@ def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: li
     return rows
 
 
+
+
+CPU_HOG = "while True: pass"  # one busy core, in its own process
+
+
+def measure_contention(self_audio: np.ndarray, other_audio: np.ndarray, sessions: int, load_from_s: float,
+                       load_to_s: float, hogs: int = 1, generator: str | None = "model", chunk_ms: float = 20.0,
+                       worker_command: list[str] | None = None) -> dict:
+    """Sessions streamed in real time while, from `load_from_s` to `load_to_s`, `hogs` processes each keep a core
+    busy: per quarter second, the frames each session received per second, the worker's tier and whether the load
+    was on. Shows the governor holding the frame rate by stepping down, and coming back once the load is gone."""
+    import subprocess
+    import sys
+    import threading
+
+    from backchannel.bridge.client import ControlClient, spawn_worker
+
+    flags = ["--generator", generator] if generator else []
+    timeline, hogs_running = [], []
+    with spawn_worker(*flags, "--stats-interval-s", "0.25", command=worker_command) as endpoints:
+        with ControlClient(endpoints["control"]) as control:
+            lookahead = control.call("describe")["lookahead_s"]
+            names = [f"load-{i}" for i in range(sessions)]
+            result = {}
+            streamer = threading.Thread(target=lambda: result.update(m=stream_sessions(
+                endpoints, names, self_audio, other_audio, chunk_ms, lookahead)))
+            streamer.start()
+            start, counts = time.time(), []  # (seconds, frames published so far)
+            try:
+                while streamer.is_alive():
+                    now = time.time() - start
+                    loaded = load_from_s <= now < load_to_s
+                    if loaded and not hogs_running:
+                        hogs_running = [subprocess.Popen([sys.executable, "-c", CPU_HOG]) for _ in range(hogs)]
+                    elif not loaded and hogs_running:
+                        for hog in hogs_running:
+                            hog.kill()
+                            hog.wait()
+                        hogs_running = []
+                    stats = control.call("stats")
+                    counts.append((now, stats["frames"]))
+                    # frames per second over the last second: a quarter second holds 7 or 8 frames by chance
+                    then, before = next((c for c in counts if c[0] >= now - 1.0 - 1e-6), counts[0])
+                    if now > then:
+                        timeline.append({"t": round(now, 2), "fps": round((stats["frames"] - before) / (now - then)
+                                                                            / sessions, 1),
+                                         "load": loaded, "tier": (stats.get("governor") or {}).get("tier", "-")})
+                    time.sleep(0.25)
+            finally:
+                for hog in hogs_running:
+                    hog.kill()
+                    hog.wait()
+                streamer.join()
+            changes = (control.call("stats").get("governor") or {}).get("changes", [])
+    m = result["m"]
+    return {"timeline": timeline, "changes": changes, "frames_missing": m.missing,
+            "end_to_end_ms": percentiles(m.end_to_end_ms), "fps_min": float(min(m.fps.values()))}
+
+
+def plot_contention(result: dict, path) -> None:
+    """fps per session, the tier and when the load was on, over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["timeline"]
+    t = [r["t"] for r in rows]
+    tiers = list(dict.fromkeys(r["tier"] for r in rows))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top.plot(t, [r["fps"] for r in rows], lw=1.2)
+    top.axhline(FRAME_RATE, color="k", ls="--", lw=0.8)
+    top.set_ylabel("frames/s per session")
+    for r0, r1 in zip(rows, rows[1:]):
+        if r0["load"]:
+            for ax in (top, bottom):
+                ax.axvspan(r0["t"], r1["t"], color="tab:red", alpha=0.12, lw=0)
+    bottom.step(t, [tiers.index(r["tier"]) for r in rows], where="post")
+    bottom.set_yticks(range(len(tiers)), tiers)
+    bottom.set_ylabel("tier")
+    bottom.set_xlabel("seconds (shaded: competing CPU load)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -52,6 +52,22 @@ def register(commands) -> None:
         if name == "capacity":
             k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
         k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+    c = kinds.add_parser("contention", help="real-time sessions while a competing CPU load comes and goes",
+                         description="Streams --sessions sessions in real time through a worker serving the model "
+                                     "while, from --load-from to --load-to seconds, --hogs processes each keep a core "
+                                     "busy; prints frames per second per session and the worker's tier every quarter "
+                                     "second, and draws them (--png).")
+    c.add_argument("--generator", default="model", help="the worker's " + GENERATOR_HELP + " (default model)")
+    c.add_argument("--sessions", type=int, default=4)
+    c.add_argument("--seconds", type=float, default=40.0, help="audio per session")
+    c.add_argument("--load-from", type=float, default=10.0, help="seconds into the stream the load starts")
+    c.add_argument("--load-to", type=float, default=25.0, help="seconds into the stream the load stops")
+    c.add_argument("--hogs", type=int, default=1, help="busy processes (cores) of competing load")
+    c.add_argument("--chunk-ms", type=float, default=20.0)
+    c.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
+    c.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+    c.add_argument("--png", default="out/bench-contention.png", help="the picture of fps, tier and load over time")
+    c.set_defaults(func=contention_command)
     n = kinds.add_parser("length", help="per-frame CPU and memory growth over one long conversation (no sockets)",
                          description="Feeds one generator stream a synthetic conversation in 1/30 s ticks, made "
                                      "10 s at a time, and prints per minute the CPU per frame and the process's "
@@ -189,4 +205,32 @@ def length_command(args) -> int:
     if len(rss) > 1:
         print(f"RSS grew {rss[-1] - rss[0]:+.1f} MB from the end of minute 1 to the end of minute {len(rss)} "
               f"({(rss[-1] - rss[0]) / (len(rss) - 1):+.2f} MB a minute)")
+    return 0
+
+
+def contention_command(args) -> int:
+    from pathlib import Path
+
+    from backchannel.bridge.latency import measure_contention, plot_contention
+
+    if args.sessions < 1 or args.hogs < 0:
+        raise ValueError("--sessions must be >= 1 and --hogs >= 0")
+    if not 0 <= args.load_from < args.load_to:
+        raise ValueError("--load-from must be >= 0 and before --load-to")
+    a, b = _audio(args)
+    r = measure_contention(a, b, args.sessions, args.load_from, args.load_to, args.hogs, args.generator,
+                           args.chunk_ms)
+    for phase, rows in (("before the load", [x for x in r["timeline"] if x["t"] < args.load_from]),
+                        ("under the load", [x for x in r["timeline"] if x["load"]]),
+                        ("after the load", [x for x in r["timeline"] if x["t"] >= args.load_to])):
+        if rows:
+            fps = [x["fps"] for x in rows[1:]] or [rows[0]["fps"]]
+            tiers = ", ".join(dict.fromkeys(x["tier"] for x in rows))
+            print(f"{phase:16s} fps per session min {min(fps):5.1f} mean {sum(fps) / len(fps):5.1f}  tiers {tiers}")
+    for change in r["changes"]:
+        print(f"  tier {change['from']} -> {change['to']}: {change['reason']}")
+    print(f"end-to-end p95 {r['end_to_end_ms']['p95']:.1f} ms, {r['frames_missing']} frames missing")
+    Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+    plot_contention(r, args.png)
+    print(f"wrote {args.png}")
     return 0
