@@ -307,11 +307,13 @@ class TrackBuffer:
         self.realigned_s += abs(seconds)
 
     def lateness(self, now: float, window_s: float) -> tuple[float, float] | None:
-        """(floor, spread) of the track's lateness over the last `window_s`, once it has streamed that long: the
-        floor is its latency without the network's jitter (which only ever adds delay), the spread how far it is
-        from real time (a file sent faster than real time spreads by all it ran ahead)."""
+        """(floor, spread) of the track's lateness over the last `window_s`, once it has streamed twice that long:
+        the floor is its latency without the network's jitter (which only ever adds delay), the spread how far it
+        is from real time (a file sent faster than real time spreads by all it ran ahead). The first window is left
+        out: a session's start (the worker opening its stream between its two tracks' first chunks) delays one
+        track's first arrivals, not its clock."""
         self._expire(now, window_s)
-        if self.late_since is None or now - self.late_since < window_s:
+        if self.late_since is None or now - self.late_since < 2 * window_s:
             return None
         return self.late_min[0][1] - self.shift_s, self.late_max[0][1] - self.late_min[0][1]
 
@@ -350,7 +352,7 @@ class Aligner:
     closely and over what window the partner follows the voice's clock."""
 
     def __init__(self, jitter_s: float = 0.04, max_ahead_s: float = 30.0, max_buffer_s: float = 10.0,
-                 max_pending: int = 4096, time_slack_s: float = 1.0, max_skew_s: float = 0.005,
+                 max_pending: int = 4096, time_slack_s: float = 1.0, max_skew_s: float = 0.02,
                  skew_window_s: float = 0.5):
         # when the session's first chunk arrived: a session may be opened long before anyone speaks, and a track not
         # heard from yet may only be given up on jitter_s after the other started
