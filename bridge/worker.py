@@ -696,7 +696,7 @@ class Worker:
             req = protocol.parse_control(parts[0])
             return protocol.reply_ok(**self.control(req, now))
         except ProtocolError as e:
-            self.reject(e)
+            self.reject(e, self.sessions.get(e.session))  # counted on the session it names, where it is known
             return protocol.reply_error(e)
         except Exception as e:  # a bug must cost one request, not the worker
             log.exception("failed on a control request")
