@@ -12,6 +12,8 @@ from pathlib import Path
 
 import zmq
 
+from backchannel.bridge.protocol import SESSION_RULE
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
@@ -32,7 +34,7 @@ def make_keys(folder: str | Path, clients: list[str]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in ["server", *clients]:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or (name == "server" and name in clients):
+        if not SESSION_RULE.fullmatch(name) or (name == "server" and name in clients):  # named as sessions are
             raise ValueError(f"key name {name!r}: 1-64 of [A-Za-z0-9_.-], not 'server'")
         if (folder / f"{name}.key_secret").exists():
             continue  # never replace a key someone may already hold

@@ -27,7 +27,7 @@ from backchannel.bridge.jitter import Aligner
 from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.security import MOTION_DOMAIN, Gatekeeper, is_local
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
-from backchannel.models.generator import GENERATORS, Generator, MotionStream, Style, make_generator, parse_spec
+from backchannel.models.generator import Generator, MotionStream, Style, make_generator, parse_spec
 from backchannel.models.motion import (
     ARKIT_NAMES,
     FRAME_RATE,
@@ -153,9 +153,8 @@ class Session:
                                              f"{'wrong' if token else 'missing'})", self.name)
 
     def stats(self) -> dict:
-        waits = np.array(self.waits) * 1000
-        latency = {"p50": round(float(np.percentile(waits, 50)), 1), "p95": round(float(np.percentile(waits, 95)), 1)
-                   } if len(waits) else {}
+        latency = dict(zip(("p50", "p95"), np.percentile(np.array(self.waits) * 1000, [50, 95]).round(1).tolist())
+                       ) if self.waits else {}
         return {"session": self.name, "generator": self.generator.name, "seed": self.seed, "style": self.style,
                 "latency_ms": latency,
                 "frames": self.next_seq, "audio_s": round(self.aligner.released / SAMPLE_RATE, 3),
@@ -376,7 +375,7 @@ class Worker:
         except ProtocolError as e:
             self.reject(e, session)
             return
-        if session.last_audio is None and chunk.t > RESUME_AFTER_S:
+        if session.first_audio is None and chunk.t > RESUME_AFTER_S:
             session.resume_at(chunk.t)
         try:
             if chunk.t < session.origin_s:
@@ -410,11 +409,15 @@ class Worker:
             self.default_generator.name: self.default_generator}
         for name in names:
             if name not in offered:
-                try:
-                    offered[name] = self._load(name)
-                except Exception as e:  # unknown name, missing weights, a failing import: the operator's to fix
-                    raise ValueError(f"cannot offer generator {name!r}: {type(e).__name__}: {e}") from None
+                offered[name] = self._load_offered(name, "generator")
         return offered
+
+    def _load_offered(self, name: str, what: str) -> Generator:
+        """A generator the operator offers, loaded at start: one that cannot load stops the worker there."""
+        try:
+            return self._load(name)
+        except Exception as e:  # unknown name, missing weights, a failing import: the operator's to fix
+            raise ValueError(f"cannot offer {what} {name!r}: {type(e).__name__}: {e}") from None
 
     def _governor(self):
         """The governor and each tier's generator (loaded now, offered by name too), when the default is the bare
@@ -429,10 +432,7 @@ class Worker:
         loaded = {}
         for tier in tiers:
             if tier.generator not in self.offered:
-                try:
-                    self.offered[tier.generator] = self._load(tier.generator)
-                except Exception as e:
-                    raise ValueError(f"cannot load tier {tier.name}'s generator {tier.generator!r}: {e}") from None
+                self.offered[tier.generator] = self._load_offered(tier.generator, f"tier {tier.name}'s generator")
             loaded[tier.name] = self.offered[tier.generator]
         self.default_generator = loaded[governor.tier.name]  # new sessions start at the current tier
         log.info("governor: tiers %s, starting at %s%s", ", ".join(t.name for t in tiers), governor.tier.name,

@@ -53,16 +53,21 @@ class ModelFacts:
                        numpy(model.style_encoder.null), tuple(numpy(s) for s in model.encoder.initial_state(1)))
 
 
+def frame_steps(described: dict) -> dict[Sampling, str]:
+    """An export's model.json -> its frame step graph per sampler settings (the default's, then `frame_steps`')."""
+    return {Sampling(**described["sampling"]): "frame_step.onnx",
+            **{Sampling(**s): name for name, s in described.get("frame_steps", {}).items()}}
+
+
 def exported_samplings(folder: Path) -> set[Sampling]:
     """The sampler settings a folder of exported graphs has frame steps for (none when it is no such folder)."""
     try:
-        described = json.loads((Path(folder) / "model.json").read_text())
-        return {Sampling(**described["sampling"]), *(Sampling(**s) for s in described.get("frame_steps", {}).values())}
+        return set(frame_steps(json.loads((Path(folder) / "model.json").read_text())))
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 
 
-def _session(path: Path):
+def onnx_session(path: Path):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -85,8 +90,7 @@ class OnnxEngine:
         try:
             described = json.loads((folder / "model.json").read_text())
             self.facts = ModelFacts.from_json(described)
-            steps = {self.facts.sampling: "frame_step.onnx",
-                     **{Sampling(**s): name for name, s in described.get("frame_steps", {}).items()}}
+            steps = frame_steps(described)
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{folder / 'model.json'} is not an exported model's description ({e})") from None
         sampling = sampling or self.facts.sampling
@@ -94,10 +98,10 @@ class OnnxEngine:
             raise ValueError(f"{folder} holds no frame step for {sampling} (it has: "
                              f"{', '.join(str(s) for s in steps)})")
         self.facts = replace(self.facts, sampling=sampling)
-        self.encoder = _session(folder / "encoder.onnx")
+        self.encoder = onnx_session(folder / "encoder.onnx")
         self.encoder_inputs = [i.name for i in self.encoder.get_inputs()]  # rows, track, the streaming state
-        self.frame_step = _session(folder / steps[sampling])
-        self.style = _session(folder / "style.onnx")
+        self.frame_step = onnx_session(folder / steps[sampling])
+        self.style = onnx_session(folder / "style.onnx")
 
     def encode(self, rows: np.ndarray, track: int, state):
         """rows (B, T, F) of one track, the batched state (join_states) -> outputs (B, T, H), the new state."""

@@ -22,9 +22,10 @@ import torch
 
 from backchannel.models.frontend.features import FEATURE_DIM, N_MELS
 from backchannel.models.infp.config import Sampling
-from backchannel.models.infp.engines import GRAPH_FILES, STEP_INPUTS, STEP_OUTPUTS, ModelFacts, OnnxEngine
+from backchannel.models.infp.engines import (STEP_INPUTS, STEP_OUTPUTS, ModelFacts, OnnxEngine, frame_steps,
+                                             onnx_session)
 from backchannel.models.infp.network import FrameStep, MotionModel
-from backchannel.models.infp.weights import TRAINING_ONLY
+from backchannel.models.infp.weights import SHIPPED_SAMPLER_STEPS, TRAINING_ONLY
 from backchannel.models.motion import MOTION_DIM
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,14 @@ def export_onnx(model: MotionModel, out_dir: str | Path, sampling: Sampling | No
         torch.onnx.export(_EncoderGraph(model), enc_in, str(enc_path), input_names=["rows", "track", *state],
                           output_names=["out", *(n + "_out" for n in state)], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"rows": {0: "batch", 1: "rows"}, "out": {0: "batch", 1: "rows"}, **batch_axes})
-        torch.onnx.export(FrameStep(model, sampling).eval(), step_in, str(step_path), input_names=STEP_INPUTS,
-                          output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
-                          dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
+
+        def export_step(settings: Sampling, path: Path) -> None:  # the default's, and each of `also`
+            torch.onnx.export(FrameStep(model, settings).eval(), step_in, str(path), input_names=STEP_INPUTS,
+                              output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
+                              dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
+            _stamp(path, sampling=json.dumps(asdict(settings)))
+
+        export_step(sampling, step_path)
         reference = torch.zeros(1, 30, MOTION_DIM)
         torch.onnx.export(_StyleGraph(model), (reference,), str(out_dir / "style.onnx"), input_names=["reference"],
                           output_names=["style"], opset_version=OPSET, dynamo=False,
@@ -98,12 +104,8 @@ def export_onnx(model: MotionModel, out_dir: str | Path, sampling: Sampling | No
         variants = {}
         for i, other in enumerate(also, 1):
             path = out_dir / f"frame_step.{i}.onnx"
-            torch.onnx.export(FrameStep(model, other).eval(), step_in, str(path), input_names=STEP_INPUTS,
-                              output_names=STEP_OUTPUTS, opset_version=OPSET, dynamo=False,
-                              dynamic_axes={name: {0: "batch"} for name in STEP_INPUTS + STEP_OUTPUTS})
-            _stamp(path, sampling=json.dumps(asdict(other)))
+            export_step(other, path)
             variants[path.name] = asdict(other)
-    _stamp(step_path, sampling=json.dumps(asdict(sampling)))
     (out_dir / "model.json").write_text(json.dumps({**ModelFacts.of(model, sampling).to_json(),
                                                     "frame_steps": variants}))
     return out_dir
@@ -171,24 +173,26 @@ def check_onnx(model: MotionModel, folder: Path, batch: int = 3, rows: int = 7) 
     enc_in, step_in = example_inputs(model, batch, rows)
     diff = lambda want, got: max(float((np.abs(w.numpy() - g) / np.maximum(1.0, np.abs(w.numpy()))).max())  # noqa: E731
                                  for w, g in zip(want, got))
-    steps = ["frame_step.onnx", *json.loads((folder / "model.json").read_text()).get("frame_steps", {})]
-    diffs = {}
-    for name in steps:  # every frame step against torch's with the settings stamped in it
-        sampling = Sampling(**json.loads(stamped(folder / name)["sampling"]))
-        engine = OnnxEngine(folder, sampling)
-        with torch.no_grad():
-            want_step = FrameStep(model, sampling).eval()(*step_in)
-        diffs[name.removesuffix(".onnx")] = diff(want_step, engine.step(*(t.numpy() for t in step_in)))
+    engine = OnnxEngine(folder)
     with torch.no_grad():
         want_enc = _EncoderGraph(model)(*enc_in)
     got_enc = engine.encoder.run(None, dict(zip(engine.encoder_inputs, (t.numpy() for t in enc_in))))
-    return {"encoder": diff(want_enc, got_enc), **diffs}
+    diffs = {"encoder": diff(want_enc, got_enc)}
+    for name in frame_steps(json.loads((folder / "model.json").read_text())).values():
+        # each frame step against torch's with the settings stamped in the graph itself
+        sampling = Sampling(**json.loads(stamped(folder / name)["sampling"]))
+        with torch.no_grad():
+            want_step = FrameStep(model, sampling).eval()(*step_in)
+        got_step = onnx_session(folder / name).run(None, dict(zip(STEP_INPUTS, (t.numpy() for t in step_in))))
+        diffs[name.removesuffix(".onnx")] = diff(want_step, got_step)
+    return diffs
 
 
-def export_checked(model: MotionModel, out_dir: str | Path, sampling: Sampling, also: tuple[Sampling, ...] = (),
+def export_checked(model: MotionModel, out_dir: str | Path, sampler_steps: tuple[int, ...] = SHIPPED_SAMPLER_STEPS,
                    tolerance: float = 1e-3) -> tuple[Path, dict]:
-    """export_onnx, then check_onnx, in a temporary folder beside `out_dir`; the graphs move into `out_dir` only
-    once they agree with torch within `tolerance`, so a failed export or check leaves what was there."""
+    """export_onnx of a frame step per `sampler_steps` (the first the folder's default; as shipped: the governor's
+    tiers), then check_onnx, in a temporary folder beside `out_dir`; the graphs move into `out_dir` only once they
+    agree with torch within `tolerance`, so a failed export or check leaves what was there."""
     import shutil
     import tempfile
 
@@ -196,7 +200,8 @@ def export_checked(model: MotionModel, out_dir: str | Path, sampling: Sampling, 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        diffs = check_onnx(model, export_onnx(model, tmp, sampling, also))
+        first, *rest = (Sampling(steps) for steps in sampler_steps)  # the other settings as `run` samples
+        diffs = check_onnx(model, export_onnx(model, tmp, first, tuple(rest)))
         if max(diffs.values()) > tolerance:
             raise RuntimeError(f"the exported graphs disagree with torch beyond {tolerance:g} ("
                                + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) + f"): {out_dir} left as it was")

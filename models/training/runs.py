@@ -232,12 +232,10 @@ def run_recipe(path: str | Path, data: str, run_dir: Path, device: str = "cpu", 
 
 def install(weights: Path) -> Path:
     """Copy trained motion weights over the shipped ones, and export their graphs beside them."""
-    from backchannel.models.infp.config import Sampling
     from backchannel.models.infp.export import export_checked
-    from backchannel.models.infp.weights import GRAPHS, SHIPPED_SAMPLER_STEPS, WEIGHTS, load_weights
+    from backchannel.models.infp.weights import GRAPHS, WEIGHTS, load_weights
 
-    model = load_weights(weights)  # refuses anything that is not motion weights before touching the shipped ones
-    first, *rest = (Sampling(steps) for steps in SHIPPED_SAMPLER_STEPS)
-    export_checked(model, GRAPHS, first, tuple(rest))
+    # load_weights refuses anything that is not motion weights before the shipped ones are touched
+    export_checked(load_weights(weights), GRAPHS)
     shutil.copyfile(weights, WEIGHTS)
     return WEIGHTS
