@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backchannel.models.motion import ARKIT_NAMES, BS, NUM_BLENDSHAPES
+from backchannel.models.measures import LIPS_SHUT_OPENNESS, mouth_openness
+from backchannel.models.motion import ARKIT_NAMES, BS, GAZE, HEAD_ROTATION, NUM_BLENDSHAPES
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,86 @@ def rig_map(name: str) -> RigMap:
     if name not in RIGS:
         raise ValueError(f"unknown rig {name!r}; choose from {', '.join(RIGS)}")
     return RIGS[name]
+
+
+# Live2D Cubism's standard parameters (docs.live2d.com, "Standard Parameter List"): id -> (minimum, default,
+# maximum). They are not 0..1 weights, and angles and eye balls come from the head pose and gaze, so Live2D is a
+# function of whole motion rows rather than a RigMap. Signs: + turns or looks to the screen's right (the
+# character's left, as our +yaw), + looks up (our -pitch), + tilts the top of the head to the screen's right.
+LIVE2D_PARAMETERS: dict[str, tuple[float, float, float]] = {
+    "ParamAngleX": (-30, 0, 30), "ParamAngleY": (-30, 0, 30), "ParamAngleZ": (-30, 0, 30),
+    "ParamEyeLOpen": (0, 1, 1), "ParamEyeLSmile": (0, 0, 1), "ParamEyeROpen": (0, 1, 1), "ParamEyeRSmile": (0, 0, 1),
+    "ParamEyeBallX": (-1, 0, 1), "ParamEyeBallY": (-1, 0, 1),
+    "ParamBrowLY": (-1, 0, 1), "ParamBrowRY": (-1, 0, 1), "ParamBrowLForm": (-1, 0, 1), "ParamBrowRForm": (-1, 0, 1),
+    "ParamMouthForm": (-1, 0, 1), "ParamMouthOpenY": (0, 0, 1),
+    "ParamBodyAngleX": (-10, 0, 10), "ParamBodyAngleY": (-10, 0, 10), "ParamBodyAngleZ": (-10, 0, 10),
+}
+EYE_BALL_RANGE_RAD = 0.35  # gaze (radians) that puts ParamEyeBallX/Y at +-1: about as far as eyes turn in talk
+
+
+def live2d_parameters(motion: np.ndarray) -> dict[str, np.ndarray]:
+    """(T, MOTION_DIM) motion -> {Live2D parameter id: (T,) values}, each within its standard range."""
+    m = np.asarray(motion, np.float32)
+
+    def w(name: str) -> np.ndarray:
+        return m[:, BS[name]]
+
+    pitch, yaw, roll = (np.degrees(m[:, HEAD_ROTATION.start + i]) for i in range(3))
+    gaze_yaw = (m[:, GAZE.start] + m[:, GAZE.start + 2]) / 2
+    gaze_pitch = (m[:, GAZE.start + 1] + m[:, GAZE.start + 3]) / 2
+    values = {
+        "ParamAngleX": yaw, "ParamAngleY": -pitch, "ParamAngleZ": roll,
+        # the body follows the head a third of the way, as Live2D's sample models move
+        "ParamBodyAngleX": yaw / 3, "ParamBodyAngleY": -pitch / 3, "ParamBodyAngleZ": roll / 3,
+        "ParamEyeLOpen": 1 - w("EyeBlinkLeft"), "ParamEyeROpen": 1 - w("EyeBlinkRight"),
+        "ParamEyeLSmile": np.maximum(w("CheekSquintLeft"), w("EyeSquintLeft") * 0.5),
+        "ParamEyeRSmile": np.maximum(w("CheekSquintRight"), w("EyeSquintRight") * 0.5),
+        "ParamEyeBallX": gaze_yaw / EYE_BALL_RANGE_RAD, "ParamEyeBallY": -gaze_pitch / EYE_BALL_RANGE_RAD,
+        "ParamBrowLY": w("BrowOuterUpLeft") + 0.5 * w("BrowInnerUp") - w("BrowDownLeft"),
+        "ParamBrowRY": w("BrowOuterUpRight") + 0.5 * w("BrowInnerUp") - w("BrowDownRight"),
+        "ParamBrowLForm": w("BrowInnerUp") * 0.5 - w("BrowDownLeft"),  # - is the angry brow
+        "ParamBrowRForm": w("BrowInnerUp") * 0.5 - w("BrowDownRight"),
+        "ParamMouthForm": (w("MouthSmileLeft") + w("MouthSmileRight") - w("MouthFrownLeft") - w("MouthFrownRight")) / 2,
+        "ParamMouthOpenY": mouth_openness(m),
+    }
+    return {k: np.clip(v, LIVE2D_PARAMETERS[k][0], LIVE2D_PARAMETERS[k][2]).astype(np.float32)
+            for k, v in values.items()}
+
+
+# Rhubarb Lip Sync's mouth shapes (its README): A closed for P/B/M with slight pressure, B slightly open with
+# clenched teeth (most consonants, "ee"), C open (EH, AE), D wide open (AA), E slightly rounded (AO, ER), F puckered
+# (UW, OW, W), G upper teeth on the lower lip (F, V), H tongue raised behind the upper teeth (long L), X idle.
+RHUBARB_SHAPES = ("A", "B", "C", "D", "E", "F", "G", "H", "X")
+
+
+def rhubarb_shapes(motion: np.ndarray, speaking: np.ndarray | None = None) -> list[str]:
+    """(T, MOTION_DIM) motion -> one Rhubarb mouth shape per frame, read from the lip and jaw shapes. `speaking`
+    ((T,) bool, optional) marks the frames with speech: a closed mouth outside them is X (idle), inside A."""
+    m = np.asarray(motion, np.float32)
+
+    def w(*names: str) -> np.ndarray:
+        return np.mean([m[:, BS[n]] for n in names], axis=0)
+
+    openness = mouth_openness(m)
+    rounded = np.maximum(w("MouthPucker"), w("MouthFunnel"))
+    lip_tuck = w("MouthRollLower")  # the lower lip drawn in under the upper teeth
+    speaking = np.ones(len(m), bool) if speaking is None else np.asarray(speaking, bool)
+    shapes = []
+    for k in range(len(m)):
+        o = openness[k]
+        if o < LIPS_SHUT_OPENNESS:
+            shape = "A" if speaking[k] else "X"
+        elif m[k, BS["TongueOut"]] > 0.3:
+            shape = "H"
+        elif lip_tuck[k] > 0.4 and o < 0.3:
+            shape = "G"
+        elif rounded[k] > 0.4:
+            shape = "F" if o < 0.25 else "E"
+        elif o < 0.15:
+            shape = "B"
+        elif o < 0.45:
+            shape = "C"
+        else:
+            shape = "D"
+        shapes.append(shape)
+    return shapes
