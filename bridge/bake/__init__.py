@@ -77,27 +77,41 @@ class Take:
         return cls(name, motion.astype(np.float32), block.state[nearest], fps)
 
 
+def check_asset(path: str | Path, fmt: str, fps: int = FRAME_RATE, names: str | None = None) -> None:
+    """Raises ValueError where write_asset would refuse these settings: called before the slow part."""
+    from backchannel.calibration.rigs import rig_map
+
+    name = Path(path).name
+    if fps not in FRAME_RATES:
+        raise ValueError(f"--fps {fps}: choose {' or '.join(map(str, FRAME_RATES))}")
+    if fmt in MOTION_FORMATS:
+        if fps != FRAME_RATE:
+            raise ValueError(f"{name}: motion files hold the generator's {FRAME_RATE} fps frames; "
+                             f"--fps {fps} applies to the assets (.glb, .anim, ...)")
+        if not name.lower().endswith(f".{fmt}"):
+            raise ValueError(f"{name}: a {fmt} motion file must end with .{fmt}")
+    if names is None:
+        return
+    if fmt not in RIG_FORMATS:
+        own = {"live2d": "Live2D's standard parameters", "rhubarb-tsv": "Rhubarb's mouth shapes",
+               "rhubarb-json": "Rhubarb's mouth shapes"}.get(fmt, "every channel under its own name")
+        raise ValueError(f"--names {names}: {name} ({fmt}) holds {own}, not a rig's blendshapes")
+    if names == "live2d":
+        raise ValueError("--names live2d: Live2D's parameters go in a .motion3.json")
+    rig_map(names)
+
+
 def write_asset(path: str | Path, block: MotionBlock, fmt: str, *, fps: int = FRAME_RATE, names: str | None = None,
                 name: str | None = None, unity_path: str = "Face", audio_name: str | None = None) -> Path:
     """Write `block` to `path` as `fmt` (format_of). `names` is the rig (calibration/rigs.py) of the blendshape
     formats (default arkit); `unity_path` the SkinnedMeshRenderer's path in a .anim; `audio_name` the sound file
     Rhubarb's JSON metadata names."""
     path = Path(path)
+    check_asset(path, fmt, fps, names)
     if fmt in MOTION_FORMATS:
         from backchannel.bridge.outputs.files import write_motion
 
-        if fps != FRAME_RATE:
-            raise ValueError(f"{path.name}: motion files hold the generator's {FRAME_RATE} fps frames; "
-                             f"--fps {fps} applies to the assets (.glb, .anim, ...)")
-        if path.suffix.lower() != f".{fmt}":
-            raise ValueError(f"{path.name}: a {fmt} motion file must end with .{fmt}")
         return write_motion(path, block)
-    if names is not None and fmt not in RIG_FORMATS:
-        own = {"live2d": "Live2D's standard parameters", "rhubarb-tsv": "Rhubarb's mouth shapes",
-               "rhubarb-json": "Rhubarb's mouth shapes"}[fmt]
-        raise ValueError(f"--names {names}: a {fmt} file holds {own}, not a rig's blendshapes")
-    if names == "live2d":
-        raise ValueError("--names live2d: Live2D parameters go in a .motion3.json")
     take = Take.from_block(block, fps, name or _clip_name(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("glb", "gltf"):

@@ -12,7 +12,8 @@ EXTRAS = {"torch": "train", "onnx": "train", "matplotlib": "train", "pocketsphin
           "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render"}
 
 COMMAND_MODULES = tuple(f"backchannel.bridge.cli.{name}" for name in (
-    "run", "serve", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo"))
+    "run", "serve", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo", "bake",
+    "plot"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,15 +56,64 @@ def run_command(args) -> int:
         return run_files(args)
 
 
+def generation_style(args):
+    """The seed and style checked by the rules a live session's follow; the Style to generate with. `run` and
+    `bake` share it."""
+    from backchannel.bridge.protocol import check_seed, check_style
+    from backchannel.models.generator import Style
+
+    check_seed(args.seed)
+    return Style.from_dict(check_style(args.style or {}))
+
+
+def load_tracks(sources: dict):
+    """(self, other) audio at 16 kHz from audio_sources' {track: (FILE, CHANNEL)}; a track not given is silence
+    (empty: `generate` pads it)."""
+    import numpy as np
+
+    from backchannel.models.audio import load_audio
+
+    tracks = [load_audio(sources[t][0], channel=sources[t][1]) if t in sources else np.zeros(0, np.float32)
+              for t in ("self", "other")]
+    if not any(len(x) for x in tracks):
+        raise ValueError(f"{' and '.join(path for path, _ in sources.values())} hold no audio: nothing to animate")
+    return tracks
+
+
+def motion_from_tracks(generator, self_audio, other_audio, seed: int, style, label: str):
+    """The offline path: whole tracks through a fresh stream. Returns the block and a line on how fast it went."""
+    from backchannel.models.audio import SAMPLE_RATE
+    from backchannel.models.generator import generate
+
+    start = time.perf_counter()
+    block = generate(generator, self_audio, other_audio, seed=seed, style=style)
+    elapsed = time.perf_counter() - start
+    seconds = max(len(self_audio), len(other_audio)) / SAMPLE_RATE
+    return block, (f"{label}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real "
+                   f"time), look-ahead {generator.lookahead_s * 1000:.0f} ms")
+
+
+def render_video(renderer, block, self_audio, other_audio, video) -> None:
+    """The portrait animated by `block`, both tracks mixed in, as an mp4."""
+    from tqdm import tqdm
+
+    from backchannel.models.motion import FRAME_RATE
+    from backchannel.models.render.video import mix_tracks, write_video
+
+    start = time.perf_counter()
+    frames = tqdm(renderer.render(block.motion), total=len(block), unit="frame", desc="render", leave=False,
+                  disable=None)  # a bar on a terminal, nothing in logs
+    write_video(video, frames, audio=mix_tracks(self_audio, other_audio))
+    elapsed = time.perf_counter() - start
+    print(f"wrote {video} ({len(block)} frames of {renderer.size}x{renderer.size} at {FRAME_RATE} fps with both "
+          f"tracks mixed; {len(block) / max(elapsed, 1e-9):.0f} frames/s rendered and encoded)")
+
+
 def run_files(args) -> int:
     from backchannel.bridge.outputs.files import FORMATS, write_motion
-    from backchannel.bridge.protocol import check_seed, check_style
-    from backchannel.models.audio import SAMPLE_RATE, load_audio
-    from backchannel.models.generator import Style, generate, make_generator
-    from backchannel.models.motion import FRAME_RATE
+    from backchannel.models.generator import make_generator
 
-    check_seed(args.seed)  # the rules a live session's seed and style follow
-    style = Style.from_dict(check_style(args.style or {}))
+    style = generation_style(args)
     for out in args.out:  # fail before the slow part
         if Path(out).suffix.lower() not in FORMATS:
             raise ValueError(f"--out {out}: use one of {', '.join(FORMATS)}")
@@ -75,28 +124,13 @@ def run_files(args) -> int:
         raise ValueError(f"--video {video}: write an .mp4")
     sources = audio_sources(args)
     renderer = open_renderer(vars(args)) if args.portrait else None
-    self_audio, other_audio = (load_audio(path, channel=channel) for path, channel in sources.values())
-    if not len(self_audio) and not len(other_audio):
-        raise ValueError(f"{args.self_audio} and {args.other_audio} hold no audio: nothing to animate")
+    self_audio, other_audio = load_tracks(sources)
     generator = make_generator(args.generator)
-    start = time.perf_counter()
-    block = generate(generator, self_audio, other_audio, seed=args.seed, style=style)
-    elapsed = time.perf_counter() - start
-    seconds = max(len(self_audio), len(other_audio)) / SAMPLE_RATE
+    block, speed = motion_from_tracks(generator, self_audio, other_audio, args.seed, style,
+                                      args.generator or generator.name)
     for out in args.out:
         print(f"wrote {write_motion(out, block)} ({len(block)} frames)")
-    print(f"{args.generator or generator.name}: {seconds:.1f} s of audio in {elapsed:.2f} s ({seconds / max(elapsed, 1e-9):.0f}x real time), "
-          f"look-ahead {generator.lookahead_s * 1000:.0f} ms")
+    print(speed)
     if renderer is not None:
-        from tqdm import tqdm
-
-        from backchannel.models.render.video import mix_tracks, write_video
-
-        start = time.perf_counter()
-        frames = tqdm(renderer.render(block.motion), total=len(block), unit="frame", desc="render", leave=False,
-                      disable=None)  # a bar on a terminal, nothing in logs
-        write_video(video, frames, audio=mix_tracks(self_audio, other_audio))
-        elapsed = time.perf_counter() - start
-        print(f"wrote {video} ({len(block)} frames of {renderer.size}x{renderer.size} at {FRAME_RATE} fps with both "
-              f"tracks mixed; {len(block) / max(elapsed, 1e-9):.0f} frames/s rendered and encoded)")
+        render_video(renderer, block, self_audio, other_audio, video)
     return 0

@@ -1,0 +1,30 @@
+"""Unreal Engine Curve Table (.unreal.csv): the CSV the editor's stock importer turns into a Curve Table asset
+(drag it into the Content Browser, pick "CurveTable" and "Linear" interpolation). The first row holds the key times
+in seconds after a "---" corner cell; each further row is one curve, named by the rig (ARKit's PascalCase by
+default, the curve names of Live Link Face and the MetaHuman face's ARKit mapping), its values 0..1. Head and eye
+rotations follow as HeadPitch/HeadYaw/HeadRoll and the gaze angles, in degrees (docs/bake-unreal.md)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from backchannel.bridge.bake import Take
+from backchannel.calibration.rigs import rig_map
+from backchannel.models.atomic import replacing
+from backchannel.models.motion import BLENDSHAPES, GAZE, GAZE_NAMES, HEAD_ROTATION, HEAD_ROTATION_NAMES
+
+
+def write_curve_table(path: str | Path, take: Take, rig: str) -> Path:
+    rigmap = rig_map(rig)
+    weights = rigmap.apply(take.motion[:, BLENDSHAPES])
+    angles = np.degrees(np.concatenate([take.motion[:, HEAD_ROTATION], take.motion[:, GAZE]], 1))
+    with replacing(path) as tmp, tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["---"] + [f"{t:.6g}" for t in take.times])
+        for k, name in enumerate(rigmap.targets):
+            w.writerow([name] + [f"{v:.4f}" for v in weights[:, k]])
+        for k, name in enumerate(HEAD_ROTATION_NAMES + GAZE_NAMES):
+            w.writerow([name] + [f"{v:.3f}" for v in angles[:, k]])
+    return Path(path)
