@@ -32,7 +32,7 @@ _REGIONS = {
     "BrowInnerUp": ((0.0, 0.045), (0, 0.01, 0)),
     "CheekPuff": ((0.0, -0.03), (0, 0, 0.012)), "CheekSquint": ((0.045, -0.005), (0, 0.006, 0)),
     "NoseSneer": ((0.012, 0.0), (0, 0.005, 0.002)),
-    "JawOpen": ((0.0, -0.07), (0, -0.025, 0)), "JawForward": ((0.0, -0.07), (0, 0, 0.01)),
+    "JawOpen": ((0.0, -0.064), (0, -0.02, -0.004)), "JawForward": ((0.0, -0.07), (0, 0, 0.01)),
     "JawLeft": ((0.0, -0.07), (0.01, 0, 0)), "JawRight": ((0.0, -0.07), (-0.01, 0, 0)),
     "MouthClose": ((0.0, -0.05), (0, 0.008, 0)), "MouthFunnel": ((0.0, -0.045), (0, 0, 0.01)),
     "MouthPucker": ((0.0, -0.045), (0, 0, 0.012)), "MouthLeft": ((0.0, -0.045), (0.01, 0, 0)),
@@ -45,6 +45,7 @@ _REGIONS = {
     "TongueOut": ((0.0, -0.05), (0, -0.002, 0.015)),
 }
 _SPREAD = 0.014  # metres: how far around its centre a shape moves the surface
+SKIN, LIPS = (0.86, 0.68, 0.58), (0.55, 0.18, 0.2)
 
 
 def _sphere(radius: float, rows: int, columns: int, front_only: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +59,12 @@ def _sphere(radius: float, rows: int, columns: int, front_only: bool) -> tuple[n
     b, c, d = a + 1, a + columns + 1, a + columns + 2
     triangles = np.stack([np.stack([a, b, d], 1), np.stack([a, d, c], 1)], 1).reshape(-1, 3)
     return vertices.reshape(-1, 3).astype(np.float32), triangles.astype(np.uint16)
+
+
+def _colours(face: np.ndarray) -> np.ndarray:
+    """Skin, with the lips drawn in so the mouth reads when it moves."""
+    lips = (face[:, 0] / 0.024) ** 2 + ((face[:, 1] + 0.047) / 0.009) ** 2 < 1
+    return np.where(lips[:, None], LIPS, SKIN).astype(np.float32)
 
 
 def _normals(sphere: np.ndarray) -> np.ndarray:
@@ -131,15 +138,16 @@ def build_gltf(take: Take, rig: str):
     pack = _Packer(doc)
     doc.materials = [
         g.Material(name="Skin", pbrMetallicRoughness=g.PbrMetallicRoughness(
-            baseColorFactor=[0.86, 0.68, 0.58, 1.0], metallicFactor=0.0, roughnessFactor=0.7)),
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=0.7)),  # x COLOR_0
         g.Material(name="Eye", pbrMetallicRoughness=g.PbrMetallicRoughness(
             baseColorFactor=[0.12, 0.2, 0.35, 1.0], metallicFactor=0.0, roughnessFactor=0.3)),
     ]
-    face, face_triangles = _sphere(HEAD_RADIUS, 24, 24, front_only=True)
+    face, face_triangles = _sphere(HEAD_RADIUS, 32, 32, front_only=True)
     targets = proxy_displacements(names, face)
     face_mesh = g.Mesh(name="Face", extras={"targetNames": list(names)}, weights=[0.0] * len(names), primitives=[
         g.Primitive(attributes=g.Attributes(POSITION=pack.add(face, "VEC3", g.ARRAY_BUFFER, bounds=True),
-                                            NORMAL=pack.add(_normals(face), "VEC3", g.ARRAY_BUFFER)),
+                                            NORMAL=pack.add(_normals(face), "VEC3", g.ARRAY_BUFFER),
+                                            COLOR_0=pack.add(_colours(face), "VEC3", g.ARRAY_BUFFER)),
                     indices=pack.add(face_triangles.ravel(), "SCALAR", g.ELEMENT_ARRAY_BUFFER),
                     material=0, targets=[{"POSITION": pack.add(t, "VEC3", g.ARRAY_BUFFER, bounds=True)}
                                          for t in targets])])

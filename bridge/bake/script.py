@@ -96,7 +96,8 @@ def _place(rows: list[dict], folder: Path, gap_s: float, alone: bool = False) ->
 def tracks_for(line: Line, lines: list[Line], context_s: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(self, other, offset_s) for one line: the window from context_s before the line to context_s after it, the
     speaker's own lines in it as the self track, the partner's (or everyone else's) as the other; offset_s is where
-    the line's own audio starts in the window."""
+    the line's own audio starts in the window. A folder's recording is its own window: nothing around it."""
+    context_s = 0.0 if line.alone else context_s
     begin = max(0.0, line.start - context_s)
     end = line.end + context_s
     n = int(round((end - begin) * SAMPLE_RATE))
