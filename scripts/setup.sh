@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 # espeak-ng/festival (+ its kal voice, only "recommended" by festival)/flite: corpus voices;
 # libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
 # tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream.
+# blender + python3-numpy (its glTF importer imports numpy), chromium + chromium-driver, nodejs + npm: the tools
+# the bake tests import our assets with (tests/test_bake_gltf.py; node packages: tests/js, below).
 SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config"
+SYSTEM_PACKAGES="$SYSTEM_PACKAGES blender python3-numpy chromium chromium-driver nodejs npm"
 missing=""
 for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -42,6 +45,12 @@ PYTHON=${PYTHON:-python3}
 if ! log=$(.venv/bin/python -m pip install -q --no-deps "mediapipe==0.10.14" 2>&1); then
     echo "setup: mediapipe 0.10.14 is not available here; portraits need landmark files (docs/render.md)" >&2
     echo "$log" | tail -n 3 >&2
+fi
+# The bake tests' independent readers from npm, at the versions tests/js/package-lock.json pins.
+if command -v npm >/dev/null 2>&1; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+else
+    echo "setup: no npm; the glTF validator and three.js tests will be skipped" >&2
 fi
 touch .venv/.setup-done
 echo "setup: ready (.venv/bin/backchannel)"

@@ -18,7 +18,7 @@ ROOMS = [
     ["backchannel.models.baseline", "backchannel.models.infp", "backchannel.models.render"],
     ["backchannel.models.corpus"],
     ["backchannel.models.evaluation", "backchannel.models.training"],
-    ["backchannel.bridge.protocol", "backchannel.bridge.jitter", "backchannel.bridge.outputs",
+    ["backchannel.bridge.protocol", "backchannel.bridge.jitter", "backchannel.bridge.outputs", "backchannel.bridge.bake",
      "backchannel.bridge.security", "backchannel.bridge.governor", "backchannel.bridge.devices"],
     ["backchannel.bridge.worker", "backchannel.bridge.client"],
     ["backchannel.bridge.latency"],

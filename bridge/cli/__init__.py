@@ -9,7 +9,7 @@ import sys
 
 # optional dependencies (pyproject.toml's extras), by the module a command imports
 EXTRAS = {"torch": "train", "onnx": "train", "matplotlib": "train", "pocketsphinx": "corpus", "cv2": "render",
-          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render"}
+          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render", "pygltflib": "bake"}
 
 COMMAND_MODULES = tuple(f"backchannel.bridge.cli.{name}" for name in (
     "run", "serve", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo", "bake",
