@@ -84,6 +84,8 @@ def check_asset(path: str | Path, fmt: str, fps: int = FRAME_RATE, names: str | 
     name = Path(path).name
     if fps not in FRAME_RATES:
         raise ValueError(f"--fps {fps}: choose {' or '.join(map(str, FRAME_RATES))}")
+    if fmt in ("glb", "gltf"):
+        import pygltflib  # noqa: F401  (the `bake` extra: missing, say so before the slow part)
     if fmt in MOTION_FORMATS:
         if fps != FRAME_RATE:
             raise ValueError(f"{name}: motion files hold the generator's {FRAME_RATE} fps frames; "

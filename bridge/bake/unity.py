@@ -79,7 +79,7 @@ def _curve(times: np.ndarray, values: np.ndarray, attribute: str, path: str) -> 
     for k, (t, v) in enumerate(zip(times, values)):
         inslope = slopes[k - 1] if k > 0 else 0.0
         outslope = slopes[k] if k < len(slopes) else 0.0
-        lines += ["      - serializedVersion: 3", f"        time: {t:.6g}", f"        value: {v:.4f}",
+        lines += ["      - serializedVersion: 3", f"        time: {t:.5f}", f"        value: {v:.4f}",
                   f"        inSlope: {inslope:.6g}", f"        outSlope: {outslope:.6g}",
                   f"        tangentMode: {LINEAR_BOTH_SIDES}", "        weightedMode: 0",
                   "        inWeight: 0.33333334", "        outWeight: 0.33333334"]

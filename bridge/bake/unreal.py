@@ -22,7 +22,7 @@ def write_curve_table(path: str | Path, take: Take, rig: str) -> Path:
     angles = np.degrees(np.concatenate([take.motion[:, HEAD_ROTATION], take.motion[:, GAZE]], 1))
     with replacing(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["---"] + [f"{t:.6g}" for t in take.times])
+        w.writerow(["---"] + [f"{t:.4f}" for t in take.times])  # distinct: Unreal refuses duplicate key times
         for k, name in enumerate(rigmap.targets):
             w.writerow([name] + [f"{v:.4f}" for v in weights[:, k]])
         for k, name in enumerate(HEAD_ROTATION_NAMES + GAZE_NAMES):

@@ -84,6 +84,8 @@ def _previews(args, first: Path) -> tuple[Path | None, Path | None, object]:
     video = None if args.video is None and not args.portrait else Path(args.video or _beside(first, ".mp4"))
     if png is not None and png.suffix.lower() != ".png":
         raise ValueError(f"--png {png}: write a .png")
+    if png is not None:
+        import matplotlib  # noqa: F401  (an extra: missing, say so before the slow part)
     if video is not None and video.suffix.lower() != ".mp4":
         raise ValueError(f"--video {video}: write an .mp4")
     renderer = open_renderer({**vars(args), "portrait": args.portrait or str(BUNDLED_PORTRAIT)}) if video else None
