@@ -161,3 +161,89 @@ def test_threejs_in_chromium_plays_the_morph_animation(baked, site, tmp_path):
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("RGB"), np.float32)
     assert pixels.shape[0] >= 400 and pixels.std() > 20  # a lit face drawn, not a blank canvas
+
+
+def user_head(path: Path) -> None:
+    """A user's model as Blender's exporter writes one: a mesh whose morph targets are named in its extras (some
+    ARKit names, in its own order, and one of its own), under a `Head` node that rests turned, under a turned
+    root."""
+    import pygltflib as g
+
+    vertices = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [0.1, 0.1, 0]], np.float32)
+    targets = [np.full_like(vertices, 0.01 * (k + 1)) for k in range(3)]
+    arrays = [vertices, *targets, np.array([0, 1, 2, 1, 3, 2], np.uint16)]
+    blob, views, accessors = b"", [], []
+    for a in arrays:
+        views.append(g.BufferView(buffer=0, byteOffset=len(blob), byteLength=a.nbytes))
+        kind, component = ("SCALAR", g.UNSIGNED_SHORT) if a.dtype == np.uint16 else ("VEC3", g.FLOAT)
+        bounds = {} if kind == "SCALAR" else {"min": a.min(0).tolist(), "max": a.max(0).tolist()}
+        accessors.append(g.Accessor(bufferView=len(views) - 1, componentType=component, count=len(a), type=kind,
+                                    **bounds))
+        blob += a.tobytes()
+    doc = g.GLTF2(
+        asset=g.Asset(version="2.0"), scene=0, scenes=[g.Scene(nodes=[0])], bufferViews=views, accessors=accessors,
+        buffers=[g.Buffer(byteLength=len(blob))],
+        meshes=[g.Mesh(primitives=[g.Primitive(attributes=g.Attributes(POSITION=0), indices=4,
+                                               targets=[{"POSITION": 1}, {"POSITION": 2}, {"POSITION": 3}])],
+                       weights=[0, 0, 0], extras={"targetNames": ["CustomSmile", "JawOpen", "EyeBlinkLeft"]})],
+        nodes=[g.Node(name="Armature", children=[1], rotation=[0, 0.2588190, 0, 0.9659258]),  # 30 deg about Y
+               g.Node(name="Head", children=[2], rotation=[0.0871557, 0, 0, 0.9961947]),  # 10 deg about X
+               g.Node(name="Body", mesh=0)])
+    doc.set_binary_blob(blob)
+    doc.save_binary(str(path))
+
+
+def test_a_users_head_gets_the_animation_by_target_name(baked, tmp_path):
+    needs("node", "browser")
+    from scipy.spatial.transform import Rotation
+
+    head = tmp_path / "user.glb"
+    user_head(head)
+    out = tmp_path / "on-user.glb"
+    line = baked["folder"] / "line.wav"
+    assert main(["bake", "--self", str(line), "--other", str(baked["folder"] / "partner.wav"), "--generator",
+                 "baseline", "--seed", "1", "--head", str(head), "--out", str(out)]) == 0
+    report = json.loads(subprocess.run(["node", str(JS / "validate.mjs"), str(out)], capture_output=True, text=True,
+                                       timeout=60, check=True).stdout)
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+    weights, head_turn = baked["motion"]["weights"], baked["motion"]["head"]
+    frames = [int(np.argmax(weights[:, BS["JawOpen"]])), 20, 60]
+    root = tmp_path / "site"
+    root.mkdir()
+    os.symlink(JS / "node_modules", root / "node_modules")
+    shutil.copy(JS / "player.html", root)
+    shutil.copy(out, root)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with browser.chromium(tmp_path / "profile") as driver:
+            result = play(driver, f"http://127.0.0.1:{server.server_port}/player.html?glb={out.name}"
+                                  f"&times={','.join(f'{k / 30:.6f}' for k in frames)}"
+                                  "&names=JawOpen,EyeBlinkLeft,CustomSmile")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["morphs"] == ["CustomSmile", "JawOpen", "EyeBlinkLeft"]
+    rest = Rotation.from_euler("Y", 30, degrees=True) * Rotation.from_euler("X", 10, degrees=True)
+    for k, sample, world in zip(frames, result["samples"], result["heads"]):
+        assert sample["JawOpen"] == pytest.approx(weights[k, BS["JawOpen"]], abs=1e-4)
+        assert sample["EyeBlinkLeft"] == pytest.approx(weights[k, BS["EyeBlinkLeft"]], abs=1e-4)
+        assert sample["CustomSmile"] == 0  # a target the rig does not name stays at rest
+        # the head turns about the world's axes (glTF: +Y up, facing +Z) by the motion's yaw, pitch and roll
+        pitch, yaw, roll = head_turn[k]
+        turn = Rotation.from_quat(world) * rest.inv()
+        expected = Rotation.from_euler("YXZ", [yaw, pitch, -roll])
+        assert (turn * expected.inv()).magnitude() < 1e-4
+
+
+def test_a_head_the_rig_does_not_name_is_refused_before_baking(baked, tmp_path, capsys):
+    head = tmp_path / "user.glb"
+    user_head(head)
+    out = tmp_path / "x.glb"
+    assert main(["bake", "--self", str(baked["folder"] / "line.wav"), "--generator", "baseline", "--names", "vrm0",
+                 "--head", str(head), "--out", str(out)]) == 2
+    assert "no morph target is named by the vrm0 rig" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "not.glb").write_text("{}")
+    assert main(["bake", "--self", str(baked["folder"] / "line.wav"), "--head", str(tmp_path / "not.glb"),
+                 "--out", str(out)]) == 2
+    assert "not a binary glTF" in capsys.readouterr().err

@@ -104,10 +104,11 @@ def check_asset(path: str | Path, fmt: str, fps: int = FRAME_RATE, names: str | 
 
 
 def write_asset(path: str | Path, block: MotionBlock, fmt: str, *, fps: int = FRAME_RATE, names: str | None = None,
-                name: str | None = None, unity_path: str = "Face", audio_name: str | None = None) -> Path:
+                name: str | None = None, unity_path: str = "Face", audio_name: str | None = None,
+                head: str | Path | None = None) -> Path:
     """Write `block` to `path` as `fmt` (format_of). `names` is the rig (calibration/rigs.py) of the blendshape
     formats (default arkit); `unity_path` the SkinnedMeshRenderer's path in a .anim; `audio_name` the sound file
-    Rhubarb's JSON metadata names."""
+    Rhubarb's JSON metadata names; `head` a user's .glb/.vrm the glTF formats animate instead of the proxy."""
     path = Path(path)
     check_asset(path, fmt, fps, names)
     if fmt in MOTION_FORMATS:
@@ -119,7 +120,7 @@ def write_asset(path: str | Path, block: MotionBlock, fmt: str, *, fps: int = FR
     if fmt in ("glb", "gltf"):
         from backchannel.bridge.bake.gltf import write_gltf
 
-        write_gltf(path, take, names or "arkit", binary=fmt == "glb")
+        write_gltf(path, take, names or "arkit", binary=fmt == "glb", head=head)
     elif fmt == "unity":
         from backchannel.bridge.bake.unity import write_anim
 

@@ -105,10 +105,10 @@ def eye_quaternions(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
 
 
 class _Packer:
-    """One binary buffer, a view and an accessor per array."""
+    """One binary buffer, a view and an accessor per array (appended to the document's own buffer, if any)."""
 
-    def __init__(self, gltf):
-        self.gltf, self.blob = gltf, bytearray()
+    def __init__(self, gltf, blob: bytes = b""):
+        self.gltf, self.blob = gltf, bytearray(blob)
 
     def add(self, array: np.ndarray, kind: str, target: int | None = None, bounds: bool = False) -> int:
         import pygltflib as g
@@ -181,10 +181,123 @@ def build_gltf(take: Take, rig: str):
     return doc
 
 
-def write_gltf(path: str | Path, take: Take, rig: str, binary: bool = True) -> Path:
+# bones a head animation goes to: VRM's humanoid names, else nodes by these (lower-case) names
+_BONE_NAMES = {"head": ("head", "j_bip_c_head", "headtop_end"), "leftEye": ("lefteye", "eye_l", "j_adj_l_faceeye"),
+               "rightEye": ("righteye", "eye_r", "j_adj_r_faceeye")}
+
+
+def _bones(doc) -> dict[str, int]:
+    """{"head", "leftEye", "rightEye": node} as far as the model says: VRM 0 or 1 humanoid, else node names."""
+    ext = doc.extensions or {}
+    found = {b.get("bone"): b.get("node") for b in ext.get("VRM", {}).get("humanoid", {}).get("humanBones", [])}
+    found.update({k: v.get("node") for k, v in ext.get("VRMC_vrm", {}).get("humanoid", {}).get("humanBones", {}).items()})
+    for i, node in enumerate(doc.nodes):
+        for bone, names in _BONE_NAMES.items():
+            if (node.name or "").lower() in names:
+                found.setdefault(bone, i)
+    return {k: v for k, v in found.items() if k in _BONE_NAMES and isinstance(v, int) and 0 <= v < len(doc.nodes)}
+
+
+def _target_names(mesh) -> list[str]:
+    """The morph target names exporters write: mesh.extras.targetNames, or the first primitive's."""
+    for extras in (mesh.extras, mesh.primitives[0].extras if mesh.primitives else None):
+        if isinstance(extras, dict) and isinstance(extras.get("targetNames"), list):
+            return [str(n) for n in extras["targetNames"]]
+    return []
+
+
+def _in_parent_space(doc, node: int, world: np.ndarray, faces_minus_z: bool) -> np.ndarray:
+    """(T, 4) world-axis turns as the node's local rotation: parent^-1 * turn * parent * rest."""
+    from scipy.spatial.transform import Rotation
+
+    parents = {c: i for i, n in enumerate(doc.nodes) for c in (n.children or [])}
+    parent, k = Rotation.identity(), parents.get(node)
+    while k is not None:
+        parent = Rotation.from_quat(doc.nodes[k].rotation or [0, 0, 0, 1]) * parent
+        k = parents.get(k)
+    turn = Rotation.from_quat(world)
+    if faces_minus_z:  # VRM 0 models face -Z: the same turn, seen from behind
+        flip = Rotation.from_euler("Y", np.pi)
+        turn = flip * turn * flip.inv()
+    rest = Rotation.from_quat(doc.nodes[node].rotation or [0, 0, 0, 1])
+    return (parent.inv() * turn * parent * rest).as_quat().astype(np.float32)
+
+
+def _load_head(head: str | Path):
+    """A binary glTF (.glb, .vrm: a VRM is a GLB) with its one buffer inside."""
     import pygltflib as g
 
-    doc = build_gltf(take, rig)
+    with open(head, "rb") as f:
+        magic = f.read(4)
+    if magic != b"glTF":
+        raise ValueError(f"--head {head}: not a binary glTF (.glb or .vrm)")
+    doc = g.GLTF2.load_binary(str(head))
+    if doc.binary_blob() is None or len(doc.buffers) != 1:
+        raise ValueError(f"--head {head}: give a binary glTF with its one buffer inside")
+    return doc
+
+
+def check_head(head: str | Path, rig: str) -> list[str]:
+    """The head's morph target names that the rig drives; raises ValueError where there are none."""
+    doc = _load_head(head)
+    targets = rig_map(rig).targets
+    names = sorted({n for node in doc.nodes if node.mesh is not None
+                    for n in _target_names(doc.meshes[node.mesh]) if n in targets})
+    if not names:
+        raise ValueError(f"--head {head}: no morph target is named by the {rig} rig "
+                         f"(e.g. {', '.join(targets[:3])}); bake with the --names its targets use")
+    return names
+
+
+def apply_to_head(head: str | Path, take: Take, rig: str):
+    """The user's glTF/VRM head (binary: .glb or .vrm) with the take added as one more animation: the weights of
+    every mesh whose morph targets the rig names (by name; others stay 0), the head and eye bones' rotations."""
+    import pygltflib as g
+
+    doc = _load_head(head)
+    blob = doc.binary_blob()
+    rigmap = rig_map(rig)
+    weights = rigmap.apply(take.motion[:, BLENDSHAPES])
+    pack = _Packer(doc, blob)
+    times = pack.add(take.times.astype(np.float32), "SCALAR", bounds=True)
+    outputs, matched = [], set()
+    for i, node in enumerate(doc.nodes):
+        if node.mesh is None:
+            continue
+        names = _target_names(doc.meshes[node.mesh])
+        columns = [(j, rigmap.targets.index(n)) for j, n in enumerate(names) if n in rigmap.targets]
+        if not columns:
+            continue
+        values = np.zeros((len(take.motion), len(names)), np.float32)
+        for j, k in columns:
+            values[:, j] = weights[:, k]
+        matched.update(names[j] for j, _ in columns)
+        outputs.append((i, "weights", pack.add(values.ravel(), "SCALAR")))
+    if not outputs:
+        check_head(head, rig)  # says why
+    bones = _bones(doc)
+    faces_minus_z = "VRM" in (doc.extensions or {})
+    gaze = take.motion[:, GAZE]
+    for bone, world in (("head", head_quaternions(take.motion[:, HEAD_ROTATION])),
+                        ("leftEye", eye_quaternions(gaze[:, 0], gaze[:, 1])),
+                        ("rightEye", eye_quaternions(gaze[:, 2], gaze[:, 3]))):
+        if bone in bones:
+            outputs.append((bones[bone], "rotation",
+                            pack.add(_in_parent_space(doc, bones[bone], world, faces_minus_z), "VEC4")))
+    doc.animations.append(g.Animation(
+        name=take.name,
+        samplers=[g.AnimationSampler(input=times, output=out, interpolation="LINEAR") for _, _, out in outputs],
+        channels=[g.AnimationChannel(sampler=i, target=g.AnimationChannelTarget(node=node, path=path))
+                  for i, (node, path, _) in enumerate(outputs)]))
+    doc.buffers[0].byteLength = len(pack.blob)
+    doc.set_binary_blob(bytes(pack.blob))
+    return doc, sorted(matched), sorted(bones)
+
+
+def write_gltf(path: str | Path, take: Take, rig: str, binary: bool = True, head: str | Path | None = None) -> Path:
+    import pygltflib as g
+
+    doc = build_gltf(take, rig) if head is None else apply_to_head(head, take, rig)[0]
     with replacing(path) as tmp:
         if binary:
             doc.save_binary(str(tmp))

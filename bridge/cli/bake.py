@@ -34,6 +34,8 @@ def register(commands) -> None:
     p.add_argument("--names", help="the blendshape names of .glb/.gltf/.anim/.unreal.csv: arkit (default), vrm0 "
                    "or vrm1 (calibration/rigs.py); .motion3.json always holds Live2D's standard parameters")
     p.add_argument("--fps", type=int, default=30, help="keys per second in the assets: 30 (the generator's) or 60")
+    p.add_argument("--head", metavar="HEAD.glb|.vrm", help="animate this glTF/VRM model in the .glb/.gltf instead "
+                   "of the face proxy: its morph targets by name (--names), its head and eye bones")
     p.add_argument("--unity-path", default="Face", metavar="PATH",
                    help="the SkinnedMeshRenderer's transform path under the animated object in a .anim (default Face)")
     p.add_argument("--generator", default=None, help=GENERATOR_HELP)
@@ -68,6 +70,14 @@ def _plan(args, outs: list[str]) -> list[tuple[Path, str]]:
     if args.format and len(outs) > 1:
         raise ValueError("--format applies to one --out; several outputs each say theirs by their ending")
     plan = [(Path(out), format_of(out, args.format)) for out in outs]
+    if args.head and not any(fmt in ("glb", "gltf") for _, fmt in plan):
+        raise ValueError("--head goes with a .glb or .gltf output")
+    if args.head:
+        from backchannel.bridge.bake.gltf import check_head
+
+        if not Path(args.head).is_file():
+            raise ValueError(f"--head {args.head}: no such file")
+        check_head(args.head, args.names or "arkit")
     for path, fmt in plan:
         check_asset(path, fmt, args.fps, args.names)
         if fmt == "unity":
@@ -104,7 +114,7 @@ def _write_all(args, plan, block, audio_name: str | None) -> None:
 
     for path, fmt in plan:
         write_asset(path, block, fmt, fps=args.fps, names=args.names, unity_path=args.unity_path,
-                    audio_name=audio_name)
+                    audio_name=audio_name, head=args.head)
 
 
 def bake_line(args) -> int:
