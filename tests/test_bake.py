@@ -46,14 +46,18 @@ def test_unity_clip_holds_one_linear_curve_per_blendshape_on_the_renderer_path(b
     assert [c["attribute"] for c in curves] == [f"blendShape.{name}" for name in ARKIT_NAMES]
     assert {(c["path"], c["classID"]) for c in curves} == {("Face", 137)}
     assert clip["m_EditorCurves"] == curves
-    for name in ("JawOpen", "EyeBlinkLeft", "MouthSmileLeft", "BrowInnerUp"):
+    for name in ARKIT_NAMES:
         keys = curves[BS[name]]["curve"]["m_Curve"]
-        assert [k["time"] for k in keys] == pytest.approx(np.arange(n) / 30, abs=1e-5)
-        values = np.array([k["value"] for k in keys])
-        assert values == pytest.approx(100 * weights[:, BS[name]], abs=2e-3)  # Unity's weights are percent
-        slopes = np.diff(values) * 30
+        times, values = np.array([k["time"] for k in keys]), np.array([k["value"] for k in keys])
+        assert times[0] == 0 and times[-1] == pytest.approx((n - 1) / 30, abs=1e-5) and (np.diff(times) > 0).all()
+        # played as Unity plays linear keys: every frame's weight, in percent (keys on a straight line are left out)
+        assert np.interp(np.arange(n) / 30, times, values) == pytest.approx(100 * weights[:, BS[name]], abs=2e-3)
+        slopes = np.diff(values) / np.diff(times)
         assert [k["outSlope"] for k in keys[:-1]] == pytest.approx(slopes, rel=1e-4, abs=1e-3)
-    assert max(k["value"] for k in curves[BS["JawOpen"]]["curve"]["m_Curve"]) > 20  # the answer opens the jaw
+        assert [k["inSlope"] for k in keys[1:]] == pytest.approx(slopes, rel=1e-4, abs=1e-3)
+    jaw = curves[BS["JawOpen"]]["curve"]["m_Curve"]
+    assert max(k["value"] for k in jaw) > 20 and len(jaw) > 20  # the answer opens the jaw, keyed as it moves
+    assert len(curves[BS["TongueOut"]]["curve"]["m_Curve"]) == 2  # a shape that stays still: its two ends
 
 
 def test_unity_clip_under_vrm_names_at_60_fps(baked, tmp_path):
@@ -66,12 +70,15 @@ def test_unity_clip_under_vrm_names_at_60_fps(baked, tmp_path):
     assert list(curves) == list(rig_map("vrm1").targets) and clip["m_SampleRate"] == 60
     assert {c["path"] for c in curves.values()} == {"Body/Face Mesh"}
     expected = rig_map("vrm1").apply(baked["motion"]["weights"]) * 100
+    n = len(expected)
     for name in ("aa", "blink", "happy"):
         keys = curves[name]["curve"]["m_Curve"]
-        assert len(keys) == 2 * len(expected)
-        # every other 60 fps key is a 30 fps frame; the ones between lie halfway
-        assert [k["value"] for k in keys[::2]] == pytest.approx(expected[:, rig_map("vrm1").targets.index(name)],
-                                                                 abs=2e-3)
+        times, values = np.array([k["time"] for k in keys]), np.array([k["value"] for k in keys])
+        assert times[-1] == pytest.approx((2 * n - 1) / 60, abs=1e-5)
+        assert np.isin(np.round(times * 60, 3), np.arange(2 * n)).all()  # keys on the 60 fps grid
+        # the 30 fps frames, each on every other 60 fps key
+        played = np.interp(np.arange(n) / 30, times, values)
+        assert played == pytest.approx(expected[:, rig_map("vrm1").targets.index(name)], abs=2e-3)
 
 
 def test_unreal_curve_table_rows_are_named_curves_over_the_key_times(baked):

@@ -1,7 +1,7 @@
 """Unity AnimationClip (.anim, text YAML as Unity serialises it): one float curve per blendshape, bound to
 `blendShape.<name>` of the SkinnedMeshRenderer (classID 137) at `path` under the animated object. Unity's
 blendshape weights run 0..100. Keys are linear (each tangent the slope to its neighbour), so the clip plays the
-frames as sampled. Written as text: Unity's own YAML dialect (tags, flow maps) is simpler to emit than to coax out
+frames as sampled; keys that lie on the line between their neighbours are left out. Written as text: Unity's own YAML dialect (tags, flow maps) is simpler to emit than to coax out
 of a generic YAML writer."""
 from __future__ import annotations
 
@@ -73,13 +73,25 @@ TAIL = """  m_EulerEditorCurves: []
 """
 
 
+def _needed(values: np.ndarray) -> np.ndarray:
+    """Indices of the keys linear interpolation cannot rebuild from their neighbours: the ends and every change of
+    slope. Lossless, and a shape that stays still (most of ARKit's 52 in a line) keeps two keys, not one a frame."""
+    if len(values) < 3:
+        return np.arange(len(values))
+    steps = np.diff(values)
+    bends = np.flatnonzero(np.abs(np.diff(steps)) > 1e-6) + 1
+    return np.concatenate([[0], bends, [len(values) - 1]])
+
+
 def _curve(times: np.ndarray, values: np.ndarray, attribute: str, path: str) -> str:
+    keep = _needed(values)
+    times, values = times[keep], values[keep]
     slopes = np.diff(values) / np.diff(times) if len(values) > 1 else np.zeros(0)
     lines = ["  - curve:", "      serializedVersion: 2", "      m_Curve:"]
     for k, (t, v) in enumerate(zip(times, values)):
         inslope = slopes[k - 1] if k > 0 else 0.0
         outslope = slopes[k] if k < len(slopes) else 0.0
-        lines += ["      - serializedVersion: 3", f"        time: {t:.5f}", f"        value: {v:.4f}",
+        lines += ["      - serializedVersion: 3", f"        time: {t:.6f}", f"        value: {v:.4f}",
                   f"        inSlope: {inslope:.6g}", f"        outSlope: {outslope:.6g}",
                   f"        tangentMode: {LINEAR_BOTH_SIDES}", "        weightedMode: 0",
                   "        inWeight: 0.33333334", "        outWeight: 0.33333334"]
