@@ -159,30 +159,13 @@ def rhubarb_shapes(motion: np.ndarray, speaking: np.ndarray | None = None) -> li
     """(T, MOTION_DIM) motion -> one Rhubarb mouth shape per frame, read from the lip and jaw shapes. `speaking`
     ((T,) bool, optional) marks the frames with speech: a closed mouth outside them is X (idle), inside A."""
     m = np.asarray(motion, np.float32)
-
-    def w(*names: str) -> np.ndarray:
-        return np.mean([m[:, BS[n]] for n in names], axis=0)
-
-    openness = mouth_openness(m)
-    rounded = np.maximum(w("MouthPucker"), w("MouthFunnel"))
-    lip_tuck = w("MouthRollLower")  # the lower lip drawn in under the upper teeth
+    opening = mouth_openness(m)
+    rounded = np.maximum(m[:, BS["MouthPucker"]], m[:, BS["MouthFunnel"]]) > 0.4
     speaking = np.ones(len(m), bool) if speaking is None else np.asarray(speaking, bool)
-    shapes = []
-    for k in range(len(m)):
-        o = openness[k]
-        if o < LIPS_SHUT_OPENNESS:
-            shape = "A" if speaking[k] else "X"
-        elif m[k, BS["TongueOut"]] > 0.3:
-            shape = "H"
-        elif lip_tuck[k] > 0.4 and o < 0.3:
-            shape = "G"
-        elif rounded[k] > 0.4:
-            shape = "F" if o < 0.25 else "E"
-        elif o < 0.15:
-            shape = "B"
-        elif o < 0.45:
-            shape = "C"
-        else:
-            shape = "D"
-        shapes.append(shape)
-    return shapes
+    # first match wins, in this order; wide open (D) when none does
+    shapes = np.select(
+        [opening < LIPS_SHUT_OPENNESS, m[:, BS["TongueOut"]] > 0.3,
+         (m[:, BS["MouthRollLower"]] > 0.4) & (opening < 0.3),  # the lower lip drawn in under the upper teeth
+         rounded & (opening < 0.25), rounded, opening < 0.15, opening < 0.45],
+        [np.where(speaking, "A", "X"), "H", "G", "F", "E", "B", "C"], "D")
+    return [str(shape) for shape in shapes]

@@ -289,3 +289,29 @@ def test_the_default_model_bakes_too(baked, tmp_path):
     curves = {c["Id"]: c["Segments"][1::3] for c in json.loads((out / "m.motion3.json").read_text())["Curves"]}
     assert curves["ParamEyeROpen"] == pytest.approx(1 - motion["weights"][:, BS["EyeBlinkRight"]], abs=2e-4)
     assert max(curves["ParamMouthOpenY"]) > 0.2  # the model's mouth moves with the answer
+
+
+def test_video_preview_renders_the_portrait_for_every_frame(baked, tmp_path, capsys):
+    import cv2
+
+    out = tmp_path / "line.motion3.json"
+    assert main(["bake", "--self", str(baked["line"]), "--other", str(baked["partner"]), "--generator", "baseline",
+                 "--out", str(out), "--video", "--size", "128"]) == 0
+    video = tmp_path / "line.mp4"  # beside the output, its whole format ending replaced
+    capture = cv2.VideoCapture(str(video))
+    try:
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 90 and capture.get(cv2.CAP_PROP_FPS) == 30
+        assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 128
+    finally:
+        capture.release()
+
+
+def test_batch_previews_one_plot_per_line(baked, tmp_path, capsys):
+    script = tmp_path / "s.csv"
+    script.write_text(f"speaker,file,id\nguard,{baked['line']},g1\nhero,{baked['partner']},h1\n")
+    assert main(["bake", "--batch", str(script), "--out-dir", str(tmp_path / "o"), "--to", ".tsv", "--png",
+                 "--generator", "baseline"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["bake.json", "g1.png", "g1.tsv", "h1.png", "h1.tsv"]
+    assert main(["bake", "--batch", str(script), "--out-dir", str(tmp_path / "o"), "--to", ".tsv",
+                 "--png", "one.png"]) == 2
+    assert "one of each is written per line" in capsys.readouterr().err

@@ -115,7 +115,7 @@ def write_asset(path: str | Path, block: MotionBlock, fmt: str, *, fps: int = FR
         from backchannel.bridge.outputs.files import write_motion
 
         return write_motion(path, block)
-    take = Take.from_block(block, fps, name or _clip_name(path))
+    take = Take.from_block(block, fps, name or clip_name(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("glb", "gltf"):
         from backchannel.bridge.bake.gltf import write_gltf
@@ -140,7 +140,7 @@ def write_asset(path: str | Path, block: MotionBlock, fmt: str, *, fps: int = FR
     return path
 
 
-def _clip_name(path: Path) -> str:
+def clip_name(path: Path) -> str:
     """The file name without its format's ending: line01.motion3.json -> line01."""
     name = path.name
     for ends in FORMATS.values():

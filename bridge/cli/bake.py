@@ -85,11 +85,8 @@ def _plan(args, outs: list[str]) -> list[tuple[Path, str]]:
     return plan
 
 
-def _previews(args, first: Path) -> tuple[Path | None, Path | None, object]:
-    """(png, mp4, renderer) asked for, the renderer opened now so a bad portrait fails before the slow part."""
-    from backchannel.bridge.cli.portrait import open_renderer
-    from backchannel.models.render import BUNDLED_PORTRAIT
-
+def _previews(args, first: Path) -> tuple[Path | None, Path | None]:
+    """(png, mp4) asked for: given, or beside the first output."""
     png = None if args.png is None else Path(args.png or _beside(first, ".png"))
     video = None if args.video is None and not args.portrait else Path(args.video or _beside(first, ".mp4"))
     if png is not None and png.suffix.lower() != ".png":
@@ -98,15 +95,23 @@ def _previews(args, first: Path) -> tuple[Path | None, Path | None, object]:
         import matplotlib  # noqa: F401  (an extra: missing, say so before the slow part)
     if video is not None and video.suffix.lower() != ".mp4":
         raise ValueError(f"--video {video}: write an .mp4")
-    renderer = open_renderer({**vars(args), "portrait": args.portrait or str(BUNDLED_PORTRAIT)}) if video else None
-    return png, video, renderer
+    return png, video
+
+
+def _renderer(args):
+    """The portrait renderer, opened before the slow part so a bad portrait fails first (the bundled one unless
+    --portrait names another)."""
+    from backchannel.bridge.cli.portrait import open_renderer
+    from backchannel.models.render import BUNDLED_PORTRAIT
+
+    return open_renderer({**vars(args), "portrait": args.portrait or str(BUNDLED_PORTRAIT)})
 
 
 def _beside(path: Path, suffix: str) -> Path:
     """NAME.motion3.json -> NAME.png: the whole format ending replaced."""
-    from backchannel.bridge.bake import _clip_name
+    from backchannel.bridge.bake import clip_name
 
-    return path.with_name(_clip_name(path) + suffix)
+    return path.with_name(clip_name(path) + suffix)
 
 
 def _write_all(args, plan, block, audio_name: str | None) -> None:
@@ -128,7 +133,8 @@ def bake_line(args) -> int:
         raise ValueError("--out-dir and --to go with --batch; a single line takes --out")
     style = generation_style(args)
     plan = _plan(args, args.out)
-    png, video, renderer = _previews(args, plan[0][0])
+    png, video = _previews(args, plan[0][0])
+    renderer = _renderer(args) if video else None
     self_audio, other_audio = load_tracks(audio_sources(args))
     generator = make_generator(args.generator)
     block, speed = motion_from_tracks(generator, self_audio, other_audio, args.seed, style,
@@ -151,6 +157,7 @@ def bake_batch(args) -> int:
     from backchannel.bridge.bake.script import read_lines, tracks_for
     from backchannel.bridge.cli.run import generation_style, motion_from_tracks, render_video
     from backchannel.models.atomic import replacing
+    from backchannel.models.audio import SAMPLE_RATE
     from backchannel.models.generator import make_generator
 
     if args.self_audio or args.other_audio or args.out:
@@ -167,17 +174,21 @@ def bake_batch(args) -> int:
     out_dir = Path(args.out_dir)
     endings = args.to or [".glb"]
     _plan(args, [f"x{e}" for e in endings])  # the endings and settings, checked before reading any audio
+    if args.png or args.video:
+        raise ValueError("with --batch, --png and --video take no file name: one of each is written per line")
+    _previews(args, Path("x.glb"))
+    renderer = _renderer(args) if args.video is not None or args.portrait else None
     lines = read_lines(args.batch, args.gap)
     generator = make_generator(args.generator)
     manifest, baked = [], 0
     for line in tqdm(lines, unit="line", desc="bake", disable=None):
         plan = _plan(args, [str(out_dir / f"{line.id}{e}") for e in endings])
-        png, video, renderer = _previews(args, plan[0][0])
+        png, video = _previews(args, plan[0][0])
         wanted = [p for p, _ in plan] + [p for p in (png, video) if p is not None]
         self_audio, other_audio, offset = tracks_for(line, lines, args.context)
         seed = (args.seed + zlib.crc32(line.id.encode())) % 2 ** 31  # per line, stable when lines move
         manifest.append({"id": line.id, "speaker": line.speaker, "file": str(line.file), "start_s": round(line.start, 4),
-                         "line_offset_s": round(offset, 4), "seconds": round(len(self_audio) / 16000, 4),
+                         "line_offset_s": round(offset, 4), "seconds": round(len(self_audio) / SAMPLE_RATE, 4),
                          "seed": seed, "outputs": [p.name for p in wanted]})
         if not args.force and all(p.is_file() for p in wanted):  # each written whole or not at all: done
             continue
