@@ -72,17 +72,21 @@ def _plan(args, outs: list[str]) -> list[tuple[Path, str]]:
     plan = [(Path(out), format_of(out, args.format)) for out in outs]
     if args.head and not any(fmt in ("glb", "gltf") for _, fmt in plan):
         raise ValueError("--head goes with a .glb or .gltf output")
-    if args.head:
-        from backchannel.bridge.bake.gltf import check_head
-
-        if not Path(args.head).is_file():
-            raise ValueError(f"--head {args.head}: no such file")
-        check_head(args.head, args.names or "arkit")
     for path, fmt in plan:
         check_asset(path, fmt, args.fps, args.names)
         if fmt == "unity":
             check_renderer_path(args.unity_path)
     return plan
+
+
+def _check_head(args) -> None:
+    """--head, read once before the slow part: a binary glTF with targets the rig names."""
+    from backchannel.bridge.bake.gltf import check_head
+
+    if args.head:
+        if not Path(args.head).is_file():
+            raise ValueError(f"--head {args.head}: no such file")
+        check_head(args.head, args.names or "arkit")
 
 
 def _previews(args, first: Path) -> tuple[Path | None, Path | None]:
@@ -126,6 +130,7 @@ def bake_line(args) -> int:
     from backchannel.bridge.bake.plot import plot_motion
     from backchannel.bridge.cli.run import audio_sources, generation_style, load_tracks, motion_from_tracks, render_video
     from backchannel.models.generator import make_generator
+    from backchannel.models.motion import FRAME_RATE
 
     if not args.self_audio or not args.out:
         raise ValueError("give --self LINE.wav and --out NAME.EXT (or --batch FOLDER|SCRIPT with --out-dir)")
@@ -133,6 +138,7 @@ def bake_line(args) -> int:
         raise ValueError("--out-dir and --to go with --batch; a single line takes --out")
     style = generation_style(args)
     plan = _plan(args, args.out)
+    _check_head(args)
     png, video = _previews(args, plan[0][0])
     renderer = _renderer(args) if video else None
     self_audio, other_audio = load_tracks(audio_sources(args))
@@ -141,7 +147,8 @@ def bake_line(args) -> int:
                                       args.generator or generator.name)
     _write_all(args, plan, block, Path(args.self_audio).name)
     for path, fmt in plan:
-        print(f"wrote {path} ({fmt}, {len(block)} frames at 30 fps{f' as {args.fps} fps keys' if args.fps != 30 else ''})")
+        keys = f" as {args.fps} fps keys" if args.fps != FRAME_RATE else ""
+        print(f"wrote {path} ({fmt}, {len(block)} frames at {FRAME_RATE} fps{keys})")
     print(speed)
     if png is not None:
         print(f"wrote {plot_motion(block, png, {'self': self_audio, 'other': other_audio}, Path(args.self_audio).name)}")
@@ -174,6 +181,7 @@ def bake_batch(args) -> int:
     out_dir = Path(args.out_dir)
     endings = args.to or [".glb"]
     _plan(args, [f"x{e}" for e in endings])  # the endings and settings, checked before reading any audio
+    _check_head(args)
     if args.png or args.video:
         raise ValueError("with --batch, --png and --video take no file name: one of each is written per line")
     _previews(args, Path("x.glb"))
