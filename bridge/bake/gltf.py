@@ -1,7 +1,8 @@
 """glTF 2.0 (.glb / .gltf): a face-proxy mesh whose morph targets carry the rig's names (mesh.extras.targetNames,
 which Blender's importer and three.js read as shape-key and morph names), and one animation: the weights on the
 face node, the head pose on its parent node and the gaze on two eye nodes, all sampled at the take's frames with
-LINEAR interpolation. Built with pygltflib.
+LINEAR interpolation. Built with pygltflib. With a user's model (`--head`, a .glb or .vrm) the same animation goes
+onto that model instead: its morph targets by name, its head and eye bones (apply_to_head).
 
 Axes are glTF's: +Y up, the face looks along +Z, +X is the avatar's left. Our +pitch looks down (a + turn about
 X), +yaw turns to the avatar's left (+ about Y), +roll tilts the head's top to its left (- about Z)."""
