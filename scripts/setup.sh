@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 # espeak-ng/festival (+ its kal voice, only "recommended" by festival)/flite: corpus voices;
 # libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
 # tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream.
-# blender + python3-numpy (its glTF importer imports numpy), chromium + chromium-driver, nodejs + npm: the tools
+# blender + python3-numpy (its glTF importer imports numpy), chromium + chromium-driver, node + npm: the tools
 # the bake tests import our assets with (tests/test_bake_gltf.py; node packages: tests/js, below).
 SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config"
-SYSTEM_PACKAGES="$SYSTEM_PACKAGES blender python3-numpy chromium chromium-driver nodejs npm"
+SYSTEM_PACKAGES="$SYSTEM_PACKAGES blender python3-numpy chromium chromium-driver"
 missing=""
 for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# Node may come from elsewhere than Debian (NodeSource's nodejs carries npm and conflicts with Debian's npm).
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo="none"; fi
     if [ "$sudo" = none ]; then
