@@ -1,0 +1,226 @@
+"""The Unreal plugin's engine-independent C++ core (engine_plugins/unreal): its ctest unit tests, and its integration
+program against a live worker: audio streamed through the core's sender comes back as the motion a Python
+subscriber receives; 16 sessions on one connection; a worker killed and restarted mid-stream; hostile bodies."""
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+from backchannel.bridge import protocol
+from backchannel.bridge.client import MotionReceiver, spawn_worker
+from backchannel.bridge.latency import synthetic_dialogue
+from backchannel.models.audio import SAMPLE_RATE, save_audio
+from backchannel.models.motion import BS
+
+from .core_build import core_build
+from .helpers import WORKER_COMMAND, collect
+from .test_hardening import free_ports
+
+BROW = BS["BrowInnerUp"]  # the test generator shows a session's seed there: (seed % 10) / 10
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return core_build(tmp_path_factory)
+
+
+def run_stream(build, worker, *args, timeout=60):
+    return subprocess.run([str(build / "backchannel-stream"), "--audio-in", worker["audio_in"], "--motion-out",
+                           worker["motion_out"], "--control", worker["control"], *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def frames_by_session(out: str) -> dict[str, list[dict]]:
+    """backchannel-stream's "frame" lines: {session: [{seq, t, state, head, gaze, weights}, ...]}."""
+    got: dict[str, list[dict]] = {}
+    for line in out.splitlines():
+        if line.startswith("frame "):
+            lists = {k: np.array(v.split(), np.float32) for k, v in re.findall(r"(\w+)=\[([^\]]*)\]", line)}
+            plain = dict(f.split("=", 1) for f in re.sub(r"\w+=\[[^\]]*\]", "", line).split()[1:])
+            got.setdefault(plain["session"], []).append(
+                {"seq": int(plain["seq"]), "t": float(plain["t"]), "state": plain["state"], **lists})
+    return got
+
+
+def counters(out: str) -> dict[str, int]:
+    line = next(line for line in out.splitlines() if line.startswith("counters "))
+    return {k: int(v) for k, v in (f.split("=") for f in line.split()[1:])}
+
+
+def assert_same_frames(cpp: list[dict], py: list[dict]):
+    """What the core decoded equals what the Python subscriber received, every value (float32, as sent)."""
+    py = sorted(py, key=lambda f: f["seq"])
+    assert [f["seq"] for f in cpp] == [f["seq"] for f in py]
+    for got, want in zip(cpp, py):
+        assert got["t"] == pytest.approx(want["t"], abs=1e-9) and got["state"] == want["state"]
+        np.testing.assert_array_equal(got["weights"], np.float32(want["blendshapes"]))
+        np.testing.assert_array_equal(got["head"], np.float32(want["head_rotation"]))
+        np.testing.assert_array_equal(got["gaze"], np.float32(want["gaze"]))
+
+
+def test_ctest_unit_tests_pass(build):
+    """msgpack round trips and hostile bodies, interpolation and the playhead, the chunker's clock, allocations."""
+    done = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "100% tests passed, 0 tests failed out of 9" in done.stdout
+
+
+def test_a_wav_through_the_core_comes_back_as_the_motion_python_receives(build, tmp_path):
+    a, b = synthetic_dialogue(3.0, seed=12)
+    save_audio(tmp_path / "self.wav", a, SAMPLE_RATE)
+    save_audio(tmp_path / "other.wav", b, SAMPLE_RATE)
+    with spawn_worker("--stats-interval-s", "0.2", command=WORKER_COMMAND) as worker:
+        py = MotionReceiver(worker["motion_out"], ["wav"])
+        py.wait_ready()
+        done = run_stream(build, worker, "--wav", tmp_path / "self.wav", "--other", tmp_path / "other.wav",
+                          "--name", "wav", "--open", "--seed", 3, "--block-ms", 7, "--print-frames")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+        got = collect(py, ["wav"])["wav"]
+        py.close()
+    cpp = frames_by_session(done.stdout)["wav"]
+    # 3 s of audio: 90 frames, time codes seq / 30, from the first to the last with none missing
+    assert [f["seq"] for f in cpp] == list(range(90))
+    assert [f["t"] for f in cpp] == pytest.approx([k / 30 for k in range(90)], abs=1e-9)
+    assert_same_frames(cpp, got["motion"])
+    # the worker heard both tracks whole (the sender's clock: samples, not wall time) and the session's settings
+    tracks = got["closed"]["tracks"]
+    assert tracks["self"]["received_s"] == pytest.approx(3.0) and tracks["other"]["received_s"] == pytest.approx(3.0)
+    assert got["closed"]["seed"] == 3 and got["closed"]["owned"] is True
+    assert all(f["weights"][BROW] == np.float32(0.3) for f in cpp)
+    assert max(f["weights"][BS["JawOpen"]] for f in cpp) > 0.1  # the voice moved the jaw
+    assert max(f["head"][0] for f in cpp) > 0.02  # and the partner's voice, the nod
+    c = counters(done.stdout)
+    assert c["frames"] == 90 and c["sent"] == 2 * 150 + 1 and c["dropped"] == 0  # 20 ms chunks, then `end`
+
+
+def test_sixteen_sessions_on_one_connection(build, tmp_path):
+    """One client, 16 sessions opened with their own seeds, 48 kHz stereo mixed to mono by the core."""
+    a, _ = synthetic_dialogue(1.5, seed=4)
+    stereo = np.interp(np.arange(72000) / 3, np.arange(len(a)), a).astype(np.float32)  # a at 48 kHz
+    save_audio(tmp_path / "stereo.wav", np.stack([stereo, 0.5 * stereo], axis=1), 48000)
+    with spawn_worker("--stats-interval-s", "0.2", command=WORKER_COMMAND) as worker:
+        py = MotionReceiver(worker["motion_out"])
+        py.wait_ready()
+        done = run_stream(build, worker, "--wav", tmp_path / "stereo.wav", "--sessions", 16, "--name", "crowd",
+                          "--open", "--seed", 0, "--print-frames")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+        names = [f"crowd-{k}" for k in range(16)]
+        got = collect(py, names)
+        py.close()
+    cpp = frames_by_session(done.stdout)
+    assert sorted(cpp) == sorted(names)
+    for k, name in enumerate(names):
+        assert [f["seq"] for f in cpp[name]] == list(range(45)), name  # 1.5 s at 48 kHz
+        assert_same_frames(cpp[name], got[name]["motion"])
+        assert all(f["weights"][BROW] == np.float32((k % 10) / 10) for f in cpp[name])  # its own seed
+        assert got[name]["closed"]["tracks"]["self"]["rate"] == 48000
+    c = counters(done.stdout)
+    assert c["frames"] == 16 * 45 and c["dropped"] == 0 and c["duplicates"] == 0
+
+
+def wait_line(proc, text: str, timeout_s: float = 30.0):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if select.select([proc.stdout], [], [], 0.1)[0]:
+            line = proc.stdout.readline()
+            if line.strip() == text:
+                return
+            assert line, f"the tool ended before printing {text!r}: {proc.stderr.read()[-2000:]}"
+    raise AssertionError(f"no {text!r} in {timeout_s} s")
+
+
+def test_a_worker_killed_and_restarted_mid_stream_is_ridden_out(build, tmp_path):
+    """kill -9 the worker 1.5 s into a real-time stream, start another on the same ports half a second later: the
+    core's sockets reconnect, its clock runs on, it sees the new worker's uptime, opens the session again with its
+    token and seed, and the stream ends with its last frame; the frames lost with the old worker are a gap."""
+    a, b = synthetic_dialogue(4.0, seed=2)
+    save_audio(tmp_path / "self.wav", a, SAMPLE_RATE)
+    save_audio(tmp_path / "other.wav", b, SAMPLE_RATE)
+    ends = [f"tcp://127.0.0.1:{p}" for p in free_ports(3)]
+    flags = ["--audio-in", ends[0], "--motion-out", ends[1], "--control", ends[2], "--stats-interval-s", "0.2"]
+    with spawn_worker(*flags, command=WORKER_COMMAND) as first:
+        tool = subprocess.Popen(
+            [str(build / "backchannel-stream"), "--audio-in", ends[0], "--motion-out", ends[1], "--control", ends[2],
+             "--wav", tmp_path / "self.wav", "--other", tmp_path / "other.wav", "--name", "phoenix", "--open",
+             "--seed", "5", "--speed", "1", "--print-frames", "--settle-s", "15"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_line(tool, "ready")
+        time.sleep(1.5)
+        os.kill(first["pid"], signal.SIGKILL)
+        first["process"].wait()
+        time.sleep(0.5)
+    with spawn_worker(*flags, command=WORKER_COMMAND) as second:
+        out, err = tool.communicate(timeout=60)
+        log = open(second["log"]).read()
+    assert tool.returncode == 0, out[-2000:] + err + log[-2000:]
+    frames = frames_by_session(out)["phoenix"]
+    seqs = [f["seq"] for f in frames]
+    assert seqs[0] == 0 and seqs[-1] == 119  # to the audio's end
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    c = counters(out)
+    assert c["restarts"] == 1 and c["reopened"] == 1 and c["control_timeouts"] == 0
+    assert any(s > 45 for s in seqs)  # the new worker answered, from where the audio stood
+    assert frames[-1]["weights"][BROW] == np.float32(0.5)  # with the seed the session was opened with
+
+
+def test_hostile_bodies_are_counted_and_cost_nothing_else(build):
+    """Bodies no worker sends, published on the test's own PUB between good frames: each is counted under its kind,
+    the client goes on, and every good frame arrives."""
+    import zmq
+
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    tool = subprocess.Popen([str(build / "backchannel-stream"), "--motion-out", f"tcp://127.0.0.1:{port}",
+                             "--watch-s", "1.5", "--print-frames"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        stats = protocol.pack({"uptime_s": 5.0})
+        deadline = time.time() + 20
+        while not select.select([tool.stdout], [], [], 0.05)[0]:  # ping until its subscription is live
+            assert time.time() < deadline and tool.poll() is None, tool.stderr.read()
+            pub.send_multipart([b"_worker/stats", stats])
+        assert tool.stdout.readline().strip() == "ready"
+        good = protocol.pack({"seq": 0, "t": 0.0, "state": "speaking", "blendshapes": [0.5] * 52,
+                              "head_rotation": [0.1, 0.2, 0.3], "head_translation": [0, 0, 0], "gaze": [0] * 4})
+        body = protocol.unpack(good)
+        hostile = {
+            "not_msgpack": [b"\x91" * 100_000 + b"\xc0", b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff\xa1k",
+                            b"", b"\xc1", good[:-3], good + good],
+            "not_a_map": [msgpack.packb([1, 2, 3]), msgpack.packb("motion")],
+            "missing_field": [msgpack.packb({k: v for k, v in body.items() if k != "gaze"})],
+            "wrong_type": [msgpack.packb({**body, "blendshapes": [0.5] * 51}),
+                           msgpack.packb({**body, "seq": -4}), msgpack.packb({**body, "t": "soon"})],
+            "unsupported_version": [msgpack.packb({**body, "v": 2})],
+        }
+        for seq in range(10):
+            frame = msgpack.packb({**body, "seq": seq, "t": seq / 30, "future_field": {"x": [1]}})
+            pub.send_multipart([b"evil/motion", hostile["not_msgpack"][seq % 7]])
+            pub.send_multipart([b"good/motion", frame])
+        for kind, bodies in hostile.items():
+            for bad in bodies[1 if kind == "not_msgpack" else 0:]:
+                pub.send_multipart([b"evil/motion", bad])
+        pub.send_multipart([b"evil/motion", good, b"a third part"])
+        pub.send(b"evil/motion")  # one part
+        pub.send_multipart([b"evil/stats", b"\xc1"])  # not a motion topic: not read at all
+        pub.send_multipart([b"good/motion", msgpack.packb({**body, "seq": 10, "t": 1 / 3})])
+        out, err = tool.communicate(timeout=30)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        pub.close()
+    assert tool.returncode == 0, err
+    frames = frames_by_session(out)
+    assert list(frames) == ["good"] and [f["seq"] for f in frames["good"]] == list(range(11))
+    assert frames["good"][0]["weights"].tolist() == [0.5] * 52
+    c = counters(out)
+    assert (c["not_msgpack"], c["not_a_map"], c["missing_field"], c["wrong_type"], c["unsupported_version"]) == \
+        (10 + 6, 2, 1, 3, 1)
+    assert c["bad_multipart"] == 2 and c["frames"] == 11
