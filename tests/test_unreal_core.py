@@ -4,9 +4,11 @@ subscriber receives; 16 sessions on one connection; a worker killed and restarte
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -224,3 +226,71 @@ def test_hostile_bodies_are_counted_and_cost_nothing_else(build):
     assert (c["not_msgpack"], c["not_a_map"], c["missing_field"], c["wrong_type"], c["unsupported_version"]) == \
         (10 + 6, 2, 1, 3, 1)
     assert c["bad_multipart"] == 2 and c["frames"] == 11
+
+
+# ---- the Unreal-facing files, checked without an engine
+
+PLUGIN = Path(__file__).parents[1] / "engine_plugins" / "unreal" / "Backchannel"
+STUBS = Path(__file__).parent / "unreal_stubs"
+
+
+def generated_headers(folder: Path) -> Path:
+    """UnrealHeaderTool's X.generated.h for each of our UCLASS headers, reduced to what the stand-ins need: the
+    class's Super (from its declaration) and StaticClass."""
+    for header in (PLUGIN / "Source").rglob("*.h"):
+        text = header.read_text()
+        included = re.search(r'#include "(\w+)\.generated\.h"', text)
+        if included:
+            base = re.search(r"class\s+\w+_API\s+\w+\s*:\s*public\s+(\w+)", text).group(1)
+            (folder / f"{included.group(1)}.generated.h").write_text(
+                "#undef GENERATED_BODY\n"
+                f"#define GENERATED_BODY() public: typedef {base} Super; static UClass* StaticClass(); private:\n")
+    return folder
+
+
+def syntax_check(source: Path, generated: Path, minor: int) -> subprocess.CompletedProcess:
+    src = PLUGIN / "Source"
+    return subprocess.run(
+        ["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", "-Wno-unused-but-set-variable",
+         f"-DSTUB_ENGINE_MINOR={minor}", "-I", str(STUBS), "-I", str(generated), "-I", str(src / "Backchannel/Public"),
+         "-I", str(src / "Backchannel/Private"), "-I", str(src / "BackchannelCore/Public"), str(source)],
+        capture_output=True, text=True, timeout=120)
+
+
+UNREAL_SOURCES = sorted(p.relative_to(PLUGIN / "Source").as_posix() for p in (PLUGIN / "Source").rglob("*.cpp")
+                        if "BackchannelCore" not in p.parts or p.name == "BackchannelCoreModule.cpp")
+
+
+@pytest.mark.parametrize("minor", [3, 6], ids=["ue5.3", "ue5.6"])
+@pytest.mark.parametrize("source", UNREAL_SOURCES)
+def test_unreal_facing_files_compile_against_stand_in_headers(source, minor, tmp_path):
+    """Our Unreal code (overrides, calls, types) against tests/unreal_stubs: the engine's declarations as of 5.3
+    (the pointer submix listener API) and 5.6 (the shared-reference one). Not a build in Unreal."""
+    if not shutil.which("g++"):
+        pytest.skip("g++ is missing (scripts/setup.sh installs it)")
+    done = syntax_check(PLUGIN / "Source" / source, generated_headers(tmp_path), minor)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def test_the_stand_ins_refuse_a_wrong_override(tmp_path):
+    """The check above can fail: a listener whose override does not match the engine's signature does not compile."""
+    wrong = tmp_path / "Wrong.cpp"
+    wrong.write_text('#include "ISubmixBufferListener.h"\n'
+                     "class FWrong : public ISubmixBufferListener {\n"
+                     "    void OnNewSubmixBuffer(const USoundSubmix*, float*, int32, int32, int32, float) override {}\n"
+                     "};\n")
+    done = syntax_check(wrong, tmp_path, 6)
+    assert done.returncode != 0 and "but does not override" in done.stderr
+
+
+def test_the_subjects_carry_the_curve_names_a_metahuman_reads():
+    """The Live Link subject's 52 ARKit curves are the worker's blendshapes in the worker's order, named as Unreal's
+    Live Link Face source names them (PascalCase), then the head and eye curves of that source."""
+    from backchannel.models.motion import ARKIT_NAMES
+
+    text = (PLUGIN / "Source" / "BackchannelCore" / "Private" / "Protocol.cpp").read_text()
+    arkit = re.search(r"kArkitCurveNames\[kBlendshapeCount\] = \{(.*?)\};", text, re.S).group(1)
+    pose = re.search(r"kPoseCurveNames\[kPoseCurveCount\] = \{(.*?)\};", text, re.S).group(1)
+    assert re.findall(r'"(\w+)"', arkit) == list(ARKIT_NAMES)
+    assert re.findall(r'"(\w+)"', pose) == ["HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch",
+                                            "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll"]

@@ -1,3 +1,6 @@
+#if defined(_WIN32) && !defined(NOMINMAX)
+#define NOMINMAX  // zmq.h includes winsock2.h, whose min and max macros would break std::min and std::max
+#endif
 #include "Backchannel/Client.h"
 
 #include "Backchannel/AudioSender.h"

@@ -1,0 +1,15 @@
+using UnrealBuildTool;
+
+public class Backchannel : ModuleRules
+{
+	public Backchannel(ReadOnlyTargetRules Target) : base(Target)
+	{
+		PCHUsage = PCHUsageMode.UseExplicitOrSharedPCHs;
+		PublicDependencyModuleNames.AddRange(new string[] {
+			"Core", "CoreUObject", "Engine", "DeveloperSettings", "LiveLinkInterface", "BackchannelCore" });
+		PrivateDependencyModuleNames.AddRange(new string[] {
+			"AudioMixer",        // ISubmixBufferListener, FAudioDevice
+			"AudioCaptureCore",  // Audio::FAudioCapture: the player's microphone
+		});
+	}
+}
