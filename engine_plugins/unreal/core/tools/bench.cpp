@@ -2,7 +2,9 @@
 //   1. per engine tick at 60 Hz with N sessions (default 16): the frames that arrive in a tick decoded and buffered
 //      (N x 30 / 60), then every session's playhead advanced and its face blended, on the calling thread;
 //   2. through a real socket: a PUB in this process sends N sessions' frames over loopback TCP to a Client; the
-//      whole process's CPU time per frame (the publisher's share included, so an upper bound for the client).
+//      whole process's CPU time per frame (the publisher's share included, so an upper bound for the client);
+//   3. audio out, paced in real time: per 60 Hz tick, 1/60 s of 48 kHz stereo for both tracks of N sessions handed to a Client (mono
+//      mix, chunking, encoding, queueing) on the calling thread, a PULL in this process taking it over loopback.
 //
 //   backchannel-core-bench [SESSIONS] [SECONDS_OF_FRAMES]
 #include "Backchannel/Client.h"
@@ -13,6 +15,7 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -131,5 +134,51 @@ int main(int argc, char** argv) {
                 (unsigned long long)c.frames, (unsigned long long)total, wall_s, double(c.frames) / wall_s,
                 double(c.frames) / wall_s / (30.0 * sessions), sessions, cpu_us / double(c.frames),
                 (unsigned long long)c.bad_total());
+
+    // 3. audio out
+    zmq::socket_t pull(ctx, zmq::socket_type::pull);
+    pull.bind("tcp://127.0.0.1:*");
+    ClientOptions audio_opt;
+    audio_opt.endpoints.audio_in = pull.get(zmq::sockopt::last_endpoint);
+    audio_opt.endpoints.control = "tcp://127.0.0.1:1";  // no control requests in this bench
+    audio_opt.silence_after_s = 0;
+    uint64_t received = 0;
+    std::atomic<bool> draining{true};
+    pull.set(zmq::sockopt::rcvtimeo, 50);
+    std::thread drain([&] {
+        zmq::message_t m;
+        while (draining)
+            if (pull.recv(m)) ++received;
+    });
+    std::vector<double> audio_us;
+    {
+        Client sender(audio_opt);
+        std::vector<std::string> names;
+        for (int s = 0; s < sessions; ++s) names.push_back("npc-" + std::to_string(s)), sender.add(names.back());
+        std::vector<float> block(800 * 2);  // 1/60 s of 48 kHz stereo
+        for (size_t i = 0; i < block.size(); ++i) block[i] = 0.3f * std::sin(0.01f * float(i));
+        const auto start = Clock::now();
+        for (int tick = 0; tick < frames * 2; ++tick) {
+            std::this_thread::sleep_until(start + std::chrono::microseconds(tick * 1000000LL / 60));  // as an engine
+            const auto t0 = Clock::now();
+            for (const std::string& name : names) {
+                sender.send_audio(name, Track::Self, block.data(), 800, 2, 48000);
+                sender.send_audio(name, Track::Other, block.data(), 800, 2, 48000);
+            }
+            audio_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        }
+        const auto wait_until = Clock::now() + std::chrono::seconds(10);
+        while (sender.counters().messages_sent + sender.counters().messages_dropped <
+                   uint64_t(sessions) * 2 * uint64_t(seconds * 50) && Clock::now() < wait_until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        std::printf("audio out, %d sessions x 2 tracks of 48 kHz stereo, per 60 Hz tick: p50 %.1f us, p99 %.1f us, "
+                    "max %.1f us; %llu chunks sent, %llu dropped\n",
+                    sessions, percentile(audio_us, 0.5), percentile(audio_us, 0.99),
+                    *std::max_element(audio_us.begin(), audio_us.end()),
+                    (unsigned long long)sender.counters().messages_sent,
+                    (unsigned long long)sender.counters().messages_dropped);
+    }
+    draining = false;
+    drain.join();
     return sink == 12345.f;  // keeps the blending from being optimised away
 }
