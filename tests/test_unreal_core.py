@@ -238,6 +238,8 @@ def generated_headers(folder: Path) -> Path:
     """UnrealHeaderTool's X.generated.h for each of our UCLASS headers, reduced to what the stand-ins need: the
     class's Super (from its declaration) and StaticClass."""
     for header in (PLUGIN / "Source").rglob("*.h"):
+        if "ThirdParty" in header.parts:
+            continue
         text = header.read_text()
         included = re.search(r'#include "(\w+)\.generated\.h"', text)
         if included:
@@ -258,7 +260,8 @@ def syntax_check(source: Path, generated: Path, minor: int) -> subprocess.Comple
 
 
 UNREAL_SOURCES = sorted(p.relative_to(PLUGIN / "Source").as_posix() for p in (PLUGIN / "Source").rglob("*.cpp")
-                        if "BackchannelCore" not in p.parts or p.name == "BackchannelCoreModule.cpp")
+                        if "ThirdParty" not in p.parts
+                        and ("BackchannelCore" not in p.parts or p.name == "BackchannelCoreModule.cpp"))
 
 
 @pytest.mark.parametrize("minor", [3, 6], ids=["ue5.3", "ue5.6"])

@@ -23,11 +23,12 @@ public:
 	UPROPERTY(config, EditAnywhere, Category = "Worker")
 	FString ControlEndpoint = TEXT("tcp://127.0.0.1:5557");
 
-	/** CURVE, for a worker beyond this machine (`serve --curve DIR`): the text of DIR/server.key. Empty: plain. */
+	/** CURVE, for a worker beyond this machine (`serve --curve DIR`): the `public-key` value in DIR/server.key
+	 *  (40 characters of Z85). Empty: no encryption, for a worker on this machine. */
 	UPROPERTY(config, EditAnywhere, Category = "Worker|Security")
 	FString ServerPublicKey;
 
-	/** This game's key pair, the two lines of DIR/NAME.key_secret (public, then secret). */
+	/** This game's key pair: the `public-key` and `secret-key` values in DIR/NAME.key_secret. */
 	UPROPERTY(config, EditAnywhere, Category = "Worker|Security")
 	FString ClientPublicKey;
 
