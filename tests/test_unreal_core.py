@@ -228,6 +228,27 @@ def test_hostile_bodies_are_counted_and_cost_nothing_else(build):
     assert c["bad_multipart"] == 2 and c["frames"] == 11
 
 
+
+def test_a_worker_with_curve_takes_the_core_with_its_keys_and_no_other(build, tmp_path):
+    """CURVE end to end: the core loads `backchannel keys` files and talks to a worker run with --curve; a client
+    whose key the worker does not hold gets no reply, no frames, and says so."""
+    from backchannel.bridge.cli import main
+
+    keys, strangers = tmp_path / "keys", tmp_path / "strangers"
+    assert main(["keys", str(keys), "--client", "game"]) == 0
+    assert main(["keys", str(strangers), "--client", "stranger"]) == 0
+    a, _ = synthetic_dialogue(1.0, seed=1)
+    save_audio(tmp_path / "self.wav", a, SAMPLE_RATE)
+    with spawn_worker("--curve", str(keys), "--stats-interval-s", "0.2", command=WORKER_COMMAND) as worker:
+        done = run_stream(build, worker, "--wav", tmp_path / "self.wav", "--name", "secret", "--open",
+                          "--server-key", keys / "server.key", "--client-key", keys / "game.key_secret")
+        refused = run_stream(build, worker, "--wav", tmp_path / "self.wav", "--name", "intruder", "--open",
+                             "--control-timeout-s", 0.3, "--server-key", keys / "server.key",
+                             "--client-key", strangers / "stranger.key_secret")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert "session name=secret frames=30 first=0 last=29 gaps=0" in done.stdout
+    assert refused.returncode == 1 and "open intruder: timeout" in refused.stderr
+
 # ---- the Unreal-facing files, checked without an engine
 
 PLUGIN = Path(__file__).parents[1] / "engine_plugins" / "unreal" / "Backchannel"

@@ -4,6 +4,8 @@
 //   backchannel-stream --wav me.wav [--other you.wav] [--sessions 16] [--name npc] [--open] [--seed 3]
 //                      [--style smile=0.2,expressiveness=1.2] [--speed 1] [--block-ms 10] [--print-frames]
 //                      [--audio-in EP] [--motion-out EP] [--control EP] [--settle-s 10]
+//                      [--server-key DIR/server.key --client-key DIR/NAME.key_secret]   (a worker with --curve)
+//                      [--ready-s 20] [--control-timeout-s 2]   (waits for the worker's stats; per control try)
 //   backchannel-stream --watch-s 5 [--motion-out EP]     (no audio: count what arrives from every session)
 //
 // Sessions are NAME (one) or NAME-0 ... NAME-(N-1); with --open each is opened with seed SEED + k. --speed 1 hands
@@ -97,11 +99,11 @@ struct Seen {
 
 int main(int argc, char** argv) {
     ClientOptions opt;
-    std::string wav_path, other_path, name = "npc", style_text;
+    std::string wav_path, other_path, name = "npc", style_text, server_key, client_key;
     int sessions = 1;
     bool open = false, print_frames = false;
     int64_t seed = -1;
-    double speed = 0, block_ms = 10, settle_s = 10, watch_s = 0;
+    double speed = 0, block_ms = 10, settle_s = 10, watch_s = 0, ready_s = 20;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--wav") wav_path = arg(i, argc, argv);
@@ -115,10 +117,14 @@ int main(int argc, char** argv) {
         else if (a == "--block-ms") block_ms = std::atof(arg(i, argc, argv));
         else if (a == "--settle-s") settle_s = std::atof(arg(i, argc, argv));
         else if (a == "--watch-s") watch_s = std::atof(arg(i, argc, argv));
+        else if (a == "--ready-s") ready_s = std::atof(arg(i, argc, argv));
+        else if (a == "--control-timeout-s") opt.control_timeout_s = std::atof(arg(i, argc, argv));
         else if (a == "--print-frames") print_frames = true;
         else if (a == "--audio-in") opt.endpoints.audio_in = arg(i, argc, argv);
         else if (a == "--motion-out") opt.endpoints.motion_out = arg(i, argc, argv);
         else if (a == "--control") opt.endpoints.control = arg(i, argc, argv);
+        else if (a == "--server-key") server_key = arg(i, argc, argv);
+        else if (a == "--client-key") client_key = arg(i, argc, argv);
         else {
             std::fprintf(stderr, "unknown argument %s (see the comment at the top of stream.cpp)\n", a.c_str());
             return 2;
@@ -126,6 +132,10 @@ int main(int argc, char** argv) {
     }
     Wav self, other;
     std::string why;
+    if ((!server_key.empty() || !client_key.empty()) && !CurveKeys::from_files(server_key, client_key, opt.keys, why)) {
+        std::fprintf(stderr, "%s\n", why.c_str());
+        return 2;
+    }
     if (!wav_path.empty() && !read_wav(wav_path, self, why)) {
         std::fprintf(stderr, "%s: %s\n", wav_path.c_str(), why.c_str());
         return 2;
@@ -188,8 +198,8 @@ int main(int argc, char** argv) {
             client.add(names[k]);
         }
     }
-    if (!client.wait_ready(20.0)) {
-        std::fprintf(stderr, "no worker stats within 20 s at %s\n", opt.endpoints.motion_out.c_str());
+    if (!client.wait_ready(ready_s)) {
+        std::fprintf(stderr, "no worker stats within %g s at %s\n", ready_s, opt.endpoints.motion_out.c_str());
         return 1;
     }
     std::printf("ready\n");

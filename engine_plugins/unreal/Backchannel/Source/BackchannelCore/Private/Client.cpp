@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -29,6 +30,19 @@ constexpr const char* kWorkerStats = "_worker/stats";
 constexpr const char* kMotionSuffix = "/motion";
 constexpr double kUptimeSlack_s = 0.5;  // uptime going back by more than this: a new worker
 
+// The quoted value of `name = "..."` in a ZeroMQ certificate file, or "".
+std::string certificate_field(const std::string& path, const std::string& name) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        const size_t at = line.find(name);
+        const size_t open = line.find('"', at);
+        const size_t close = open == std::string::npos ? open : line.find('"', open + 1);
+        if (at != std::string::npos && close != std::string::npos && line.find('=', at) < open)
+            return line.substr(open + 1, close - open - 1);
+    }
+    return "";
+}
+
 void apply_keys(zmq::socket_t& sock, const CurveKeys& keys) {
     if (!keys.enabled()) return;
     sock.set(zmq::sockopt::curve_serverkey, keys.server_public);
@@ -37,6 +51,20 @@ void apply_keys(zmq::socket_t& sock, const CurveKeys& keys) {
 }
 
 }  // namespace
+
+bool CurveKeys::from_files(const std::string& server_key, const std::string& client_key_secret, CurveKeys& out,
+                           std::string& error) {
+    out.server_public = certificate_field(server_key, "public-key");
+    out.client_public = certificate_field(client_key_secret, "public-key");
+    out.client_secret = certificate_field(client_key_secret, "secret-key");
+    for (const std::string* key : {&out.server_public, &out.client_public, &out.client_secret})
+        if (key->size() != 40) {
+            error = "no 40-character public-key in " + server_key + " or public-key and secret-key in " +
+                    client_key_secret;
+            return false;
+        }
+    return true;
+}
 
 struct Session {
     std::string token;

@@ -31,6 +31,10 @@ struct CurveKeys {
     std::string server_public;  // DIR/server.key
     std::string client_public, client_secret;  // DIR/NAME.key_secret holds both
     bool enabled() const { return !server_public.empty(); }
+    // From `backchannel keys DIR` files: the worker's DIR/server.key and this client's DIR/NAME.key_secret
+    // (ZeroMQ certificates: `public-key = "..."`, `secret-key = "..."`). False, with the reason, if unreadable.
+    static bool from_files(const std::string& server_key, const std::string& client_key_secret, CurveKeys& out,
+                           std::string& error);
 };
 
 struct ClientOptions {
