@@ -1,10 +1,12 @@
 // The core's unit tests (ctest runs one per name: `core_tests NAME`). Messages are checked by reading them back
 // with msgpack-cxx's generic unpacker, motion bodies are packed here field by field as the worker packs them.
 #include "Backchannel/AudioSender.h"
+#include "Backchannel/Client.h"
 #include "Backchannel/FrameBuffer.h"
 #include "Backchannel/Protocol.h"
 
 #include <msgpack.hpp>
+#include <zmq.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -403,6 +405,65 @@ static void steady_state_allocates_nothing() {
     EXPECT(g_allocations > 0);  // the counter itself works: the warm-up allocated
 }
 
+// The client's audio side against a PULL socket of the test's own (no worker): rates checked, the silence top-up's
+// clock, `end`, a session opened afresh, and control without a worker answering.
+static void client_over_sockets() {
+    zmq::context_t ctx;
+    zmq::socket_t pull(ctx, zmq::socket_type::pull);
+    pull.set(zmq::sockopt::rcvtimeo, 3000);
+    pull.bind("tcp://127.0.0.1:*");
+    ClientOptions opt;
+    opt.endpoints.audio_in = pull.get(zmq::sockopt::last_endpoint);
+    opt.endpoints.motion_out = opt.endpoints.control = "tcp://127.0.0.1:1";  // nobody there
+    opt.silence_after_s = 0.1;
+    opt.control_timeout_s = 0.05;
+    opt.control_tries = 2;
+    Client client(opt);
+    const std::string first(20, 'a'), second(20, 'b');
+    auto next = [&] {
+        zmq::message_t m;
+        EXPECT(pull.recv(m));
+        msgpack::object_handle h = msgpack::unpack(static_cast<const char*>(m.data()), m.size());
+        return std::make_pair(as_map(h.get()), std::move(h));
+    };
+    std::vector<float> block(160, 0.25f);  // 10 ms at 16 kHz
+    EXPECT(!client.send_audio("ghost", Track::Self, block.data(), 160, 1, 16000));  // not added
+    client.add("npc", first);
+    EXPECT(client.send_audio("npc", Track::Self, block.data(), 160, 1, 16000));
+    EXPECT(!client.send_audio("npc", Track::Self, block.data(), 160, 1, 48000));  // a track's rate is fixed
+    EXPECT(!client.send_audio("npc", Track::Other, block.data(), 160, 1, 1000));  // outside 4000..192000
+    // then nothing more: from 0.1 s on, silence keeps the track going, in order, on the audio's own clock
+    for (int64_t k = 0; k < 10; ++k) {
+        auto msg = next();
+        auto& m = msg.first;
+        EXPECT(m["type"].as<std::string>() == "audio" && m["seq"].as<int64_t>() == k);
+        EXPECT(m["t"].as<double>() == k * 0.02 && m["token"].as<std::string>() == first);
+        const uint8_t* pcm = reinterpret_cast<const uint8_t*>(m["pcm"].via.bin.ptr);
+        EXPECT(m["pcm"].via.bin.size == 640 && int16_t(pcm[0] | (pcm[1] << 8)) == (k == 0 ? 8192 : 0));
+    }
+    EXPECT(client.counters().silence_samples >= 9 * 320 && client.audio_time("npc", Track::Self) >= 0.2);
+    EXPECT(client.audio_time("npc", Track::Other) < 0);  // never started: the worker takes a one-track session
+    client.end("npc");
+    EXPECT(!client.send_audio("npc", Track::Self, block.data(), 160, 1, 16000));  // ended
+    for (bool ended = false; !ended;) {
+        auto msg = next();
+        ended = msg.first["type"].as<std::string>() == "end";
+        if (ended) EXPECT(msg.first["token"].as<std::string>() == first && msg.first["session"].as<std::string>() == "npc");
+    }
+    // the same name opened afresh by another owner: its audio starts over at t = 0, seq 0, with the new token
+    client.add("npc", second);
+    std::vector<float> chunk(320, -0.5f);
+    EXPECT(client.send_audio("npc", Track::Self, chunk.data(), 320, 1, 16000));
+    auto msg = next();
+    EXPECT(msg.first["seq"].as<int64_t>() == 0 && msg.first["t"].as<double>() == 0.0);
+    EXPECT(msg.first["token"].as<std::string>() == second);
+    // control with no worker: a timeout reply after every try, never a hang
+    ControlReply reply = client.request("describe");
+    EXPECT(!reply.ok && reply.error == "timeout" && client.counters().control_timeouts == 2);
+    reply = client.open("bad/name");
+    EXPECT(!reply.ok && reply.error == "bad_session");
+}
+
 int main(int argc, char** argv) {
     const std::map<std::string, void (*)()> tests = {
         {"msgpack_round_trip", msgpack_round_trip},
@@ -414,6 +475,7 @@ int main(int argc, char** argv) {
         {"chunker_clock", chunker_clock},
         {"session_names", session_names},
         {"steady_state_allocates_nothing", steady_state_allocates_nothing},
+        {"client_over_sockets", client_over_sockets},
     };
     if (argc != 2 || !tests.count(argv[1])) {
         std::fprintf(stderr, "usage: core_tests NAME  (one of:");

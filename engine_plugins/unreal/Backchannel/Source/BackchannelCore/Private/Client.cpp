@@ -93,7 +93,8 @@ struct Client::Impl {
     ClientCounters counters;
     std::vector<std::pair<std::string, bool>> subscription_changes;  // prefix, subscribe (false: unsubscribe)
     double last_uptime = -1;
-    bool restart_pending = false;
+    bool restart_pending = false;  // a new worker was seen: open this client's sessions again
+    bool reopen_failed = false;  // that timed out: try again on the worker's next stats, not at once
     bool ready = false;
     std::condition_variable ready_cv;
 
@@ -124,13 +125,11 @@ struct Client::Impl {
         std::lock_guard<std::mutex> lock(qm);
         if (queue.size() >= opt.max_queued_messages) {
             queue.pop_front();  // the oldest audio: a worker away this long has lost its place anyway
-            std::lock_guard<std::mutex> counters_lock(dropped_mutex);
             ++dropped;
         }
         queue.emplace_back(data, data + size);
     }
-    std::mutex dropped_mutex;  // `dropped` is counted under qm, which may be held inside `m`
-    uint64_t dropped = 0;
+    std::atomic<uint64_t> dropped{0};  // counted under qm, which may be held inside `m`: moved to counters later
 
     Session* find(std::string_view name) {
         auto it = sessions.find(name);
@@ -147,9 +146,15 @@ struct Client::Impl {
                 ready = false;  // ready again once worker stats arrive after this subscription
             }
         }
-        it->second.token = token;
-        it->second.ended = false;
-        return it->second;
+        Session& s = it->second;
+        if (s.token != token || s.ended) {
+            // a session opened afresh (another owner, or after its end): its audio starts over at t = 0, seq 0
+            s.tracks[0].reset();
+            s.tracks[1].reset();
+        }
+        s.token = token;
+        s.ended = false;
+        return s;
     }
 
     AudioTrackSender* track_locked(const std::string& name, Session& s, Track track, int rate) {
@@ -219,8 +224,12 @@ struct Client::Impl {
         for (auto& item : todo) {
             ControlReply reply = open_or_set(std::get<0>(item), std::get<1>(item), std::get<2>(item));
             std::lock_guard<std::mutex> lock(m);
-            if (reply.ok) ++counters.reopened;
-            else if (reply.error == "timeout") restart_pending = true;  // try again on the next stats
+            if (reply.ok) {
+                ++counters.reopened;
+            } else if (reply.error == "timeout") {
+                reopen_failed = true;  // no worker on the control socket: audio and frames go on meanwhile
+                return;
+            }
         }
     }
 
@@ -305,12 +314,7 @@ struct Client::Impl {
                 ++sent;
             }
         }
-        uint64_t lost;
-        {
-            std::lock_guard<std::mutex> lock(dropped_mutex);
-            lost = dropped;
-            dropped = 0;
-        }
+        const uint64_t lost = dropped.exchange(0);
         if (sent || lost) {
             std::lock_guard<std::mutex> lock(m);
             counters.messages_sent += sent;
@@ -349,6 +353,10 @@ struct Client::Impl {
                 return;
             }
             ++counters.worker_stats;
+            if (reopen_failed) {
+                reopen_failed = false;
+                restart_pending = true;
+            }
             if (last_uptime >= 0 && uptime < last_uptime - kUptimeSlack_s) {
                 ++counters.worker_restarts;
                 restart_pending = true;
