@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # espeak-ng/festival (+ its kal voice, only "recommended" by festival)/flite: corpus voices;
 # libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
 # tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream;
-# cmake/libmsgpack-cxx-dev (header-only): the Unreal plugin's C++ core, built and tested outside the engine.
-SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config cmake libmsgpack-cxx-dev"
+# cmake/libmsgpack-cxx-dev (header-only): the Unreal plugin's C++ core, built and tested outside the engine;
+# mono-mcs: its Build.cs rules checked as C#.
+SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config cmake libmsgpack-cxx-dev mono-mcs"
 missing=""
 for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

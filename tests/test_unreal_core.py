@@ -319,3 +319,25 @@ def test_the_subjects_carry_the_curve_names_a_metahuman_reads():
     assert re.findall(r'"(\w+)"', arkit) == list(ARKIT_NAMES)
     assert re.findall(r'"(\w+)"', pose) == ["HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch",
                                             "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll"]
+
+
+def build_rules_check(files: list[Path], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["mcs", "-target:library", f"-out:{tmp_path / 'rules.dll'}",
+                           str(STUBS / "UnrealBuildTool.cs"), *map(str, files)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_build_rules_compile_against_stand_in_unreal_build_tool_types(tmp_path):
+    """The modules' *.Build.cs (C#) against tests/unreal_stubs/UnrealBuildTool.cs: names and types our rules use. Not
+    UnrealBuildTool itself."""
+    if not shutil.which("mcs"):
+        pytest.skip("mcs (mono-mcs) is missing (scripts/setup.sh installs it)")
+    rules = sorted((PLUGIN / "Source").rglob("*.Build.cs"))
+    assert [r.name for r in rules] == ["Backchannel.Build.cs", "BackchannelCore.Build.cs", "BackchannelEditor.Build.cs",
+                                       "MsgpackCxx.Build.cs", "ZeroMQ.Build.cs"]
+    done = build_rules_check(rules, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wrong = tmp_path / "Wrong.Build.cs"  # and the check can fail
+    wrong.write_text("using UnrealBuildTool;\npublic class Wrong : ModuleRules {\n"
+                     "  public Wrong(ReadOnlyTargetRules Target) : base(Target) { bEnableExceptionz = true; }\n}\n")
+    assert build_rules_check([wrong], tmp_path).returncode != 0
