@@ -341,3 +341,22 @@ def test_the_build_rules_compile_against_stand_in_unreal_build_tool_types(tmp_pa
     wrong.write_text("using UnrealBuildTool;\npublic class Wrong : ModuleRules {\n"
                      "  public Wrong(ReadOnlyTargetRules Target) : base(Target) { bEnableExceptionz = true; }\n}\n")
     assert build_rules_check([wrong], tmp_path).returncode != 0
+
+
+def test_the_plugin_descriptor_names_the_modules_there_are():
+    """Backchannel.uplugin is JSON whose modules are the Source folders with rules (ThirdParty ones are external and
+    not listed), for the platforms the README states, and whose plugin dependencies hold what the modules use."""
+    import json
+
+    descriptor = json.loads((PLUGIN / "Backchannel.uplugin").read_text())
+    listed = {m["Name"]: m for m in descriptor["Modules"]}
+    assert set(listed) == {p.parent.name for p in (PLUGIN / "Source").glob("*/*.Build.cs")}
+    assert all(m["PlatformAllowList"] == ["Win64", "Linux", "Mac"] for m in listed.values())
+    assert listed["BackchannelEditor"]["Type"] == "Editor" and listed["Backchannel"]["Type"] == "Runtime"
+    assert {p["Name"] for p in descriptor["Plugins"] if p["Enabled"]} == {"LiveLink", "AudioCapture"}
+    assert "5.3 to 5.6" in descriptor["Description"]
+    external = {p.parent.name for p in (PLUGIN / "Source" / "ThirdParty").glob("*/*.Build.cs")}
+    for name in listed:  # every module a rule depends on is the engine's, ours, or a ThirdParty one
+        rules = (PLUGIN / "Source" / name / f"{name}.Build.cs").read_text()
+        ours = set(re.findall(r'"(Backchannel\w*|ZeroMQ|MsgpackCxx)"', rules))
+        assert ours <= set(listed) | external, name
