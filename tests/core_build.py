@@ -37,7 +37,8 @@ def core_build(tmp_path_factory) -> Path:
     if reason:
         pytest.skip(reason)
     build = tmp_path_factory.getbasetemp() / "unreal-core-build"
-    for step in (["cmake", "-S", str(CORE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"],
+    for step in (["cmake", "-S", str(CORE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                  "-DBACKCHANNEL_WERROR=ON"],
                  ["cmake", "--build", str(build), "-j2"]):
         done = subprocess.run(step, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
