@@ -290,7 +290,9 @@ class ULiveLinkBasicRole : public ULiveLinkRole { public: static UClass* StaticC
 class ILiveLinkSource;
 class ILiveLinkClient {
   public:
+    static FName ModularFeatureName;
     virtual ~ILiveLinkClient() = default;
+    virtual FGuid AddSource(TSharedPtr<ILiveLinkSource> Source) = 0;
     virtual void PushSubjectStaticData_AnyThread(const FLiveLinkSubjectKey& SubjectKey, TSubclassOf<ULiveLinkRole> Role,
                                                  FLiveLinkStaticDataStruct&& StaticData) = 0;
     virtual void PushSubjectFrameData_AnyThread(const FLiveLinkSubjectKey& SubjectKey, FLiveLinkFrameDataStruct&& FrameData) = 0;
@@ -314,6 +316,13 @@ class ULiveLinkSourceFactory : public UObject {
     virtual FText GetSourceTooltip() const = 0;
     virtual EMenuType GetMenuType() const { return EMenuType::Disabled; }
     virtual TSharedPtr<ILiveLinkSource> CreateSource(const FString& ConnectionString) const = 0;
+};
+
+class IModularFeatures {
+  public:
+    static IModularFeatures& Get() { static IModularFeatures m; return m; }
+    bool IsModularFeatureAvailable(const FName&) const { return false; }
+    template <typename T> T& GetModularFeature(const FName&) { return *static_cast<T*>(nullptr); }
 };
 
 // ---- modules, console, notifications

@@ -7,10 +7,28 @@
 #include "Roles/LiveLinkBasicRole.h"
 #include "Roles/LiveLinkBasicTypes.h"
 
+#include <atomic>
+
 #define LOCTEXT_NAMESPACE "BackchannelLiveLink"
+
+namespace
+{
+	std::atomic<int32> SourceCount{0};
+}
+
+int32 FBackchannelLiveLinkSource::Instances()
+{
+	return SourceCount.load();
+}
+
+FBackchannelLiveLinkSource::~FBackchannelLiveLinkSource()
+{
+	--SourceCount;
+}
 
 FBackchannelLiveLinkSource::FBackchannelLiveLinkSource()
 {
+	++SourceCount;
 	if (UBackchannelSubsystem* Subsystem = UBackchannelSubsystem::Get())
 	{
 		Core = Subsystem->GetClient();

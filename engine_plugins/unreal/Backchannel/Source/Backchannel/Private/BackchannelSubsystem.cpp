@@ -1,7 +1,10 @@
 #include "BackchannelSubsystem.h"
 
+#include "BackchannelLiveLinkSource.h"
 #include "BackchannelSettings.h"
 #include "Engine/Engine.h"
+#include "Features/IModularFeatures.h"
+#include "ILiveLinkClient.h"
 
 DEFINE_LOG_CATEGORY(LogBackchannel);
 
@@ -32,6 +35,20 @@ TSharedPtr<backchannel::Client, ESPMode::ThreadSafe> UBackchannelSubsystem::GetC
 			*Settings->AudioEndpoint, *Settings->MotionEndpoint, *Settings->ControlEndpoint);
 	}
 	return Client;
+}
+
+void UBackchannelSubsystem::EnsureLiveLinkSource()
+{
+	if (!GetDefault<UBackchannelSettings>()->bAddLiveLinkSourceAutomatically || FBackchannelLiveLinkSource::Instances() > 0)
+	{
+		return;
+	}
+	IModularFeatures& Features = IModularFeatures::Get();
+	if (Features.IsModularFeatureAvailable(ILiveLinkClient::ModularFeatureName))
+	{
+		ILiveLinkClient& LiveLink = Features.GetModularFeature<ILiveLinkClient>(ILiveLinkClient::ModularFeatureName);
+		LiveLink.AddSource(MakeShared<FBackchannelLiveLinkSource>());
+	}
 }
 
 FString UBackchannelSubsystem::SanitizeSessionName(const FString& Name)

@@ -56,6 +56,7 @@ void UBackchannelVoiceComponent::StartSession()
 		return;
 	}
 	ActiveSession = UBackchannelSubsystem::SanitizeSessionName(SessionName.IsEmpty() ? GetOwner()->GetName() : SessionName);
+	Subsystem->EnsureLiveLinkSource();
 	TSharedPtr<backchannel::Client, ESPMode::ThreadSafe> Client = Subsystem->GetClient();
 	const std::string Name = TCHAR_TO_UTF8(*ActiveSession);
 	const backchannel::SessionSettings Settings = ToSettings(Seed, Style, Generator);

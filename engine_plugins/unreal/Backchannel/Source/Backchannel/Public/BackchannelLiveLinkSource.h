@@ -14,6 +14,10 @@ class BACKCHANNEL_API FBackchannelLiveLinkSource : public ILiveLinkSource
 {
 public:
 	FBackchannelLiveLinkSource();
+	virtual ~FBackchannelLiveLinkSource();
+
+	/** How many exist (the subsystem adds one only where there is none). */
+	static int32 Instances();
 
 	/** The property names a subject carries, in order: 52 ARKit, 9 head/eye, Speaking, Listening. */
 	static const TArray<FName>& PropertyNames();

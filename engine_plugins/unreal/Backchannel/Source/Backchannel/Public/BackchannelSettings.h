@@ -43,6 +43,11 @@ public:
 	UPROPERTY(config, EditAnywhere, Category = "Audio", meta = (ClampMin = "5", ClampMax = "100"))
 	float ChunkMilliseconds = 20.0f;
 
+	/** Add the Backchannel Live Link source when the first voice component starts, if none was added (in the Live
+	 *  Link panel or by a preset): what a packaged game needs. */
+	UPROPERTY(config, EditAnywhere, Category = "Live Link")
+	bool bAddLiveLinkSourceAutomatically = true;
+
 	/** Show every session the worker publishes in Live Link (also those fed by other clients), not only this game's. */
 	UPROPERTY(config, EditAnywhere, Category = "Live Link")
 	bool bShowAllSessions = true;

@@ -20,6 +20,9 @@ public:
 	/** The shared client, made from the project settings on first use. Thread-safe, as the client is. */
 	TSharedPtr<backchannel::Client, ESPMode::ThreadSafe> GetClient();
 
+	/** Adds the Backchannel Live Link source unless one exists (or the settings say not to). Game thread. */
+	void EnsureLiveLinkSource();
+
 	/** Session names are 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit: anything else becomes '-'. */
 	static FString SanitizeSessionName(const FString& Name);
 
