@@ -8,7 +8,8 @@ public class Backchannel : ModuleRules
 		PublicDependencyModuleNames.AddRange(new string[] {
 			"Core", "CoreUObject", "Engine", "DeveloperSettings", "LiveLinkInterface", "BackchannelCore" });
 		PrivateDependencyModuleNames.AddRange(new string[] {
-			"AudioMixer",        // ISubmixBufferListener, FAudioDevice
+			"AudioMixer",        // FAudioDevice's submix listeners
+			"AudioMixerCore",    // ISubmixBufferListener
 			"AudioCaptureCore",  // Audio::FAudioCapture: the player's microphone
 		});
 	}

@@ -125,7 +125,7 @@ void UBackchannelVoiceComponent::StartTaps()
 
 	if (Partner == EBackchannelPartner::Microphone)
 	{
-		Microphone = MakeUnique<Audio::FAudioCapture>();
+		Microphone = MakeShared<Audio::FAudioCapture>();
 		Audio::FAudioCaptureDeviceParams Params;
 		Params.DeviceIndex = MicrophoneDevice;
 		const bool bOpened = Microphone->OpenAudioCaptureStream(Params,

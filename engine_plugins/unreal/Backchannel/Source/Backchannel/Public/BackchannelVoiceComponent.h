@@ -88,5 +88,5 @@ private:
 
 	FString ActiveSession;
 	TSharedPtr<FBackchannelVoiceTap, ESPMode::ThreadSafe> VoiceTap;
-	TUniquePtr<Audio::FAudioCapture> Microphone;
+	TSharedPtr<Audio::FAudioCapture> Microphone;  // shared: destroyed where its type is complete
 };
