@@ -1,6 +1,8 @@
-"""The Unreal plugin's engine-independent C++ core (engine_plugins/unreal): its ctest unit tests, and its integration
-program against a live worker: audio streamed through the core's sender comes back as the motion a Python
-subscriber receives; 16 sessions on one connection; a worker killed and restarted mid-stream; hostile bodies."""
+"""The Unreal plugin (engine_plugins/unreal). Its engine-independent C++ core: the ctest unit tests, and the
+integration program against a live worker (audio streamed through the core's sender comes back as the motion a
+Python subscriber receives; 16 sessions on one connection; a worker killed and restarted mid-stream; CURVE; hostile
+bodies). Its Unreal-facing files, without an engine: C++ against stand-in engine headers, the Build.cs rules as C#
+against stand-in UnrealBuildTool types, the plugin descriptor, the curve names."""
 import os
 import re
 import select
