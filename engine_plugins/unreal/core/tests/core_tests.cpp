@@ -147,6 +147,12 @@ static void msgpack_round_trip() {
     NEAR(curves[3], 0.1 / M_PI, 1e-7);
     EXPECT(curves[5] == 0 && curves[8] == 0);
     EXPECT(std::string(kArkitCurveNames[17]) == "JawOpen" && std::string(kArkitCurveNames[51]) == "TongueOut");
+    // a Live Link subject's values: weights, pose curves, then Speaking and Listening as 0 or 1
+    auto values = f.live_link_values();
+    EXPECT(values.size() == 63 && values[17] == f.blendshapes[17] && values[52] == curves[0] && values[60] == curves[8]);
+    EXPECT(values[61] == 0.0f && values[62] == 1.0f);  // listening
+    EXPECT(std::string(live_link_property_name(52)) == "HeadYaw" && std::string(live_link_property_name(61)) == "Speaking");
+    EXPECT(std::string(live_link_property_name(62)) == "Listening" && live_link_property_name(63) == nullptr);
 }
 
 static void motion_bodies_decoded_strictly() {

@@ -41,16 +41,10 @@ const TArray<FName>& FBackchannelLiveLinkSource::PropertyNames()
 	static const TArray<FName> Names = []()
 	{
 		TArray<FName> Out;
-		for (const char* Name : backchannel::kArkitCurveNames)
+		for (int32 Index = 0; Index < backchannel::kLiveLinkValueCount; ++Index)
 		{
-			Out.Add(FName(Name));
+			Out.Add(FName(backchannel::live_link_property_name(Index)));
 		}
-		for (const char* Name : backchannel::kPoseCurveNames)
-		{
-			Out.Add(FName(Name));
-		}
-		Out.Add(FName(TEXT("Speaking")));
-		Out.Add(FName(TEXT("Listening")));
 		return Out;
 	}();
 	return Names;
@@ -93,16 +87,10 @@ void FBackchannelLiveLinkSource::Update()
 		FLiveLinkBaseFrameData* Data = FrameData.Cast<FLiveLinkBaseFrameData>();
 		Data->WorldTime = FLiveLinkWorldTime(Now);
 		Data->PropertyValues.Reserve(Names.Num());
-		for (float Weight : Frame.blendshapes)
-		{
-			Data->PropertyValues.Add(Weight);
-		}
-		for (float Value : Frame.pose_curves())
+		for (float Value : Frame.live_link_values())
 		{
 			Data->PropertyValues.Add(Value);
 		}
-		Data->PropertyValues.Add(Frame.state == backchannel::FaceState::Speaking ? 1.0f : 0.0f);
-		Data->PropertyValues.Add(Frame.state == backchannel::FaceState::Listening ? 1.0f : 0.0f);
 		Data->MetaData.StringMetaData.Add(FName(TEXT("State")), UTF8_TO_TCHAR(backchannel::state_name(Frame.state)));
 		Data->MetaData.StringMetaData.Add(FName(TEXT("AudioTime")), FString::Printf(TEXT("%.4f"), Frame.t));
 		LiveLink->PushSubjectFrameData_AnyThread(Key, MoveTemp(FrameData));

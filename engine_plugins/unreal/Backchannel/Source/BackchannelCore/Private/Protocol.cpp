@@ -7,6 +7,7 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,23 @@ std::array<float, kPoseCurveCount> MotionFrame::pose_curves() const {
     const float k = float(1.0 / 3.14159265358979323846);
     return {head_rotation[1] * k, head_rotation[0] * k, -head_rotation[2] * k, gaze[0] * k, gaze[1] * k, 0.f,
             gaze[2] * k,          gaze[3] * k,          0.f};
+}
+
+const char* live_link_property_name(int index) {
+    if (index < 0 || index >= kLiveLinkValueCount) return nullptr;
+    if (index < kBlendshapeCount) return kArkitCurveNames[index];
+    if (index < kBlendshapeCount + kPoseCurveCount) return kPoseCurveNames[index - kBlendshapeCount];
+    return index == kLiveLinkValueCount - 2 ? "Speaking" : "Listening";
+}
+
+std::array<float, kLiveLinkValueCount> MotionFrame::live_link_values() const {
+    std::array<float, kLiveLinkValueCount> out{};
+    std::copy(blendshapes.begin(), blendshapes.end(), out.begin());
+    const auto pose = pose_curves();
+    std::copy(pose.begin(), pose.end(), out.begin() + kBlendshapeCount);
+    out[kLiveLinkValueCount - 2] = state == FaceState::Speaking ? 1.0f : 0.0f;
+    out[kLiveLinkValueCount - 1] = state == FaceState::Listening ? 1.0f : 0.0f;
+    return out;
 }
 
 // ------------------------------------------------------------------------------------------------ decoding

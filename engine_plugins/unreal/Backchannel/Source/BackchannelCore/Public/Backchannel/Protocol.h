@@ -23,6 +23,11 @@ extern const char* const kArkitCurveNames[kBlendshapeCount];
 constexpr int kPoseCurveCount = 9;
 extern const char* const kPoseCurveNames[kPoseCurveCount];
 
+// A Live Link subject's properties, in order: the 52 ARKit curves, the 9 pose curves, then Speaking and Listening
+// (1 or 0: the generator's state).
+constexpr int kLiveLinkValueCount = kBlendshapeCount + kPoseCurveCount + 2;
+const char* live_link_property_name(int index);  // nullptr outside 0..kLiveLinkValueCount-1
+
 enum class Track : uint8_t { Self, Other };
 enum class SampleFormat : uint8_t { S16LE, F32LE };
 enum class FaceState : uint8_t { Idle, Speaking, Listening, Other };  // Other: a state a newer worker added
@@ -42,6 +47,8 @@ struct MotionFrame {
 
     // The 9 pose curves (kPoseCurveNames order) as the Live Link Face packet carries them.
     std::array<float, kPoseCurveCount> pose_curves() const;
+    // Every Live Link property value (live_link_property_name's order).
+    std::array<float, kLiveLinkValueCount> live_link_values() const;
 };
 
 // What decoding a body can find wrong; every kind is counted by the client, none is fatal.
