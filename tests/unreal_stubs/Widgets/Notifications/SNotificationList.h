@@ -1,0 +1,1 @@
+#include "../../UnrealStubs.h"  // stand-in: see UnrealStubs.h
