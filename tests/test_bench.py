@@ -115,3 +115,46 @@ def test_contention_measurement_turns_the_load_on_and_off_and_draws_it(tmp_path)
     assert CPU_HOG not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     plot_contention(r, tmp_path / "contention.png")
     assert (tmp_path / "contention.png").stat().st_size > 5000
+
+
+def test_in_process_capacity_times_the_generator_at_each_level(tmp_path, capsys):
+    """Short mode: 1.6 s of audio for 1 and 3 sessions of the model, no sockets. Every session gets a frame a tick
+    after the first second; each level's verdict and rates follow from its own tick times."""
+    import json
+
+    from backchannel.bridge.cli import main
+    from backchannel.bridge.loadgen import TICK_BUDGET_MS
+
+    out = tmp_path / "capacity.json"
+    assert main(["bench", "capacity", "--sessions", "1,3", "--seconds", "1.6", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    body = json.loads(out.read_text())
+    assert body["mode"] == "in process" and [r["sessions"] for r in body["rows"]] == [1, 3]
+    for r in body["rows"]:
+        assert r["ticks"] == 18 and abs(r["frames"] - 18 * r["sessions"]) <= r["sessions"]  # 0.6 s after warm-up
+        t = r["tick_ms"]
+        assert 0 < t["p50"] <= t["p95"] <= t["p99"] <= t["max"]
+        assert r["holds_30fps"] is (t["p95"] <= TICK_BUDGET_MS)
+        busy_s = t["mean"] * r["ticks"] / 1000
+        assert r["fps_sustainable"] == pytest.approx(r["frames"] / r["sessions"] / busy_s)
+        assert f"{r['sessions']:5d} sessions: tick p50" in printed
+    assert "holds 30 fps (tick p95 <= 33.3 ms) up to" in printed
+
+
+def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys):
+    from backchannel.bridge.cli import main
+    from backchannel.bridge.cli.bench import with_options
+
+    assert with_options("model[sampler_steps=2]", {"device": "cuda:1", "precision": "bf16"}) == \
+        "model[sampler_steps=2;device=cuda:1;precision=bf16]"
+    assert main(["bench", "capacity", "--generator", "baseline", "--precision", "bf16", "--seconds", "2"]) == 2
+    assert "are the model's" in capsys.readouterr().err
+    assert main(["bench", "capacity", "--generator", "model[precision=fp16]", "--precision", "bf16",
+                 "--seconds", "2"]) == 2
+    assert "given both" in capsys.readouterr().err
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: scripts/gpu-check.sh runs the CUDA bench")
+    assert main(["bench", "capacity", "--device", "cuda", "--sessions", "1", "--seconds", "2"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err

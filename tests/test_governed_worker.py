@@ -105,3 +105,30 @@ def test_a_file_sent_faster_than_real_time_is_no_reason_to_step_down():
         assert w.governor.tier.name == "full" and w.stats()["governor"]["changes"] == []
     finally:
         w.shutdown()
+
+
+def test_the_engine_settings_reach_every_tier_of_the_model_and_nothing_else():
+    """serve --device/--precision: each tier's model generator is loaded with them; the baseline tier is not."""
+    w = Worker(WorkerConfig(**ANY_PORT, generator="model", precision="bf16", tier="faster"))
+    try:
+        described = {tier: w.tier_generators[tier].describe() for tier in ("full", "fast", "faster")}
+        assert {(d["precision"], d["backend"], d["sampler_steps"]) for d in described.values()} == {
+            ("bf16", "torch", 4), ("bf16", "torch", 2), ("bf16", "torch", 1)}
+        assert "precision" not in w.tier_generators["baseline"].describe()
+        assert w.describe()["generator"]["precision"] == "bf16"  # sessions start on the pinned tier's
+    finally:
+        w.close()
+
+
+def test_a_worker_asked_for_cuda_where_there_is_none_stops_at_start_saying_so():
+    import pytest
+    import torch
+
+    from backchannel.bridge.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: scripts/gpu-check.sh serves on it")
+    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+        Worker(WorkerConfig(**ANY_PORT, generator="model", device="cuda"))
+    assert main(["serve", "--generator", "model", "--device", "cuda", "--audio-in", "tcp://127.0.0.1:*",
+                 "--motion-out", "tcp://127.0.0.1:*", "--control", "tcp://127.0.0.1:*"]) == 2

@@ -192,15 +192,17 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", sampler_steps: int | None = None,
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
-                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True):
+                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True,
+                 precision: str = "fp32", compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
-        shipped model; `model`: a MotionModel in memory (tests, training)."""
-        self.device = device
+        shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
+        `precision` (fp32, bf16, fp16) and `compile` (torch.compile's mode, CUDA only): engines.TorchEngine's."""
+        self.device, self.precision, self.compile = device, precision, compile
         default = Sampling()
         self.sampling = Sampling(default.sampler_steps if sampler_steps is None else sampler_steps,
                                  float(partner_guidance), default.mouth_history if mouth_history is None
                                  else float(mouth_history))
-        self.engine, self.backend = open_engine(weights, model, self.sampling, device, backend)
+        self.engine, self.backend = open_engine(weights, model, self.sampling, device, backend, precision, compile)
         self.facts = self.engine.facts
         self.cfg: ModelConfig = self.facts.config
         self.noise_correlation = float(noise_correlation)
@@ -223,7 +225,8 @@ class ModelGenerator(Generator):
 
     def describe(self) -> dict:
         return {**super().describe(), **asdict(self.sampling), "latent_dim": self.cfg.latent_dim,
-                "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
+                "chunk_frames": self.cfg.chunk, "backend": self.backend, "device": self.device,
+                "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
                 "head_gain": self.head_gain, "follow_loudness": self.follow_loudness}
 
@@ -305,13 +308,20 @@ class ModelGenerator(Generator):
         return blocks
 
 
-def open_engine(weights, model, sampling: Sampling, device: str, backend: str):
+def open_engine(weights, model, sampling: Sampling, device: str, backend: str, precision: str = "fp32",
+                compile: str = "off"):
     """The engine for these weights and settings, and its backend's name. The shipped graphs need no torch; anything
-    else loads the torch model (onnxruntime on the CPU then runs an export of it, cached)."""
+    else loads the torch model (onnxruntime on the CPU then runs an export of it, cached). Another precision than
+    fp32, or a compiled frame step, is torch's."""
     if backend not in ("auto", "torch", "onnx"):
         raise ValueError(f"unknown backend {backend!r} (auto, torch or onnx)")
     if backend == "onnx" and device != "cpu":
         raise ValueError(f"the onnx backend runs on the CPU (onnxruntime); use backend torch for {device}")
+    if precision != "fp32" or compile != "off":
+        if backend == "onnx":
+            raise ValueError(f"precision {precision} and compile {compile} are the torch backend's; the onnx graphs "
+                             "run fp32")
+        backend = "torch"
     folder = Path(weights) if weights is not None and Path(weights).is_dir() else GRAPHS if weights is None else None
     if model is None and folder is not None and backend != "torch" and device == "cpu":
         exported = exported_samplings(folder)
@@ -330,7 +340,7 @@ def open_engine(weights, model, sampling: Sampling, device: str, backend: str):
                            "for the rest)") from None
     model = model.eval() if model is not None else load_weights(weights)
     if backend == "torch" or device != "cpu":
-        return TorchEngine(model, sampling, device), "torch"
+        return TorchEngine(model, sampling, device, precision, compile), "torch"
     from backchannel.models.infp.export import cached_graphs
 
     return OnnxEngine(cached_graphs(model, sampling)), "onnx"
