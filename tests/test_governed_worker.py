@@ -132,3 +132,55 @@ def test_a_worker_asked_for_cuda_where_there_is_none_stops_at_start_saying_so():
         Worker(WorkerConfig(**ANY_PORT, generator="model", device="cuda"))
     assert main(["serve", "--generator", "model", "--device", "cuda", "--audio-in", "tcp://127.0.0.1:*",
                  "--motion-out", "tcp://127.0.0.1:*", "--control", "tcp://127.0.0.1:*"]) == 2
+
+
+def test_rendered_frames_take_the_tier_s_size_at_most_the_operator_s():
+    """A tier that renders smaller makes the next pieces at its frame_size, from the same portrait; a tier larger
+    than the size the worker started with keeps that size; one the renderer cannot make leaves the size as it was;
+    the frame bodies say the size they have."""
+    import threading
+
+    import cv2
+    import msgpack
+
+    from backchannel.bridge.cli.portrait import open_renderer
+    from backchannel.bridge.governor import Tier
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
+    from backchannel.models.motion import MOTION_DIM, MotionBlock
+    from backchannel.models.render import BUNDLED_PORTRAIT
+
+    class Pub:
+        def __init__(self):
+            self.bodies, self.lock = [], threading.Lock()
+
+        def send_multipart(self, parts):
+            with self.lock:
+                self.bodies.append(msgpack.unpackb(parts[1]))
+
+    portrait = {"portrait": str(BUNDLED_PORTRAIT), "framing": "face"}
+    pub, made = Pub(), []
+
+    def resize(size):
+        made.append(size)
+        return open_renderer({**portrait, "size": size})
+
+    sink = FrameSink(pub, FrameEncoder(open_renderer({**portrait, "size": 128}), "jpeg", 80), resize=resize)
+    block = MotionBlock(0, np.zeros((3, MOTION_DIM), np.float32), np.zeros(3, np.int8))
+    try:
+        for first, tier in ((0, None), (3, Tier("small", "baseline", 96, 60)), (6, Tier("big", "baseline", 512, 90)),
+                            (9, Tier("small again", "baseline", 97, 60)), (12, Tier("tiny", "baseline", 32, 60))):
+            if tier is not None:
+                sink.set_tier(tier)
+            sink.send("s", MotionBlock(first, block.motion, block.state))
+            deadline = time.time() + 10
+            while len(pub.bodies) < first + 3 and time.time() < deadline:
+                sink.publish_ready()
+                time.sleep(0.01)
+    finally:
+        sink.close()
+    sizes = [(b["seq"], b["width"], b["height"]) for b in pub.bodies]
+    assert sizes == [(s, w, w) for s, w in zip(range(15), [128] * 3 + [96] * 3 + [128] * 3 + [96] * 6)]
+    assert made == [96, 32]  # 96 made once and used again; 32 px is below what the renderer makes
+    for body in pub.bodies:
+        image = cv2.imdecode(np.frombuffer(body["data"], np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (body["height"], body["width"], 3)

@@ -175,7 +175,12 @@ def frame_sinks(worker, out: dict) -> list:
     s = settings(out)
     logging.getLogger("backchannel.worker").info("rendering %s at %d x %d as %s frames", s["portrait"],
                                                  renderer.size, renderer.size, s["frame_format"])
-    return [FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]))]
+    # tiers that render smaller (calibration/tiers.toml frame_size) get the same portrait at their size
+    sink = FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]),
+                     resize=lambda size: open_renderer({**out, "size": size}))
+    if worker.governor is not None:  # a worker started on a lower tier (--tier) renders as that tier does
+        sink.set_tier(worker.governor.tier)
+    return [sink]
 
 
 def serve_command(args, generator_factory=None) -> int:
