@@ -21,6 +21,7 @@ ROOMS = [
     ["backchannel.bridge.protocol", "backchannel.bridge.jitter", "backchannel.bridge.outputs",
      "backchannel.bridge.security", "backchannel.bridge.governor", "backchannel.bridge.devices"],
     ["backchannel.bridge.worker", "backchannel.bridge.client"],
+    ["backchannel.bridge.scaleout"],
     ["backchannel.bridge.latency", "backchannel.bridge.loadgen"],
     ["backchannel.bridge.cli", "backchannel.bridge"],
 ]
