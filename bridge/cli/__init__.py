@@ -9,10 +9,10 @@ import sys
 
 # optional dependencies (pyproject.toml's extras), by the module a command imports
 EXTRAS = {"torch": "train", "onnx": "train", "matplotlib": "train", "pocketsphinx": "corpus", "cv2": "render",
-          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render"}
+          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render", "ray": "scale"}
 
 COMMAND_MODULES = tuple(f"backchannel.bridge.cli.{name}" for name in (
-    "run", "serve", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo"))
+    "run", "serve", "scale", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo"))
 
 
 def build_parser() -> argparse.ArgumentParser:
