@@ -36,8 +36,10 @@ def register(commands) -> None:
 
 
 def scale_command(args) -> int:
+    import signal
     import time
 
+    import ray
     from ray import serve
 
     from backchannel.bridge.scaleout.ray_serve import build_app, start, wait_for_replicas
@@ -47,6 +49,9 @@ def scale_command(args) -> int:
                 if getattr(args, key) is not None}
     app = build_app(args.replicas, args.audio_in, args.motion_out, args.control, settings, args.host,
                     args.replica_cpus, args.replica_gpus, args.dead_after_s, args.tiers, args.insecure)
+    stopping = []
+    for signum in (signal.SIGINT, signal.SIGTERM):  # either ends it as Ctrl-C does, the cluster shut down cleanly
+        signal.signal(signum, lambda *_: stopping.append(True))
     ingress = start(app, args.address)
     try:
         stats = wait_for_replicas(ingress, args.replicas, timeout_s=300)
@@ -56,9 +61,9 @@ def scale_command(args) -> int:
         if args.ready_file:
             with replacing(args.ready_file) as tmp:
                 tmp.write_text(json.dumps(endpoints))
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
+        while not stopping:
+            time.sleep(0.2)
         return 0
     finally:
         serve.shutdown()
+        ray.shutdown()

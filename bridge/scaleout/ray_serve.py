@@ -32,7 +32,10 @@ REGISTER_EVERY_S = 0.5
 log = logging.getLogger("backchannel.scale")
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, health_check_period_s=2.0)
+QUIET = {"enable_access_log": False}  # a line per registration call (two a second per replica) is noise
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, health_check_period_s=2.0, logging_config=QUIET)
 class IngressDeployment:
     def __init__(self, audio_in: str, motion_out: str, control: str, dead_after_s: float, tiers: str | None,
                  insecure: bool):
@@ -59,7 +62,7 @@ class IngressDeployment:
             raise RuntimeError("the ingress loop stopped")
 
 
-@serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 1}, health_check_period_s=2.0)
+@serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 1}, health_check_period_s=2.0, logging_config=QUIET)
 class WorkerReplica:
     def __init__(self, ingress, worker_settings: dict, host: str | None):
         self.id = serve.get_replica_context().replica_id.unique_id
