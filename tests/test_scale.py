@@ -54,6 +54,17 @@ def test_a_silent_replica_s_sessions_move_and_the_rest_stay():
     assert router.place("newer") == "a"
 
 
+def test_a_restarted_router_learns_where_the_sessions_are_from_the_replicas_reports():
+    router = Router()
+    router.register("a", {"audio_in": "a"}, 0.0)
+    router.register("b", {"audio_in": "b"}, 0.0)
+    router.report("b", {"sessions": ["old1", "old2"]}, 0.1)
+    assert router.place("old1") == "b" and router.owner("old2") == "b"
+    router.place("new")  # placed on a (b holds two)
+    router.report("b", {"sessions": ["old1", "old2", "new"]}, 0.2)  # a stale report cannot take a placed session
+    assert router.owner("new") == "a"
+
+
 def stream_realtime(endpoint, sessions, tracks, seconds, tokens, at=None):
     """Every session's two tracks sent in 20 ms chunks as they would be captured, through one PUSH socket, then
     `end`; `at`: (seconds, action) run once when the stream reaches that time."""

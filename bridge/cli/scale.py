@@ -31,6 +31,8 @@ def register(commands) -> None:
                    help="GPUs per replica (0.25: four replicas share one GPU)")
     p.add_argument("--dead-after-s", type=float, default=1.5,
                    help="a replica silent this long is dead: its sessions move (default 1.5)")
+    p.add_argument("--ingress-on-head", action="store_true",
+                   help="run the ingress on the cluster's head node (whose ports a Kubernetes Service exposes)")
     p.add_argument("--ready-file", metavar="FILE.json", help="write the ingress's endpoints here once serving")
     p.set_defaults(func=scale_command)
 
@@ -48,7 +50,8 @@ def scale_command(args) -> int:
     settings = {key: getattr(args, key) for key in ("generator", "tier", "device", "precision")
                 if getattr(args, key) is not None}
     app = build_app(args.replicas, args.audio_in, args.motion_out, args.control, settings, args.host,
-                    args.replica_cpus, args.replica_gpus, args.dead_after_s, args.tiers, args.insecure)
+                    args.replica_cpus, args.replica_gpus, args.dead_after_s, args.tiers, args.insecure,
+                    args.ingress_on_head)
     stopping = []
     for signum in (signal.SIGINT, signal.SIGTERM):  # either ends it as Ctrl-C does, the cluster shut down cleanly
         signal.signal(signum, lambda *_: stopping.append(True))

@@ -190,10 +190,9 @@ class Ingress:
             last_owner = closing is not None and closing[0] == replica_id
             if owner != replica_id and not last_owner:
                 continue  # not (or no longer) this replica's session
-            if kind == "stats" and _closed(body):
-                if last_owner:
-                    del self.closing[session]
-                else:  # the replica closed it itself (idle, a failure): it is placed nowhere now
+            if kind == "stats" and _closed(body):  # ended, or closed by the replica (idle, a failure)
+                self.closing.pop(session, None)
+                if owner == replica_id:  # placed nowhere now (also where a report re-placed it while closing)
                     with self.lock:
                         self.router.forget(session)
             self.xpub.send_multipart(parts)

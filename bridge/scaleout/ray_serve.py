@@ -100,17 +100,21 @@ class WorkerReplica:
 def build_app(replicas: int = 2, audio_in: str = "tcp://127.0.0.1:5555", motion_out: str = "tcp://127.0.0.1:5556",
               control: str = "tcp://127.0.0.1:5557", worker_settings: dict | None = None, host: str | None = None,
               replica_cpus: float = 1.0, replica_gpus: float = 0.0, dead_after_s: float = 1.5,
-              tiers: str | None = None, insecure: bool = False):
+              tiers: str | None = None, insecure: bool = False, ingress_on_head: bool = False):
     """The Serve application: `replicas` workers (each `replica_cpus` CPUs and `replica_gpus` GPUs: 0.25 puts
-    four on one GPU) behind one ingress on these endpoints. `worker_settings`: WorkerConfig's fields (generator,
-    tier, device...); the endpoints are the replicas' own."""
+    four on one GPU) behind one ingress on these endpoints (`ingress_on_head`: on the cluster's head node, whose
+    ports a Kubernetes Service can expose). `worker_settings`: WorkerConfig's fields (generator, tier, device...);
+    the endpoints are the replicas' own."""
     if replicas < 1:
         raise ValueError("replicas must be at least 1")
     settings = {**(worker_settings or {}), "insecure": insecure}
     if tiers:
         settings["tiers"] = tiers
     WorkerConfig(**settings)  # a wrong setting fails here, not in every replica
-    ingress = IngressDeployment.bind(audio_in, motion_out, control, dead_after_s, tiers, insecure)
+    ingress = IngressDeployment
+    if ingress_on_head:  # Ray's own resource of the head node
+        ingress = ingress.options(ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.01}})
+    ingress = ingress.bind(audio_in, motion_out, control, dead_after_s, tiers, insecure)
     actor = {"num_cpus": replica_cpus, **({"num_gpus": replica_gpus} if replica_gpus else {})}
     return WorkerReplica.options(num_replicas=replicas, ray_actor_options=actor).bind(ingress, settings, host)
 

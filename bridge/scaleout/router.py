@@ -2,7 +2,8 @@
 sessions of a replica that went silent moved to the others. Pure logic with the caller's clock (tests replay it).
 
 A replica is known by what it reports: its endpoints when it registers, then its worker's `_worker/stats` (the
-sessions it holds, and its governor's tier, load and pressure). One that has reported nothing for `dead_after_s`
+sessions it holds, and its governor's tier, load and pressure). A session a replica holds that is placed nowhere
+is placed there, so an ingress that restarted finds its sessions where they are. One that has reported nothing for `dead_after_s`
 is dead: its sessions are orphaned and placed again on their next message.
 """
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Router:
         replica.seen = now
         replica.sessions = set(stats.get("sessions", ()))
         replica.frames = int(stats.get("frames", 0))
+        for session in replica.sessions - set(self.owners):  # held there but placed nowhere: a restarted ingress
+            self.owners[session] = replica_id  # learns where its sessions are
         governor = stats.get("governor") or {}
         replica.tier = governor.get("tier")
         replica.tier_rank = self.tiers.index(replica.tier) if replica.tier in self.tiers else 0
