@@ -3,6 +3,7 @@
 The router's rules on their own; then real workers on loopback behind a real ingress, streamed in real time by a
 client that sees only the ingress, one replica killed mid-stream; then the same on a one-machine Ray cluster with
 two Ray Serve replicas (tests/test_scale_ray.py)."""
+import re
 import threading
 import time
 
@@ -63,6 +64,16 @@ def test_a_restarted_router_learns_where_the_sessions_are_from_the_replicas_repo
     router.place("new")  # placed on a (b holds two)
     router.report("b", {"sessions": ["old1", "old2", "new"]}, 0.2)  # a stale report cannot take a placed session
     assert router.owner("new") == "a"
+
+
+def top_text(control) -> str:
+    from rich.console import Console
+
+    from backchannel.bridge.cli.top import render, snapshot
+
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))
+    console.print(render(*snapshot(control), None, 0))
+    return console.export_text()
 
 
 def stream_realtime(endpoint, sessions, tracks, seconds, tokens, at=None):
@@ -134,7 +145,10 @@ def test_a_replica_killed_mid_stream_its_sessions_resume_on_the_other_and_the_re
         with ControlClient(ingress.endpoints["control"]) as control:
             tokens = {s: control.call("open", session=s)["token"] for s in sessions}
             placed = control.call("stats")["placement"]
+            shown = top_text(control)
         assert sorted(placed.values()) == ["a", "a", "b", "b"]
+        assert "backchannel ingress, 2 replicas: 4 sessions" in shown and "replica a: 2 sessions" in shown
+        assert all(re.search(rf"{s}\s+│ {placed[s]}\s", shown) for s in sessions)  # `top` says where each runs
         victims = [s for s in sessions if placed[s] == "a"]
 
         def kill():
