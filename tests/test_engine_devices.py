@@ -110,3 +110,45 @@ def test_cuda_asked_for_on_a_machine_without_it_says_so():
         pytest.skip("this machine has CUDA: scripts/gpu-check.sh runs the CUDA path")
     with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
         TorchEngine(small_model(), Sampling(1), device="cuda")
+
+
+def one_head(gen, stream, motion):
+    """The head stage for one stream alone, written out with 1-D filters (independently of show_heads)."""
+    from scipy.signal import lfilter, lfilter_zi
+
+    from backchannel.models.infp.generator import (
+        HEAD_FILTERS, HEAD_GAINS, HEAD_KNEE_DEG, HEAD_LIMIT_DEG, soft_limit)
+    from backchannel.models.motion import HEAD_POSE, HEAD_ROTATION
+
+    pose = motion[:, HEAD_POSE].astype(np.float64)
+    states = stream.head_filter or [lfilter_zi(b, a) * pose[0, j] for j, (b, a) in enumerate(HEAD_FILTERS)]
+    filtered = [lfilter(b, a, pose[:, j], zi=zi) for j, ((b, a), zi) in enumerate(zip(HEAD_FILTERS, states))]
+    stream.head_filter = [zi for _, zi in filtered]
+    motion[:, HEAD_POSE] = np.clip(gen.head_gain * np.stack([y for y, _ in filtered], 1) * HEAD_GAINS,
+                                   *gen.pose_bounds)
+    motion[:, HEAD_ROTATION] = soft_limit(motion[:, HEAD_ROTATION], np.radians(HEAD_KNEE_DEG),
+                                          np.radians(HEAD_LIMIT_DEG))
+
+
+def test_the_head_stage_of_many_streams_at_once_is_each_stream_s_alone():
+    """The head filters run once per axis for all streams with as many new frames (the per-session CPU work that
+    stays on the host whatever runs the networks): exactly what each stream's own pass gives, states carried."""
+    from backchannel.models.infp.generator import show_heads
+    from backchannel.models.motion import HEAD_POSE, MOTION_DIM
+
+    gen = ModelGenerator(model=small_model(), backend="torch")
+    together = [gen.open_stream(seed=i) for i in range(3)]
+    alone = [gen.open_stream(seed=i) for i in range(3)]
+    rng = np.random.default_rng(0)
+    for frames in (4, 1, 3):  # three calls: the filters' states carry over
+        motions = [rng.normal(0, 0.2, (frames, MOTION_DIM)).astype(np.float32) for _ in together]
+        copies = [m.copy() for m in motions]
+        show_heads(gen, together, motions)
+        for stream, motion in zip(alone, copies):
+            one_head(gen, stream, motion)
+        for got, want in zip(motions, copies):
+            np.testing.assert_array_equal(got, want)
+        assert np.abs(motions[0][:, HEAD_POSE]).max() > 0  # something was shown
+    for a, b in zip(together, alone):
+        for x, y in zip(a.head_filter, b.head_filter):
+            np.testing.assert_array_equal(x, y)

@@ -133,19 +133,7 @@ class ModelStream(MotionStream):
         """The head pose of new frames as shown, in place: unless smooth_head is off, filtered (HEAD_FILTERS, their
         states carried across calls) and scaled per axis (HEAD_GAINS); scaled by head_gain; held within the pose
         bound (POSE_BOUND_STD) again; unless smooth_head is off, its rotation softly limited (HEAD_LIMIT_DEG)."""
-        pose = motion[:, HEAD_POSE].astype(np.float64)
-        if not len(pose):
-            return
-        if self.gen.smooth_head:
-            states = self.head_filter or [  # starts as if the head had held its first pose
-                lfilter_zi(b, a) * pose[0, j] for j, (b, a) in enumerate(HEAD_FILTERS)]
-            filtered = [lfilter(b, a, pose[:, j], zi=zi) for j, ((b, a), zi) in enumerate(zip(HEAD_FILTERS, states))]
-            pose = np.stack([y for y, _ in filtered], 1) * HEAD_GAINS
-            self.head_filter = [zi for _, zi in filtered]  # a new list: snapshot() keeps the old one
-        motion[:, HEAD_POSE] = np.clip(self.gen.head_gain * pose, *self.gen.pose_bounds)
-        if self.gen.smooth_head:  # last: a head held at the bound (10.5 deg of pitch) still bends below the limit
-            motion[:, HEAD_ROTATION] = soft_limit(motion[:, HEAD_ROTATION], np.radians(HEAD_KNEE_DEG),
-                                                  np.radians(HEAD_LIMIT_DEG))
+        show_heads(self.gen, [self], [motion])
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
@@ -293,18 +281,26 @@ class ModelGenerator(Generator):
             for n, (i, s) in enumerate(zip(active, batch)):
                 s.advance(z[n], windows[n])
                 out[i].append((z[n], motion[n], logits[n].argmax(-1)))
+        made = {}  # stream index -> (latents, motion, states) of its new frames
+        for i, (first, chunks) in enumerate(zip(firsts, out)):
+            if chunks:
+                z, motion, state = (np.concatenate(x) for x in zip(*chunks))
+                n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
+                made[i] = (z[:n], motion[:n].copy(), state[:n])
+        by_length: dict[int, list[int]] = {}  # the head stage runs once for the streams with as many new frames
+        for i, (_, motion, _) in made.items():
+            by_length.setdefault(len(motion), []).append(i)
+        for group in by_length.values():
+            show_heads(self, [streams[i] for i in group], [made[i][1] for i in group])
         blocks = []
-        for first, s, chunks in zip(firsts, streams, out):
-            if not chunks:
+        for i, (first, s) in enumerate(zip(firsts, streams)):
+            if i not in made:
                 blocks.append(MotionBlock.empty(first))
                 continue
-            z, motion, state = (np.concatenate(x) for x in zip(*chunks))
-            n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
-            motion = motion[:n].copy()
-            s.show_head(motion)
-            s.show_mouth(motion, state[:n], first)
+            z, motion, state = made[i]
+            s.show_mouth(motion, state, first)
             apply_style(motion, s.style)
-            blocks.append(MotionBlock(first, motion, state[:n].astype(np.int8), z[:n]))
+            blocks.append(MotionBlock(first, motion, state.astype(np.int8), z))
         return blocks
 
 
@@ -356,6 +352,32 @@ def join_states(states: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
 def split_states(state: tuple[np.ndarray, ...], n: int) -> list[tuple[np.ndarray, ...]]:
     *histories, gru = state
     return [(*(h[i:i + 1] for h in histories), gru[:, i:i + 1]) for i in range(n)]
+
+
+def show_heads(gen: ModelGenerator, streams: list[ModelStream], motions: list[np.ndarray]) -> None:
+    """ModelStream.show_head for several streams of `gen` whose new frames are as many, in place: one filter
+    call per pose axis for all of them, not one per stream (each row filtered with its own stream's state, as
+    alone)."""
+    if not streams or not len(motions[0]):
+        return
+    pose = np.stack([m[:, HEAD_POSE] for m in motions]).astype(np.float64)  # (streams, frames, axes)
+    if gen.smooth_head:
+        filtered, states = np.empty_like(pose), []
+        for j, (b, a) in enumerate(HEAD_FILTERS):
+            zi = np.stack([s.head_filter[j] if s.head_filter is not None else  # as if it had held its first pose
+                           lfilter_zi(b, a) * pose[g, 0, j] for g, s in enumerate(streams)])
+            filtered[:, :, j], zf = lfilter(b, a, pose[:, :, j], axis=1, zi=zi)
+            states.append(zf)
+        pose = filtered * HEAD_GAINS
+        for g, s in enumerate(streams):
+            s.head_filter = [zf[g] for zf in states]  # a new list: snapshot() keeps the old one
+    for motion, shown in zip(motions, np.clip(gen.head_gain * pose, *gen.pose_bounds)):
+        motion[:, HEAD_POSE] = shown
+    if gen.smooth_head:  # last: a head held at the bound (10.5 deg of pitch) still bends below the limit
+        limited = soft_limit(np.stack([m[:, HEAD_ROTATION] for m in motions]), np.radians(HEAD_KNEE_DEG),
+                             np.radians(HEAD_LIMIT_DEG))
+        for motion, rotation in zip(motions, limited):
+            motion[:, HEAD_ROTATION] = rotation
 
 
 def soft_limit(x: np.ndarray, knee: float, limit: float) -> np.ndarray:
