@@ -63,6 +63,23 @@ def measure_ticks(generator, self_audio: np.ndarray, other_audio: np.ndarray, se
             "holds_30fps": bool(p95 <= TICK_BUDGET_MS)}
 
 
+def largest_holding(rows: list[dict]) -> tuple[int, float | None]:
+    """The most sessions tried that held 30 fps, and an estimate of the most that would: between the largest
+    level that held and the next larger one that did not, where their ticks' p95 crosses the budget (linear in
+    the session count, as a tick's cost nearly is); None without such a pair."""
+    rows = sorted(rows, key=lambda r: r["sessions"])
+    held = [r for r in rows if r["holds_30fps"]]
+    if not held:
+        return 0, None
+    below = held[-1]
+    above = next((r for r in rows if r["sessions"] > below["sessions"] and not r["holds_30fps"]), None)
+    if above is None:
+        return below["sessions"], None
+    p1, p2 = below["tick_ms"]["p95"], above["tick_ms"]["p95"]
+    share = (TICK_BUDGET_MS - p1) / (p2 - p1) if p2 > p1 else 0.0
+    return below["sessions"], below["sessions"] + share * (above["sessions"] - below["sessions"])
+
+
 def measure_in_process(self_audio: np.ndarray, other_audio: np.ndarray, levels: list[int], generator: str = "model",
                        progress=None, **options) -> list[dict]:
     """measure_ticks at each session count with one generator (`options` go to make_generator: device,

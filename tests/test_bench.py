@@ -139,6 +139,19 @@ def test_in_process_capacity_times_the_generator_at_each_level(tmp_path, capsys)
         assert r["fps_sustainable"] == pytest.approx(r["frames"] / r["sessions"] / busy_s)
         assert f"{r['sessions']:5d} sessions: tick p50" in printed
     assert "holds 30 fps (tick p95 <= 33.3 ms) up to" in printed
+    assert body["largest_holding"] == max([r["sessions"] for r in body["rows"] if r["holds_30fps"]], default=0)
+
+
+def test_the_largest_count_holding_30fps_is_estimated_between_the_levels_either_side():
+    from backchannel.bridge.loadgen import largest_holding
+
+    def row(n, p95):
+        return {"sessions": n, "tick_ms": {"p95": p95}, "holds_30fps": p95 <= 1000 / 30}
+
+    held, estimate = largest_holding([row(8, 20.0), row(1, 5.0), row(32, 53.3)])
+    assert held == 8 and estimate == pytest.approx(8 + (1000 / 30 - 20) / (53.3 - 20) * 24)
+    assert largest_holding([row(1, 40.0)]) == (0, None)  # none held
+    assert largest_holding([row(1, 5.0), row(8, 20.0)]) == (8, None)  # all held: no bound above
 
 
 def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys):

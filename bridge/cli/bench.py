@@ -204,7 +204,7 @@ def in_process_capacity(args, a, b, levels: list[int], options: dict) -> int:
     import os
     import platform
 
-    from backchannel.bridge.loadgen import TICK_BUDGET_MS, measure_in_process
+    from backchannel.bridge.loadgen import TICK_BUDGET_MS, largest_holding, measure_in_process
     from backchannel.models.audio import SAMPLE_RATE
     from backchannel.models.cpus import usable_cpus
 
@@ -219,12 +219,14 @@ def in_process_capacity(args, a, b, levels: list[int], options: dict) -> int:
     print(f"in process, no sockets: {shown} on {machine}; {len(a) / SAMPLE_RATE:.1f} s of audio "
           f"per session in 1/30 s ticks (the first second left out); load average {os.getloadavg()[0]:.2f}")
     rows = measure_in_process(a, b, levels, generator, progress=lambda r: print(_in_process_line(r)), **options)
-    held = [r["sessions"] for r in rows if r["holds_30fps"]]
+    held, estimate = largest_holding(rows)
     print(f"{rows[0]['describe'].get('backend', generator)} backend: holds 30 fps (tick p95 <= {TICK_BUDGET_MS:.1f} "
-          f"ms) up to {max(held) if held else 0} of the sessions tried")
+          f"ms) up to {held} of the sessions tried"
+          + (f"; about {estimate:.0f} where its p95 would cross the budget" if estimate is not None else ""))
     if args.json:
         _write_json(args.json, {"mode": "in process", "generator": generator, "options": options,
-                                "machine": machine, "rows": rows})
+                                "machine": machine, "rows": rows, "largest_holding": held,
+                                "estimated_largest": estimate})
     return 0
 
 
