@@ -179,3 +179,47 @@ def test_a_replica_killed_mid_stream_its_sessions_resume_on_the_other_and_the_re
             assert got == list(range(total)), f"{s} lost frames on the surviving replica"
     assert stats["moved"] == {s: 1 for s in victims}
     assert [r["id"] for r in stats["replicas"]] == ["b"]
+
+
+def test_a_replica_slow_to_answer_control_holds_up_nothing_else():
+    """A control request goes on to a replica that never answers: the client gets `no_replica` after the
+    ingress's control timeout, and meanwhile the ingress's loop goes on (its own stats keep coming)."""
+    import zmq
+
+    ctx = zmq.Context()
+    mute = {kind: ctx.socket(kind) for kind in (zmq.PULL, zmq.PUB, zmq.REP)}  # a replica that never replies
+    for sock in mute.values():
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(ANY)
+    endpoints = {name: mute[kind].getsockopt(zmq.LAST_ENDPOINT).decode()
+                 for name, kind in (("audio_in", zmq.PULL), ("motion_out", zmq.PUB), ("control", zmq.REP))}
+    ingress = Ingress(ANY, ANY, ANY, Router(dead_after_s=30.0), stats_interval_s=0.1, control_timeout_s=1.0)
+    ingress.register("mute", endpoints)
+    loop = threading.Thread(target=ingress.run, daemon=True)
+    loop.start()
+    receiver = MotionReceiver(ingress.endpoints["motion_out"])
+    try:
+        receiver.wait_ready()
+        answer = {}
+
+        def ask():
+            with ControlClient(ingress.endpoints["control"], timeout_s=10) as control:
+                answer.update(control.request("open", session="x"))
+
+        asking = threading.Thread(target=ask)
+        started = time.time()
+        asking.start()
+        stats_meanwhile = 0
+        while asking.is_alive():
+            msg = receiver.receive(0.05)
+            stats_meanwhile += msg is not None and msg.session == protocol.WORKER_TOPIC
+        asking.join()
+        waited = time.time() - started
+    finally:
+        receiver.close()
+        ingress.stopping = True
+        loop.join(5)
+        ingress.close()
+        ctx.destroy(0)
+    assert answer["ok"] is False and answer["error"] == "no_replica" and waited >= 0.9  # after its timeout
+    assert stats_meanwhile >= 5  # the loop kept publishing every 0.1 s while the request waited

@@ -42,6 +42,17 @@ class Link:
     req: zmq.Socket | None = None
 
 
+@dataclass
+class Asking:
+    """A control request in flight to a replica."""
+
+    replica_id: str
+    kind: str
+    session: str | None
+    deadline: float
+    sock: zmq.Socket
+
+
 class Ingress:
     def __init__(self, audio_in: str = "tcp://127.0.0.1:5555", motion_out: str = "tcp://127.0.0.1:5556",
                  control: str = "tcp://127.0.0.1:5557", router: Router | None = None,
@@ -59,6 +70,7 @@ class Ingress:
         self.closing: dict[str, tuple[str, float]] = {}  # session -> (its last owner, when it was ended)
         self.errors: Counter[str] = Counter()
         self.forwarded = Counter()  # audio messages, control requests, motion messages
+        self.asking: Asking | None = None  # the control request a replica is answering
         self.started = time.time()
         self.next_stats = self.started + stats_interval_s
         self.stopping = False
@@ -106,6 +118,9 @@ class Ingress:
         self.links[replica_id] = Link(push, sub)
 
     def _unlink(self, replica_id: str) -> None:
+        if self.asking is not None and self.asking.replica_id == replica_id:
+            self.asking.deadline = 0.0  # answered with an error before the socket closes
+            self._answer(time.time())
         link = self.links.pop(replica_id, None)
         if link is not None:
             for sock in (link.push, link.sub, link.req):
@@ -134,7 +149,8 @@ class Ingress:
         now = time.time()
         self._apply_registrations(now)
         poller = zmq.Poller()
-        for sock in (self.pull, self.xpub, self.rep):
+        # REP takes the next request once the one in flight is answered (REP's rule: one reply per request)
+        for sock in (self.pull, self.xpub, self.rep if self.asking is None else self.asking.sock):
             poller.register(sock, zmq.POLLIN)
         subs = {link.sub: replica_id for replica_id, link in self.links.items()}
         for sock in subs:
@@ -147,10 +163,14 @@ class Ingress:
                 self._motion(sock, replica_id)
         if self.pull in events:
             self._drain_audio()
-        if self.rep in events:
-            self.rep.send(self._control(self.rep.recv_multipart()))
+        if self.asking is None and self.rep in events:
+            reply = self._control(self.rep.recv_multipart())
+            if reply is not None:
+                self.rep.send(reply)
         now = time.time()
         self._reap(now)
+        if self.asking is not None:
+            self._answer(now)
         if now >= self.next_stats:
             self.next_stats = now + self.stats_interval_s
             self.xpub.send_multipart([WORKER_STATS, protocol.pack({**self.stats(), "published": now})])
@@ -237,9 +257,10 @@ class Ingress:
         except (zmq.Again, KeyError):
             self._count("replica_full", None)
 
-    def _control(self, parts: list[bytes]) -> bytes:
-        """A control request answered by the replica it concerns (describe: any; stats without a session: the
-        ingress itself, for all of them)."""
+    def _control(self, parts: list[bytes]) -> bytes | None:
+        """A control request: answered here (stats without a session: the ingress itself, for all replicas;
+        errors), or None when it went on to the replica it concerns (describe: any), whose answer `_answer` passes
+        back. The loop goes on meanwhile: a replica slow to answer holds up no one's audio or motion."""
         try:
             if len(parts) != 1:
                 raise ProtocolError("multipart", f"control request in {len(parts)} parts; send one msgpack frame")
@@ -256,15 +277,16 @@ class Ingress:
                     replica_id = self.router.owner(session)
                     if replica_id is None:
                         raise ProtocolError("unknown_session", f"no open session {session!r}", session)
-            if replica_id is None:
+            if replica_id is None or replica_id not in self.links:
                 raise ProtocolError("no_replica", "no live replica to answer")
-            reply = self._ask(replica_id, parts[0])
-            if kind == "close" and protocol.unpack(reply).get("ok"):
-                self.closing[session] = (replica_id, time.time())
-                with self.lock:
-                    self.router.forget(session)
-            self.forwarded["control"] += 1
-            return reply
+            link = self.links[replica_id]
+            if link.req is None:
+                link.req = self.ctx.socket(zmq.REQ)
+                link.req.setsockopt(zmq.LINGER, 0)
+                link.req.connect(self.router.replicas[replica_id].endpoints["control"])
+            link.req.send(parts[0])
+            self.asking = Asking(replica_id, kind, session, time.time() + self.control_timeout_s, link.req)
+            return None
         except ProtocolError as e:
             self._count(e.kind, e)
             return protocol.reply_error(e)
@@ -272,21 +294,30 @@ class Ingress:
             log.exception("failed on a control request")
             return protocol.reply_error(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
 
-    def _ask(self, replica_id: str, raw: bytes) -> bytes:
-        link = self.links.get(replica_id)
-        if link is None:
-            raise ProtocolError("no_replica", f"replica {replica_id} is gone")
-        if link.req is None:
-            link.req = self.ctx.socket(zmq.REQ)
-            link.req.setsockopt(zmq.LINGER, 0)
-            link.req.connect(self.router.replicas[replica_id].endpoints["control"])
-        link.req.send(raw)
-        if not link.req.poll(int(self.control_timeout_s * 1000)):
-            link.req.close(0)
-            link.req = None  # a REQ whose answer never came must be remade
-            raise ProtocolError("no_replica", f"replica {replica_id} did not answer within "
-                                              f"{self.control_timeout_s:g} s")
-        return link.req.recv()
+    def _answer(self, now: float) -> None:
+        """The replica's answer to the request in flight, or an error once it is overdue (or the replica gone)."""
+        asking = self.asking
+        answered = asking.sock.poll(0) if not asking.sock.closed else False
+        if not answered and now < asking.deadline and asking.replica_id in self.links:
+            return
+        self.asking = None
+        if answered:
+            reply = asking.sock.recv()
+            if asking.kind == "close" and protocol.unpack(reply).get("ok"):
+                self.closing[asking.session] = (asking.replica_id, now)
+                with self.lock:
+                    self.router.forget(asking.session)
+            self.forwarded["control"] += 1
+        else:
+            link = self.links.get(asking.replica_id)
+            if link is not None and link.req is asking.sock:
+                link.req = None  # a REQ whose answer never came must be remade
+            asking.sock.close(0)
+            error = ProtocolError("no_replica", f"replica {asking.replica_id} did not answer within "
+                                                f"{self.control_timeout_s:g} s", asking.session)
+            self._count(error.kind, error)
+            reply = protocol.reply_error(error)
+        self.rep.send(reply)
 
     def _count(self, kind: str, error: Exception | None) -> None:
         if not self.errors[kind]:
