@@ -154,7 +154,7 @@ def test_the_largest_count_holding_30fps_is_estimated_between_the_levels_either_
     assert largest_holding([row(1, 5.0), row(8, 20.0)]) == (8, None)  # all held: no bound above
 
 
-def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys):
+def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys, monkeypatch):
     from backchannel.bridge.cli import main
     from backchannel.bridge.cli.bench import with_options
 
@@ -165,6 +165,17 @@ def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys):
     assert main(["bench", "capacity", "--generator", "model[precision=fp16]", "--precision", "bf16",
                  "--seconds", "2"]) == 2
     assert "given both" in capsys.readouterr().err
+    from backchannel.bridge import latency  # --sockets: the flags go to the worker, whose governor stays on
+
+    asked = {}
+
+    def measure_capacity(a, b, levels, generator, chunk_ms, progress=None, worker_flags=()):
+        asked.update(generator=generator, flags=worker_flags)
+        return []
+
+    monkeypatch.setattr(latency, "measure_capacity", measure_capacity)
+    assert main(["bench", "capacity", "--sockets", "--precision", "bf16", "--device", "cuda:1", "--seconds", "2"]) == 0
+    assert asked == {"generator": "model", "flags": ("--device", "cuda:1", "--precision", "bf16")}
     import torch
 
     if torch.cuda.is_available():

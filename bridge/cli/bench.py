@@ -161,15 +161,16 @@ def capacity_command(args) -> int:
     if not levels or min(levels) < 1:
         raise ValueError("--sessions: give positive counts, e.g. 1,2,4,8")
     options = engine_options(args)
-    if options and parse_name(args.generator or ("model" if not args.sockets else "")) != "model":
+    if options and parse_name(args.generator or "model") != "model":
         raise ValueError("--device, --precision and --compile are the model's: give --generator model (or leave "
                          "it out)")
     if not args.sockets:
         return in_process_capacity(args, a, b, levels, options)
-    if options:  # the worker loads the model with them
-        args.generator = with_options(args.generator or "model", options)
+    # the worker loads the model with them, every tier of it (`serve --device ...`: its governor stays on)
+    flags = tuple(x for key, value in options.items() for x in (f"--{key}", value))
     print(f"{len(a) / SAMPLE_RATE:.1f} s real time per session, {args.chunk_ms:g} ms chunks")
-    rows = measure_capacity(a, b, levels, args.generator, args.chunk_ms, progress=lambda r: print(_capacity_line(r)))
+    rows = measure_capacity(a, b, levels, args.generator or ("model" if options else None), args.chunk_ms,
+                            progress=lambda r: print(_capacity_line(r)), worker_flags=flags)
     held = [r["sessions"] for r in rows if r["holds_30fps"]]
     both = [r["sessions"] for r in rows if r["holds_30fps"] and r["latency_ok"]]
     print(f"holds 30 fps up to {max(held) if held else 0} sessions; "
