@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The CUDA checks, as one short run for a machine with an NVIDIA GPU (about 5 minutes on an H100; nothing here runs
+# The CUDA checks, as one short run for a machine with an NVIDIA GPU (under 10 minutes on an H100; nothing here runs
 # in CI). It writes everything to $OUT (default out/gpu-check/; 8 files) and prints a summary:
 #   1. correctness: the model's frames on CUDA (fp32, bf16, fp16, compiled with CUDA graphs) against the CPU's;
-#   2. capacity: `bench capacity --device cuda` at 1, 32, 256 and 1024 sessions (fp32, bf16, bf16 + CUDA graphs);
+#   2. capacity: `bench capacity --device cuda` at 1, 32, 256 and 1024 sessions (fp32, bf16, bf16 + CUDA graphs),
+#      and a worker serving on the GPU streamed over sockets at 1, 16 and 64 sessions;
 #   3. the governor's NVML readings for the GPU in use, idle and while the bench runs.
 # Needs: python3 with a CUDA build of torch and nvidia-ml-py, and this project's own dependencies (pyzmq,
 # soundfile, python-osc, sounddevice, msgpack, scipy, onnxruntime). On a machine that cannot download, carry
@@ -66,6 +67,9 @@ for run in "fp32:" "bf16:--precision bf16" "bf16-graphs:--precision bf16 --compi
     timeout 150 "$PY" -m backchannel.bridge.cli bench capacity --device cuda ${run#*:} --sessions "$SESSIONS" \
         --seconds 4 --json "$OUT/capacity-$name.json" 2>&1 | tee -a "$OUT/capacity.txt" || true
 done
+# the realistic figure: a worker serving on the GPU (every tier, the governor on), streamed over sockets
+timeout 120 "$PY" -m backchannel.bridge.cli bench capacity --sockets --device cuda --precision bf16 \
+    --sessions 1,16,64 --seconds 6 2>&1 | tee -a "$OUT/capacity.txt" || true
 kill "$NVML_PID" 2>/dev/null || true
 
 echo "== 3. NVML, as the governor reads it (first and busiest readings)"
