@@ -1,6 +1,8 @@
-"""In-process capacity: many sessions' audio through one generator's batched step, tick by tick, with no sockets
-and no client, so what is timed is the generator the worker runs (`bench capacity`; its socket run, which measures
-the whole path with a real client, is latency.measure_capacity).
+"""Load generators that time one part alone. In-process capacity: many sessions' audio through one generator's
+batched step, tick by tick, with no sockets and no client, so what is timed is the generator the worker runs
+(`bench capacity`; its socket run, which measures the whole path with a real client, is
+latency.measure_capacity). The ingress: real-time traffic of many sessions through the scale-out ingress between
+stand-ins for a client and a replica (`bench ingress`).
 
 Each tick hands every session the next 1/30 s of its audio in one `feed_many` call, as the worker's tick does for
 sessions streaming in real time, and packs the frames it returns as the worker would publish them
@@ -8,6 +10,7 @@ sessions streaming in real time, and packs the frames it returns as the worker w
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -93,3 +96,109 @@ def measure_in_process(self_audio: np.ndarray, other_audio: np.ndarray, levels: 
         if progress:
             progress(row)
     return rows
+
+
+# --- the scale-out ingress under load ---------------------------------------------------------------------------------
+
+def _ingress_process(replica: dict, queue, seconds: float) -> None:
+    """Child process: an ingress in front of the stand-in replica, stepped for `seconds` once told to start; its
+    CPU time, wall time and counters go back on `queue`."""
+    from backchannel.bridge.scaleout.ingress import Ingress
+    from backchannel.bridge.scaleout.router import Router
+
+    any_port = "tcp://127.0.0.1:*"
+    ingress = Ingress(any_port, any_port, any_port, Router(dead_after_s=1e9))  # the stand-in never reports
+    ingress.register("replica", replica)
+    queue.put(ingress.endpoints)
+    queue.get()  # the client is connected
+    cpu, wall = time.process_time(), time.time()
+    while time.time() - wall < seconds:
+        ingress.step()
+    queue.put((time.process_time() - cpu, time.time() - wall, dict(ingress.forwarded), dict(ingress.errors)))
+    ingress.close()
+
+
+def measure_ingress(sessions: int, seconds: float = 5.0) -> dict:
+    """The ingress (bridge/scaleout/ingress.py) in a process of its own, forwarding `sessions` sessions' real-time
+    traffic: 100 audio messages a second each in (both tracks in 20 ms chunks, to a stand-in replica's PULL), 30
+    motion messages a second each out (from the stand-in's PUB to a subscriber of everything). Its CPU share and
+    time per message, and whether every message came through."""
+    import multiprocessing
+
+    import zmq
+
+    ctx = zmq.Context()
+    sink, pub, rep = (ctx.socket(kind) for kind in (zmq.PULL, zmq.PUB, zmq.REP))
+    for sock in (sink, pub, rep):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind("tcp://127.0.0.1:*")
+    replica = {name: sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+               for name, sock in (("audio_in", sink), ("motion_out", pub), ("control", rep))}
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding ZeroMQ sockets
+    queue = spawn.Queue()
+    child = spawn.Process(target=_ingress_process, args=(replica, queue, seconds + 1.5), daemon=True)
+    child.start()
+    try:
+        endpoints = queue.get(timeout=60)
+        push, sub = ctx.socket(zmq.PUSH), ctx.socket(zmq.SUB)
+        for sock in (push, sub):
+            sock.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        push.connect(endpoints["audio_in"])
+        sub.connect(endpoints["motion_out"])
+        got = {"audio": 0, "motion": 0}
+        stop = threading.Event()
+
+        def receive():  # the replica's and the subscriber's ends
+            poller = zmq.Poller()
+            poller.register(sink, zmq.POLLIN)
+            poller.register(sub, zmq.POLLIN)
+            while not stop.is_set():
+                events = dict(poller.poll(50))
+                while sink in events and sink.poll(0):
+                    sink.recv()
+                    got["audio"] += 1
+                while sub in events and sub.poll(0):
+                    topic, _ = sub.recv_multipart()
+                    got["motion"] += not topic.startswith(protocol.WORKER_TOPIC.encode())
+
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+        time.sleep(0.5)  # the subscription reaches the ingress
+        queue.put("start")
+        silence = np.zeros(320, np.float32)
+        audio = [protocol.audio_message(f"s{i}", track, 0, 2.0, silence, SAMPLE_RATE)
+                 for i in range(sessions) for track in protocol.TRACKS]
+        frame = protocol.pack({"v": protocol.VERSION, "seq": 0, "t": 0.0, "state": "idle", "blendshapes": [0.0] * 52})
+        topics = [protocol.topic(f"s{i}", "motion") for i in range(sessions)]
+        sent = {"audio": 0, "motion": 0}
+        for message in audio[::2]:  # every session placed on the replica before its frames come back
+            push.send(message)
+        sent["audio"] += sessions
+        time.sleep(0.3)
+        start, tick = time.time(), 0
+        while time.time() - start < seconds:
+            for message in audio:  # 20 ms of both tracks, every session
+                push.send(message)
+            sent["audio"] += len(audio)
+            if tick % 5 in (0, 2, 4):  # three frames every 100 ms: 30 fps
+                for topic in topics:
+                    pub.send_multipart([topic, frame])
+                sent["motion"] += len(topics)
+            tick += 1
+            time.sleep(max(0.0, start + tick * 0.02 - time.time()))
+        cpu_s, wall_s, forwarded, errors = queue.get(timeout=60)
+        time.sleep(0.3)
+        stop.set()
+        receiver.join(2)
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+        ctx.destroy(0)
+    messages = forwarded.get("audio", 0) + forwarded.get("motion", 0)
+    busy_s = seconds + 0.3  # the traffic's span within the ingress's wall time (the rest it idles)
+    return {"sessions": sessions, "seconds": seconds, "sent": sent, "received": got, "errors": errors,
+            "cpu_share": cpu_s / busy_s, "us_per_message": 1e6 * cpu_s / max(messages, 1),
+            "lossless": got == sent and not errors}

@@ -182,3 +182,12 @@ def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys, monkey
         pytest.skip("this machine has CUDA: scripts/gpu-check.sh runs the CUDA bench")
     assert main(["bench", "capacity", "--device", "cuda", "--sessions", "1", "--seconds", "2"]) == 2
     assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_the_ingress_bench_sends_real_time_traffic_through_and_counts_it(capsys):
+    """Short mode: 3 sessions for 1 s through a real ingress process; every message comes through."""
+    from backchannel.bridge.cli import main
+
+    assert main(["bench", "ingress", "--sessions", "3", "--seconds", "1"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("    3 sessions: ingress CPU") and line.endswith("every message through"), line

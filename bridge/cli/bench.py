@@ -81,6 +81,14 @@ def register(commands) -> None:
     c.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
     c.add_argument("--png", default="out/bench-contention.png", help="the picture of fps, tier and load over time")
     c.set_defaults(func=contention_command)
+    g = kinds.add_parser("ingress", help="the scale-out ingress's CPU at many sessions' real-time traffic",
+                         description="Runs the ingress (docs/scale.md) in a process of its own between stand-ins for "
+                                     "a client and a replica, and sends each session's real-time traffic through "
+                                     "it: 100 audio messages a second in, 30 motion messages a second out. Prints "
+                                     "its CPU share, its time per message and whether every message came through.")
+    g.add_argument("--sessions", default="64,256", help="comma-separated session counts (default 64,256)")
+    g.add_argument("--seconds", type=float, default=5.0)
+    g.set_defaults(func=ingress_command)
     n = kinds.add_parser("length", help="per-frame CPU and memory growth over one long conversation (no sockets)",
                          description="Feeds one generator stream a synthetic conversation in 1/30 s ticks, made "
                                      "10 s at a time, and prints per minute the CPU per frame and the process's "
@@ -228,6 +236,24 @@ def in_process_capacity(args, a, b, levels: list[int], options: dict) -> int:
         _write_json(args.json, {"mode": "in process", "generator": generator, "options": options,
                                 "machine": machine, "rows": rows, "largest_holding": held,
                                 "estimated_largest": estimate})
+    return 0
+
+
+def ingress_command(args) -> int:
+    import os
+
+    from backchannel.bridge.loadgen import measure_ingress
+
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ValueError(f"--seconds {args.seconds:g}: give a number above 0")
+    levels = [int(x) for x in args.sessions.split(",") if x.strip()]
+    if not levels or min(levels) < 1:
+        raise ValueError("--sessions: give positive counts, e.g. 64,256")
+    print(f"ingress, {args.seconds:g} s per level, load average {os.getloadavg()[0]:.2f}")
+    for n in levels:
+        r = measure_ingress(n, args.seconds)
+        print(f"{n:5d} sessions: ingress CPU {100 * r['cpu_share']:5.1f}% of a core, {r['us_per_message']:5.1f} us "
+              f"per message, {'every message through' if r['lossless'] else 'LOST: sent %s, received %s, errors %s' % (r['sent'], r['received'], r['errors'])}")
     return 0
 
 
