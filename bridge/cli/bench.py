@@ -1,7 +1,7 @@
-"""`backchannel bench latency|capacity|contention|length|render`. latency, contention and `capacity --sockets`
+"""`backchannel bench latency|capacity|contention|ingress|length|render`. latency, contention and `capacity --sockets`
 stream real-time audio through a worker subprocess over real sockets (the measuring is in latency.py, callable from
-Python too); capacity by default drives the generator's batched step in process for many sessions (loadgen.py);
-length feeds one generator stream an hour-scale conversation in process (CPU per frame and memory growth, here);
+Python too); capacity by default drives the generator's batched step in process for many sessions, and ingress
+the scale-out ingress with many sessions' traffic (both loadgen.py); length feeds one generator stream an hour-scale conversation in process (CPU per frame and memory growth, here);
 render times the portrait renderer (models/render/speed.py)."""
 from __future__ import annotations
 
