@@ -180,11 +180,13 @@ def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: 
 
 
 def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: list[int], generator: str | None = None,
-                     chunk_ms: float = 20.0, worker_command: list[str] | None = None, progress=None) -> list[dict]:
-    """For each number of concurrent sessions: delivered frames/s per session and latency under that load."""
+                     chunk_ms: float = 20.0, worker_command: list[str] | None = None, progress=None,
+                     worker_flags: tuple[str, ...] = ()) -> list[dict]:
+    """For each number of concurrent sessions: delivered frames/s per session and latency under that load.
+    `worker_flags`: more `serve` flags (--device cuda, --precision bf16...)."""
     from backchannel.bridge.client import ControlClient, spawn_worker
 
-    flags = ["--generator", generator] if generator else []
+    flags = (["--generator", generator] if generator else []) + list(worker_flags)
     rows = []
     with spawn_worker(*flags, "--stats-interval-s", "0.2", command=worker_command) as endpoints:
         with ControlClient(endpoints["control"]) as control:

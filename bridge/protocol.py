@@ -69,6 +69,8 @@ ERROR_KINDS = {
                        "for open / set (the request was refused and nothing changed)",
     "session_failed": "audio or a request for a session closed after a failure, before its client sent end or open",
     "internal_error": "the worker failed on this message (a bug: the log has the trace); nothing else is affected",
+    "no_replica": "a scale-out ingress (docs/scale.md) has no live replica for the session, or its replica did not "
+                  "answer",
 }
 
 

@@ -74,6 +74,10 @@ class WorkerConfig:
     # the default generator is the model; `tier` pins one, `tiers` is another table than calibration/tiers.toml
     tier: str | None = None
     tiers: str | None = None
+    # where and how the model runs (models/infp/engines.py TorchEngine), for every spec of it the worker loads
+    device: str = "cpu"  # cpu, cuda, cuda:N
+    precision: str = "fp32"  # fp32, bf16, fp16 (the frame step's)
+    compile: str = "off"  # torch.compile's mode for the frame step, CUDA only ("reduce-overhead": CUDA graphs)
     curve: str | None = None  # a key folder (`backchannel keys`): CURVE on every socket, only its clients admitted
     insecure: bool = False  # bind beyond loopback without CURVE (anyone who reaches the ports can use the worker)
 
@@ -398,8 +402,17 @@ class Worker:
     def _load(self, name: str | None) -> Generator:
         """One instance per generator spec, shared by its sessions so a batching generator sees them together."""
         if name not in self.generators:
-            self.generators[name] = self.make_generator(name)
+            options = self.engine_options(name)
+            self.generators[name] = self.make_generator(name, **options) if options else self.make_generator(name)
         return self.generators[name]
+
+    def engine_options(self, spec: str | None) -> dict:
+        """The device, precision and compile settings that differ from the defaults, for a spec of the model."""
+        if not spec or parse_spec(spec)[0] != "model":
+            return {}
+        defaults = WorkerConfig()
+        return {key: getattr(self.config, key) for key in ("device", "precision", "compile")
+                if getattr(self.config, key) != getattr(defaults, key)}
 
     def _offer(self) -> dict[str, Generator]:
         """What sessions may choose, loaded now: by bare name, and the operator's own spec by it too."""
@@ -428,7 +441,9 @@ class Worker:
                 raise ValueError("--tier pins a quality tier of the model: give --generator model too")
             return None, {}
         tiers, settings = load_tiers(self.config.tiers)
-        governor = Governor(tiers, settings, self.config.tier, Telemetry())
+        device = self.config.device
+        gpu = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0  # NVML numbers GPUs alike
+        governor = Governor(tiers, settings, self.config.tier, Telemetry(gpu))
         loaded = {}
         for tier in tiers:
             if tier.generator not in self.offered:

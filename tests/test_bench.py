@@ -115,3 +115,79 @@ def test_contention_measurement_turns_the_load_on_and_off_and_draws_it(tmp_path)
     assert CPU_HOG not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     plot_contention(r, tmp_path / "contention.png")
     assert (tmp_path / "contention.png").stat().st_size > 5000
+
+
+def test_in_process_capacity_times_the_generator_at_each_level(tmp_path, capsys):
+    """Short mode: 1.6 s of audio for 1 and 3 sessions of the model, no sockets. Every session gets a frame a tick
+    after the first second; each level's verdict and rates follow from its own tick times."""
+    import json
+
+    from backchannel.bridge.cli import main
+    from backchannel.bridge.loadgen import TICK_BUDGET_MS
+
+    out = tmp_path / "capacity.json"
+    assert main(["bench", "capacity", "--sessions", "1,3", "--seconds", "1.6", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    body = json.loads(out.read_text())
+    assert body["mode"] == "in process" and [r["sessions"] for r in body["rows"]] == [1, 3]
+    for r in body["rows"]:
+        assert r["ticks"] == 18 and abs(r["frames"] - 18 * r["sessions"]) <= r["sessions"]  # 0.6 s after warm-up
+        t = r["tick_ms"]
+        assert 0 < t["p50"] <= t["p95"] <= t["p99"] <= t["max"]
+        assert r["holds_30fps"] is (t["p95"] <= TICK_BUDGET_MS)
+        busy_s = t["mean"] * r["ticks"] / 1000
+        assert r["fps_sustainable"] == pytest.approx(r["frames"] / r["sessions"] / busy_s)
+        assert f"{r['sessions']:5d} sessions: tick p50" in printed
+    assert "holds 30 fps (tick p95 <= 33.3 ms) up to" in printed
+    assert body["largest_holding"] == max([r["sessions"] for r in body["rows"] if r["holds_30fps"]], default=0)
+
+
+def test_the_largest_count_holding_30fps_is_estimated_between_the_levels_either_side():
+    from backchannel.bridge.loadgen import largest_holding
+
+    def row(n, p95):
+        return {"sessions": n, "tick_ms": {"p95": p95}, "holds_30fps": p95 <= 1000 / 30}
+
+    held, estimate = largest_holding([row(8, 20.0), row(1, 5.0), row(32, 53.3)])
+    assert held == 8 and estimate == pytest.approx(8 + (1000 / 30 - 20) / (53.3 - 20) * 24)
+    assert largest_holding([row(1, 40.0)]) == (0, None)  # none held
+    assert largest_holding([row(1, 5.0), row(8, 20.0)]) == (8, None)  # all held: no bound above
+
+
+def test_capacity_engine_flags_reach_the_model_and_only_the_model(capsys, monkeypatch):
+    from backchannel.bridge.cli import main
+    from backchannel.bridge.cli.bench import with_options
+
+    assert with_options("model[sampler_steps=2]", {"device": "cuda:1", "precision": "bf16"}) == \
+        "model[sampler_steps=2;device=cuda:1;precision=bf16]"
+    assert main(["bench", "capacity", "--generator", "baseline", "--precision", "bf16", "--seconds", "2"]) == 2
+    assert "are the model's" in capsys.readouterr().err
+    assert main(["bench", "capacity", "--generator", "model[precision=fp16]", "--precision", "bf16",
+                 "--seconds", "2"]) == 2
+    assert "given both" in capsys.readouterr().err
+    from backchannel.bridge import latency  # --sockets: the flags go to the worker, whose governor stays on
+
+    asked = {}
+
+    def measure_capacity(a, b, levels, generator, chunk_ms, progress=None, worker_flags=()):
+        asked.update(generator=generator, flags=worker_flags)
+        return []
+
+    monkeypatch.setattr(latency, "measure_capacity", measure_capacity)
+    assert main(["bench", "capacity", "--sockets", "--precision", "bf16", "--device", "cuda:1", "--seconds", "2"]) == 0
+    assert asked == {"generator": "model", "flags": ("--device", "cuda:1", "--precision", "bf16")}
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: scripts/gpu-check.sh runs the CUDA bench")
+    assert main(["bench", "capacity", "--device", "cuda", "--sessions", "1", "--seconds", "2"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_the_ingress_bench_sends_real_time_traffic_through_and_counts_it(capsys):
+    """Short mode: 3 sessions for 1 s through a real ingress process; every message comes through."""
+    from backchannel.bridge.cli import main
+
+    assert main(["bench", "ingress", "--sessions", "3", "--seconds", "1"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("    3 sessions: ingress CPU") and line.endswith("every message through"), line

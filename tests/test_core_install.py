@@ -66,3 +66,6 @@ def test_a_command_that_needs_an_extra_says_which(core, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2 and "pip install 'backchannel[train]'" in result.stderr, result.stderr
     assert not list(tmp_path.iterdir())  # refused before any work
+    result = subprocess.run([str(core / "bin" / "backchannel"), "scale", "--replicas", "1"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "pip install 'backchannel[scale]'" in result.stderr, result.stderr

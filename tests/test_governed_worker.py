@@ -105,3 +105,82 @@ def test_a_file_sent_faster_than_real_time_is_no_reason_to_step_down():
         assert w.governor.tier.name == "full" and w.stats()["governor"]["changes"] == []
     finally:
         w.shutdown()
+
+
+def test_the_engine_settings_reach_every_tier_of_the_model_and_nothing_else():
+    """serve --device/--precision: each tier's model generator is loaded with them; the baseline tier is not."""
+    w = Worker(WorkerConfig(**ANY_PORT, generator="model", precision="bf16", tier="faster"))
+    try:
+        described = {tier: w.tier_generators[tier].describe() for tier in ("full", "fast", "faster")}
+        assert {(d["precision"], d["backend"], d["sampler_steps"]) for d in described.values()} == {
+            ("bf16", "torch", 4), ("bf16", "torch", 2), ("bf16", "torch", 1)}
+        assert "precision" not in w.tier_generators["baseline"].describe()
+        assert w.describe()["generator"]["precision"] == "bf16"  # sessions start on the pinned tier's
+    finally:
+        w.close()
+
+
+def test_a_worker_asked_for_cuda_where_there_is_none_stops_at_start_saying_so():
+    import pytest
+    import torch
+
+    from backchannel.bridge.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: scripts/gpu-check.sh serves on it")
+    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+        Worker(WorkerConfig(**ANY_PORT, generator="model", device="cuda"))
+    assert main(["serve", "--generator", "model", "--device", "cuda", "--audio-in", "tcp://127.0.0.1:*",
+                 "--motion-out", "tcp://127.0.0.1:*", "--control", "tcp://127.0.0.1:*"]) == 2
+
+
+def test_rendered_frames_take_the_tier_s_size_at_most_the_operator_s():
+    """A tier that renders smaller makes the next pieces at its frame_size, from the same portrait; a tier larger
+    than the size the worker started with keeps that size; one the renderer cannot make leaves the size as it was;
+    the frame bodies say the size they have."""
+    import threading
+
+    import cv2
+    import msgpack
+
+    from backchannel.bridge.cli.portrait import open_renderer
+    from backchannel.bridge.governor import Tier
+    from backchannel.bridge.outputs.frames import FrameEncoder, FrameSink
+    from backchannel.models.motion import MOTION_DIM, MotionBlock
+    from backchannel.models.render import BUNDLED_PORTRAIT
+
+    class Pub:
+        def __init__(self):
+            self.bodies, self.lock = [], threading.Lock()
+
+        def send_multipart(self, parts):
+            with self.lock:
+                self.bodies.append(msgpack.unpackb(parts[1]))
+
+    portrait = {"portrait": str(BUNDLED_PORTRAIT), "framing": "face"}
+    pub, made = Pub(), []
+
+    def resize(size):
+        made.append(size)
+        return open_renderer({**portrait, "size": size})
+
+    sink = FrameSink(pub, FrameEncoder(open_renderer({**portrait, "size": 128}), "jpeg", 80), resize=resize)
+    block = MotionBlock(0, np.zeros((3, MOTION_DIM), np.float32), np.zeros(3, np.int8))
+    try:
+        for first, tier in ((0, None), (3, Tier("small", "baseline", 96, 60)), (6, Tier("big", "baseline", 512, 90)),
+                            (9, Tier("small again", "baseline", 97, 60)), (12, Tier("tiny", "baseline", 32, 60))):
+            if tier is not None:
+                sink.set_tier(tier)
+            sink.send("s", MotionBlock(first, block.motion, block.state))
+            deadline = time.time() + 10
+            while len(pub.bodies) < first + 3 and time.time() < deadline:
+                sink.publish_ready()
+                time.sleep(0.01)
+    finally:
+        sink.close()
+    sizes = [(b["seq"], b["width"], b["height"]) for b in pub.bodies]
+    assert sizes == [(s, w, w) for s, w in zip(range(15), [128] * 3 + [96] * 3 + [128] * 3 + [96] * 6)]
+    assert made == [96, 32]  # 96 made once and used again; 32 px is below what the renderer makes
+    for body in pub.bodies:
+        image = cv2.imdecode(np.frombuffer(body["data"], np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (body["height"], body["width"], 3)

@@ -21,7 +21,8 @@ ROOMS = [
     ["backchannel.bridge.protocol", "backchannel.bridge.jitter", "backchannel.bridge.outputs", "backchannel.bridge.bake",
      "backchannel.bridge.security", "backchannel.bridge.governor", "backchannel.bridge.devices"],
     ["backchannel.bridge.worker", "backchannel.bridge.client"],
-    ["backchannel.bridge.latency"],
+    ["backchannel.bridge.scaleout"],
+    ["backchannel.bridge.latency", "backchannel.bridge.loadgen"],
     ["backchannel.bridge.cli", "backchannel.bridge"],
 ]
 RUNTIME_NEVER = ("backchannel.models.training", "backchannel.models.corpus", "backchannel.models.evaluation")

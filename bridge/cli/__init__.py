@@ -9,11 +9,11 @@ import sys
 
 # optional dependencies (pyproject.toml's extras), by the module a command imports
 EXTRAS = {"torch": "train", "onnx": "train", "matplotlib": "train", "pocketsphinx": "corpus", "cv2": "render",
-          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render", "pygltflib": "bake"}
+          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render", "pygltflib": "bake", "ray": "scale"}
 
 COMMAND_MODULES = tuple(f"backchannel.bridge.cli.{name}" for name in (
-    "run", "serve", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo", "bake",
-    "plot"))
+    "run", "serve", "scale", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo",
+    "bake", "plot"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
-"""`backchannel bench latency|capacity|length|render`. latency and capacity stream real-time audio through a worker
-subprocess over real sockets (the measuring is in latency.py, callable from Python too); length feeds one generator
-stream an hour-scale conversation in process (CPU per frame and memory growth, here); render times the portrait
-renderer (models/render/speed.py)."""
+"""`backchannel bench latency|capacity|contention|ingress|length|render`. latency, contention and `capacity --sockets`
+stream real-time audio through a worker subprocess over real sockets (the measuring is in latency.py, callable from
+Python too); capacity by default drives the generator's batched step in process for many sessions, and ingress
+the scale-out ingress with many sessions' traffic (both loadgen.py); length feeds one generator stream an hour-scale conversation in process (CPU per frame and memory growth, here);
+render times the portrait renderer (models/render/speed.py)."""
 from __future__ import annotations
 
 import math
@@ -39,18 +40,30 @@ def _capacity_line(r: dict) -> str:
 
 
 def register(commands) -> None:
-    p = commands.add_parser("bench", help="measure latency and capacity over real sockets")
+    p = commands.add_parser("bench", help="measure latency, capacity, cost under load and over time")
     kinds = p.add_subparsers(dest="bench", metavar="KIND", required=True)
     for name, helptext in (("latency", "audio-in -> motion-out latency of one real-time session"),
-                           ("capacity", "how many real-time sessions one worker holds at 30 fps")):
-        k = kinds.add_parser(name, help=helptext)
-        k.add_argument("--generator", help="the worker's " + GENERATOR_HELP)
-        k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity)")
+                           ("capacity", "how many real-time sessions one generator (or, --sockets, one worker) "
+                                        "holds at 30 fps")):
+        k = kinds.add_parser(name, help=helptext, description=None if name == "latency" else CAPACITY_HELP)
+        k.add_argument("--generator", help="the worker's " + GENERATOR_HELP + (
+            " (default: model in process, the worker's default with --sockets)" if name == "capacity" else ""))
+        k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity "
+                                                     "over sockets, 5 in process)")
         k.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message, as a game would send")
         k.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
         k.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
         if name == "capacity":
-            k.add_argument("--sessions", default="1,2,4,8,12,16", help="comma-separated session counts to try")
+            k.add_argument("--sessions", help="comma-separated session counts to try (default 1,8,32,128 in "
+                                              "process, 1,2,4,8,12,16 over sockets)")
+            k.add_argument("--sockets", action="store_true", help="stream over ZeroMQ to a worker subprocess, "
+                                                                  "timed by a real client (the realistic figure)")
+            k.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda or cuda:N")
+            k.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                           help="the model's frame step precision (not fp32: the torch backend)")
+            k.add_argument("--compile", choices=("off", "default", "reduce-overhead", "max-autotune"), default="off",
+                           help="torch.compile the frame step (CUDA only; reduce-overhead replays CUDA graphs)")
+            k.add_argument("--json", metavar="FILE", help="also write the results here")
         k.set_defaults(func=latency_command if name == "latency" else capacity_command)
     c = kinds.add_parser("contention", help="real-time sessions while a competing CPU load comes and goes",
                          description="Streams --sessions sessions in real time through a worker serving the model "
@@ -68,6 +81,14 @@ def register(commands) -> None:
     c.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
     c.add_argument("--png", default="out/bench-contention.png", help="the picture of fps, tier and load over time")
     c.set_defaults(func=contention_command)
+    g = kinds.add_parser("ingress", help="the scale-out ingress's CPU at many sessions' real-time traffic",
+                         description="Runs the ingress (docs/scale.md) in a process of its own between stand-ins for "
+                                     "a client and a replica, and sends each session's real-time traffic through "
+                                     "it: 100 audio messages a second in, 30 motion messages a second out. Prints "
+                                     "its CPU share, its time per message and whether every message came through.")
+    g.add_argument("--sessions", default="64,256", help="comma-separated session counts (default 64,256)")
+    g.add_argument("--seconds", type=float, default=5.0)
+    g.set_defaults(func=ingress_command)
     n = kinds.add_parser("length", help="per-frame CPU and memory growth over one long conversation (no sockets)",
                          description="Feeds one generator stream a synthetic conversation in 1/30 s ticks, made "
                                      "10 s at a time, and prints per minute the CPU per frame and the process's "
@@ -108,22 +129,131 @@ def latency_command(args) -> int:
     return 0
 
 
+CAPACITY_HELP = ("In process (default): every session's next 1/30 s of audio goes through the generator's batched "
+                 "step in one call per tick, no sockets and no client, and each tick is timed; a level holds 30 fps "
+                 "when its ticks' p95 is within 1/30 s. --sockets: each session streamed in real time over ZeroMQ to "
+                 "a worker subprocess and timed by the client, which shares the machine.")
+
+
+def engine_options(args) -> dict:
+    """The model's engine settings the flags give (left out where they are the defaults)."""
+    given = {"device": args.device, "precision": args.precision, "compile": args.compile}
+    return {k: v for k, v in given.items() if v != {"device": "cpu", "precision": "fp32", "compile": "off"}[k]}
+
+
+def with_options(spec: str, options: dict) -> str:
+    """A generator spec with these options added (they must not be given twice)."""
+    from backchannel.models.generator import parse_spec
+
+    if not options:
+        return spec
+    name, given = parse_spec(spec)
+    twice = sorted(set(given) & set(options))
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given both in --generator and as flags")
+    return f"{name}[{';'.join(f'{k}={v}' for k, v in {**given, **options}.items())}]"
+
+
 def capacity_command(args) -> int:
     from backchannel.bridge.latency import LATENCY_TARGET_MS, measure_capacity
     from backchannel.models.audio import SAMPLE_RATE
 
     if args.seconds is None:
-        args.seconds = 10.0
+        args.seconds = 10.0 if args.sockets else 5.0
     a, b = _audio(args)
-    levels = [int(x) for x in args.sessions.split(",") if x.strip()]
+    sessions = args.sessions or ("1,2,4,8,12,16" if args.sockets else "1,8,32,128")
+    try:
+        levels = [int(x) for x in sessions.split(",") if x.strip()]
+    except ValueError:
+        levels = []
     if not levels or min(levels) < 1:
         raise ValueError("--sessions: give positive counts, e.g. 1,2,4,8")
+    options = engine_options(args)
+    if options and parse_name(args.generator or "model") != "model":
+        raise ValueError("--device, --precision and --compile are the model's: give --generator model (or leave "
+                         "it out)")
+    if not args.sockets:
+        return in_process_capacity(args, a, b, levels, options)
+    # the worker loads the model with them, every tier of it (`serve --device ...`: its governor stays on)
+    flags = tuple(x for key, value in options.items() for x in (f"--{key}", value))
     print(f"{len(a) / SAMPLE_RATE:.1f} s real time per session, {args.chunk_ms:g} ms chunks")
-    rows = measure_capacity(a, b, levels, args.generator, args.chunk_ms, progress=lambda r: print(_capacity_line(r)))
+    rows = measure_capacity(a, b, levels, args.generator or ("model" if options else None), args.chunk_ms,
+                            progress=lambda r: print(_capacity_line(r)), worker_flags=flags)
     held = [r["sessions"] for r in rows if r["holds_30fps"]]
     both = [r["sessions"] for r in rows if r["holds_30fps"] and r["latency_ok"]]
     print(f"holds 30 fps up to {max(held) if held else 0} sessions; "
           f"with p95 end-to-end <= {LATENCY_TARGET_MS:.0f} ms up to {max(both) if both else 0}")
+    if args.json:
+        _write_json(args.json, {"mode": "sockets", "generator": args.generator, "rows": rows})
+    return 0
+
+
+def parse_name(spec: str) -> str:
+    from backchannel.models.generator import parse_spec
+
+    return parse_spec(spec)[0] if spec else ""
+
+
+def _write_json(path, body: dict) -> None:
+    import json
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(body, indent=1))
+
+
+def _in_process_line(r: dict) -> str:
+    t = r["tick_ms"]
+    return (f"{r['sessions']:5d} sessions: tick p50 {t['p50']:7.2f} p95 {t['p95']:7.2f} max {t['max']:7.2f} ms  "
+            f"{r['ms_per_frame']:6.3f} ms per session-frame  fps sustainable {r['fps_sustainable']:8.1f}  "
+            f"CPU {r['cpu_share'] * 100:4.0f}%  {'holds 30 fps' if r['holds_30fps'] else 'FALLS BEHIND'}")
+
+
+def in_process_capacity(args, a, b, levels: list[int], options: dict) -> int:
+    import os
+    import platform
+
+    from backchannel.bridge.loadgen import TICK_BUDGET_MS, largest_holding, measure_in_process
+    from backchannel.models.audio import SAMPLE_RATE
+    from backchannel.models.cpus import usable_cpus
+
+    generator = args.generator or "model"
+    machine = f"{platform.processor() or platform.machine()}, {usable_cpus()} cores usable"
+    if options.get("device", "cpu").startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # else the generator says what is missing
+            machine += f", {torch.cuda.get_device_name(torch.device(options['device']))}"
+    shown = with_options(generator, options)
+    print(f"in process, no sockets: {shown} on {machine}; {len(a) / SAMPLE_RATE:.1f} s of audio "
+          f"per session in 1/30 s ticks (the first second left out); load average {os.getloadavg()[0]:.2f}")
+    rows = measure_in_process(a, b, levels, generator, progress=lambda r: print(_in_process_line(r)), **options)
+    held, estimate = largest_holding(rows)
+    print(f"{rows[0]['describe'].get('backend', generator)} backend: holds 30 fps (tick p95 <= {TICK_BUDGET_MS:.1f} "
+          f"ms) up to {held} of the sessions tried"
+          + (f"; about {estimate:.0f} where its p95 would cross the budget" if estimate is not None else ""))
+    if args.json:
+        _write_json(args.json, {"mode": "in process", "generator": generator, "options": options,
+                                "machine": machine, "rows": rows, "largest_holding": held,
+                                "estimated_largest": estimate})
+    return 0
+
+
+def ingress_command(args) -> int:
+    import os
+
+    from backchannel.bridge.loadgen import measure_ingress
+
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ValueError(f"--seconds {args.seconds:g}: give a number above 0")
+    levels = [int(x) for x in args.sessions.split(",") if x.strip()]
+    if not levels or min(levels) < 1:
+        raise ValueError("--sessions: give positive counts, e.g. 64,256")
+    print(f"ingress, {args.seconds:g} s per level, load average {os.getloadavg()[0]:.2f}")
+    for n in levels:
+        r = measure_ingress(n, args.seconds)
+        print(f"{n:5d} sessions: ingress CPU {100 * r['cpu_share']:5.1f}% of a core, {r['us_per_message']:5.1f} us "
+              f"per message, {'every message through' if r['lossless'] else 'LOST: sent %s, received %s, errors %s' % (r['sent'], r['received'], r['errors'])}")
     return 0
 
 

@@ -42,6 +42,11 @@ def register(commands) -> None:
     p.add_argument("--tier", metavar="NAME", help="pin the model's quality tier (calibration/tiers.toml: full, fast, "
                                                   "faster, baseline); default: the governor moves it with the load")
     p.add_argument("--tiers", metavar="FILE.toml", help="another tier table than calibration/tiers.toml")
+    p.add_argument("--device", help="where the model runs: cpu (default), cuda or cuda:N (torch)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="the model's frame step precision (default fp32; others run on torch)")
+    p.add_argument("--compile", choices=("off", "default", "reduce-overhead", "max-autotune"),
+                   help="torch.compile the model's frame step, CUDA only (reduce-overhead: CUDA graphs)")
     p.add_argument("--generators", type=lambda text: tuple(filter(None, (s.strip() for s in text.split(",")))),
                    metavar="A,B", help="what sessions may choose besides the default, loaded at start (default: "
                                        "baseline); a client can never make the worker load a generator")
@@ -170,7 +175,12 @@ def frame_sinks(worker, out: dict) -> list:
     s = settings(out)
     logging.getLogger("backchannel.worker").info("rendering %s at %d x %d as %s frames", s["portrait"],
                                                  renderer.size, renderer.size, s["frame_format"])
-    return [FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]))]
+    # tiers that render smaller (calibration/tiers.toml frame_size) get the same portrait at their size
+    sink = FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]),
+                     resize=lambda size: open_renderer({**out, "size": size}))
+    if worker.governor is not None:  # a worker started on a lower tier (--tier) renders as that tier does
+        sink.set_tier(worker.governor.tier)
+    return [sink]
 
 
 def serve_command(args, generator_factory=None) -> int:

@@ -32,6 +32,8 @@ def snapshot(control) -> tuple[dict, list[dict]]:
 def render(worker: dict, sessions: list[dict], before: dict | None, seconds: float):
     """A rich Table of one snapshot; fps and CPU from the counts of the one before (`before`: session -> frames,
     and "_cpu_s": the worker's CPU seconds then)."""
+    from collections import Counter
+
     from rich.table import Table
 
     governor = worker.get("governor") or {}
@@ -48,20 +50,33 @@ def render(worker: dict, sessions: list[dict], before: dict | None, seconds: flo
     errors = worker.get("errors") or {}
     if errors:
         caption += ("\n" if caption else "") + "worker errors: " + ", ".join(f"{k} {v}" for k, v in errors.items())
+    replicas = worker.get("replicas")  # a scale-out ingress (docs/scale.md): where each session runs
+    placement = worker.get("placement") or {}
+    if replicas is not None:
+        placed = Counter(placement.values())
+        title = title.replace("backchannel worker", f"backchannel ingress, {len(replicas)} replicas", 1)
+        caption += ("\n" if caption else "") + "\n".join(
+            f"replica {r['id']}: {placed[r['id']]} sessions, {r['frames']} frames, tier {r['tier'] or '-'}, "
+            f"load {r['load']:.2f}" + (f", pressure: {'; '.join(r['pressure'])}" if r["pressure"] else "")
+            for r in replicas)
     table = Table(title=title, caption=caption or None)
-    for column in ("session", "generator", "fps", "p50 ms", "p95 ms", "audio s", "concealed s", "errors"):
-        table.add_column(column, justify="left" if column in ("session", "generator", "errors") else "right")
+    columns = ("session", *(("replica",) if replicas is not None else ()), "generator", "fps", "p50 ms", "p95 ms",
+               "audio s", "concealed s", "errors")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("session", "replica", "generator", "errors") else
+                         "right")
     for s in sessions:
         was = (before or {}).get(s["session"])
         fps = (s["frames"] - was) / seconds if was is not None and seconds > 0 else None
         latency = s.get("latency_ms") or {}
         concealed = sum(t.get("concealed_s", 0) for t in s.get("tracks", {}).values())
-        table.add_row(s["session"], s["generator"], "-" if fps is None else f"{fps:.1f}",
+        table.add_row(s["session"], *((placement.get(s["session"], "-"),) if replicas is not None else ()),
+                      s["generator"], "-" if fps is None else f"{fps:.1f}",
                       str(latency.get("p50", "-")), str(latency.get("p95", "-")), f"{s['audio_s']:.1f}",
                       f"{concealed:.2f}", ", ".join(f"{k} {v}" for k, v in s.get("errors", {}).items()))
     hidden = len(worker["sessions"]) - len(sessions)
     if hidden > 0:
-        table.add_row(f"... {hidden} more", "", "", "", "", "", "", "")
+        table.add_row(f"... {hidden} more", *[""] * (len(columns) - 1))
     return table
 
 

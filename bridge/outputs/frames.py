@@ -64,8 +64,15 @@ class FrameSink(Sink):
 
     name = "frames"  # its counters' key in the worker's stats
 
-    def __init__(self, pub, encoder: FrameEncoder, max_lag_s: float = 1.0, max_waiting_frames: int = 900):
+    def __init__(self, pub, encoder: FrameEncoder, max_lag_s: float = 1.0, max_waiting_frames: int = 900,
+                 resize=None):
+        """`resize(size)`: a renderer of the same portrait at another size, for tiers that render smaller (None:
+        the size stays)."""
         self.pub, self.encoder = pub, encoder
+        self.resize = resize
+        self.size = getattr(encoder.renderer, "size", None)  # the operator's: no tier renders larger
+        self.wanted_size = self.size  # the tier's, taken up by the render thread before its next piece
+        self.renderers = {self.size: encoder.renderer}  # by size, made once each (setting one up takes a while)
         self.max_lag_s = max_lag_s
         self.max_waiting = max_waiting_frames  # bounds memory whatever the lag
         self.waiting: deque[tuple[str, MotionBlock, float]] = deque()  # blocks not yet rendered, when queued
@@ -127,8 +134,31 @@ class FrameSink(Sink):
         return {"published": self.published, "dropped": self.dropped, "errors": self.errors}
 
     def set_tier(self, tier) -> None:
-        """The tier's JPEG quality from the next frame rendered (the portrait's size stays as the worker started)."""
+        """The tier's JPEG quality from the next frame rendered, and its frame size from the next piece (at most
+        the size the worker started with, kept even; the new renderer is made on the render thread, so motion
+        never waits for it). Each frame body says its own width and height."""
         self.encoder.quality = tier.frame_quality
+        if self.resize is not None and self.size is not None:
+            with self.lock:
+                self.wanted_size = max(2, min(self.size, tier.frame_size) // 2 * 2)
+
+    def _renderer_for_tier(self) -> None:
+        """Render thread: switch to the wanted size's renderer. One that cannot be made is logged and the size
+        stays (frames go on at the old size)."""
+        size = self.wanted_size
+        if size == self.encoder.renderer.size:
+            return
+        if size not in self.renderers:
+            try:
+                self.renderers[size] = self.resize(size)
+            except Exception as e:
+                log.error("frames stay %d px: no renderer at %d px (%s)", self.encoder.renderer.size, size, e)
+                with self.lock:
+                    if self.wanted_size == size:
+                        self.wanted_size = self.encoder.renderer.size
+                return
+        self.encoder.renderer = self.renderers[size]
+        log.info("frames now %d x %d px (tier)", size, size)
 
     def _render_loop(self) -> None:
         while True:
@@ -143,6 +173,8 @@ class FrameSink(Sink):
                 session, block, _ = self.waiting.popleft()
                 self.busy = True
             try:
+                if self.resize is not None:
+                    self._renderer_for_tier()
                 topic = f"{session}/frame".encode()
                 for body in self.encoder.bodies(block):
                     self.ready.append((topic, body))

@@ -117,35 +117,118 @@ class OnnxEngine:
         return self.style.run(None, {"reference": np.asarray(reference, np.float32)[None]})[0][0]
 
 
-class TorchEngine:
-    """The same interface with torch (CPU or CUDA), from a MotionModel."""
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # --precision -> torch dtype
+# torch.compile modes for the frame step (CUDA only): "reduce-overhead" replays it as CUDA graphs
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
-    def __init__(self, model, sampling: Sampling, device: str = "cpu"):
+
+def bucket(rows: int) -> int:
+    """The batch a compiled frame step runs for `rows` sessions: the next power of two, so a session count that
+    changes every tick costs a handful of compiled graphs, not one per count."""
+    return 1 << max(0, rows - 1).bit_length()
+
+
+class TorchEngine:
+    """The same interface with torch, on any device (cpu, cuda, cuda:N). Per call, every session's inputs cross to
+    the device together (through reused pinned buffers on CUDA, asynchronously), the network runs once for the
+    batch, and the outputs come back with one synchronisation: never one per session.
+
+    `precision` runs the frame step (guider, denoiser, codec) in bf16 or fp16 (autocast over weights cast once);
+    the audio encoder, whose recurrent state runs through a whole conversation, stays fp32. `compile` wraps the
+    frame step in torch.compile (CUDA only; batches then padded to `bucket` sizes)."""
+
+    def __init__(self, model, sampling: Sampling, device: str = "cpu", precision: str = "fp32",
+                 compile: str = "off"):
+        import copy
+
         import torch
 
         from backchannel.models.infp.network import FrameStep
 
-        if device == "cpu":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"compile {compile!r}: choose from {', '.join(COMPILE_MODES)}")
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as e:
+            raise ValueError(f"device {device!r}: {e}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device}: torch {torch.__version__} sees no CUDA GPU here (a CPU build of "
+                               "torch, no driver, or no GPU)")
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device {device!r}: cpu, cuda or cuda:N")
+        if compile != "off" and self.device.type != "cuda":
+            raise ValueError(f"compile {compile} is a CUDA option (its gain is launch overhead and CUDA graphs); "
+                             "on the CPU the shipped graphs run on onnxruntime")
+        if self.device.type == "cpu":
             # per-tick graphs are tiny: a second intra-op thread only spin-waits, and on two busy cores that made
             # each call about five times slower (measured); batch size, not threads, is what scales
             torch.set_num_threads(1)
-        self.torch, self.device = torch, device
-        self.model = model.to(device).eval()
-        self.frame_step = FrameStep(self.model, sampling).eval()
+        self.torch, self.cuda = torch, self.device.type == "cuda"
+        self.dtype = getattr(torch, PRECISIONS[precision])
+        self.precision, self.compile = precision, compile
+        self.model = model.to(self.device).eval()  # fp32: the encoder and the style encoder run on it
+        # the frame step's own copy in its precision (buffers too: the history mix and the pose bounds)
+        step_model = self.model if precision == "fp32" else copy.deepcopy(self.model)
+        self.frame_step = FrameStep(step_model, sampling).to(self.device, self.dtype).eval()
+        self.run_step = self.frame_step if compile == "off" else torch.compile(self.frame_step, mode=compile)
+        self.pad = compile != "off"  # compiled graphs are per shape: batches padded to bucket sizes
+        self.staging: dict = {}  # (name, shape) -> a pinned host buffer, reused call after call (CUDA)
         self.facts = ModelFacts.of(self.model, sampling)
 
+    def _autocast(self):
+        torch = self.torch
+        if self.dtype == torch.float32:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _buffer(self, key, shape, dtype):
+        """A pinned host buffer for this key and shape, made once."""
+        buf = self.staging.get((key, shape))
+        if buf is None:
+            buf = self.staging[(key, shape)] = self.torch.empty(shape, dtype=dtype, pin_memory=True)
+        return buf
+
+    def _upload(self, key: str, array: np.ndarray, rows: int | None = None, dtype=None):
+        """Host array -> device tensor (`rows`: zero-padded to this batch). On CUDA through a pinned buffer,
+        without waiting: the copy queues ahead of the network on the same stream."""
+        torch = self.torch
+        host = torch.from_numpy(np.ascontiguousarray(array, np.float32))
+        n = len(host)
+        if rows is not None and rows > n:
+            host = torch.cat([host, host.new_zeros((rows - n, *host.shape[1:]))])
+        if self.cuda:
+            host = self._buffer(key, tuple(host.shape), host.dtype).copy_(host)
+        return host.to(self.device, dtype or host.dtype, non_blocking=True)
+
+    def _download(self, key: str, tensors, rows: int | None = None) -> list[np.ndarray]:
+        """Device tensors (their first `rows`) -> host arrays, float32, with one synchronisation for them all."""
+        torch = self.torch
+        tensors = [t[:rows].float() if rows is not None else t.float() for t in tensors]
+        if not self.cuda:
+            return [t.numpy() for t in tensors]
+        hosts = [self._buffer(f"{key}{i}", tuple(t.shape), torch.float32).copy_(t, non_blocking=True)
+                 for i, t in enumerate(tensors)]
+        torch.cuda.current_stream(self.device).synchronize()  # the one wait of this call
+        return [h.numpy().copy() for h in hosts]  # the buffers are reused by the next call
+
     def encode(self, rows: np.ndarray, track: int, state):
-        torch, dev = self.torch, self.device
+        torch = self.torch
         with torch.no_grad():
-            out, state = self.model.encoder(torch.as_tensor(rows, device=dev), track,
-                                            tuple(torch.as_tensor(s, device=dev) for s in state))
-        return out.cpu().numpy(), tuple(s.cpu().numpy() for s in state)
+            out, state = self.model.encoder(self._upload("rows", rows), track,
+                                            tuple(self._upload(f"state{i}", s) for i, s in enumerate(state)))
+            out, *state = self._download("enc", (out, *state))
+        return out, tuple(state)
 
     def step(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         torch = self.torch
-        with torch.no_grad():
-            outputs = self.frame_step(*(torch.as_tensor(a, device=self.device) for a in arrays))
-        return tuple(o.cpu().numpy() for o in outputs)
+        n = len(arrays[0])
+        rows = bucket(n) if self.pad else None
+        with torch.no_grad(), self._autocast():
+            inputs = [self._upload(name, a, rows, self.dtype) for name, a in zip(STEP_INPUTS, arrays)]
+            outputs = self.run_step(*inputs)
+            return tuple(self._download("step", outputs, n if rows is not None else None))
 
     def style_vector(self, reference: np.ndarray) -> np.ndarray:
         torch = self.torch

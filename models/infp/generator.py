@@ -133,19 +133,7 @@ class ModelStream(MotionStream):
         """The head pose of new frames as shown, in place: unless smooth_head is off, filtered (HEAD_FILTERS, their
         states carried across calls) and scaled per axis (HEAD_GAINS); scaled by head_gain; held within the pose
         bound (POSE_BOUND_STD) again; unless smooth_head is off, its rotation softly limited (HEAD_LIMIT_DEG)."""
-        pose = motion[:, HEAD_POSE].astype(np.float64)
-        if not len(pose):
-            return
-        if self.gen.smooth_head:
-            states = self.head_filter or [  # starts as if the head had held its first pose
-                lfilter_zi(b, a) * pose[0, j] for j, (b, a) in enumerate(HEAD_FILTERS)]
-            filtered = [lfilter(b, a, pose[:, j], zi=zi) for j, ((b, a), zi) in enumerate(zip(HEAD_FILTERS, states))]
-            pose = np.stack([y for y, _ in filtered], 1) * HEAD_GAINS
-            self.head_filter = [zi for _, zi in filtered]  # a new list: snapshot() keeps the old one
-        motion[:, HEAD_POSE] = np.clip(self.gen.head_gain * pose, *self.gen.pose_bounds)
-        if self.gen.smooth_head:  # last: a head held at the bound (10.5 deg of pitch) still bends below the limit
-            motion[:, HEAD_ROTATION] = soft_limit(motion[:, HEAD_ROTATION], np.radians(HEAD_KNEE_DEG),
-                                                  np.radians(HEAD_LIMIT_DEG))
+        show_heads(self.gen, [self], [motion])
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
@@ -192,15 +180,17 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", sampler_steps: int | None = None,
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
-                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True):
+                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True,
+                 precision: str = "fp32", compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
-        shipped model; `model`: a MotionModel in memory (tests, training)."""
-        self.device = device
+        shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
+        `precision` (fp32, bf16, fp16) and `compile` (torch.compile's mode, CUDA only): engines.TorchEngine's."""
+        self.device, self.precision, self.compile = device, precision, compile
         default = Sampling()
         self.sampling = Sampling(default.sampler_steps if sampler_steps is None else sampler_steps,
                                  float(partner_guidance), default.mouth_history if mouth_history is None
                                  else float(mouth_history))
-        self.engine, self.backend = open_engine(weights, model, self.sampling, device, backend)
+        self.engine, self.backend = open_engine(weights, model, self.sampling, device, backend, precision, compile)
         self.facts = self.engine.facts
         self.cfg: ModelConfig = self.facts.config
         self.noise_correlation = float(noise_correlation)
@@ -223,7 +213,8 @@ class ModelGenerator(Generator):
 
     def describe(self) -> dict:
         return {**super().describe(), **asdict(self.sampling), "latent_dim": self.cfg.latent_dim,
-                "chunk_frames": self.cfg.chunk, "backend": self.backend, "noise_correlation": self.noise_correlation,
+                "chunk_frames": self.cfg.chunk, "backend": self.backend, "device": self.device,
+                "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
                 "head_gain": self.head_gain, "follow_loudness": self.follow_loudness}
 
@@ -290,28 +281,43 @@ class ModelGenerator(Generator):
             for n, (i, s) in enumerate(zip(active, batch)):
                 s.advance(z[n], windows[n])
                 out[i].append((z[n], motion[n], logits[n].argmax(-1)))
+        made = {}  # stream index -> (latents, motion, states) of its new frames
+        for i, (first, chunks) in enumerate(zip(firsts, out)):
+            if chunks:
+                z, motion, state = (np.concatenate(x) for x in zip(*chunks))
+                n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
+                made[i] = (z[:n], motion[:n].copy(), state[:n])
+        by_length: dict[int, list[int]] = {}  # the head stage runs once for the streams with as many new frames
+        for i, (_, motion, _) in made.items():
+            by_length.setdefault(len(motion), []).append(i)
+        for group in by_length.values():
+            show_heads(self, [streams[i] for i in group], [made[i][1] for i in group])
         blocks = []
-        for first, s, chunks in zip(firsts, streams, out):
-            if not chunks:
+        for i, (first, s) in enumerate(zip(firsts, streams)):
+            if i not in made:
                 blocks.append(MotionBlock.empty(first))
                 continue
-            z, motion, state = (np.concatenate(x) for x in zip(*chunks))
-            n = len(z) if limit is None else max(0, min(len(z), limit - first))  # the last chunk may overrun
-            motion = motion[:n].copy()
-            s.show_head(motion)
-            s.show_mouth(motion, state[:n], first)
+            z, motion, state = made[i]
+            s.show_mouth(motion, state, first)
             apply_style(motion, s.style)
-            blocks.append(MotionBlock(first, motion, state[:n].astype(np.int8), z[:n]))
+            blocks.append(MotionBlock(first, motion, state.astype(np.int8), z))
         return blocks
 
 
-def open_engine(weights, model, sampling: Sampling, device: str, backend: str):
+def open_engine(weights, model, sampling: Sampling, device: str, backend: str, precision: str = "fp32",
+                compile: str = "off"):
     """The engine for these weights and settings, and its backend's name. The shipped graphs need no torch; anything
-    else loads the torch model (onnxruntime on the CPU then runs an export of it, cached)."""
+    else loads the torch model (onnxruntime on the CPU then runs an export of it, cached). Another precision than
+    fp32, or a compiled frame step, is torch's."""
     if backend not in ("auto", "torch", "onnx"):
         raise ValueError(f"unknown backend {backend!r} (auto, torch or onnx)")
     if backend == "onnx" and device != "cpu":
         raise ValueError(f"the onnx backend runs on the CPU (onnxruntime); use backend torch for {device}")
+    if precision != "fp32" or compile != "off":
+        if backend == "onnx":
+            raise ValueError(f"precision {precision} and compile {compile} are the torch backend's; the onnx graphs "
+                             "run fp32")
+        backend = "torch"
     folder = Path(weights) if weights is not None and Path(weights).is_dir() else GRAPHS if weights is None else None
     if model is None and folder is not None and backend != "torch" and device == "cpu":
         exported = exported_samplings(folder)
@@ -330,7 +336,7 @@ def open_engine(weights, model, sampling: Sampling, device: str, backend: str):
                            "for the rest)") from None
     model = model.eval() if model is not None else load_weights(weights)
     if backend == "torch" or device != "cpu":
-        return TorchEngine(model, sampling, device), "torch"
+        return TorchEngine(model, sampling, device, precision, compile), "torch"
     from backchannel.models.infp.export import cached_graphs
 
     return OnnxEngine(cached_graphs(model, sampling)), "onnx"
@@ -346,6 +352,32 @@ def join_states(states: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
 def split_states(state: tuple[np.ndarray, ...], n: int) -> list[tuple[np.ndarray, ...]]:
     *histories, gru = state
     return [(*(h[i:i + 1] for h in histories), gru[:, i:i + 1]) for i in range(n)]
+
+
+def show_heads(gen: ModelGenerator, streams: list[ModelStream], motions: list[np.ndarray]) -> None:
+    """ModelStream.show_head for several streams of `gen` whose new frames are as many, in place: one filter
+    call per pose axis for all of them, not one per stream (each row filtered with its own stream's state, as
+    alone)."""
+    if not streams or not len(motions[0]):
+        return
+    pose = np.stack([m[:, HEAD_POSE] for m in motions]).astype(np.float64)  # (streams, frames, axes)
+    if gen.smooth_head:
+        filtered, states = np.empty_like(pose), []
+        for j, (b, a) in enumerate(HEAD_FILTERS):
+            zi = np.stack([s.head_filter[j] if s.head_filter is not None else  # as if it had held its first pose
+                           lfilter_zi(b, a) * pose[g, 0, j] for g, s in enumerate(streams)])
+            filtered[:, :, j], zf = lfilter(b, a, pose[:, :, j], axis=1, zi=zi)
+            states.append(zf)
+        pose = filtered * HEAD_GAINS
+        for g, s in enumerate(streams):
+            s.head_filter = [zf[g] for zf in states]  # a new list: snapshot() keeps the old one
+    for motion, shown in zip(motions, np.clip(gen.head_gain * pose, *gen.pose_bounds)):
+        motion[:, HEAD_POSE] = shown
+    if gen.smooth_head:  # last: a head held at the bound (10.5 deg of pitch) still bends below the limit
+        limited = soft_limit(np.stack([m[:, HEAD_ROTATION] for m in motions]), np.radians(HEAD_KNEE_DEG),
+                             np.radians(HEAD_LIMIT_DEG))
+        for motion, rotation in zip(motions, limited):
+            motion[:, HEAD_ROTATION] = rotation
 
 
 def soft_limit(x: np.ndarray, knee: float, limit: float) -> np.ndarray:
