@@ -13,7 +13,7 @@ from backchannel.models.atomic import replacing
 
 # every key a config file may set; each is also a flag (--audio-in for audio_in ...)
 OUTPUT_KEYS = ("livelink", "vmc", "vmc_names", "vmc_session", "mic", "partner_device", "local_session", "device_rate",
-               "ready_file", "portrait", "size", "framing", "landmarks", "renderer", "frame_format", "frame_quality")
+               "ready_file", "ws", "ws_token", "portrait", "size", "framing", "landmarks", "renderer", "frame_format", "frame_quality")
 
 
 def register(commands) -> None:
@@ -28,6 +28,9 @@ def register(commands) -> None:
                                                   "keys): encrypted, and only clients whose keys are there admitted")
     p.add_argument("--insecure", action="store_true", default=None,
                    help="allow binding beyond loopback without --curve (anyone who reaches the ports may use it)")
+    p.add_argument("--ws", metavar="HOST:PORT", help="also serve protocol v1 over WebSocket, and the live viewer page "
+                                                     "at http://HOST:PORT/ (port 0: any free one)")
+    p.add_argument("--ws-token", metavar="TOKEN", help="a secret every WebSocket client must show (?token=TOKEN)")
     p.add_argument("--livelink", metavar="HOST:PORT", help="also send Live Link Face UDP packets (Unreal's port is 11111)")
     p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace listens on 39539)")
     p.add_argument("--vmc-names", choices=("arkit", "vrm0", "vrm1"),
@@ -141,6 +144,14 @@ def build_worker(args, generator_factory=None):
         worker.sinks += frame_sinks(worker, out)
     captures = []
     try:
+        if out.get("ws"):
+            from backchannel.bridge.websocket import DoorConfig, WebSocketDoor, parse_address
+
+            host, port = parse_address(out["ws"])
+            door = WebSocketDoor(worker, DoorConfig(host, port, out.get("ws_token"), bool(worker.config.insecure)))
+            door.start()
+            worker.sinks.append(door)  # its counters in the worker's stats; closed with the worker
+            worker.endpoints["ws"] = door.url
         if out.get("mic") or out.get("partner_device"):
             from backchannel.bridge.devices import DeviceCapture
 
