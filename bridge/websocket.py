@@ -54,7 +54,7 @@ class DoorConfig:
     port: int = 8765  # 0: any free port (the door's `url` says which)
     token: str | None = None  # a shared secret every connection must show (?token=... or Authorization: Bearer)
     insecure: bool = False  # bind beyond loopback (plain ws://: anyone on the path sees the traffic and the token)
-    queue: int = 256  # messages waiting per connection; beyond it the oldest is dropped
+    queue_bytes: int = 8 << 20  # waiting per connection (published; replies as much again); beyond, the oldest go
     max_connections: int = 64
 
 
@@ -67,37 +67,42 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class Outbox:
-    """A connection's waiting messages: replies first, then published messages; each queue bounded, its oldest
-    dropped (a live face wants the newest frames; a client that reads this slowly has lost the stream anyway)."""
+    """A connection's waiting messages: replies first, then published messages, each queue bounded in bytes, its
+    oldest dropped to make room (a live face wants the newest frames; a client this far behind has lost the stream
+    anyway). Bytes, not messages: a rendered frame weighs fifty motion frames."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.replies: deque[bytes] = deque()
-        self.published: deque[bytes] = deque()
+    def __init__(self, limit_bytes: int):
+        self.limit = limit_bytes
+        self.queues = {True: deque(), False: deque()}  # reply? -> messages
+        self.sizes = {True: 0, False: 0}
         self.waiting = asyncio.Event()
 
-    def put(self, data: bytes, reply: bool = False) -> bool:
-        """Queue a message; False when the oldest had to make room for it."""
-        queue = self.replies if reply else self.published
-        full = len(queue) >= self.limit
-        if full:
-            queue.popleft()
+    def put(self, data: bytes, reply: bool = False) -> int:
+        """Queue a message; returns how many older ones were dropped to make room."""
+        queue, dropped = self.queues[reply], 0
+        while queue and self.sizes[reply] + len(data) > self.limit:
+            self.sizes[reply] -= len(queue.popleft())
+            dropped += 1
         queue.append(data)
+        self.sizes[reply] += len(data)
         self.waiting.set()
-        return not full
+        return dropped
 
     async def get(self) -> bytes:
-        while not (self.replies or self.published):
+        while not (self.queues[True] or self.queues[False]):
             self.waiting.clear()
             await self.waiting.wait()
-        return (self.replies or self.published).popleft()
+        reply = bool(self.queues[True])
+        data = self.queues[reply].popleft()
+        self.sizes[reply] -= len(data)
+        return data
 
 
 class Connection:
-    def __init__(self, number: int, ws, queue: int):
+    def __init__(self, number: int, ws, queue_bytes: int):
         self.number, self.key = number, number.to_bytes(8, "little")
         self.ws = ws
-        self.outbox = Outbox(queue)
+        self.outbox = Outbox(queue_bytes)
         self.subscriptions: set[tuple[str, str]] = set()  # (session or "*", topic)
 
     def wants(self, session: str, kind: str) -> bool:
@@ -245,7 +250,7 @@ class WebSocketDoor(Sink):
     async def _connection(self, ws) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        conn = Connection(next(self.numbers), ws, self.config.queue)
+        conn = Connection(next(self.numbers), ws, self.config.queue_bytes)
         self.connections[conn.number] = conn
         self.accepted += 1
         if len(self.connections) == 1:  # the worker's messages flow into this thread only while somebody listens
@@ -291,14 +296,15 @@ class WebSocketDoor(Sink):
             except ProtocolError as e:
                 self._refuse(conn, e, note)
                 return
-            conn.outbox.put(protocol.pack({"ok": True, **note, **reply}), reply=True)
+            self.dropped += conn.outbox.put(protocol.pack({"ok": True, **note, **reply}), reply=True)
             return
         lane = DOOR_CONTROL if kind in protocol.CONTROL_TYPES else DOOR_AUDIO
         await self.to_worker.send_multipart([conn.key, lane, msgpack.packb(note), message])
 
     def _refuse(self, conn: Connection, error: ProtocolError, note: dict) -> None:
         self.errors[error.kind] += 1
-        conn.outbox.put(protocol.pack({"ok": False, **note, "error": error.kind, "message": str(error)}), reply=True)
+        self.dropped += conn.outbox.put(protocol.pack({"ok": False, **note, "error": error.kind, "message": str(error)}),
+                                        reply=True)
 
     def _subscribe(self, conn: Connection, msg: dict, add: bool) -> dict:
         protocol.check_version(msg)
@@ -333,8 +339,7 @@ class WebSocketDoor(Sink):
                 continue
             note = msgpack.unpackb(note)
             body = msgpack.unpackb(reply) if note else None
-            if not conn.outbox.put(msgpack.packb({**note, **body}) if note else reply, reply=True):
-                self.dropped += 1
+            self.dropped += conn.outbox.put(msgpack.packb({**note, **body}) if note else reply, reply=True)
 
     async def _pump(self) -> None:
         """The worker's published messages, to each connection that subscribed to them."""
@@ -345,8 +350,7 @@ class WebSocketDoor(Sink):
             for conn in self.connections.values():
                 if conn.wants(session, kind):
                     frame = frame or msgpack.packb(topic.decode()) + body
-                    if not conn.outbox.put(frame):
-                        self.dropped += 1
+                    self.dropped += conn.outbox.put(frame)
 
 
 def _note(msg: dict) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 import numpy as np
@@ -133,22 +134,29 @@ def slow_reader(url: str):
     return ws
 
 
-def test_a_client_that_never_reads_holds_up_neither_the_worker_nor_another_client(worker):
-    slow = slow_reader(worker["ws"])
+def test_a_client_that_never_reads_holds_up_neither_the_worker_nor_another_client():
+    with spawn_worker("--ws", "127.0.0.1:0", "--ws-queue-kb", "256", command=WORKER_COMMAND) as worker:
+        slow_client_loses_its_oldest(worker)
+
+
+def slow_client_loses_its_oldest(worker):
+    slow = slow_reader(worker["ws"])  # everything, all sessions: ~4 MB in this test, more than its queue holds
     names = [f"busy-{k}" for k in range(8)]
     try:
-        with WebSocketClient(worker["ws"]) as ws:
-            ws.subscribe(names, ["motion", "stats"])
-            tokens = {name: ws.call("open", session=name)["token"] for name in names}
-            for name in names:
-                stream(ws, name, 8.0, tokens[name])  # as fast as the worker takes it: 240 frames a session
-            got = collect(ws.receive, set(names), timeout_s=60)
-            for name in names:
-                assert [msgpack.unpackb(b)["seq"] for b in got[name]["motion"]] == list(range(240))
-            door = ws.call("stats")["outputs"]["websocket"]
+        with WebSocketClient(worker["ws"]) as sender, WebSocketClient(worker["ws"]) as reader:
+            reader.subscribe(names, ["stats"])
+            reader.subscribe(names[:1], ["motion"])
+            tokens = {name: sender.call("open", session=name)["token"] for name in names}
+            with ThreadPoolExecutor(1) as pool:  # the reader reads as frames come: it keeps up
+                reading = pool.submit(collect, reader.receive, set(names), 60)
+                for name in names:
+                    stream(sender, name, 20.0, tokens[name])  # as fast as the worker takes it: 600 frames each
+                got = reading.result()
+            assert [msgpack.unpackb(b)["seq"] for b in got[names[0]]["motion"]] == list(range(600))
+            door = sender.call("stats")["outputs"]["websocket"]
     finally:
         slow.close_socket()
-    assert door["dropped"] > 0 and door["connections"] == 2
+    assert door["dropped"] > 0 and door["connections"] == 3  # all the slow one's
 
 
 def test_bad_input_is_counted_and_answered_and_the_connection_goes_on(worker):
