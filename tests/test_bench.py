@@ -115,3 +115,17 @@ def test_contention_measurement_turns_the_load_on_and_off_and_draws_it(tmp_path)
     assert CPU_HOG not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     plot_contention(r, tmp_path / "contention.png")
     assert (tmp_path / "contention.png").stat().st_size > 5000
+
+
+def test_websocket_measurement_compares_both_doors_and_streams_a_crowd_on_one_connection():
+    from backchannel.bridge.latency import measure_websocket
+
+    a, b = synthetic_dialogue(2.0)
+    r = measure_websocket(a, b, sessions=3, rounds=1, worker_command=WORKER_COMMAND)
+    for door in ("zeromq", "websocket"):
+        m = r["one_session"][door]
+        assert m["frames_missing"] == 0 and 0 <= m["end_to_end_ms"]["p50"] <= m["end_to_end_ms"]["p95"]
+    assert r["added_p95_ms"]["end_to_end_ms"] == (r["one_session"]["websocket"]["end_to_end_ms"]["p95"]
+                                                  - r["one_session"]["zeromq"]["end_to_end_ms"]["p95"])
+    crowd = r["crowd"]
+    assert crowd["sessions"] == 3 and crowd["frames_missing"] == 0 and 0 < crowd["fps_min"] <= crowd["fps_mean"] + 1e-9
