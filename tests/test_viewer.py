@@ -1,0 +1,69 @@
+"""The viewer page (served by `serve --ws` at `/`) in a real headless Chromium while `backchannel send` streams a
+conversation: the page finds the session, its frame counter advances at about the frame rate, its state follows the
+conversation, and a screenshot is written."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import soundfile
+
+from backchannel.bridge.client import spawn_worker
+
+from .browser import chromium
+from .helpers import WORKER_COMMAND
+
+RATE = 16000
+TURN_S, TURNS = 1.5, 4  # the avatar and its partner take turns: speaking, listening, speaking, listening
+
+
+def write_conversation(folder) -> tuple[str, str]:
+    n = int(TURN_S * RATE)
+    t = np.arange(n) / RATE
+    voice = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    quiet = np.zeros(n, np.float32)
+    own = np.concatenate([voice if k % 2 == 0 else quiet for k in range(TURNS)])
+    other = np.concatenate([quiet if k % 2 == 0 else voice for k in range(TURNS)])
+    paths = str(folder / "self.wav"), str(folder / "other.wav")
+    for path, audio in zip(paths, (own, other)):
+        soundfile.write(path, audio, RATE)
+    return paths
+
+
+def test_the_viewer_shows_a_live_session_in_chromium(tmp_path):
+    own, other = write_conversation(tmp_path)
+    driver = chromium(tmp_path / "profile")
+    try:
+        with spawn_worker("--ws", "127.0.0.1:0", "--stats-interval-s", "0.25", command=WORKER_COMMAND) as w:
+            driver.get("http" + w["ws"][2:] + "?session=talk")
+            deadline = time.time() + 15
+            while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
+                time.sleep(0.05)
+            sender = subprocess.Popen([sys.executable, "-m", "backchannel.bridge.cli", "send", "--to", w["audio_in"],
+                                       "--motion-out", w["motion_out"], "--session", "talk", "--self", own,
+                                       "--other", other, "--realtime"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+            samples = []  # (wall time, frame counter, state)
+            shot = tmp_path / "viewer.png"
+            while sender.poll() is None and time.time() < deadline + 30:
+                count = int(driver.find_element("id", "frame-count").text)
+                samples.append((time.time(), count, driver.find_element("id", "state").text))
+                if count >= 30 * TURN_S * 2.5 and not shot.exists():  # the third turn: the avatar speaks
+                    table = driver.find_element("id", "sessions").text
+                    driver.save_screenshot(str(shot))
+                time.sleep(0.1)
+            output = sender.communicate()[0].decode()
+            assert sender.returncode == 0, output
+    finally:
+        driver.quit()
+    counting = [(t, n) for t, n, _ in samples if 0 < n < 30 * TURN_S * TURNS - 15]
+    assert counting, samples
+    (t0, n0), (t1, n1) = counting[0], counting[-1]
+    assert t1 - t0 > 2 and 20 <= (n1 - n0) / (t1 - t0) <= 40, counting  # real time: 30 a second
+    states = [s for _, n, s in samples if n > 0]
+    assert "speaking" in states and "listening" in states
+    first_listening = states.index("listening")
+    assert "speaking" in states[first_listening:]  # and back: it follows the turns
+    assert shot.stat().st_size > 10_000 and "talk" in table
