@@ -63,6 +63,7 @@ class Measured:
     worker_cpu_s: float
     wall_s: float
     missing: int = 0  # frames the audio makes that never arrived, over all sessions
+    repeated: int = 0  # frames that arrived more than once
 
 
 def percentiles(x: np.ndarray) -> dict[str, float]:
@@ -166,10 +167,11 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
         s_proc.append(body["published"] - body["audio_ready"])
     ms = lambda x: np.array(x) * 1000  # noqa: E731
     received = sum(1 for m in collector.messages if m.kind == "motion")
+    distinct = len({(m.session, m.body["seq"]) for m in collector.messages if m.kind == "motion"})
     return Measured(ms(e2e), ms(proc), ms(s_e2e), ms(s_proc),
                     {s: n / (window[1] - window[0]) for s, n in fps.items()},
                     received, cpu_after - cpu_before, stream_end - start,
-                    missing=len(sessions) * frame_count(duration) - received)
+                    missing=len(sessions) * frame_count(duration) - distinct, repeated=received - distinct)
 
 
 def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: str | None = None,
@@ -206,20 +208,26 @@ def measure_websocket(self_audio: np.ndarray, other_audio: np.ndarray, sessions:
             for door in runs:
                 runs[door].append(stream_sessions(endpoints, [f"{door}-{r}"], self_audio, other_audio, chunk_ms,
                                                   lookahead, websocket=door == "websocket"))
-        crowd = stream_sessions(endpoints, [f"crowd-{k}" for k in range(sessions)], self_audio, other_audio,
-                                chunk_ms, lookahead, websocket=True)
+        crowds = {door: stream_sessions(endpoints, [f"crowd-{door}-{k}" for k in range(sessions)], self_audio,
+                                        other_audio, chunk_ms, lookahead, websocket=door == "websocket")
+                  for door in ("zeromq", "websocket")}  # the same load over each door: one comparable to the other
     one = {door: {"end_to_end_ms": percentiles(np.concatenate([m.end_to_end_ms for m in ms])),
                   "processing_ms": percentiles(np.concatenate([m.processing_ms for m in ms])),
-                  "frames_missing": sum(m.missing for m in ms)} for door, ms in runs.items()}
-    fps = np.array(list(crowd.fps.values()))
+                  "frames_missing": sum(m.missing for m in ms), "frames_repeated": sum(m.repeated for m in ms)}
+           for door, ms in runs.items()}
     return {"generator": describe["generator"]["name"], "lookahead_ms": lookahead * 1000, "rounds": rounds,
             "one_session": one,
             "added_p95_ms": {key: one["websocket"][key]["p95"] - one["zeromq"][key]["p95"]
                              for key in ("end_to_end_ms", "processing_ms")},
-            "crowd": {"sessions": sessions, "fps_min": float(fps.min()), "fps_mean": float(fps.mean()),
-                      "end_to_end_ms": percentiles(crowd.end_to_end_ms), "processing_ms": percentiles(crowd.processing_ms),
-                      "frames_missing": crowd.missing, "worker_cpu_share": crowd.worker_cpu_s / crowd.wall_s,
-                      "holds_30fps": bool(fps.min() >= FPS_HELD and crowd.missing == 0)}}
+            "crowd": {door: _crowd(m, sessions) for door, m in crowds.items()}}
+
+
+def _crowd(m: Measured, sessions: int) -> dict:
+    fps = np.array(list(m.fps.values()))
+    return {"sessions": sessions, "fps_min": float(fps.min()), "fps_mean": float(fps.mean()),
+            "end_to_end_ms": percentiles(m.end_to_end_ms), "processing_ms": percentiles(m.processing_ms),
+            "frames_missing": m.missing, "frames_repeated": m.repeated, "worker_cpu_share": m.worker_cpu_s / m.wall_s,
+            "holds_30fps": bool(fps.min() >= FPS_HELD and m.missing == 0 and m.repeated == 0)}
 
 
 def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: list[int], generator: str | None = None,

@@ -132,16 +132,18 @@ def websocket_command(args) -> int:
           f"time per session in {args.chunk_ms:g} ms chunks, {r['rounds']} rounds per door")
     for door, m in r["one_session"].items():
         print(f"  one session over {door:9s}  end-to-end {_fmt(m['end_to_end_ms'])}   processing p95 "
-              f"{m['processing_ms']['p95']:6.1f} ms{f', {n} frames missing' if (n := m['frames_missing']) else ''}")
+              f"{m['processing_ms']['p95']:6.1f} ms{f', {n} frames missing' if (n := m['frames_missing']) else ''}"
+              f"{f', {n} frames twice' if (n := m['frames_repeated']) else ''}")
     added = r["added_p95_ms"]
     print(f"  WebSocket adds {added['end_to_end_ms']:+.1f} ms to the end-to-end p95 "
           f"({added['processing_ms']:+.1f} ms to processing p95)")
-    c = r["crowd"]
-    print(f"  {c['sessions']} sessions on one WebSocket connection: fps min {c['fps_min']:.1f} mean "
-          f"{c['fps_mean']:.1f}, end-to-end p95 {c['end_to_end_ms']['p95']:.1f} ms, processing p95 "
-          f"{c['processing_ms']['p95']:.1f} ms, worker CPU {c['worker_cpu_share'] * 100:.1f}%"
-          f"{f', {m} frames missing' if (m := c['frames_missing']) else ''}: "
-          f"{'holds 30 fps' if c['holds_30fps'] else 'FALLS BEHIND'}")
+    for door, c in r["crowd"].items():
+        print(f"  {c['sessions']} sessions over {'one WebSocket connection' if door == 'websocket' else 'ZeroMQ'}: "
+              f"fps min {c['fps_min']:.1f} mean {c['fps_mean']:.1f}, end-to-end p95 {c['end_to_end_ms']['p95']:.1f} "
+              f"ms, processing p95 {c['processing_ms']['p95']:.1f} ms, worker CPU {c['worker_cpu_share'] * 100:.1f}%"
+              f"{f', {m} frames missing' if (m := c['frames_missing']) else ''}"
+              f"{f', {m} frames twice' if (m := c['frames_repeated']) else ''}: "
+              f"{'holds 30 fps' if c['holds_30fps'] else 'FALLS BEHIND'}")
     return 0
 
 
