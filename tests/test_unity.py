@@ -96,6 +96,20 @@ def test_audio_sent_through_the_core_comes_back_as_the_frames_a_python_subscribe
         assert {f["state"] for f in received} >= {"speaking", "listening"}
 
 
+@pytest.mark.parametrize("rig", ["arkit", "vrm0", "vrm1"])
+def test_the_core_maps_blendshapes_to_a_rig_as_the_worker_does(built, tmp_path, rig):
+    from backchannel.calibration.rigs import rig_map
+
+    weights = np.random.default_rng(3).uniform(0, 1, (40, 52)).astype(np.float32)
+    weights[:10] *= 0.2  # quiet faces too, where the blink and vowel rules matter most
+    (tmp_path / "weights.txt").write_text("\n".join(" ".join(repr(float(w)) for w in row) for row in weights))
+    targets, *rows = run_check(built, "rigmap", rig, str(tmp_path / "weights.txt")).splitlines()
+    expected = rig_map(rig)
+    assert targets.split() == list(expected.targets)
+    got = np.array([[float(x) for x in row.split()] for row in rows])
+    np.testing.assert_allclose(got, expected.apply(weights), atol=1e-5)
+
+
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:

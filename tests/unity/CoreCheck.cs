@@ -3,6 +3,7 @@
 //   selftest                                   msgpack strictness and the session buffer's interpolation
 //   stream URL OUT N SELF.wav OTHER.wav         N sessions on one connection, audio as fast as the worker takes it
 //   reconnect URL OUT NAME SELF.wav OTHER.wav   one session in real time, through a worker restart
+//   rigmap RIG WEIGHTS.txt                      each line's 52 ARKit weights through BlendshapeMap.Named(RIG)
 // OUT gets one JSON line per motion frame received: session, seq, t, state, and the body's numbers as sent.
 using System;
 using System.Collections.Concurrent;
@@ -26,6 +27,7 @@ static class CoreCheck
                 case "selftest": return SelfTest();
                 case "stream": return Stream(args[1], args[2], int.Parse(args[3]), args[4], args[5], false);
                 case "reconnect": return Stream(args[1], args[2], 1, args[4], args[5], true, args[3]);
+                case "rigmap": return RigMap(args[1], args[2]);
             }
             Console.Error.WriteLine("unknown mode " + args[0]);
             return 2;
@@ -83,6 +85,18 @@ static class CoreCheck
         if (messages.Count != 3 || (long)first["seq"] != 1 || (double)first["t"] != 0.02 || ((byte[])first["pcm"]).Length != 1920)
         { Console.WriteLine("chunker wrong"); return 1; }
         Console.WriteLine("selftest ok");
+        return 0;
+    }
+
+    static int RigMap(string rig, string path)
+    {
+        var map = BlendshapeMap.Named(rig);
+        Console.WriteLine(string.Join(" ", map.Targets));
+        foreach (var line in File.ReadAllLines(path))
+        {
+            var weights = line.Split(' ').Select(x => float.Parse(x, CultureInfo.InvariantCulture)).ToArray();
+            Console.WriteLine(string.Join(" ", map.Apply(weights).Select(w => w.ToString("R", CultureInfo.InvariantCulture))));
+        }
         return 0;
     }
 
