@@ -150,3 +150,25 @@ def test_the_core_rides_out_a_worker_restart(built, tmp_path):
     resumed = seqs[breaks[0]:]
     assert resumed == list(range(resumed[0], resumed[0] + len(resumed))) and resumed[-1] >= 149, seqs
     assert breaks[0] > 20 and seqs[breaks[0] - 1] - 6 <= resumed[0] <= seqs[breaks[0] - 1] + 30
+
+
+def test_the_unity_scripts_type_check_against_stand_in_unity_types(built):
+    """Our MonoBehaviours, Editor menu and sample, compiled (warnings as errors) against tests/unity_stubs: what
+    Unity alone can check (that the stand-ins match Unity's real API, behaviour in a scene) is not checked here."""
+    stubs, out = TESTS / "unity_stubs", built
+    core = f"-r:{out / 'Backchannel.Link.Core.dll'}"
+    mcs("-target:library", f"-out:{out / 'UnityEngine.dll'}", str(stubs / "UnityEngine.cs"))
+    mcs("-target:library", f"-out:{out / 'UnityEditor.dll'}", f"-r:{out / 'UnityEngine.dll'}", str(stubs / "UnityEditor.cs"))
+    engine = f"-r:{out / 'UnityEngine.dll'}"
+    mcs("-target:library", f"-out:{out / 'Backchannel.Link.dll'}", core, engine,
+        *map(str, sorted((PACKAGE / "Runtime" / "Unity").glob("*.cs"))))
+    link = f"-r:{out / 'Backchannel.Link.dll'}"
+    mcs("-target:library", f"-out:{out / 'Backchannel.Link.Editor.dll'}", core, engine, link,
+        f"-r:{out / 'UnityEditor.dll'}", *map(str, sorted((PACKAGE / "Editor").glob("*.cs"))))
+    mcs("-target:library", f"-out:{out / 'QuickStart.dll'}", core, engine, link,
+        *map(str, sorted((PACKAGE / "Samples~").rglob("*.cs"))))
+    # the core names no UnityEngine type, as its assembly definition promises
+    assert json.loads((PACKAGE / "Runtime" / "Core" / "Backchannel.Link.Core.asmdef").read_text())["noEngineReferences"]
+    assert not [p for p in (PACKAGE / "Runtime" / "Core").glob("*.cs") if "UnityEngine" in p.read_text()]
+    manifest = json.loads((PACKAGE / "package.json").read_text())
+    assert manifest["name"] == "com.backchannel.link" and (PACKAGE / manifest["samples"][0]["path"]).is_dir()
