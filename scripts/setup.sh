@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 # espeak-ng/festival (+ its kal voice, only "recommended" by festival)/flite: corpus voices;
 # libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
-# tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream.
-SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config"
+# tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream;
+# chromium/chromium-driver: the viewer page's test in a headless browser (Selenium drives Debian's chromedriver);
+# mono-mcs/mono-runtime: compiling and running the Unity package's C# core against a live worker.
+SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config chromium chromium-driver mono-mcs mono-runtime"
 missing=""
 for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
