@@ -30,7 +30,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgpack
 import zmq
-import zmq.asyncio
 
 from backchannel.bridge import protocol
 from backchannel.bridge.outputs import Sink
@@ -187,12 +186,16 @@ class WebSocketDoor(Sink):
         from websockets.asyncio.server import serve
 
         self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
-        ctx = zmq.asyncio.Context(shadow=self.worker_ctx)  # inproc endpoints live in the worker's context
-        self.to_worker = ctx.socket(zmq.DEALER)
-        self.from_worker = ctx.socket(zmq.SUB)
-        for sock, endpoint in ((self.to_worker, self.door_endpoint), (self.from_worker, self.motion_endpoint)):
+        # plain sockets (inproc endpoints live in the worker's context), used from this thread alone and read when
+        # the loop sees their descriptor: one wake-up drains every waiting message, where an awaited recv per
+        # message cost the worker a fifth of a core at 16 sessions
+        self.to_worker = self.worker_ctx.socket(zmq.DEALER)
+        self.from_worker = self.worker_ctx.socket(zmq.SUB)
+        for sock, endpoint, drain in ((self.to_worker, self.door_endpoint, self._replies),
+                                      (self.from_worker, self.motion_endpoint, self._pump)):
             sock.linger = 0
             sock.connect(endpoint)
+            self.loop.add_reader(sock.FD, drain)
         try:
             try:
                 server = await serve(self._connection, self.config.host, self.config.port,
@@ -205,16 +208,24 @@ class WebSocketDoor(Sink):
                 return
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
-            tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._replies())]
+            sweeper = asyncio.create_task(self._sweep())
             await self.stopping.wait()
             server.close()  # each connection is closed with 1001 (going away)
             await server.wait_closed()
-            for task in tasks:
-                task.cancel()
+            sweeper.cancel()
         finally:
             ready.set()
-            self.to_worker.close()
-            self.from_worker.close()
+            for sock in (self.to_worker, self.from_worker):
+                self.loop.remove_reader(sock.FD)
+                sock.close()
+
+    async def _sweep(self) -> None:
+        """ZeroMQ's descriptor signals edges, and a send or a subscription change can take one that a read needed:
+        the drains run after those too, and here every 50 ms, so no message waits for the next edge."""
+        while True:
+            await asyncio.sleep(0.05)
+            self._replies()
+            self._pump()
 
     def _http(self, connection, request):
         """Plain HTTP GETs get the viewer page; WebSocket upgrades are checked (token, origin, room) here."""
@@ -250,7 +261,8 @@ class WebSocketDoor(Sink):
             hostname = urlsplit(f"//{host}").hostname or ""
             if urlsplit(origin).netloc != host or not (hostname in LOCAL_HOSTS or hostname.startswith("127.")
                                                       or hostname == self.config.host):
-                return 403, "a web page from another origin needs the worker's token (serve --ws-token)\n"
+                return 403, ("a web page needs the worker's token (serve --ws-token; the viewer takes ?token=...) "
+                             "unless it is the door's own page at a loopback address\n")
         if len(self.connections) >= self.config.max_connections:
             return 503, f"already {len(self.connections)} connections (the most this worker takes)\n"
         return None
@@ -263,6 +275,7 @@ class WebSocketDoor(Sink):
         self.accepted += 1
         if len(self.connections) == 1:  # the worker's messages flow into this thread only while somebody listens
             self.from_worker.subscribe(b"")
+            self._pump()
         sender = asyncio.create_task(self._send_all(conn))
         try:
             async for message in ws:
@@ -274,6 +287,7 @@ class WebSocketDoor(Sink):
             sender.cancel()
             if not self.connections:
                 self.from_worker.unsubscribe(b"")
+                self._pump()
 
     async def _send_all(self, conn: Connection) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -307,7 +321,14 @@ class WebSocketDoor(Sink):
             self.dropped += conn.outbox.put(protocol.pack({"ok": True, **note, **reply}), reply=True)
             return
         lane = DOOR_CONTROL if kind in protocol.CONTROL_TYPES else DOOR_AUDIO
-        await self.to_worker.send_multipart([conn.key, lane, msgpack.packb(note), message])
+        parts = [conn.key, lane, msgpack.packb(note), message]
+        while True:
+            try:
+                self.to_worker.send_multipart(parts, zmq.NOBLOCK, copy=len(message) < 65536)
+                break
+            except zmq.Again:  # the worker is behind (1000 messages wait): hold this client back, as TCP does
+                await asyncio.sleep(0.005)
+        self._replies()
 
     def _refuse(self, conn: Connection, error: ProtocolError, note: dict) -> None:
         self.errors[error.kind] += 1
@@ -338,10 +359,10 @@ class WebSocketDoor(Sink):
             conn.subscriptions -= pairs
         return {"subscriptions": sorted(map(list, conn.subscriptions))}
 
-    async def _replies(self) -> None:
+    def _replies(self) -> None:
         """The worker's answers: to the connection that asked, with the request's type (and id) beside them."""
-        while True:
-            key, note, reply = await self.to_worker.recv_multipart()
+        while self.to_worker.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            key, note, reply = self.to_worker.recv_multipart(zmq.NOBLOCK)
             conn = self.connections.get(int.from_bytes(key, "little"))
             if conn is None:  # it left before the answer came
                 continue
@@ -349,10 +370,10 @@ class WebSocketDoor(Sink):
             body = msgpack.unpackb(reply) if note else None
             self.dropped += conn.outbox.put(msgpack.packb({**note, **body}) if note else reply, reply=True)
 
-    async def _pump(self) -> None:
+    def _pump(self) -> None:
         """The worker's published messages, to each connection that subscribed to them."""
-        while True:
-            topic, body = await self.from_worker.recv_multipart()
+        while self.from_worker.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            topic, body = self.from_worker.recv_multipart(zmq.NOBLOCK)
             session, _, kind = topic.decode().partition("/")
             frame = None
             for conn in self.connections.values():

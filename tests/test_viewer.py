@@ -67,3 +67,34 @@ def test_the_viewer_shows_a_live_session_in_chromium(tmp_path):
     first_listening = states.index("listening")
     assert "speaking" in states[first_listening:]  # and back: it follows the turns
     assert shot.stat().st_size > 10_000 and "talk" in table
+
+
+def test_the_viewer_shows_rendered_portrait_frames_when_the_worker_renders(tmp_path):
+    from backchannel.bridge.client import WebSocketClient, audio_chunks
+    from backchannel.bridge.protocol import end_message
+    from backchannel.models.render import BUNDLED_PORTRAIT
+
+    own, other = (soundfile.read(path, dtype="float32")[0] for path in write_conversation(tmp_path))
+    driver = chromium(tmp_path / "profile")
+    flags = ("--ws", "127.0.0.1:0", "--portrait", str(BUNDLED_PORTRAIT), "--size", "128", "--framing", "face")
+    try:
+        with spawn_worker(*flags, command=WORKER_COMMAND) as w, WebSocketClient(w["ws"]) as client:
+            driver.get("http" + w["ws"][2:] + "?session=pic")
+            deadline = time.time() + 15
+            while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
+                time.sleep(0.05)
+            token = client.call("open", session="pic")["token"]
+            for chunk in audio_chunks("pic", {"self": own, "other": other}, RATE, token=token):
+                client.send(chunk.message)
+            client.send(end_message("pic", token))
+            shown = None
+            while time.time() < deadline + 15 and not shown:
+                shown = driver.execute_script(
+                    "const img = document.getElementById('portrait');"
+                    "return img.style.display === 'block' && img.complete && img.naturalWidth ? "
+                    "[img.naturalWidth, img.naturalHeight, document.getElementById('face').style.display] : null;")
+                time.sleep(0.1)
+            driver.save_screenshot(str(tmp_path / "portrait.png"))
+    finally:
+        driver.quit()
+    assert shown == [128, 128, "none"]  # the rendered JPEG in place of the drawn face
