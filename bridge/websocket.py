@@ -20,8 +20,6 @@ import asyncio
 import hmac
 import itertools
 import logging
-import os
-import sys
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -43,8 +41,6 @@ TOPICS = ("motion", "latent", "frame", "stats")
 EVERY_SESSION = "*"  # in a subscription: every session, and the worker's own stats (`_worker`)
 MAX_SUBSCRIPTIONS = 4096  # session x topic pairs per connection
 VIEWER = Path(__file__).parent / "viewer"
-# the interpreter's GIL switch interval while a door runs (see start); BACKCHANNEL_WS_SWITCH_MS=0 leaves Python's own
-SWITCH_INTERVAL_S = (float(os.environ.get("BACKCHANNEL_WS_SWITCH_MS", "1")) / 1000) or None
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),
          "/msgpack.min.js": ("msgpack.min.js", "text/javascript; charset=utf-8"),
@@ -151,10 +147,6 @@ class WebSocketDoor(Sink):
 
     def start(self) -> None:
         """Bind and serve; raises here when the address cannot be bound."""
-        if SWITCH_INTERVAL_S is not None:
-            # the door's thread shares the interpreter with the worker's loop: when both have work, the one waiting
-            # for the GIL waits up to the switch interval (5 ms by default), straight onto every frame's latency
-            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         ready = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._serve(ready)), name="backchannel-websocket",
                                        daemon=True)
@@ -187,8 +179,7 @@ class WebSocketDoor(Sink):
 
         self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
         # plain sockets (inproc endpoints live in the worker's context), used from this thread alone and read when
-        # the loop sees their descriptor: one wake-up drains every waiting message, where an awaited recv per
-        # message cost the worker a fifth of a core at 16 sessions
+        # the loop sees their descriptor: one wake-up drains every waiting message, with no future per message
         self.to_worker = self.worker_ctx.socket(zmq.DEALER)
         self.from_worker = self.worker_ctx.socket(zmq.SUB)
         for sock, endpoint, drain in ((self.to_worker, self.door_endpoint, self._replies),

@@ -45,7 +45,7 @@ def test_the_viewer_shows_a_live_session_in_chromium(tmp_path):
                                        "--motion-out", w["motion_out"], "--session", "talk", "--self", own,
                                        "--other", other, "--realtime"], stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT)
-            samples = []  # (wall time, frame counter, state)
+            samples, table = [], ""  # (wall time, frame counter, state); the sessions table as shown
             shot = tmp_path / "viewer.png"
             while sender.poll() is None and time.time() < deadline + 30:
                 count = int(driver.find_element("id", "frame-count").text)
