@@ -14,7 +14,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1280,800")
 
 
-def chromium(profile: Path):
+def chromium(profile: Path, *extra_flags: str):
     """A Selenium driver for headless Chromium with its profile in `profile` (skips where Chromium or its driver, or
     Selenium, is missing: scripts/setup.sh installs them)."""
     webdriver = pytest.importorskip("selenium.webdriver")
@@ -28,4 +28,6 @@ def chromium(profile: Path):
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
+    for flag in extra_flags:
+        options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

@@ -98,3 +98,31 @@ def test_the_viewer_shows_rendered_portrait_frames_when_the_worker_renders(tmp_p
     finally:
         driver.quit()
     assert shown == [128, 128, "none"]  # the rendered JPEG in place of the drawn face
+
+
+def test_the_viewer_opens_a_session_with_the_browser_microphone_as_the_partner(tmp_path):
+    """Chromium's fake capture device (a beep each second) stands in for a microphone."""
+    driver = chromium(tmp_path / "profile", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      "--autoplay-policy=no-user-gesture-required")
+    try:
+        with spawn_worker("--ws", "127.0.0.1:0", "--stats-interval-s", "0.25", command=WORKER_COMMAND) as w:
+            driver.get("http" + w["ws"][2:])
+            deadline = time.time() + 15
+            while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
+                time.sleep(0.05)
+            driver.find_element("id", "mic").click()
+            states = set()
+            while time.time() < deadline + 10 and not ("listening" in states and count > 60):
+                count = int(driver.find_element("id", "frame-count").text)
+                states.add(driver.find_element("id", "state").text)
+                time.sleep(0.1)
+            session = driver.find_element("id", "session").get_attribute("value")
+            driver.find_element("id", "mic").click()  # stop: the page sends end
+            closed = False
+            while time.time() < deadline + 15 and not closed:
+                closed = session not in driver.find_element("id", "sessions").text
+                time.sleep(0.1)
+    finally:
+        driver.quit()
+    assert session.startswith("browser-") and count > 60 and "listening" in states, (session, count, states)
+    assert closed  # the worker closed the page's session when it stopped

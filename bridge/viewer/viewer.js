@@ -14,6 +14,8 @@
   let ws = null;
   let frames = 0, history = [], arrivals = [], latencies = [], stats = {};
   let lastFrame = null, portraitUrl = null;
+  const pending = new Map();  // request id -> its promise's resolve
+  let requests = 0, mic = null;
 
   const send = (msg) => ws && ws.readyState === WebSocket.OPEN && ws.send(encode({ v: 1, ...msg }));
 
@@ -38,8 +40,16 @@
 
   function status(text, bad) { $("status").textContent = text; $("status").className = bad ? "bad" : ""; }
 
+  function request(msg) {
+    const id = `r${++requests}`;
+    return new Promise((resolve) => { pending.set(id, resolve); send({ ...msg, id }); });
+  }
+
   function reply(msg) {
-    if (msg.answers === "describe" && msg.ok) {
+    if (pending.has(msg.id)) {
+      pending.get(msg.id)(msg); pending.delete(msg.id);
+      if (!msg.ok) status(`${msg.answers}: ${msg.error}: ${msg.message}`, true);
+    } else if (msg.answers === "describe" && msg.ok) {
       names = Object.fromEntries(msg.blendshapes.map((name, i) => [name, i]));
     } else if (!msg.ok) {
       status(`${msg.answers || "request"}: ${msg.error}: ${msg.message}`, true);
@@ -218,6 +228,52 @@
     span.textContent = name === "pitch" || name === "yaw" ? `head ${name}` : name; return span;
   }));
   $("session").onchange = (event) => pick(event.target.value);
+  $("mic").onclick = () => (mic ? stopMic() : startMic());
+
+  // the microphone as the partner's voice of a session this page opens (its own: others' sessions belong to their
+  // clients), in 20 ms chunks of 16-bit PCM at the audio context's rate, `t` counting the audio sent
+  async function startMic() {
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true } });
+    } catch (error) {
+      return status(`no microphone: ${error.message}`, true);
+    }
+    const session = `browser-${Math.random().toString(36).slice(2, 8)}`;
+    const opened = await request({ type: "open", session });
+    if (!opened.ok) { stream.getTracks().forEach((t) => t.stop()); return; }
+    const context = new AudioContext();
+    const source = context.createMediaStreamSource(stream);
+    const node = context.createScriptProcessor(2048, 1, 1);
+    const rate = context.sampleRate, size = Math.round(rate * 0.02);
+    let waiting = new Float32Array(0), seq = 0, sent = 0;
+    node.onaudioprocess = (event) => {
+      const input = event.inputBuffer.getChannelData(0);
+      const joined = new Float32Array(waiting.length + input.length);
+      joined.set(waiting); joined.set(input, waiting.length);
+      let at = 0;
+      for (; at + size <= joined.length; at += size) {
+        const pcm = new DataView(new ArrayBuffer(size * 2));
+        for (let i = 0; i < size; i++) pcm.setInt16(2 * i, Math.max(-1, Math.min(1, joined[at + i])) * 32767, true);
+        send({ type: "audio", session, track: "other", seq: seq++, t: sent / rate, sr: rate, format: "s16le",
+               pcm: new Uint8Array(pcm.buffer), token: opened.token });
+        sent += size;
+      }
+      waiting = joined.slice(at);
+    };
+    source.connect(node); node.connect(context.destination);  // a processor runs only when connected (it outputs silence)
+    mic = { session, token: opened.token, stream, context };
+    $("mic").textContent = "stop microphone";
+    pick(session);
+  }
+
+  function stopMic() {
+    send({ type: "end", session: mic.session, token: mic.token });
+    mic.stream.getTracks().forEach((t) => t.stop());
+    mic.context.close();
+    mic = null;
+    $("mic").textContent = "talk to a face";
+  }
   connect();
   setInterval(tick, 33);  // a timer, not requestAnimationFrame: it keeps counting in a hidden or headless tab
 })();
