@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from backchannel.bridge import protocol
-from backchannel.bridge.client import WebSocketClient, audio_chunks, spawn_worker
+from backchannel.bridge.client import Received, WebSocketClient, audio_chunks, spawn_worker
 from backchannel.bridge.websocket import DoorConfig, WebSocketDoor
 from backchannel.bridge.worker import Worker, WorkerConfig
 
@@ -75,7 +76,6 @@ def test_websocket_frames_are_the_bytes_a_zeromq_subscriber_gets(worker):
             return None
         topic, body = sub.recv_multipart()
         session, _, kind = topic.decode().partition("/")
-        from backchannel.bridge.client import Received
         return Received(session, kind, protocol.unpack(body), time.time(), body)
 
     while (msg := zmq_receive(5)) is not None and msg.session != "_worker":  # subscribed from here on
@@ -193,8 +193,10 @@ def test_the_token_and_the_origin_decide_who_connects():
             pass
         with WebSocketClient(w["ws"], token=token) as ws:
             assert ws.call("describe")["protocol"] == 1
-        # the viewer page itself holds no secret
+        # the viewer page itself holds no secret; nothing else is served
         assert b"<html" in urllib.request.urlopen("http" + w["ws"][2:]).read().lower()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen("http" + w["ws"][2:] + "etc/passwd")
     with spawn_worker("--ws", "127.0.0.1:0", command=WORKER_COMMAND) as w:
         port = w["ws"].rstrip("/").rsplit(":", 1)[1]
         with pytest.raises(InvalidStatus, match="403"):  # another site's page, in the user's browser
