@@ -2,16 +2,19 @@
 paces them, control requests, a motion subscriber, and a worker started as a subprocess."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import zmq
 
@@ -120,6 +123,7 @@ class Received:
     kind: str
     body: dict
     received: float  # wall clock at this end
+    raw: bytes = b""  # the body's bytes, as published (the WebSocket client keeps them)
 
 
 class MotionReceiver:
@@ -157,6 +161,85 @@ class MotionReceiver:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class WebSocketClient:
+    """Protocol v1 over the worker's WebSocket door (`serve --ws`): audio, control and motion on one connection.
+    Published messages that arrive while a request waits for its reply are kept for `receive`; replies that answer
+    no request of this client's (a refused audio chunk's) are kept in `refusals`."""
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0):
+        from websockets.sync.client import connect
+
+        self.timeout_s = timeout_s
+        self.ws = connect(url + (f"?token={token}" if token else ""), compression=None, max_size=None).__enter__()
+        self.published: deque[Received] = deque()
+        self.refusals: list[dict] = []
+        self.ids = itertools.count(1)
+
+    def send(self, message: bytes) -> None:
+        self.ws.send(message)
+
+    def request(self, kind: str, **fields) -> dict:
+        """The reply map, {"ok": false, ...} included."""
+        number = next(self.ids)
+        self.ws.send(protocol.control_request(kind, id=number, **fields))
+        deadline = time.time() + self.timeout_s
+        while (remaining := deadline - time.time()) > 0:
+            message = self._next(remaining)
+            if isinstance(message, Received):
+                self.published.append(message)
+            elif message is not None and message.get("id") == number:
+                return message
+            elif message is not None:
+                self.refusals.append(message)
+        raise RuntimeError(f"no answer to {kind} within {self.timeout_s:g} s")
+
+    def call(self, kind: str, **fields) -> dict:
+        reply = self.request(kind, **fields)
+        if not reply.get("ok"):
+            raise RuntimeError(f"{kind}: {reply.get('error')}: {reply.get('message')}")
+        return reply
+
+    def subscribe(self, sessions: list[str] | str = "*", topics: list[str] | None = None) -> dict:
+        return self.call("subscribe", sessions=sessions, **({"topics": topics} if topics else {}))
+
+    def receive(self, timeout_s: float) -> Received | None:
+        """The next published message (None after timeout_s)."""
+        if self.published:
+            return self.published.popleft()
+        deadline = time.time() + timeout_s
+        while (remaining := deadline - time.time()) > 0:
+            message = self._next(remaining)
+            if isinstance(message, Received):
+                return message
+            if message is not None:
+                self.refusals.append(message)
+        return None
+
+    def _next(self, timeout_s: float) -> Received | dict | None:
+        try:
+            data = self.ws.recv(timeout=timeout_s)
+        except TimeoutError:
+            return None
+        now = time.time()
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(data)
+        first = unpacker.unpack()
+        if not isinstance(first, str):
+            return first  # a reply
+        session, _, kind = first.partition("/")
+        raw = data[unpacker.tell():]
+        return Received(session, kind, protocol.unpack(raw), now, raw)
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def __enter__(self) -> "WebSocketClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def frames_to_block(bodies: list[dict]) -> MotionBlock:

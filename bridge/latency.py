@@ -63,6 +63,7 @@ class Measured:
     worker_cpu_s: float
     wall_s: float
     missing: int = 0  # frames the audio makes that never arrived, over all sessions
+    repeated: int = 0  # frames that arrived more than once
 
 
 def percentiles(x: np.ndarray) -> dict[str, float]:
@@ -73,13 +74,14 @@ def percentiles(x: np.ndarray) -> dict[str, float]:
 
 
 class _Collector(threading.Thread):
-    """Receives every motion frame and stats message while the sender runs."""
+    """Receives every motion frame and stats message while the sender runs: from the motion socket, or from a
+    WebSocket client (`receiver`) whose connection the sender also uses."""
 
-    def __init__(self, endpoint: str, sessions: list[str]):
+    def __init__(self, endpoint: str, sessions: list[str], receiver=None):
         from backchannel.bridge.client import MotionReceiver
 
         super().__init__(daemon=True)
-        self.receiver = MotionReceiver(endpoint, sessions)
+        self.receiver = receiver or MotionReceiver(endpoint, sessions)
         self.messages = []
         self.stop = threading.Event()
 
@@ -92,25 +94,33 @@ class _Collector(threading.Thread):
 
 
 def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray, other_audio: np.ndarray,
-                    chunk_ms: float, lookahead_s: float, rate: int = SAMPLE_RATE) -> Measured:
+                    chunk_ms: float, lookahead_s: float, rate: int = SAMPLE_RATE, websocket: bool = False) -> Measured:
     """Stream the same two tracks into every session at once, in real time, and measure what comes back (the
-    shorter track padded with silence)."""
+    shorter track padded with silence). `websocket`: every session's audio and frames over one connection to the
+    worker's WebSocket door (`endpoints["ws"]`) instead of its ZeroMQ sockets."""
     import zmq
 
-    from backchannel.bridge.client import ControlClient, audio_chunks, send_chunks
+    from backchannel.bridge.client import ControlClient, WebSocketClient, audio_chunks, send_chunks
 
     self_audio, other_audio = pad_tracks(self_audio, other_audio)
     ctx = zmq.Context.instance()
-    collector = _Collector(endpoints["motion_out"], sessions)
-    collector.receiver.wait_ready()
+    if websocket:
+        push = WebSocketClient(endpoints["ws"])
+        push.subscribe(sessions, ["motion", "stats"])
+        collector = _Collector("", sessions, push)
+        control_client = lambda: WebSocketClient(endpoints["ws"])  # noqa: E731
+    else:
+        collector = _Collector(endpoints["motion_out"], sessions)
+        collector.receiver.wait_ready()
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(endpoints["audio_in"])
+        control_client = lambda: ControlClient(endpoints["control"], context=ctx)  # noqa: E731
     collector.start()
     chunks = [c for s in sessions for c in audio_chunks(s, {"self": self_audio, "other": other_audio}, rate, chunk_ms)]
     chunks.sort(key=lambda c: c.end)
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(endpoints["audio_in"])
     try:
-        with ControlClient(endpoints["control"], context=ctx) as control:
+        with control_client() as control:
             cpu_before = control.call("stats")["cpu_s"]
             start = time.time()
             sent_at = send_chunks(push, chunks, realtime=True)
@@ -128,7 +138,8 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
     finally:
         collector.stop.set()
         collector.join()
-        push.close()
+        if not websocket:
+            push.close()
 
     sent = {(c.session, c.track, c.seq): w for c, w in zip(chunks, sent_at)}
     chunk_samples = max(1, round(rate * chunk_ms / 1000))
@@ -156,10 +167,11 @@ def stream_sessions(endpoints: dict, sessions: list[str], self_audio: np.ndarray
         s_proc.append(body["published"] - body["audio_ready"])
     ms = lambda x: np.array(x) * 1000  # noqa: E731
     received = sum(1 for m in collector.messages if m.kind == "motion")
+    distinct = len({(m.session, m.body["seq"]) for m in collector.messages if m.kind == "motion"})
     return Measured(ms(e2e), ms(proc), ms(s_e2e), ms(s_proc),
                     {s: n / (window[1] - window[0]) for s, n in fps.items()},
                     received, cpu_after - cpu_before, stream_end - start,
-                    missing=len(sessions) * frame_count(duration) - received)
+                    missing=len(sessions) * frame_count(duration) - distinct, repeated=received - distinct)
 
 
 def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: str | None = None,
@@ -177,6 +189,45 @@ def measure_latency(self_audio: np.ndarray, other_audio: np.ndarray, generator: 
             "processing_ms": percentiles(m.processing_ms), "server_end_to_end_ms": percentiles(m.server_end_to_end_ms),
             "server_processing_ms": percentiles(m.server_processing_ms),
             "worker_cpu_per_audio_s": m.worker_cpu_s / m.wall_s}
+
+
+def measure_websocket(self_audio: np.ndarray, other_audio: np.ndarray, sessions: int = 16,
+                      generator: str | None = None, chunk_ms: float = 20.0, rounds: int = 2,
+                      worker_command: list[str] | None = None) -> dict:
+    """One worker serving both doors: one real-time session over ZeroMQ, then one over WebSocket, `rounds` times in
+    turn (so both see the same machine), then `sessions` real-time sessions over one WebSocket connection."""
+    from backchannel.bridge.client import ControlClient, spawn_worker
+
+    flags = ["--generator", generator] if generator else []
+    with spawn_worker(*flags, "--ws", "127.0.0.1:0", "--stats-interval-s", "0.2", command=worker_command) as endpoints:
+        with ControlClient(endpoints["control"]) as control:
+            describe = control.call("describe")
+        lookahead = describe["lookahead_s"]
+        runs = {"zeromq": [], "websocket": []}
+        for r in range(rounds):
+            for door in runs:
+                runs[door].append(stream_sessions(endpoints, [f"{door}-{r}"], self_audio, other_audio, chunk_ms,
+                                                  lookahead, websocket=door == "websocket"))
+        crowds = {door: stream_sessions(endpoints, [f"crowd-{door}-{k}" for k in range(sessions)], self_audio,
+                                        other_audio, chunk_ms, lookahead, websocket=door == "websocket")
+                  for door in ("zeromq", "websocket")}  # the same load over each door: one comparable to the other
+    one = {door: {"end_to_end_ms": percentiles(np.concatenate([m.end_to_end_ms for m in ms])),
+                  "processing_ms": percentiles(np.concatenate([m.processing_ms for m in ms])),
+                  "frames_missing": sum(m.missing for m in ms), "frames_repeated": sum(m.repeated for m in ms)}
+           for door, ms in runs.items()}
+    return {"generator": describe["generator"]["name"], "lookahead_ms": lookahead * 1000, "rounds": rounds,
+            "one_session": one,
+            "added_p95_ms": {key: one["websocket"][key]["p95"] - one["zeromq"][key]["p95"]
+                             for key in ("end_to_end_ms", "processing_ms")},
+            "crowd": {door: _crowd(m, sessions) for door, m in crowds.items()}}
+
+
+def _crowd(m: Measured, sessions: int) -> dict:
+    fps = np.array(list(m.fps.values()))
+    return {"sessions": sessions, "fps_min": float(fps.min()), "fps_mean": float(fps.mean()),
+            "end_to_end_ms": percentiles(m.end_to_end_ms), "processing_ms": percentiles(m.processing_ms),
+            "frames_missing": m.missing, "frames_repeated": m.repeated, "worker_cpu_share": m.worker_cpu_s / m.wall_s,
+            "holds_30fps": bool(fps.min() >= FPS_HELD and m.missing == 0 and m.repeated == 0)}
 
 
 def measure_capacity(self_audio: np.ndarray, other_audio: np.ndarray, levels: list[int], generator: str | None = None,

@@ -4,6 +4,8 @@
                                    --> Generator.feed_many (all sessions with new audio, once per tick)
                                    --> PUB "<session>/motion" (+ "/latent"), Live Link, VMC
     REP (control): describe / open / close / set / stats;  PUB "<session>/stats" and "_worker/stats" each second.
+    ROUTER "door" (in-process): the WebSocket door's audio and control (bridge/websocket.py), through the same
+    ingest and handle_control, answered; it reads the PUB socket through an in-process endpoint.
 
 Everything runs on one thread, so no locks: a tick drains the sockets, releases audio per session, feeds the
 generators and publishes. Bad input is counted per kind, logged once per kind and never stops the loop.
@@ -40,6 +42,7 @@ from backchannel.models.motion import (
 
 log = logging.getLogger("backchannel.worker")
 _LOCAL_AUDIO_NUMBERS = itertools.count()  # one in-process endpoint name per worker in this process
+DOOR_AUDIO, DOOR_CONTROL = b"audio", b"control"  # the door socket's two lanes (see serve_door)
 
 SWITCH_GRID = SAMPLE_RATE // 10  # 1600 samples = 3 frames: the finest grid where frames and samples both align
 WARM_UP = SAMPLE_RATE  # audio a stream opened by `set` is fed before its frames count (its VAD, levels, model state)
@@ -217,13 +220,21 @@ class Worker:
         # CURVE. Numbered, not named by id(): a closed socket releases its inproc name asynchronously, so a worker
         # at a freed worker's address could find the name still bound
         self.local_pull = self.ctx.socket(zmq.PULL)
-        self.local_audio = f"inproc://backchannel-local-audio-{next(_LOCAL_AUDIO_NUMBERS)}"
+        number = next(_LOCAL_AUDIO_NUMBERS)
+        self.local_audio = f"inproc://backchannel-local-audio-{number}"
+        # the WebSocket door (bridge/websocket.py) reaches the worker in-process: its messages on a socket of their
+        # own (each answered where needed), and the PUB socket's messages through a second, in-process endpoint
+        # (inproc has no handshake, so CURVE and the subscriber gate do not apply to it)
+        self.door = self.ctx.socket(zmq.ROUTER)
+        self.door_endpoint = f"inproc://backchannel-door-{number}"
+        self.motion_local = f"inproc://backchannel-motion-{number}"
         for sock, endpoint in ((self.pull, self.config.audio_in), (self.pub, self.config.motion_out),
-                               (self.rep, self.config.control), (self.local_pull, self.local_audio)):
+                               (self.rep, self.config.control), (self.local_pull, self.local_audio),
+                               (self.door, self.door_endpoint)):
             sock.setsockopt(zmq.LINGER, 500)
             if sock is self.pub:
                 self.gate.serve(sock, MOTION_DOMAIN)
-            elif sock is not self.local_pull and self.config.curve:
+            elif sock in (self.pull, self.rep) and self.config.curve:
                 self.gate.serve(sock)
             try:
                 sock.bind(endpoint)
@@ -236,9 +247,11 @@ class Worker:
         # as bound, so "tcp://127.0.0.1:*" (any free port) can be reported
         self.endpoints = {name: getattr(self, sock).getsockopt(zmq.LAST_ENDPOINT).decode()
                           for name, sock in (("audio_in", "pull"), ("motion_out", "pub"), ("control", "rep"))}
+        self.pub.bind(self.motion_local)  # after LAST_ENDPOINT was read: that reports the TCP one
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         self.poller.register(self.local_pull, zmq.POLLIN)
+        self.poller.register(self.door, zmq.POLLIN)
         # subscribers come and go: counted for the gate's max_subscribers
         self.pub_events = self.pub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         self.poller.register(self.pub_events, zmq.POLLIN)
@@ -273,6 +286,8 @@ class Worker:
         """One loop turn: wait briefly for traffic, take it in, then tick."""
         events = dict(self.poller.poll(timeout_ms))
         emptied = [self.drain(sock) for sock in (self.pull, self.local_pull) if sock in events]
+        if self.door in events:
+            emptied.append(self.serve_door())
         if all(emptied):  # every audio socket found with nothing unread
             self.looked = time.time()
         if self.rep in events:
@@ -295,9 +310,46 @@ class Worker:
                 log.exception("failed on an audio message")
                 self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
                 continue
-            if session is not None and session.aligner.buffered_s() > self.config.max_buffer_s / 2:
-                # a sender ahead of us (a file streamed faster than real time to a busy worker): generate before
-                # taking more, and let ZeroMQ hold the rest back at the sender, rather than overflow the buffer
+            if self._sender_ahead(session):
+                return False
+        return False
+
+    def _sender_ahead(self, session: Session | None) -> bool:
+        """A sender ahead of us (a file streamed faster than real time to a busy worker): generate before taking
+        more, and let ZeroMQ hold the rest back at the sender, rather than overflow the buffer."""
+        return session is not None and session.aligner.buffered_s() > self.config.max_buffer_s / 2
+
+    def serve_door(self) -> bool:
+        """The WebSocket door's messages, `[peer, connection, lane, ref, body]`: audio and `end` go through
+        `accept_audio` (as the PULL socket's) and are answered only when refused; control requests through
+        `handle_control`, always answered. Answers go back as `[peer, connection, ref, reply]`. Bounded like
+        drain; returns whether the socket was emptied."""
+        for _ in range(1000):
+            try:
+                peer, connection, lane, ref, *parts = self.door.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return True
+            except ValueError:  # fewer parts than a door message has: not from the door; nothing to answer
+                continue
+            now = time.time()
+            session = None
+            if lane == DOOR_CONTROL:
+                reply = self.handle_control(parts, now)
+            else:
+                reply = None
+                try:
+                    session = self.accept_audio(parts, now)
+                except ProtocolError as e:
+                    self.reject(e, self.sessions.get(e.session))
+                    reply = protocol.reply_error(e)
+                except Exception as e:  # a bug must cost one message, not the worker
+                    log.exception("failed on an audio message")
+                    error = ProtocolError("internal_error", f"{type(e).__name__}: {e}")
+                    self.reject(error)
+                    reply = protocol.reply_error(error)
+            if reply is not None:
+                self.door.send_multipart([peer, connection, ref, reply])
+            if self._sender_ahead(session):
                 return False
         return False
 
@@ -313,9 +365,10 @@ class Worker:
         """Take in the audio already waiting in the socket, close every session (their last frames go out), then the
         sockets. The drain is bounded (`drain_s`): a sender that never stops must not hold the exit up."""
         deadline = time.time() + drain_s
-        while time.time() < deadline and (waiting := [s for s in (self.pull, self.local_pull) if s.poll(0)]):
+        while time.time() < deadline and (waiting := [s for s in (self.pull, self.local_pull, self.door)
+                                                      if s.poll(0)]):
             for sock in waiting:
-                self.drain(sock)
+                self.serve_door() if sock is self.door else self.drain(sock)
         for name in list(self.sessions):
             self.close_session(name, time.time())
         self.close()
@@ -326,7 +379,7 @@ class Worker:
         if hasattr(self, "pub_events"):
             self.pub.disable_monitor()
             self.pub_events.close()
-        for sock in ("pull", "local_pull", "pub", "rep"):
+        for sock in ("pull", "local_pull", "door", "pub", "rep"):
             if hasattr(self, sock):
                 getattr(self, sock).close()
         if hasattr(self, "gate"):
@@ -346,39 +399,34 @@ class Worker:
                         f" [session {session.name}]" if session else "", error.kind)
 
     def ingest(self, parts: list[bytes], now: float) -> Session | None:
-        """One audio message; returns the session it added audio to, if any."""
+        """One audio message; returns the session it added audio to, if any. A refused one is counted."""
         try:
-            if len(parts) != 1:
-                raise ProtocolError("multipart", f"audio message in {len(parts)} parts; send one msgpack frame")
-            chunk = protocol.parse_audio(parts[0], self.config.max_message_bytes)
+            return self.accept_audio(parts, now)
         except ProtocolError as e:
-            self.reject(e, self.sessions.get(e.session))
-            return
+            self.reject(e, self.sessions.get(e.session))  # on the session it names, where that one is open
+            return None
+
+    def accept_audio(self, parts: list[bytes], now: float) -> Session | None:
+        """One audio message, or a ProtocolError naming the session it was refused for (the caller counts it)."""
+        if len(parts) != 1:
+            raise ProtocolError("multipart", f"audio message in {len(parts)} parts; send one msgpack frame")
+        chunk = protocol.parse_audio(parts[0], self.config.max_message_bytes)
         if isinstance(chunk, protocol.EndOfAudio):
             session = self.sessions.get(chunk.session)
-            try:
-                if session is not None:
-                    session.owned_by(chunk.token)
-                    self.close_session(chunk.session, now)
-            except ProtocolError as e:
-                self.reject(e, session)
-                return
+            if session is not None:
+                session.owned_by(chunk.token)
+                self.close_session(chunk.session, now)
             self.failed.pop(chunk.session, None)  # its client is done with it: the name may start afresh
-            return
+            return None
         if chunk.session in self.failed:
             self.failed[chunk.session] = now
-            self.reject(self._failed_error(chunk.session))
-            return
+            raise self._failed_error(chunk.session)
         session = self.sessions.get(chunk.session)
         opened = session is None
-        try:
-            if opened:
-                session = self.open_session(chunk.session, now, token=chunk.token)
-            else:
-                session.owned_by(chunk.token)
-        except ProtocolError as e:
-            self.reject(e, session)
-            return
+        if opened:
+            session = self.open_session(chunk.session, now, token=chunk.token)
+        else:
+            session.owned_by(chunk.token)
         if session.first_audio is None and chunk.t > RESUME_AFTER_S:
             session.resume_at(chunk.t)
         try:
@@ -386,10 +434,10 @@ class Worker:
                 raise ProtocolError("late", f"t={chunk.t:g} is before the session's start at {session.origin_s:g} s")
             span = session.aligner.add(replace(chunk, t=chunk.t - session.origin_s), now)
         except ProtocolError as e:
-            self.reject(e, session)
+            e.session = chunk.session
             if opened:  # a refused chunk opens nothing: no session without audio would ever time out
                 del self.sessions[chunk.session]
-            return
+            raise
         session.last_audio = now
         if session.first_audio is None:
             session.first_audio = now

@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
 # tests open; libzmq3-dev/cppzmq-dev/g++: the C++ peer that checks our ZeroMQ stream;
 # cmake/libmsgpack-cxx-dev (header-only): the Unreal plugin's C++ core, built and tested outside the engine;
-# mono-mcs: its Build.cs rules checked as C#.
-# blender + python3-numpy (its glTF importer imports numpy), chromium + chromium-driver, node + npm: the tools
-# the bake tests import our assets with (tests/test_bake_gltf.py; node packages: tests/js, below).
-SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config cmake libmsgpack-cxx-dev mono-mcs"
+# mono-mcs/mono-runtime: the Unreal plugin's Build.cs rules checked as C#, and the Unity package's C# core compiled
+# and run against a live worker; chromium + chromium-driver: the viewer page's test and three.js (Selenium drives
+# Debian's chromedriver); blender + python3-numpy (its glTF importer imports numpy), node + npm: the tools the bake
+# tests import our assets with (tests/test_bake_gltf.py; node packages: tests/js, below).
+SYSTEM_PACKAGES="espeak-ng libespeak-ng1 festival festvox-kallpc16k flite libportaudio2 libasound2-plugins libzmq3-dev cppzmq-dev g++ pkg-config cmake libmsgpack-cxx-dev mono-mcs mono-runtime"
 SYSTEM_PACKAGES="$SYSTEM_PACKAGES blender python3-numpy chromium chromium-driver"
 missing=""
 for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -191,3 +191,18 @@ def test_the_ingress_bench_sends_real_time_traffic_through_and_counts_it(capsys)
     assert main(["bench", "ingress", "--sessions", "3", "--seconds", "1"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("    3 sessions: ingress CPU") and line.endswith("every message through"), line
+
+
+def test_websocket_measurement_compares_both_doors_and_streams_a_crowd_on_one_connection():
+    from backchannel.bridge.latency import measure_websocket
+
+    a, b = synthetic_dialogue(2.0)
+    r = measure_websocket(a, b, sessions=3, rounds=1, worker_command=WORKER_COMMAND)
+    for door in ("zeromq", "websocket"):
+        m = r["one_session"][door]
+        assert m["frames_missing"] == m["frames_repeated"] == 0 and 0 <= m["end_to_end_ms"]["p50"] <= m["end_to_end_ms"]["p95"]
+    assert r["added_p95_ms"]["end_to_end_ms"] == (r["one_session"]["websocket"]["end_to_end_ms"]["p95"]
+                                                  - r["one_session"]["zeromq"]["end_to_end_ms"]["p95"])
+    for crowd in r["crowd"].values():
+        assert crowd["sessions"] == 3 and crowd["frames_missing"] == crowd["frames_repeated"] == 0
+        assert 0 < crowd["fps_min"] <= crowd["fps_mean"] + 1e-9

@@ -1,8 +1,9 @@
-"""`backchannel bench latency|capacity|contention|ingress|length|render`. latency, contention and `capacity --sockets`
-stream real-time audio through a worker subprocess over real sockets (the measuring is in latency.py, callable from
-Python too); capacity by default drives the generator's batched step in process for many sessions, and ingress
-the scale-out ingress with many sessions' traffic (both loadgen.py); length feeds one generator stream an hour-scale conversation in process (CPU per frame and memory growth, here);
-render times the portrait renderer (models/render/speed.py)."""
+"""`backchannel bench latency|capacity|contention|ingress|websocket|length|render`. latency, contention and
+`capacity --sockets` stream real-time audio through a worker subprocess over real sockets (the measuring is in
+latency.py, callable from Python too); capacity by default drives the generator's batched step in process for many
+sessions, and ingress the scale-out ingress with many sessions' traffic (both loadgen.py); websocket compares the
+WebSocket door with ZeroMQ on one worker; length feeds one generator stream an hour-scale conversation in process (CPU
+per frame and memory growth, here); render times the portrait renderer (models/render/speed.py)."""
 from __future__ import annotations
 
 import math
@@ -65,6 +66,18 @@ def register(commands) -> None:
                            help="torch.compile the frame step (CUDA only; reduce-overhead replays CUDA graphs)")
             k.add_argument("--json", metavar="FILE", help="also write the results here")
         k.set_defaults(func=latency_command if name == "latency" else capacity_command)
+    w = kinds.add_parser("websocket", help="what the WebSocket door adds to latency, and many sessions on one connection",
+                         description="One worker with --ws: one real-time session over ZeroMQ, then one over "
+                                     "WebSocket, --rounds times in turn; then --sessions real-time sessions over one "
+                                     "WebSocket connection.")
+    w.add_argument("--generator", help="the worker's " + GENERATOR_HELP)
+    w.add_argument("--sessions", type=int, default=16, help="sessions on one connection (default 16)")
+    w.add_argument("--seconds", type=float, help="audio per session (default 20)")
+    w.add_argument("--rounds", type=int, default=2, help="ZeroMQ / WebSocket turns of the one-session run")
+    w.add_argument("--chunk-ms", type=float, default=20.0)
+    w.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
+    w.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+    w.set_defaults(func=websocket_command)
     c = kinds.add_parser("contention", help="real-time sessions while a competing CPU load comes and goes",
                          description="Streams --sessions sessions in real time through a worker serving the model "
                                      "while, from --load-from to --load-to seconds, --hogs processes each keep a core "
@@ -126,6 +139,33 @@ def latency_command(args) -> int:
     print(f"  worker clock: end-to-end p95 {r['server_end_to_end_ms']['p95']:.1f} ms, "
           f"processing p95 {r['server_processing_ms']['p95']:.1f} ms; "
           f"worker CPU {r['worker_cpu_per_audio_s'] * 100:.1f}% of a core")
+    return 0
+
+
+def websocket_command(args) -> int:
+    from backchannel.bridge.latency import measure_websocket
+    from backchannel.models.audio import SAMPLE_RATE
+
+    if args.sessions < 1 or args.rounds < 1:
+        raise ValueError("--sessions and --rounds must be >= 1")
+    a, b = _audio(args)
+    r = measure_websocket(a, b, args.sessions, args.generator, args.chunk_ms, args.rounds)
+    print(f"generator {r['generator']} (look-ahead {r['lookahead_ms']:.0f} ms), {len(a) / SAMPLE_RATE:.1f} s real "
+          f"time per session in {args.chunk_ms:g} ms chunks, {r['rounds']} rounds per door")
+    for door, m in r["one_session"].items():
+        print(f"  one session over {door:9s}  end-to-end {_fmt(m['end_to_end_ms'])}   processing p95 "
+              f"{m['processing_ms']['p95']:6.1f} ms{f', {n} frames missing' if (n := m['frames_missing']) else ''}"
+              f"{f', {n} frames twice' if (n := m['frames_repeated']) else ''}")
+    added = r["added_p95_ms"]
+    print(f"  WebSocket adds {added['end_to_end_ms']:+.1f} ms to the end-to-end p95 "
+          f"({added['processing_ms']:+.1f} ms to processing p95)")
+    for door, c in r["crowd"].items():
+        print(f"  {c['sessions']} sessions over {'one WebSocket connection' if door == 'websocket' else 'ZeroMQ'}: "
+              f"fps min {c['fps_min']:.1f} mean {c['fps_mean']:.1f}, end-to-end p95 {c['end_to_end_ms']['p95']:.1f} "
+              f"ms, processing p95 {c['processing_ms']['p95']:.1f} ms, worker CPU {c['worker_cpu_share'] * 100:.1f}%"
+              f"{f', {m} frames missing' if (m := c['frames_missing']) else ''}"
+              f"{f', {m} frames twice' if (m := c['frames_repeated']) else ''}: "
+              f"{'holds 30 fps' if c['holds_30fps'] else 'FALLS BEHIND'}")
     return 0
 
 

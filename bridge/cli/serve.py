@@ -13,7 +13,7 @@ from backchannel.models.atomic import replacing
 
 # every key a config file may set; each is also a flag (--audio-in for audio_in ...)
 OUTPUT_KEYS = ("livelink", "vmc", "vmc_names", "vmc_session", "mic", "partner_device", "local_session", "device_rate",
-               "ready_file", "portrait", "size", "framing", "landmarks", "renderer", "frame_format", "frame_quality")
+               "ready_file", "ws", "ws_token", "ws_queue_kb", "portrait", "size", "framing", "landmarks", "renderer", "frame_format", "frame_quality")
 
 
 def register(commands) -> None:
@@ -28,6 +28,11 @@ def register(commands) -> None:
                                                   "keys): encrypted, and only clients whose keys are there admitted")
     p.add_argument("--insecure", action="store_true", default=None,
                    help="allow binding beyond loopback without --curve (anyone who reaches the ports may use it)")
+    p.add_argument("--ws", metavar="HOST:PORT", help="also serve protocol v1 over WebSocket, and the live viewer page "
+                                                     "at http://HOST:PORT/ (port 0: any free one)")
+    p.add_argument("--ws-token", metavar="TOKEN", help="a secret every WebSocket client must show (?token=TOKEN)")
+    p.add_argument("--ws-queue-kb", type=int, metavar="KB", help="what may wait for one slow WebSocket client before "
+                                                                  "its oldest messages are dropped (default 8192)")
     p.add_argument("--livelink", metavar="HOST:PORT", help="also send Live Link Face UDP packets (Unreal's port is 11111)")
     p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace listens on 39539)")
     p.add_argument("--vmc-names", choices=("arkit", "vrm0", "vrm1"),
@@ -98,7 +103,7 @@ def load_settings(args) -> tuple[dict, dict]:
 
 
 # what each setting of a config file must be (the flags' own types check the command line)
-SETTING_TYPES = {"seed": int, "max_message_bytes": int, "max_sessions": int, "max_subscribers": int, "pub_hwm": int, "device_rate": int,
+SETTING_TYPES = {"seed": int, "ws_queue_kb": int, "max_message_bytes": int, "max_sessions": int, "max_subscribers": int, "pub_hwm": int, "device_rate": int,
                  "size": int, "frame_quality": int, "jitter_ms": float, "idle_timeout_s": float, "max_ahead_s": float,
                  "max_buffer_s": float, "stats_interval_s": float, "style": dict, "generators": list, "insecure": bool}
 
@@ -146,6 +151,15 @@ def build_worker(args, generator_factory=None):
         worker.sinks += frame_sinks(worker, out)
     captures = []
     try:
+        if out.get("ws"):
+            from backchannel.bridge.websocket import DoorConfig, WebSocketDoor, parse_address
+
+            host, port = parse_address(out["ws"])
+            door = WebSocketDoor(worker, DoorConfig(host, port, out.get("ws_token"), bool(worker.config.insecure),
+                                                    1024 * out.get("ws_queue_kb", 8192)))
+            door.start()
+            worker.sinks.append(door)  # its counters in the worker's stats; closed with the worker
+            worker.endpoints["ws"] = door.url
         if out.get("mic") or out.get("partner_device"):
             from backchannel.bridge.devices import DeviceCapture
 

@@ -1,0 +1,119 @@
+"""The viewer page (served by `serve --ws` at `/`) in a real headless Chromium while `backchannel send` streams a
+conversation: the page finds the session, its frame counter advances at about the frame rate, its state follows the
+conversation, and a screenshot is written."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import soundfile
+
+from backchannel.bridge.client import spawn_worker
+
+from .browser import chromium
+from .helpers import WORKER_COMMAND
+
+RATE = 16000
+TURN_S, TURNS = 1.5, 4  # the avatar and its partner take turns: speaking, listening, speaking, listening
+
+
+def write_conversation(folder) -> tuple[str, str]:
+    n = int(TURN_S * RATE)
+    t = np.arange(n) / RATE
+    voice = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    quiet = np.zeros(n, np.float32)
+    own = np.concatenate([voice if k % 2 == 0 else quiet for k in range(TURNS)])
+    other = np.concatenate([quiet if k % 2 == 0 else voice for k in range(TURNS)])
+    paths = str(folder / "self.wav"), str(folder / "other.wav")
+    for path, audio in zip(paths, (own, other)):
+        soundfile.write(path, audio, RATE)
+    return paths
+
+
+def test_the_viewer_shows_a_live_session_in_chromium(tmp_path):
+    own, other = write_conversation(tmp_path)
+    with chromium(tmp_path / "profile", size=(1280, 800)) as driver:
+        with spawn_worker("--ws", "127.0.0.1:0", "--stats-interval-s", "0.25", command=WORKER_COMMAND) as w:
+            driver.get("http" + w["ws"][2:] + "?session=talk")
+            deadline = time.time() + 15
+            while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
+                time.sleep(0.05)
+            sender = subprocess.Popen([sys.executable, "-m", "backchannel.bridge.cli", "send", "--to", w["audio_in"],
+                                       "--motion-out", w["motion_out"], "--session", "talk", "--self", own,
+                                       "--other", other, "--realtime"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+            samples, table = [], ""  # (wall time, frame counter, state); the sessions table as shown
+            shot = tmp_path / "viewer.png"
+            while sender.poll() is None and time.time() < deadline + 30:
+                count = int(driver.find_element("id", "frame-count").text)
+                samples.append((time.time(), count, driver.find_element("id", "state").text))
+                if count >= 30 * TURN_S * 2.5 and not shot.exists():  # the third turn: the avatar speaks
+                    table = driver.find_element("id", "sessions").text
+                    driver.save_screenshot(str(shot))
+                time.sleep(0.1)
+            output = sender.communicate()[0].decode()
+            assert sender.returncode == 0, output
+    counting = [(t, n) for t, n, _ in samples if 0 < n < 30 * TURN_S * TURNS - 15]
+    assert counting, samples
+    (t0, n0), (t1, n1) = counting[0], counting[-1]
+    assert t1 - t0 > 2 and 20 <= (n1 - n0) / (t1 - t0) <= 40, counting  # real time: 30 a second
+    states = [s for _, n, s in samples if n > 0]
+    assert "speaking" in states and "listening" in states
+    first_listening = states.index("listening")
+    assert "speaking" in states[first_listening:]  # and back: it follows the turns
+    assert shot.stat().st_size > 10_000 and "talk" in table
+
+
+def test_the_viewer_shows_rendered_portrait_frames_when_the_worker_renders(tmp_path):
+    from backchannel.bridge.client import WebSocketClient, audio_chunks
+    from backchannel.bridge.protocol import end_message
+    from backchannel.models.render import BUNDLED_PORTRAIT
+
+    own, other = (soundfile.read(path, dtype="float32")[0] for path in write_conversation(tmp_path))
+    with chromium(tmp_path / "profile")
+    flags = ("--ws", "127.0.0.1:0", "--portrait", str(BUNDLED_PORTRAIT), "--size", "128", "--framing", "face", size=(1280, 800)) as driver:
+        with spawn_worker(*flags, command=WORKER_COMMAND) as w, WebSocketClient(w["ws"]) as client:
+            driver.get("http" + w["ws"][2:] + "?session=pic")
+            deadline = time.time() + 15
+            while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
+                time.sleep(0.05)
+            token = client.call("open", session="pic")["token"]
+            for chunk in audio_chunks("pic", {"self": own, "other": other}, RATE, token=token):
+                client.send(chunk.message)
+            client.send(end_message("pic", token))
+            shown = None
+            while time.time() < deadline + 15 and not shown:
+                shown = driver.execute_script(
+                    "const img = document.getElementById('portrait');"
+                    "return img.style.display === 'block' && img.complete && img.naturalWidth ? "
+                    "[img.naturalWidth, img.naturalHeight, document.getElementById('face').style.display] : null;")
+                time.sleep(0.1)
+            driver.save_screenshot(str(tmp_path / "portrait.png"))
+    assert shown == [128, 128, "none"]  # the rendered JPEG in place of the drawn face
+
+
+def test_the_viewer_opens_a_session_with_the_browser_microphone_as_the_partner(tmp_path):
+    """Chromium's fake capture device (a beep each second) stands in for a microphone."""
+    with chromium(tmp_path / "profile", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      "--autoplay-policy=no-user-gesture-required", size=(1280, 800)) as driver:
+        with spawn_worker("--ws", "127.0.0.1:0", "--stats-interval-s", "0.25", command=WORKER_COMMAND) as w:
+            driver.get("http" + w["ws"][2:])
+            deadline = time.time() + 15
+            while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
+                time.sleep(0.05)
+            driver.find_element("id", "mic").click()
+            states = set()
+            while time.time() < deadline + 10 and not ("listening" in states and count > 60):
+                count = int(driver.find_element("id", "frame-count").text)
+                states.add(driver.find_element("id", "state").text)
+                time.sleep(0.1)
+            session = driver.find_element("id", "session").get_attribute("value")
+            driver.find_element("id", "mic").click()  # stop: the page sends end
+            closed = False
+            while time.time() < deadline + 15 and not closed:
+                closed = session not in driver.find_element("id", "sessions").text
+                time.sleep(0.1)
+    assert session.startswith("browser-") and count > 60 and "listening" in states, (session, count, states)
+    assert closed  # the worker closed the page's session when it stopped
