@@ -72,8 +72,8 @@ def test_the_viewer_shows_rendered_portrait_frames_when_the_worker_renders(tmp_p
     from backchannel.models.render import BUNDLED_PORTRAIT
 
     own, other = (soundfile.read(path, dtype="float32")[0] for path in write_conversation(tmp_path))
-    with chromium(tmp_path / "profile")
-    flags = ("--ws", "127.0.0.1:0", "--portrait", str(BUNDLED_PORTRAIT), "--size", "128", "--framing", "face", size=(1280, 800)) as driver:
+    flags = ("--ws", "127.0.0.1:0", "--portrait", str(BUNDLED_PORTRAIT), "--size", "128", "--framing", "face")
+    with chromium(tmp_path / "profile", size=(1280, 800)) as driver:
         with spawn_worker(*flags, command=WORKER_COMMAND) as w, WebSocketClient(w["ws"]) as client:
             driver.get("http" + w["ws"][2:] + "?session=pic")
             deadline = time.time() + 15
@@ -97,7 +97,7 @@ def test_the_viewer_shows_rendered_portrait_frames_when_the_worker_renders(tmp_p
 def test_the_viewer_opens_a_session_with_the_browser_microphone_as_the_partner(tmp_path):
     """Chromium's fake capture device (a beep each second) stands in for a microphone."""
     with chromium(tmp_path / "profile", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                      "--autoplay-policy=no-user-gesture-required", size=(1280, 800)) as driver:
+                  "--autoplay-policy=no-user-gesture-required", size=(1280, 800)) as driver:
         with spawn_worker("--ws", "127.0.0.1:0", "--stats-interval-s", "0.25", command=WORKER_COMMAND) as w:
             driver.get("http" + w["ws"][2:])
             deadline = time.time() + 15
