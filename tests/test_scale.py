@@ -18,7 +18,7 @@ from backchannel.bridge.scaleout.router import Router
 from backchannel.bridge.worker import WorkerConfig
 from backchannel.models.motion import FRAME_RATE
 
-from .helpers import push_socket
+from .helpers import EnergyGenerator, push_socket
 
 ANY = "tcp://127.0.0.1:*"
 
@@ -27,32 +27,62 @@ def test_sessions_stick_to_their_replica_and_new_ones_go_to_the_least_loaded():
     router = Router(dead_after_s=1.0, tiers=["full", "fast", "faster", "baseline"])
     for name in ("a", "b"):
         router.register(name, {"audio_in": name}, now=0.0)
-    placed = [router.place(f"s{i}") for i in range(4)]
+    placed = [router.place(f"s{i}", 0.0) for i in range(4)]
     assert sorted(placed) == ["a", "a", "b", "b"]  # spread evenly
-    assert [router.place(f"s{i}") for i in range(4)] == placed  # and sticky
+    assert [router.place(f"s{i}", 0.1) for i in range(4)] == placed  # and sticky
     # b steps down a tier: new sessions go to a, even though a holds as many
     router.report("b", {"sessions": ["s1", "s3"], "governor": {"tier": "fast", "load": 0.4, "pressure": []}}, 0.5)
     router.report("a", {"sessions": ["s0", "s2"], "governor": {"tier": "full", "load": 0.9, "pressure": []}}, 0.5)
-    assert router.place("s4") == "a" and router.place("s5") == "a"
+    assert router.place("s4", 0.6) == "a" and router.place("s5", 0.6) == "a"
     # a under pressure now: b is preferred whatever the tiers
     router.report("a", {"sessions": ["s0", "s2", "s4", "s5"], "governor": {"tier": "full", "load": 1.2,
                                                                         "pressure": ["ticks 1.20 x budget"]}}, 0.9)
-    assert router.place("s6") == "b"
+    assert router.place("s6", 1.0) == "b"
 
 
 def test_a_silent_replica_s_sessions_move_and_the_rest_stay():
     router = Router(dead_after_s=1.0)
     router.register("a", {"audio_in": "a"}, 0.0)
     router.register("b", {"audio_in": "b"}, 0.0)
-    on = {s: router.place(s) for s in ("s0", "s1", "s2", "s3")}
-    router.register("b", {"audio_in": "b"}, 0.8)  # b's heartbeat; a says nothing
+    on = {s: router.place(s, 0.0) for s in ("s0", "s1", "s2", "s3")}
+    router.report("b", {"sessions": [s for s, r in on.items() if r == "b"]}, 0.8)  # b's worker; a's says nothing
     assert router.reap(1.5) == ["a"]
     for session, replica in on.items():
-        assert router.place(session) == "b"  # a's sessions move to b on their next message, b's stay
+        assert router.place(session, 1.6) == "b"  # a's sessions move to b on their next message, b's stay
     assert router.moved == {s: 1 for s, r in on.items() if r == "a"}
-    assert router.place("new") == "b"
+    assert router.place("new", 1.6) == "b"
     router.register("a", {"audio_in": "a2"}, 2.0)  # a replacement (new endpoints): a new replica
-    assert router.place("newer") == "a"
+    assert router.place("newer", 2.0) == "a"
+
+
+def test_a_replica_whose_host_registers_it_but_whose_worker_is_silent_is_dead_until_it_reports():
+    """Registrations come from the replica's host (a thread of the Ray Serve replica), whatever its worker's loop
+    does: only the worker's own stats keep it alive."""
+    router = Router(dead_after_s=1.0)
+    router.register("a", {"audio_in": "a"}, 0.0)
+    router.register("b", {"audio_in": "b"}, 0.0)
+    on = {s: router.place(s, 0.0) for s in ("s0", "s1")}
+    for t in (0.5, 1.0, 1.5, 2.0):
+        router.register("a", {"audio_in": "a"}, t)  # a's host goes on registering; a's worker is stuck
+        router.register("b", {"audio_in": "b"}, t)
+        router.report("b", {"sessions": [s for s, r in on.items() if r == "b"]}, t)
+        router.reap(t)
+    assert not router.replicas["a"].live and router.moved == {s: 1 for s, r in on.items() if r == "a"}
+    assert router.place("new", 2.0) == "b" and all(router.place(s, 2.0) == "b" for s in on)
+    router.report("a", {"sessions": []}, 2.2)  # its loop came back: it may take sessions again
+    assert router.replicas["a"].live and router.place("newer", 2.2) == "a"
+
+
+def test_the_replicas_stats_say_which_sessions_are_placed_and_placement_is_bounded():
+    router = Router(dead_after_s=10.0, settle_s=1.0, max_placed=3)
+    router.register("a", {"audio_in": "a"}, 0.0)
+    for s in ("s0", "s1", "s2"):
+        router.place(s, 0.0)
+    assert router.place("s3", 0.0) is None  # no more than max_placed
+    router.report("a", {"sessions": ["s0"]}, 0.5)  # s1, s2 not open there yet: they have settle_s to appear
+    assert sorted(router.owners) == ["s0", "s1", "s2"]
+    router.report("a", {"sessions": ["s0", "s1"]}, 1.5)  # s2 never opened (or closed there): placed nowhere
+    assert sorted(router.owners) == ["s0", "s1"] and router.place("s3", 1.5) == "a"
 
 
 def test_a_restarted_router_learns_where_the_sessions_are_from_the_replicas_reports():
@@ -60,8 +90,8 @@ def test_a_restarted_router_learns_where_the_sessions_are_from_the_replicas_repo
     router.register("a", {"audio_in": "a"}, 0.0)
     router.register("b", {"audio_in": "b"}, 0.0)
     router.report("b", {"sessions": ["old1", "old2"]}, 0.1)
-    assert router.place("old1") == "b" and router.owner("old2") == "b"
-    router.place("new")  # placed on a (b holds two)
+    assert router.place("old1", 0.1) == "b" and router.owner("old2") == "b"
+    router.place("new", 0.1)  # placed on a (b holds two)
     router.report("b", {"sessions": ["old1", "old2", "new"]}, 0.2)  # a stale report cannot take a placed session
     assert router.owner("new") == "a"
 
@@ -223,3 +253,105 @@ def test_a_replica_slow_to_answer_control_holds_up_nothing_else():
         ctx.destroy(0)
     assert answer["ok"] is False and answer["error"] == "no_replica" and waited >= 0.9  # after its timeout
     assert stats_meanwhile >= 5  # the loop kept publishing every 0.1 s while the request waited
+
+
+class Stalling(EnergyGenerator):
+    """A generator that hangs in feed_many (holding its worker's loop) while `stall` is set, until `release`."""
+
+    def __init__(self):
+        super().__init__()
+        self.stall, self.release = threading.Event(), threading.Event()
+
+    def feed_many(self, items):
+        if self.stall.is_set():
+            self.release.wait(10)
+        return super().feed_many(items)
+
+
+def run_ingress(replicas: dict, router: Router, beat: bool = True):
+    """An ingress in front of `replicas` on a thread, each registered again every 0.25 s as a host (Ray Serve)
+    does whatever its worker does; stop with `stop_ingress`."""
+    ingress = Ingress(ANY, ANY, ANY, router, stats_interval_s=0.25)
+    for name, replica in replicas.items():
+        ingress.register(name, replica.endpoints)
+    threading.Thread(target=ingress.run, daemon=True).start()
+
+    def heartbeat():
+        while not ingress.stopping:
+            for name, replica in replicas.items():
+                ingress.register(name, replica.endpoints)
+            time.sleep(0.25)
+
+    if beat:
+        threading.Thread(target=heartbeat, daemon=True).start()
+    return ingress
+
+
+def send_audio(push, sessions, seq):
+    for s in sessions:
+        for track in ("self", "other"):
+            push.send(protocol.audio_message(s, track, seq, seq * 0.1, np.full(1600, 0.1), 16000))
+
+
+def wait_for(what, timeout_s=6.0):
+    deadline = time.time() + timeout_s
+    while not what():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_replica_whose_worker_loop_is_stuck_loses_its_sessions_while_its_host_keeps_registering_it():
+    stalling = Stalling()
+    replicas = {"a": ReplicaWorker(WorkerConfig(generator="baseline"), generator_factory=lambda name=None: stalling),
+                "b": ReplicaWorker(WorkerConfig(generator="baseline"),
+                                   generator_factory=lambda name=None: EnergyGenerator())}
+    ingress = run_ingress(replicas, Router(dead_after_s=1.0))
+    sessions = [f"s{i}" for i in range(4)]
+    push = push_socket(ingress.endpoints["audio_in"])
+    try:
+        with ControlClient(ingress.endpoints["control"]) as control:
+            wait_for(lambda: len(control.call("stats")["replicas"]) == 2)
+            send_audio(push, sessions, 0)
+            wait_for(lambda: len(control.call("stats")["placement"]) == 4)
+            placed = control.call("stats")["placement"]
+            victims = {s for s in sessions if placed[s] == "a"}
+            assert sorted(placed.values()) == ["a", "a", "b", "b"]
+            stalling.stall.set()
+            send_audio(push, sessions, 1)  # a's worker hangs in its generator; its host goes on registering it
+            wait_for(lambda: control.call("stats")["moved"] == {s: 1 for s in victims})
+            send_audio(push, sessions, 2)
+            stats = control.call("stats")
+        assert stats["placement"] == {s: "b" for s in sessions}  # moved on their next audio
+        assert {r["id"]: r["live"] for r in stats["replicas"]} == {"a": False, "b": True}
+    finally:
+        stalling.release.set()
+        push.close()
+        ingress.stopping = True
+        time.sleep(0.1)
+        ingress.close()
+        for replica in replicas.values():
+            replica.stop()
+
+
+def test_sessions_the_replica_does_not_hold_are_not_placed_there():
+    """An open the replica refuses leaves the session placed nowhere; so does a session the replica closes on its
+    own (idle) though no client listens to that session's stats."""
+    replicas = {"a": ReplicaWorker(WorkerConfig(generator="baseline", idle_timeout_s=0.5),
+                                   generator_factory=lambda name=None: EnergyGenerator())}
+    ingress = run_ingress(replicas, Router(dead_after_s=2.0, settle_s=0.5))
+    try:
+        with ControlClient(ingress.endpoints["control"]) as control:
+            wait_for(lambda: len(control.call("stats")["replicas"]) == 1)
+            refused = control.request("open", session="bad", generator="nope")
+            assert refused["ok"] is False and refused["error"] == "bad_generator"
+            stats = control.call("stats")
+            assert "bad" not in stats["sessions"] and "bad" not in stats["placement"]
+            control.call("open", session="idle")
+            assert "idle" in control.call("stats")["sessions"]
+            wait_for(lambda: "idle" not in control.call("stats")["sessions"])  # closed there after 0.5 s idle
+            assert control.call("stats")["placement"] == {}
+    finally:
+        ingress.stopping = True
+        time.sleep(0.1)
+        ingress.close()
+        replicas["a"].stop()

@@ -4,8 +4,8 @@
     clients --REQ control-> REP   --(open: placed; others: the owner)--> REQ --> replica's REP
     clients <--SUB motion-- XPUB  <--(the owner's messages only)-- SUB <-- replica's PUB
 
-Clients see one worker. Each replica's `_worker/stats` (published every `replica_stats_s`) is both its heartbeat
-and its load report; the ingress publishes its own `_worker/stats` instead (sessions of all replicas, and the
+Clients see one worker. Each replica's `_worker/stats` (published by its worker's own loop) is both its heartbeat
+and its load report, and says which sessions it holds (a session it closed on its own is placed nowhere again); the ingress publishes its own `_worker/stats` instead (sessions of all replicas, and the
 replicas themselves). A replica silent for the router's `dead_after_s` is dropped: its sessions' next audio goes to
 a live replica, which resumes them as a restarted worker does (PROTOCOL.md "Reconnecting after a worker restart":
 the frames of the audio lost meanwhile are missing, a counted gap), while the sessions elsewhere are untouched.
@@ -51,6 +51,7 @@ class Asking:
     session: str | None
     deadline: float
     sock: zmq.Socket
+    placed: bool = False  # an open that placed its session: undone unless the replica opens it
 
 
 class Ingress:
@@ -65,7 +66,7 @@ class Ingress:
         self.ctx = context or zmq.Context()
         self.links: dict[str, Link] = {}
         self.pending: deque[tuple[str, dict]] = deque()  # registrations from other threads, applied by the loop
-        self.lock = threading.Lock()  # the router, between the loop and `summary` callers
+        self.lock = threading.Lock()  # the router and `closing`, between the loop and `stats` callers
         self.topics: Counter[bytes] = Counter()  # what clients subscribed to
         self.closing: dict[str, tuple[str, float]] = {}  # session -> (its last owner, when it was ended)
         self.errors: Counter[str] = Counter()
@@ -129,10 +130,15 @@ class Ingress:
 
     def _reap(self, now: float) -> None:
         with self.lock:
+            live = {r.id for r in self.router.replicas.values() if r.live}
             dead = self.router.reap(now)
+            stalled = [r.id for r in self.router.replicas.values() if r.id in live and not r.live]
             for replica_id in list(self.links):
                 if replica_id not in self.router.replicas:
                     dead.append(replica_id)
+        for replica_id in stalled:
+            log.warning("replica %s is registered but its worker reports nothing (stuck?): its sessions go to the "
+                        "others on their next audio", replica_id)
         for replica_id in dict.fromkeys(dead):
             self._unlink(replica_id)
             log.warning("replica %s went silent: its sessions go to the others on their next audio", replica_id)
@@ -211,9 +217,9 @@ class Ingress:
             if owner != replica_id and not last_owner:
                 continue  # not (or no longer) this replica's session
             if kind == "stats" and _closed(body):  # ended, or closed by the replica (idle, a failure)
-                self.closing.pop(session, None)
-                if owner == replica_id:  # placed nowhere now (also where a report re-placed it while closing)
-                    with self.lock:
+                with self.lock:
+                    self.closing.pop(session, None)
+                    if owner == replica_id:  # placed nowhere now (also where a report re-placed it while closing)
                         self.router.forget(session)
             self.xpub.send_multipart(parts)
             self.forwarded["motion"] += 1
@@ -240,12 +246,12 @@ class Ingress:
             owner = self.router.owner(session)
             if owner is not None:
                 self._send_audio(owner, parts[0])
-                self.closing[session] = (owner, time.time())
                 with self.lock:
+                    self.closing[session] = (owner, time.time())
                     self.router.forget(session)
             return
         with self.lock:
-            replica_id = self.router.place(session)
+            replica_id = self.router.place(session, time.time())
         if replica_id is None:
             raise ProtocolError("no_replica", f"no live replica to take session {session}")
         self._send_audio(replica_id, parts[0])
@@ -268,16 +274,21 @@ class Ingress:
             kind, session = req["type"], req.get("session")
             if kind == "stats" and session is None:
                 return protocol.reply_ok(**self.stats())
+            placed = False
             with self.lock:
                 if kind == "describe":
-                    replica_id = next(iter(self.router.replicas), None)
+                    replica_id = next((r.id for r in self.router.replicas.values() if r.live), None)
                 elif kind == "open":
-                    replica_id = self.router.place(session)
+                    placed = self.router.owner(session) is None
+                    replica_id = self.router.place(session, time.time())
                 else:
                     replica_id = self.router.owner(session)
                     if replica_id is None:
                         raise ProtocolError("unknown_session", f"no open session {session!r}", session)
             if replica_id is None or replica_id not in self.links:
+                if placed and replica_id is not None:
+                    with self.lock:
+                        self.router.forget(session)
                 raise ProtocolError("no_replica", "no live replica to answer")
             link = self.links[replica_id]
             if link.req is None:
@@ -285,7 +296,7 @@ class Ingress:
                 link.req.setsockopt(zmq.LINGER, 0)
                 link.req.connect(self.router.replicas[replica_id].endpoints["control"])
             link.req.send(parts[0])
-            self.asking = Asking(replica_id, kind, session, time.time() + self.control_timeout_s, link.req)
+            self.asking = Asking(replica_id, kind, session, time.time() + self.control_timeout_s, link.req, placed)
             return None
         except ProtocolError as e:
             self._count(e.kind, e)
@@ -301,11 +312,13 @@ class Ingress:
         if not answered and now < asking.deadline and asking.replica_id in self.links:
             return
         self.asking = None
+        ok = False
         if answered:
             reply = asking.sock.recv()
-            if asking.kind == "close" and protocol.unpack(reply).get("ok"):
-                self.closing[asking.session] = (asking.replica_id, now)
+            ok = bool(protocol.unpack(reply).get("ok"))
+            if asking.kind == "close" and ok:
                 with self.lock:
+                    self.closing[asking.session] = (asking.replica_id, now)
                     self.router.forget(asking.session)
             self.forwarded["control"] += 1
         else:
@@ -317,6 +330,10 @@ class Ingress:
                                                 f"{self.control_timeout_s:g} s", asking.session)
             self._count(error.kind, error)
             reply = protocol.reply_error(error)
+        if asking.placed and not ok:  # the replica did not open it: placed nowhere again
+            with self.lock:
+                if self.router.owner(asking.session) == asking.replica_id:
+                    self.router.forget(asking.session)
         self.rep.send(reply)
 
     def _count(self, kind: str, error: Exception | None) -> None:
@@ -329,9 +346,9 @@ class Ingress:
     def stats(self) -> dict:
         """The ingress's `_worker/stats` body: the sessions and frames of all replicas, and the replicas."""
         now = time.time()
-        for session in [s for s, (_, at) in self.closing.items() if now - at > CLOSING_KEEP_S]:
-            del self.closing[session]
-        with self.lock:
+        with self.lock:  # called from other threads too (Ray Serve's), while the loop adds to `closing`
+            for session in [s for s, (_, at) in self.closing.items() if now - at > CLOSING_KEEP_S]:
+                del self.closing[session]
             replicas = [r.summary() for r in self.router.replicas.values()]
             sessions = sorted(self.router.owners)
             moved = dict(self.router.moved)

@@ -29,6 +29,7 @@ from backchannel.bridge.worker import WorkerConfig
 
 APP_NAME = "backchannel"
 REGISTER_EVERY_S = 0.5
+STUCK_AFTER_S = 30.0  # a worker loop without a tick this long is restarted by Serve
 log = logging.getLogger("backchannel.scale")
 
 
@@ -76,7 +77,8 @@ class WorkerReplica:
         threading.Thread(target=self._register, name="backchannel-register", daemon=True).start()
 
     def _register(self) -> None:
-        """Tell the ingress where this worker listens, again and again (a restarted ingress learns it anew)."""
+        """Tell the ingress where this worker listens, again and again (a restarted ingress learns it anew). Not a
+        heartbeat: the worker's own stats are (a stuck worker loop goes silent there while this thread goes on)."""
         while not self.replica.worker.stopping:
             try:
                 self.ingress.register.remote(self.id, self.info).result(timeout_s=5)
@@ -84,12 +86,14 @@ class WorkerReplica:
                 log.warning("replica %s: cannot reach the ingress (%s)", self.id, e)
             time.sleep(REGISTER_EVERY_S)
 
-    def describe(self) -> dict:
-        return {"id": self.id, **self.info}
-
     def check_health(self) -> None:
+        """Serve restarts a replica whose worker loop stopped or is stuck (the ingress has moved its sessions
+        already: it goes by the worker's stats, not by this host's registrations)."""
         if not self.replica.thread.is_alive():
             raise RuntimeError("the worker loop stopped")
+        stuck = self.replica.silent_for(time.time())
+        if stuck > STUCK_AFTER_S:
+            raise RuntimeError(f"the worker loop has not ticked for {stuck:.0f} s")
 
     def __del__(self):
         replica = getattr(self, "replica", None)

@@ -21,6 +21,10 @@ class ReplicaWorker:
         self.thread = threading.Thread(target=self.worker.run, name="backchannel-replica", daemon=True)
         self.thread.start()
 
+    def silent_for(self, now: float) -> float:
+        """Seconds since the worker's loop last published its stats (it does every HEARTBEAT_S while it ticks)."""
+        return now - (self.worker.next_stats - self.worker.config.stats_interval_s)
+
     def stop(self, graceful: bool = True) -> None:
         """graceful: sessions are closed and their last frames published, as `serve` does on SIGTERM. Otherwise
         the sockets just close, as when the process dies (tests use it to stand for a crash)."""
