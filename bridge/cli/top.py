@@ -6,7 +6,9 @@ import time
 
 from backchannel.bridge.cli.send import add_key_arguments, keys_from
 
-MAX_ROWS = 40  # sessions shown (the busiest first); the rest are counted
+MAX_ROWS = 40  # sessions shown (the first by name); the rest are counted
+# longer than a scale-out ingress waits for a replica (3 s) before it answers no_replica: top shows that answer
+ANSWER_TIMEOUT_S = 6.0
 
 
 def register(commands) -> None:
@@ -19,13 +21,16 @@ def register(commands) -> None:
 
 
 def snapshot(control) -> tuple[dict, list[dict]]:
-    """The worker's stats and its sessions' (the first MAX_ROWS by name)."""
+    """The worker's stats and its sessions' (the first MAX_ROWS by name); a session whose stats could not be had
+    (an ingress's replica that did not answer) is {"session": name, "unanswered": its error}."""
     worker = control.call("stats")
     sessions = []
     for name in worker["sessions"][:MAX_ROWS]:
         reply = control.request("stats", session=name)
-        if reply.get("ok"):  # it may have closed in between
+        if reply.get("ok"):
             sessions.append(reply)
+        elif reply.get("error") != "unknown_session":  # (that one closed in between)
+            sessions.append({"session": name, "unanswered": f"{reply.get('error')}: {reply.get('message')}"})
     return worker, sessions
 
 
@@ -66,6 +71,10 @@ def render(worker: dict, sessions: list[dict], before: dict | None, seconds: flo
         table.add_column(column, justify="left" if column in ("session", "replica", "generator", "errors") else
                          "right")
     for s in sessions:
+        if "unanswered" in s:
+            table.add_row(s["session"], *((placement.get(s["session"], "-"),) if replicas is not None else ()),
+                          *["-"] * (len(columns) - 2 - (replicas is not None)), s["unanswered"])
+            continue
         was = (before or {}).get(s["session"])
         fps = (s["frames"] - was) / seconds if was is not None and seconds > 0 else None
         latency = s.get("latency_ms") or {}
@@ -81,7 +90,7 @@ def render(worker: dict, sessions: list[dict], before: dict | None, seconds: flo
 
 
 def counts(worker: dict, sessions: list[dict]) -> dict:
-    return {**{s["session"]: s["frames"] for s in sessions}, "_cpu_s": worker["cpu_s"]}
+    return {**{s["session"]: s["frames"] for s in sessions if "frames" in s}, "_cpu_s": worker["cpu_s"]}
 
 
 def top_command(args) -> int:
@@ -93,7 +102,7 @@ def top_command(args) -> int:
     if not args.interval > 0:
         raise ValueError(f"--interval must be a number > 0, got {args.interval}")
     console = Console()
-    with ControlClient(args.control, timeout_s=max(2.0, args.interval), keys=keys_from(args)) as control:
+    with ControlClient(args.control, timeout_s=max(ANSWER_TIMEOUT_S, args.interval), keys=keys_from(args)) as control:
         worker, sessions = snapshot(control)
         frames, taken = counts(worker, sessions), time.time()
         if args.once:  # two snapshots an interval apart, so fps can be shown
@@ -104,7 +113,11 @@ def top_command(args) -> int:
         with Live(render(worker, sessions, None, 0), console=console, refresh_per_second=4) as live:
             while True:
                 time.sleep(args.interval)
-                worker, sessions = snapshot(control)
+                try:
+                    worker, sessions = snapshot(control)
+                except RuntimeError as e:  # a worker busy or restarting: say so and ask again
+                    live.update(f"{e}; asking again")
+                    continue
                 now = time.time()
                 live.update(render(worker, sessions, frames, now - taken))
                 frames, taken = counts(worker, sessions), now
