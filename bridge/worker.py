@@ -178,11 +178,13 @@ class Worker:
                  context: zmq.Context | None = None):
         self.config = config or WorkerConfig()
         self.make_generator = generator_factory
-        self.sinks = list(sinks)
+        self.sinks = []
         self.generators: dict[str | None, Generator] = {}
         self.default_generator = self._load(self.config.generator)  # fail at start, not on the first audio
         self.offered = self._offer()
         self.governor, self.tier_generators = self._governor()
+        for sink in sinks:
+            self.add_sink(sink)
         self._check_defaults()
         self.cpu_mark = (time.time(), time.process_time())
         self.sessions: dict[str, Session] = {}
@@ -530,6 +532,13 @@ class Worker:
             sink.set_tier(tier)
         change = self.governor.stats()["changes"][-1]
         log.info("tier %s -> %s (%s)", change["from"], change["to"], change["reason"])
+
+    def add_sink(self, sink) -> None:
+        """Another output, which follows the governor's tier from now on (a worker pinned to a lower tier, or started
+        on one, renders as that tier does from its first frame)."""
+        if self.governor is not None:
+            sink.set_tier(self.governor.tier)
+        self.sinks.append(sink)
 
     def _generator(self, name: str) -> Generator:
         """A generator a session chose: one the operator offered. Options are the operator's to set (each spelling

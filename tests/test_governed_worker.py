@@ -63,12 +63,40 @@ def test_overrunning_ticks_step_the_sessions_down_a_tier_without_dropping_a_fram
         w.shutdown()
 
 
-def test_a_pinned_tier_holds_whatever_the_load():
+class Overloaded(Costly):
+    def feed_many(self, items):
+        time.sleep(COST_S["model[sampler_steps=4]"])  # every tier overruns the frame budget
+        return EnergyGenerator.feed_many(self, items)
+
+
+class TierProbe(Frames):
+    def __init__(self):
+        super().__init__()
+        self.tiers = []
+
+    def set_tier(self, tier):
+        self.tiers.append(tier.name)
+
+
+def test_a_pinned_tier_holds_under_overrunning_ticks_and_its_outputs_follow_it_from_the_start():
+    probe, added = TierProbe(), TierProbe()
     w = Worker(WorkerConfig(**ANY_PORT, generator="model", tier="faster"),
-               generator_factory=lambda name=None: Costly(name if name in COST_S else "model[sampler_steps=4]"))
+               generator_factory=lambda name=None: Overloaded(name if name in COST_S else "model[sampler_steps=4]"),
+               sinks=[probe])
     try:
+        w.add_sink(added)  # as serve adds the rendered frames' sink
+        assert probe.tiers == ["faster"] and added.tiers == ["faster"]  # its frame size and JPEG quality at once
         assert w.default_generator.spec == "model[sampler_steps=1]"
-        assert w.stats()["governor"]["pinned"] and w.stats()["governor"]["tier"] == "faster"
+        start = time.time()
+        for i in range(40):  # every tick overruns: an unpinned governor steps down within a few
+            now = start + i * 0.02
+            for track in ("self", "other"):
+                w.ingest([protocol.audio_message("a", track, i, i * 0.02, np.full(320, 0.1), 16000)], now)
+            w.tick(now)
+        stats = w.stats()["governor"]
+        assert stats["pinned"] and stats["tier"] == "faster" and stats["changes"] == []
+        assert w.sessions["a"].generator.spec == "model[sampler_steps=1]" and len(probe.seqs["a"]) > 10
+        assert probe.tiers == ["faster"]
     finally:
         w.shutdown()
 

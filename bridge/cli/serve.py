@@ -148,7 +148,8 @@ def build_worker(args, generator_factory=None):
     portrait_settings(out)  # bad flags fail here, portrait or not; a bad portrait costs only the frames (below)
     worker = Worker(WorkerConfig(**worker_settings), generator_factory or make_generator, sinks)
     if out.get("portrait"):
-        worker.sinks += frame_sinks(worker, out)
+        for sink in frame_sinks(worker, out):
+            worker.add_sink(sink)
     captures = []
     try:
         if out.get("ws"):
@@ -158,7 +159,7 @@ def build_worker(args, generator_factory=None):
             door = WebSocketDoor(worker, DoorConfig(host, port, out.get("ws_token"), bool(worker.config.insecure),
                                                     1024 * out.get("ws_queue_kb", 8192)))
             door.start()
-            worker.sinks.append(door)  # its counters in the worker's stats; closed with the worker
+            worker.add_sink(door)  # its counters in the worker's stats; closed with the worker
             worker.endpoints["ws"] = door.url
         if out.get("mic") or out.get("partner_device"):
             from backchannel.bridge.devices import DeviceCapture
@@ -192,8 +193,6 @@ def frame_sinks(worker, out: dict) -> list:
     # tiers that render smaller (calibration/tiers.toml frame_size) get the same portrait at their size
     sink = FrameSink(worker.pub, FrameEncoder(renderer, s["frame_format"], s["frame_quality"]),
                      resize=lambda size: open_renderer({**out, "size": size}))
-    if worker.governor is not None:  # a worker started on a lower tier (--tier) renders as that tier does
-        sink.set_tier(worker.governor.tier)
     return [sink]
 
 
