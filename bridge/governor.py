@@ -2,7 +2,8 @@
 
 Every tick the worker calls `Governor.observe` with how long the tick took, its budget, how far behind its input it
 is and its CPU share. Pressure is any of: the smoothed lag over `max_lag_s`, smoothed ticks over their budget, or
-the GPU in distress (hot, throttled, out of memory or saturated; NVML, read every `telemetry_every_s`). Pressure
+the GPU in distress (hot, throttled, out of memory; NVML, read every `telemetry_every_s`), or saturated while our
+ticks near their budget (a worker that keeps its GPU busy and meets its deadlines is using it, not short of it). Pressure
 held for `down_after_s` steps one tier down, and each further `down_after_s` another (lag the tier left behind
 does not count against the next one while it drains). Clear headroom (no pressure
 and ticks under `headroom` x budget) held for `up_after_s`, at least `min_dwell_s` after the last change, steps
@@ -139,9 +140,11 @@ THROTTLE_REASONS = {
     0x10: "sync_boost", 0x20: "sw_thermal_slowdown", 0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown",
     0x100: "display_clock_setting", 0x200: "board_limit", 0x400: "reliability",
 }
-# Reasons that say nothing about distress: an idle GPU and clocks someone set on purpose (and the clocks of a
-# multi-GPU sync boost group or of a display). Power caps, slowdowns and thermal limits are distress.
-BENIGN_THROTTLE = {"gpu_idle", "applications_clocks_setting", "sync_boost", "display_clock_setting"}
+# Reasons that say nothing about distress: an idle GPU, clocks someone set on purpose (and the clocks of a
+# multi-GPU sync boost group or of a display), and the software power cap, which a busy datacenter GPU (H100) hits
+# routinely while it keeps up. Hardware slowdowns, power brakes and thermal limits are distress.
+BENIGN_THROTTLE = {"gpu_idle", "applications_clocks_setting", "sync_boost", "display_clock_setting", "sw_power_cap"}
+NEAR_BUDGET = 0.8  # ticks this share of their budget or more: a saturated GPU is about to make us miss deadlines
 NVML_TEMPERATURE_GPU, NVML_CLOCK_SM = 0, 1  # nvml.h
 NVML_UNSUPPORTED = (3, 13)  # NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND: this figure, not NVML, is off
 MB = 1 << 20
@@ -151,25 +154,57 @@ def throttle_names(mask: int) -> list[str]:
     return [THROTTLE_REASONS.get(1 << bit, hex(1 << bit)) for bit in range(mask.bit_length()) if mask >> bit & 1]
 
 
+def nvml_id(device: str, properties=None) -> int | str | None:
+    """How NVML finds the GPU that torch calls `device` ("cuda", "cuda:N"): its UUID ("GPU-..."), else its PCI bus
+    id ("00000000:41:00.0"), else torch's index where CUDA_VISIBLE_DEVICES renumbers nothing. torch numbers only the
+    visible GPUs, NVML all of them, so an index alone would read another GPU. None for a device that is no GPU, or
+    one that cannot be told. `properties`: torch.cuda.get_device_properties of it (tests pass their own)."""
+    if not device.startswith("cuda"):
+        return None
+    index = int(device.partition(":")[2] or 0)
+    if properties is None:
+        try:
+            import torch
+
+            properties = torch.cuda.get_device_properties(index if ":" in device else torch.cuda.current_device())
+        except Exception as e:  # no CUDA after all: the engine says so; telemetry is off
+            log.info("cannot tell which GPU %s is (%s: %s)", device, type(e).__name__, e)
+            return None
+    uuid = str(getattr(properties, "uuid", "") or "")
+    if uuid:
+        return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    bus = getattr(properties, "pci_bus_id", None)
+    if bus is not None:
+        return (f"{getattr(properties, 'pci_domain_id', 0):08x}:{bus:02x}:"
+                f"{getattr(properties, 'pci_device_id', 0):02x}.0")
+    return None if os.environ.get("CUDA_VISIBLE_DEVICES") else index
+
+
 class Telemetry:
     """One GPU's figures through NVML (`pynvml`, from the optional nvidia-ml-py; imported only here, so machines
     without it or without a driver run as before). `sample()` is {} whenever NVML is unavailable: not installed,
     no driver or GPU at start, or any failure while sampling (then it stops for good). Either way it logs one line.
-    `nvml`: the NVML module to use (tests pass a fake); default `import pynvml`."""
+    `gpu`: NVML's index, a UUID or a PCI bus id (nvml_id). `nvml`: the NVML module to use (tests pass a fake);
+    default `import pynvml`."""
 
-    def __init__(self, index: int = 0, nvml=None, pid: int | None = None):
-        self.index = index
+    def __init__(self, gpu: int | str = 0, nvml=None, pid: int | None = None):
+        self.index = gpu
         self.pid = os.getpid() if pid is None else pid  # other processes' memory: every pid but this one
         self.nvml = None  # None: off
         try:
             if nvml is None:
                 import pynvml as nvml  # optional: pip install nvidia-ml-py
             nvml.nvmlInit()
-            self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            if isinstance(gpu, int):
+                self.handle = nvml.nvmlDeviceGetHandleByIndex(gpu)
+            elif gpu.startswith(("GPU-", "MIG-")):
+                self.handle = nvml.nvmlDeviceGetHandleByUUID(gpu)
+            else:
+                self.handle = nvml.nvmlDeviceGetHandleByPciBusId(gpu)
         except ImportError:
             self._off("pynvml is not installed (pip install nvidia-ml-py)", logging.INFO)
         except Exception as e:  # pynvml.NVMLError: no driver, no such GPU...
-            self._off(f"NVML did not start for GPU {index}: {type(e).__name__}: {e}", logging.INFO)
+            self._off(f"NVML did not start for GPU {gpu}: {type(e).__name__}: {e}", logging.INFO)
         else:
             self.nvml = nvml
 
@@ -235,8 +270,10 @@ class Telemetry:
         return {key: value for key, value in sample.items() if value is not None}
 
 
-def gpu_distress(sample: dict, settings: dict) -> list[str]:
-    """What in a telemetry sample is distress, as reasons; [] for none (or no sample)."""
+def gpu_distress(sample: dict, settings: dict, near_deadline: bool = True) -> list[str]:
+    """What in a telemetry sample is distress, as reasons; [] for none (or no sample). A saturated GPU counts only
+    `near_deadline` (our ticks near their budget, or lagging): busy alone is a GPU doing our work. (Other processes'
+    memory cannot tell: in a container NVML lists host pids, this process among them.)"""
     reasons = []
     temperature = sample.get("temperature_c")
     if temperature is not None and temperature >= settings["gpu_max_temperature_c"]:
@@ -248,7 +285,7 @@ def gpu_distress(sample: dict, settings: dict) -> list[str]:
     if free is not None and total and free / total < settings["gpu_min_memory_free"]:
         reasons.append(f"gpu memory {free} of {total} MB free")
     utilization = sample.get("utilization_pct")
-    if utilization is not None and utilization >= settings["gpu_max_utilization_pct"]:
+    if near_deadline and utilization is not None and utilization >= settings["gpu_max_utilization_pct"]:
         reasons.append(f"gpu {utilization}% busy")
     return reasons
 
@@ -347,7 +384,8 @@ class Governor:
             reasons.append(f"lag {self.lag_s:.3f} s")
         if self.load > 1:
             reasons.append(f"ticks {self.load:.2f} x budget")
-        return reasons + gpu_distress(self.gpu, s)
+        near = reasons or self.load >= NEAR_BUDGET
+        return reasons + gpu_distress(self.gpu, s, bool(near))
 
     def _change(self, now: float, index: int, reason: str) -> Tier:
         before, self.index, self.changed_at = self.tier, index, now

@@ -24,7 +24,7 @@ import numpy as np
 import zmq
 
 from backchannel.bridge import protocol
-from backchannel.bridge.governor import Governor, Telemetry, load_tiers
+from backchannel.bridge.governor import Governor, Telemetry, load_tiers, nvml_id
 from backchannel.bridge.jitter import Aligner
 from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.security import MOTION_DOMAIN, Gatekeeper, is_local
@@ -491,9 +491,10 @@ class Worker:
                 raise ValueError("--tier pins a quality tier of the model: give --generator model too")
             return None, {}
         tiers, settings = load_tiers(self.config.tiers)
-        device = self.config.device
-        gpu = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0  # NVML numbers GPUs alike
-        governor = Governor(tiers, settings, self.config.tier, Telemetry(gpu))
+        gpu = nvml_id(self.config.device)
+        if gpu is None:
+            log.info("governor: no GPU to watch (device %s): it runs on deadlines and CPU alone", self.config.device)
+        governor = Governor(tiers, settings, self.config.tier, None if gpu is None else Telemetry(gpu))
         loaded = {}
         for tier in tiers:
             if tier.generator not in self.offered:
@@ -530,8 +531,6 @@ class Worker:
                     log.warning("session %s stays on %s: %s", session.name, session.generator.name, e)
         for sink in self.sinks:
             sink.set_tier(tier)
-        change = self.governor.stats()["changes"][-1]
-        log.info("tier %s -> %s (%s)", change["from"], change["to"], change["reason"])
 
     def add_sink(self, sink) -> None:
         """Another output, which follows the governor's tier from now on (a worker pinned to a lower tier, or started

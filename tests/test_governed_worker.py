@@ -87,6 +87,7 @@ def test_a_pinned_tier_holds_under_overrunning_ticks_and_its_outputs_follow_it_f
         w.add_sink(added)  # as serve adds the rendered frames' sink
         assert probe.tiers == ["faster"] and added.tiers == ["faster"]  # its frame size and JPEG quality at once
         assert w.default_generator.spec == "model[sampler_steps=1]"
+        assert w.governor.telemetry is None  # device cpu: no GPU to read (not GPU 0 whatever it is doing)
         start = time.time()
         for i in range(40):  # every tick overruns: an unpinned governor steps down within a few
             now = start + i * 0.02

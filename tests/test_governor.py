@@ -14,6 +14,7 @@ from backchannel.bridge.governor import (
     Telemetry,
     Tier,
     load_tiers,
+    nvml_id,
 )
 
 TIERS, SETTINGS = load_tiers()
@@ -246,9 +247,9 @@ class FakeNVML:
     """pynvml's calls the governor makes, with figures a test sets; `fail`: an NVML error code from then on."""
     NVMLError = NVMLError
 
-    def __init__(self, fail_init=None, temperature=60, reasons=0x0, unsupported=()):
+    def __init__(self, fail_init=None, temperature=60, reasons=0x0, unsupported=(), utilization=40):
         self.fail_init, self.fail, self.unsupported = fail_init, None, set(unsupported)
-        self.temperature, self.reasons = temperature, reasons
+        self.temperature, self.reasons, self.utilization = temperature, reasons, utilization
         self.shut = False
 
     def nvmlInit(self):
@@ -261,6 +262,12 @@ class FakeNVML:
     def nvmlDeviceGetHandleByIndex(self, index):
         return ("handle", index)
 
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        return ("handle", uuid)
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id):
+        return ("handle", bus_id)
+
     def _figure(self, name, value):
         if self.fail is not None:
             raise NVMLError(self.fail)
@@ -269,7 +276,7 @@ class FakeNVML:
         return value
 
     def nvmlDeviceGetUtilizationRates(self, handle):
-        return self._figure("utilization", Figures(gpu=40, memory=20))
+        return self._figure("utilization", Figures(gpu=self.utilization, memory=20))
 
     def nvmlDeviceGetMemoryInfo(self, handle):
         return self._figure("memory", Figures(total=80 << 30, used=20 << 30, free=60 << 30))
@@ -300,6 +307,21 @@ def test_telemetry_reads_nvml():
                       "memory_total_mb": 81920, "temperature_c": 60, "sm_clock_mhz": 1980,
                       "throttle": ["gpu_idle", "sw_thermal_slowdown"], "power_w": 312.5,
                       "others_memory_mb": 3072}  # pid 1 once (compute and graphics), not this process (99)
+
+
+def test_the_gpu_torch_uses_is_found_in_nvml_by_uuid_or_bus_id_whatever_cuda_visible_devices_says(monkeypatch):
+    """torch's cuda:0 under CUDA_VISIBLE_DEVICES=3 is NVML's GPU 3: it is named by what does not change."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert nvml_id("cpu") is None  # no GPU to read
+    assert nvml_id("cuda:0", Figures(uuid="8c2f4a1e-5b7d-4e2a-9c1f-0a1b2c3d4e5f")) == \
+        "GPU-8c2f4a1e-5b7d-4e2a-9c1f-0a1b2c3d4e5f"
+    assert nvml_id("cuda", Figures(uuid="", pci_bus_id=0x41, pci_device_id=0, pci_domain_id=0)) == "00000000:41:00.0"
+    assert nvml_id("cuda:1", Figures()) is None  # renumbered, and nothing else to tell it by: read nothing
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert nvml_id("cuda:1", Figures()) == 1  # numbered alike
+    for gpu in ("GPU-8c2f4a1e", "00000000:41:00.0", 1):
+        telemetry = Telemetry(gpu, nvml=FakeNVML())
+        assert telemetry.handle == ("handle", gpu) and telemetry.sample()["gpu"] == gpu
 
 
 def test_a_figure_the_gpu_lacks_is_left_out_and_the_rest_still_count(caplog):
@@ -366,3 +388,16 @@ def test_an_idle_or_set_clock_is_no_distress_and_a_cool_gpu_lets_it_climb():
     sim.changes.clear()
     sim.run(40, 0.3)
     assert names(sim.changes) == ["faster", "fast", "full"]
+
+
+def test_a_gpu_busy_with_our_own_work_at_its_power_cap_is_no_distress_while_deadlines_are_met():
+    """A busy H100: 99% utilisation, clocks held by the software power cap, ticks at 30-60% of their budget. Five
+    minutes, no step down."""
+    sim = run_on(Telemetry(nvml=FakeNVML(utilization=99, reasons=0x4)), seconds=300, load=0.5)
+    assert sim.changes == [] and sim.governor.stats()["pressure"] == []
+
+
+def test_a_saturated_gpu_counts_once_the_ticks_near_their_budget():
+    sim = run_on(Telemetry(nvml=FakeNVML(utilization=99)), seconds=3, load=0.9)  # 90%: meets deadlines, barely
+    assert names(sim.changes)[:1] == ["fast"] and "gpu 99% busy" in sim.governor.changes[0]["reason"]
+    assert names(run_on(Telemetry(nvml=FakeNVML(utilization=40)), seconds=3, load=0.9).changes) == []
