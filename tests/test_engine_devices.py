@@ -77,6 +77,19 @@ def test_a_batch_crosses_to_the_device_and_back_once_whatever_its_size(monkeypat
         assert calls == {"up": len(STEP_INPUTS), "down": 1}
 
 
+def test_staging_buffers_grow_by_powers_of_two_and_serve_every_batch_as_a_view():
+    """A session count that changes every tick: one buffer per input at a time, log2(N) made over the run."""
+    engine = TorchEngine(small_model(), Sampling(1))
+    made = set()
+    for rows in [1, 5, 3, 1000, 17, 999, 2, 1024, 600]:
+        buf = engine._buffer("noise", (rows, 4, 8), torch.float32)
+        assert buf.shape == (rows, 4, 8)
+        base = engine.staging[("noise", (4, 8), torch.float32)]
+        assert buf.data_ptr() == base.data_ptr() and bucket(rows) <= len(base)
+        made.add(base.data_ptr())
+    assert len(engine.staging) == 1 and len(base) == 1024 and len(made) <= 4  # 1, 8, 1024 (grown, never shrunk)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_runs_on_the_cpu_close_to_fp32(dialogue, precision):
     """The shipped model's frame step in bf16 / fp16 (the encoder stays fp32): finite frames, within a small

@@ -174,7 +174,10 @@ class TorchEngine:
         self.frame_step = FrameStep(step_model, sampling).to(self.device, self.dtype).eval()
         self.run_step = self.frame_step if compile == "off" else torch.compile(self.frame_step, mode=compile)
         self.pad = compile != "off"  # compiled graphs are per shape: batches padded to bucket sizes
-        self.staging: dict = {}  # (name, shape) -> a pinned host buffer, reused call after call (CUDA)
+        # (name, row shape, dtype) -> a pinned host buffer of a power-of-two number of rows, reused call after call
+        # (CUDA): a batch takes a view of its first rows, so a session count that changes every tick makes a few
+        # buffers over a run (each replacing the last), not one per count
+        self.staging: dict = {}
         self.facts = ModelFacts.of(self.model, sampling)
 
     def _autocast(self):
@@ -184,11 +187,14 @@ class TorchEngine:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _buffer(self, key, shape, dtype):
-        """A pinned host buffer for this key and shape, made once."""
-        buf = self.staging.get((key, shape))
-        if buf is None:
-            buf = self.staging[(key, shape)] = self.torch.empty(shape, dtype=dtype, pin_memory=True)
-        return buf
+        """A host buffer of this shape (pinned on CUDA): a view of the first rows of this key's buffer, which grows
+        to the next power of two of rows when a batch outgrows it."""
+        rows, row = shape[0], tuple(shape[1:])
+        buf = self.staging.get((key, row, dtype))
+        if buf is None or len(buf) < rows:
+            buf = self.staging[(key, row, dtype)] = self.torch.empty((bucket(rows), *row), dtype=dtype,
+                                                                     pin_memory=self.cuda)
+        return buf[:rows]
 
     def _upload(self, key: str, array: np.ndarray, rows: int | None = None, dtype=None):
         """Host array -> device tensor (`rows`: zero-padded to this batch). On CUDA through a pinned buffer,
