@@ -268,8 +268,8 @@ def measure_contention(self_audio: np.ndarray, other_audio: np.ndarray, sessions
                        load_to_s: float, hogs: int = 1, generator: str | None = "model", chunk_ms: float = 20.0,
                        worker_command: list[str] | None = None) -> dict:
     """Sessions streamed in real time while, from `load_from_s` to `load_to_s`, `hogs` processes each keep a core
-    busy: per quarter second, the frames each session received per second, the worker's tier and whether the load
-    was on. Shows the governor holding the frame rate by stepping down, and coming back once the load is gone."""
+    busy: per quarter second, each session's frames per second over the last second (the timeline's `fps`: their
+    mean, `fps_min`: the slowest session's), the worker's tier and whether the load was on. Shows the governor holding the frame rate by stepping down, and coming back once the load is gone."""
     import subprocess
     import sys
     import threading
@@ -286,7 +286,7 @@ def measure_contention(self_audio: np.ndarray, other_audio: np.ndarray, sessions
             streamer = threading.Thread(target=lambda: result.update(m=stream_sessions(
                 endpoints, names, self_audio, other_audio, chunk_ms, lookahead)))
             streamer.start()
-            start, counts = time.time(), []  # (seconds, frames published so far)
+            start, counts = time.time(), []  # (seconds, {session: its frames published so far, None: not open})
             try:
                 while streamer.is_alive():
                     now = time.time() - start
@@ -299,13 +299,19 @@ def measure_contention(self_audio: np.ndarray, other_audio: np.ndarray, sessions
                             hog.wait()
                         hogs_running = []
                     stats = control.call("stats")
-                    counts.append((now, stats["frames"]))
+                    frames = {}
+                    for name in names:
+                        reply = control.request("stats", session=name)
+                        frames[name] = reply["frames"] if reply.get("ok") else None
+                    counts.append((now, frames))
                     # frames per second over the last second: a quarter second holds 7 or 8 frames by chance
                     then, before = next((c for c in counts if c[0] >= now - 1.0 - 1e-6), counts[0])
-                    if now > then:
-                        timeline.append({"t": round(now, 2), "fps": round((stats["frames"] - before) / (now - then)
-                                                                            / sessions, 1),
-                                         "load": loaded, "tier": (stats.get("governor") or {}).get("tier", "-")})
+                    fps = [(frames[s] - (before[s] or 0)) / (now - then) for s in names
+                           if now > then and frames[s] is not None]  # (one closed at the end: left out)
+                    if fps:
+                        timeline.append({"t": round(now, 2), "fps": round(sum(fps) / len(fps), 1),
+                                         "fps_min": round(min(fps), 1), "load": loaded,
+                                         "tier": (stats.get("governor") or {}).get("tier", "-")})
                     time.sleep(0.25)
             finally:
                 for hog in hogs_running:
@@ -329,7 +335,9 @@ def plot_contention(result: dict, path) -> None:
     t = [r["t"] for r in rows]
     tiers = list(dict.fromkeys(r["tier"] for r in rows))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    top.plot(t, [r["fps"] for r in rows], lw=1.2)
+    top.plot(t, [r["fps"] for r in rows], lw=1.2, label="mean of the sessions")
+    top.plot(t, [r["fps_min"] for r in rows], lw=0.8, label="slowest session")
+    top.legend(loc="lower left", fontsize="small")
     top.axhline(FRAME_RATE, color="k", ls="--", lw=0.8)
     top.set_ylabel("frames/s per session")
     for r0, r1 in zip(rows, rows[1:]):

@@ -85,6 +85,13 @@ def test_bench_refuses_what_it_cannot_measure(flags, capsys):
         assert "give a number above 0" in capsys.readouterr().err
 
 
+def test_in_process_capacity_refuses_a_chunk_size_it_would_not_use(capsys):
+    from backchannel.bridge.cli import main
+
+    assert main(["bench", "capacity", "--generator", "baseline", "--chunk-ms", "10"]) == 2
+    assert "--chunk-ms is for --sockets" in capsys.readouterr().err
+
+
 def test_a_level_that_lost_frames_does_not_hold_30fps_however_fast_the_rest_came(monkeypatch):
     from backchannel.bridge import latency
 
@@ -100,18 +107,18 @@ def test_a_level_that_lost_frames_does_not_hold_30fps_however_fast_the_rest_came
 
 
 def test_contention_measurement_turns_the_load_on_and_off_and_draws_it(tmp_path):
-    """Short mode: 3 s of one session, a busy process from 1 s to 2 s; the timeline says when the load was on, the
+    """Short mode: 3 s of two sessions, a busy process from 1 s to 2 s; the timeline says when the load was on, the
     frame rate is counted every quarter second, the busy process is gone afterwards, and the picture is drawn."""
     import subprocess
 
     from backchannel.bridge.latency import CPU_HOG, measure_contention, plot_contention
 
     a, b = synthetic_dialogue(3.0)
-    r = measure_contention(a, b, sessions=1, load_from_s=1.0, load_to_s=2.0, generator=None,
+    r = measure_contention(a, b, sessions=2, load_from_s=1.0, load_to_s=2.0, generator=None,
                            worker_command=WORKER_COMMAND)
     loads = [row["load"] for row in r["timeline"]]
     assert True in loads and loads[0] is False and loads[-1] is False  # on in the middle only
-    assert all(0 <= row["fps"] < 60 for row in r["timeline"]) and r["frames_missing"] == 0
+    assert all(0 <= row["fps_min"] <= row["fps"] < 60 for row in r["timeline"]) and r["frames_missing"] == 0
     assert CPU_HOG not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     plot_contention(r, tmp_path / "contention.png")
     assert (tmp_path / "contention.png").stat().st_size > 5000
