@@ -728,15 +728,26 @@ class Worker:
 
     def publish_closed(self, session: Session) -> None:
         self.pub.send_multipart([protocol.topic(session.name, "stats"),
-                                 protocol.pack({**session.stats(), "closed": True, "published": time.time()})])
+                                 protocol.pack({**self.session_stats(session), "closed": True,
+                                                "published": time.time()})])
 
     def publish_stats(self, now: float) -> None:
         self.next_stats = now + self.config.stats_interval_s
         for session in self.sessions.values():
             self.pub.send_multipart([protocol.topic(session.name, "stats"),
-                                     protocol.pack({**session.stats(), "published": now})])
+                                     protocol.pack({**self.session_stats(session), "published": now})])
         self.pub.send_multipart([protocol.topic(protocol.WORKER_TOPIC, "stats"),
                                  protocol.pack({**self.stats(), "published": now})])
+
+    def session_stats(self, session: Session) -> dict:
+        """A session's stats body, with `tier` where the governor's tiers run it: its tier changes show there."""
+        stats = session.stats()
+        if self.governor is not None:
+            if session.generator is self.tier_generators.get(self.governor.tier.name):
+                stats["tier"] = self.governor.tier.name
+            else:  # (one that could not move with the others stays on its own tier's generator)
+                stats.update({"tier": name for name, g in self.tier_generators.items() if g is session.generator})
+        return stats
 
     def stats(self) -> dict:
         return {"sessions": sorted(self.sessions), "frames": self.frames, "errors": dict(self.errors),
@@ -782,18 +793,18 @@ class Worker:
         if kind == "stats":
             if name is None:
                 return self.stats()
-            return self._session(name).stats()
+            return self.session_stats(self._session(name))
         if kind == "open":
             if name in self.sessions:
                 raise ProtocolError("session_exists", f"session {name} is already open (close it first)")
             token = req.get("token") or secrets.token_urlsafe(24)  # a client's own, or one made for it
             session = self.open_session(name, now, req.get("generator"), req.get("seed"), req.get("style"), token)
-            return {**session.stats(), "token": token}
+            return {**self.session_stats(session), "token": token}
         if kind == "close":
             if self.failed.pop(name, None) is not None:  # already closed; the client's close ends the refusal
                 raise self._failed_error(name)
             self._session(name).owned_by(req.get("token"))
-            return self.close_session(name, now).stats()
+            return self.session_stats(self.close_session(name, now))
         # set: the change takes effect from the next frame not yet published (see switch_stream)
         session = self._session(name)
         session.owned_by(req.get("token"))

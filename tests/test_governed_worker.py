@@ -55,6 +55,7 @@ def test_overrunning_ticks_step_the_sessions_down_a_tier_without_dropping_a_fram
         stats = w.stats()["governor"]
         assert stats["tier"] == "fast" and stats["changes"][0]["from"] == "full"  # stepped down, and held there
         assert all(s.generator.spec == "model[sampler_steps=2]" for s in w.sessions.values())
+        assert w.control({"type": "stats", "session": "a"}, time.time())["tier"] == "fast"  # as <session>/stats
         for name in ("a", "b"):
             seqs = frames.seqs[name]
             assert seqs == list(range(len(seqs))) and len(seqs) > 60  # consecutive: none dropped or repeated
@@ -98,6 +99,7 @@ def test_a_pinned_tier_holds_under_overrunning_ticks_and_its_outputs_follow_it_f
         assert stats["pinned"] and stats["tier"] == "faster" and stats["changes"] == []
         assert w.sessions["a"].generator.spec == "model[sampler_steps=1]" and len(probe.seqs["a"]) > 10
         assert probe.tiers == ["faster"]
+        assert w.session_stats(w.sessions["a"])["tier"] == "faster"
     finally:
         w.shutdown()
 

@@ -21,7 +21,7 @@ def register(commands) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="allow the ingress and replicas beyond loopback (no CURVE: a private network only)")
     p.add_argument("--host", help="the address replicas bind on (default 127.0.0.1; with --insecure their node's)")
-    p.add_argument("--generator", help="the replicas' " + GENERATOR_HELP)
+    p.add_argument("--generator", help="the replicas' " + GENERATOR_HELP + " (model: tiers and load steer placement)")
     p.add_argument("--tier", metavar="NAME", help="pin the model's tier on every replica")
     p.add_argument("--tiers", metavar="FILE.toml", help="another tier table")
     p.add_argument("--device", help="where each replica runs the model: cpu, cuda, cuda:N")
@@ -30,7 +30,7 @@ def register(commands) -> None:
     p.add_argument("--replica-gpus", type=float, default=0.0,
                    help="GPUs per replica (0.25: four replicas share one GPU)")
     p.add_argument("--dead-after-s", type=float, default=1.5,
-                   help="a replica silent this long is dead: its sessions move (default 1.5)")
+                   help="a replica whose worker publishes no stats this long is dead: its sessions move (default 1.5)")
     p.add_argument("--ingress-on-head", action="store_true",
                    help="run the ingress on the cluster's head node (whose ports a Kubernetes Service exposes)")
     p.add_argument("--ready-file", metavar="FILE.json", help="write the ingress's endpoints here once serving")
