@@ -64,17 +64,17 @@ for spec in ("model[device=cuda]", "model[device=cuda;precision=bf16]", "model[d
 EOF
 
 echo "== 2. capacity in process on the GPU (NVML read in the background)"
-[ "$NVML" = 1 ] && timeout 400 "$PY" - "$OUT/nvml.jsonl" <<'EOF' &
-import json, sys, time
+STOP=$(mktemp -u)  # made when the benches are done: the reader stops
+[ "$NVML" = 1 ] && timeout 400 "$PY" - "$OUT/nvml.jsonl" "$STOP" <<'EOF' &
+import json, os, sys, time
 from backchannel.bridge.governor import Telemetry, nvml_id
 t = Telemetry(nvml_id("cuda:0"))  # the GPU torch calls cuda:0, by its UUID
 with open(sys.argv[1], "w") as f:
-    for _ in range(1200):  # 5 minutes at most, four readings a second
+    while not os.path.exists(sys.argv[2]):  # four readings a second (400 s at most: the timeout)
         f.write(json.dumps({"t": round(time.time(), 2), **t.sample()}) + "\n")
         f.flush()
         time.sleep(0.25)
 EOF
-NVML_PID=$!  # (that of `true` where step 3 is skipped)
 : >"$OUT/capacity.txt"
 for run in "fp32:" "bf16:--precision bf16" "bf16-graphs:--precision bf16 --compile reduce-overhead"; do
     name=${run%%:*}
@@ -85,7 +85,7 @@ done
 # the realistic figure: a worker serving on the GPU (every tier, the governor on), streamed over sockets
 timeout 100 "$PY" -m backchannel.bridge.cli bench capacity --sockets --device cuda --precision bf16 \
     --sessions 1,16,64 --seconds 6 --json "$OUT/capacity-sockets.json" 2>&1 | tee -a "$OUT/capacity.txt" || true
-kill "$NVML_PID" 2>/dev/null || true
+touch "$STOP"; wait; rm -f "$STOP"
 
 echo "== 3. NVML, as the governor reads it (first and busiest readings)"
 [ "$NVML" = 1 ] && timeout 30 "$PY" - "$OUT/nvml.jsonl" <<'EOF' | tee "$OUT/nvml-summary.txt"
