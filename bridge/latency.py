@@ -299,15 +299,17 @@ def measure_contention(self_audio: np.ndarray, other_audio: np.ndarray, sessions
                             hog.wait()
                         hogs_running = []
                     stats = control.call("stats")
-                    frames = {}
+                    frames = {}  # each session's count with when it was read (a busy worker answers slowly)
                     for name in names:
                         reply = control.request("stats", session=name)
-                        frames[name] = reply["frames"] if reply.get("ok") else None
+                        frames[name] = (time.time() - start, reply["frames"]) if reply.get("ok") else None
                     counts.append((now, frames))
                     # frames per second over the last second: a quarter second holds 7 or 8 frames by chance
-                    then, before = next((c for c in counts if c[0] >= now - 1.0 - 1e-6), counts[0])
-                    fps = [(frames[s] - (before[s] or 0)) / (now - then) for s in names
-                           if now > then and frames[s] is not None]  # (one closed at the end: left out)
+                    before = next((c for c in counts if c[0] >= now - 1.0 - 1e-6), counts[0])[1]
+                    fps = [(frames[s][1] - before[s][1]) / (frames[s][0] - before[s][0]) if before[s] else
+                           frames[s][1] / max(frames[s][0], 1e-3)
+                           for s in names if frames[s] is not None and frames[s] != before[s]]
+                    # (one not open yet counts from the start; one closed at the end is left out)
                     if fps:
                         timeline.append({"t": round(now, 2), "fps": round(sum(fps) / len(fps), 1),
                                          "fps_min": round(min(fps), 1), "load": loaded,

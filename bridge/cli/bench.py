@@ -402,7 +402,7 @@ def length_command(args) -> int:
     return 0
 
 
-RAMP_S = 1.0  # bench contention: the sessions' first second, left out of the phases
+RAMP_S = 2.0  # bench contention: the sessions starting and their first full second of frames: in no phase
 
 
 def contention_command(args) -> int:
@@ -417,7 +417,6 @@ def contention_command(args) -> int:
     a, b = _audio(args)
     r = measure_contention(a, b, args.sessions, args.load_from, args.load_to, args.hogs, args.generator,
                            args.chunk_ms)
-    # the first second is the sessions starting (a window of less than a second of frames): in no phase
     for phase, rows in (("before the load", [x for x in r["timeline"] if RAMP_S <= x["t"] < args.load_from]),
                         ("under the load", [x for x in r["timeline"] if x["load"] and x["t"] >= RAMP_S]),
                         ("after the load", [x for x in r["timeline"] if x["t"] >= args.load_to])):
