@@ -3,10 +3,9 @@
 Every tick the worker calls `Governor.observe` with how long the tick took, its budget, how far behind its input it
 is and its CPU share. Pressure is any of: the smoothed lag over `max_lag_s`, smoothed ticks over their budget, or
 the GPU in distress (hot, throttled, out of memory; NVML, read every `telemetry_every_s`), or saturated while our
-ticks near their budget (a worker that keeps its GPU busy and meets its deadlines is using it, not short of it). Pressure
-held for `down_after_s` steps one tier down, and each further `down_after_s` another (lag the tier left behind
-does not count against the next one while it drains). Clear headroom (no pressure
-and ticks under `headroom` x budget) held for `up_after_s`, at least `min_dwell_s` after the last change, steps
+ticks near their budget (a worker that keeps its GPU busy and meets its deadlines is using it, not short of it).
+Pressure held for `down_after_s` steps one tier down, and each further `down_after_s` another (lag the tier left
+behind does not count against the next one while it drains). Clear headroom (no pressure and ticks under `headroom` x budget) held for `up_after_s`, at least `min_dwell_s` after the last change, steps
 one tier up. The gap between the two thresholds is the hysteresis: a load near either one moves nothing, since a
 tier is only left upwards when the one above should fit. Where it does not (tiers that are far apart in cost),
 a tier left again within `up_after_s` of reaching it is tried half as often next time (up to `max_backoff` x

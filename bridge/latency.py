@@ -269,7 +269,8 @@ def measure_contention(self_audio: np.ndarray, other_audio: np.ndarray, sessions
                        worker_command: list[str] | None = None) -> dict:
     """Sessions streamed in real time while, from `load_from_s` to `load_to_s`, `hogs` processes each keep a core
     busy: per quarter second, each session's frames per second over the last second (the timeline's `fps`: their
-    mean, `fps_min`: the slowest session's), the worker's tier and whether the load was on. Shows the governor holding the frame rate by stepping down, and coming back once the load is gone."""
+    mean, `fps_min`: the slowest session's), the worker's tier and whether the load was on. Shows the governor
+    holding the frame rate by stepping down, and coming back once the load is gone."""
     import subprocess
     import sys
     import threading

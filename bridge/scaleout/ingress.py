@@ -4,9 +4,10 @@
     clients --REQ control-> REP   --(open: placed; others: the owner)--> REQ --> replica's REP
     clients <--SUB motion-- XPUB  <--(the owner's messages only)-- SUB <-- replica's PUB
 
-Clients see one worker. Each replica's `_worker/stats` (published by its worker's own loop) is both its heartbeat
-and its load report, and says which sessions it holds (a session it closed on its own is placed nowhere again); the ingress publishes its own `_worker/stats` instead (sessions of all replicas, and the
-replicas themselves). A replica silent for the router's `dead_after_s` is dropped: its sessions' next audio goes to
+Clients see one worker. Each replica's `_worker/stats` (published by its worker's own loop) is its heartbeat, its
+load report and the list of sessions it holds (one it closed on its own is placed nowhere again); the ingress
+publishes its own `_worker/stats` instead (sessions of all replicas, and the replicas themselves). A replica whose
+worker is silent for the router's `dead_after_s` is dead (router.py): its sessions' next audio goes to
 a live replica, which resumes them as a restarted worker does (PROTOCOL.md "Reconnecting after a worker restart":
 the frames of the audio lost meanwhile are missing, a counted gap), while the sessions elsewhere are untouched.
 Only the owner's messages for a session are forwarded, so a replica that comes back from a stall cannot publish
