@@ -315,3 +315,65 @@ def test_batch_previews_one_plot_per_line(baked, tmp_path, capsys):
     assert main(["bake", "--batch", str(script), "--out-dir", str(tmp_path / "o"), "--to", ".tsv",
                  "--png", "one.png"]) == 2
     assert "one of each is written per line" in capsys.readouterr().err
+
+
+def test_batch_resume_rebakes_lines_whose_settings_or_audio_changed(baked, tmp_path, capsys):
+    import os
+
+    partner = tmp_path / "partner.wav"
+    partner.write_bytes(baked["partner"].read_bytes())
+    script = tmp_path / "s.csv"
+    script.write_text(f"speaker,file,id\nguard,{baked['line']},g1\nhero,{partner},h1\n")
+    out = tmp_path / "o"
+    args = ["bake", "--batch", str(script), "--out-dir", str(out), "--to", ".anim", "--generator", "baseline"]
+    assert main(args) == 0 and "baked 2 of 2" in capsys.readouterr().out
+    assert main(args) == 0 and "baked 0 of 2" in capsys.readouterr().out  # nothing changed: nothing to do
+    assert main(args + ["--fps", "60"]) == 0 and "baked 2 of 2" in capsys.readouterr().out
+    index = json.loads((out / "bake.json").read_text())
+    assert [l["settings"]["fps"] for l in index["lines"]] == [60, 60]
+    assert "m_SampleRate: 60" in (out / "g1.anim").read_text()  # the files are what the index says
+    assert main(args + ["--fps", "60", "--seed", "5"]) == 0 and "baked 2 of 2" in capsys.readouterr().out
+    # the hero's recording changes: the hero's line, and the guard's, which hears it as its partner, are redone
+    os.utime(partner, ns=(0, 0))
+    partner.write_bytes(baked["line"].read_bytes())
+    assert main(args + ["--fps", "60", "--seed", "5"]) == 0 and "baked 2 of 2" in capsys.readouterr().out
+
+
+def test_batch_rhubarb_cues_are_timed_from_the_line_s_own_wav(baked, tmp_path):
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"speaker": "hero", "file": str(baked["partner"]), "id": "h1"},
+                                  {"speaker": "guard", "file": str(baked["line"]), "id": "g1", "start": 4.0}]))
+    out = tmp_path / "o"
+    assert main(["bake", "--batch", str(script), "--out-dir", str(out), "--to", ".rhubarb.json", "--to", ".tsv",
+                 "--to", ".jsonl", "--generator", "baseline", "--context", "1"]) == 0
+    line = json.loads((out / "bake.json").read_text())["lines"][1]
+    assert line["line_offset_s"] == pytest.approx(1.0) and line["seconds"] == pytest.approx(3.0)
+    doc = json.loads((out / "g1.rhubarb.json").read_text())
+    assert doc["metadata"]["soundFile"] == "line.wav"
+    assert doc["metadata"]["duration"] == pytest.approx(3.0, abs=0.02)  # the wav's length, not the 5 s window
+    assert doc["mouthCues"][-1]["start"] <= 3.0 + 0.02
+    # the cues, read from the wav's start, match the window's motion shifted by the offset
+    window = read_jsonl(out / "g1.jsonl")
+    assert len(window["weights"]) == 150
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.bake.rhubarb import mouth_cues
+    from backchannel.bridge.outputs.files import read_motion
+    from backchannel.models.motion import MotionBlock
+
+    block = read_motion(out / "g1.jsonl")
+    own = MotionBlock(0, block.motion[30:120], block.state[30:120])
+    assert doc["mouthCues"] == mouth_cues(Take.from_block(own))
+
+
+def test_an_unwritable_output_is_refused_before_generating(baked, tmp_path, capsys):
+    import os
+
+    (tmp_path / "afile").write_text("")
+    outs = [tmp_path / "afile" / "sub" / "x.anim"]  # under a regular file
+    if os.geteuid() != 0:  # root writes anywhere (CI): there the regular file is the case
+        (tmp_path / "ro").mkdir(mode=0o500)
+        outs.append(tmp_path / "ro" / "x.anim")
+    for out in outs:
+        assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and err.count("\n") == 1 and ".tmp" not in err

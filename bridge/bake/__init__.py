@@ -26,6 +26,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 MOTION_FORMATS = ("jsonl", "csv", "npz")  # the generator's own frames, at its own rate
 RIG_FORMATS = ("glb", "gltf", "unity", "unreal")  # blendshape weights under a rig's names (--names)
 FRAME_RATES = (30, 60)
+SOUND_FORMATS = ("rhubarb-tsv", "rhubarb-json")  # cue times from the start of the sound file the line names
 
 
 def format_of(path: str | Path, given: str | None = None) -> str:
