@@ -27,6 +27,9 @@ from .helpers import WORKER_COMMAND, collect
 from .test_hardening import free_ports
 
 BROW = BS["BrowInnerUp"]  # the test generator shows a session's seed there: (seed % 10) / 10
+# a worker killed mid-stream takes with it the frames of the audio it had but had not yet published: its
+# look-ahead and jitter buffer (40 ms) and the chunk in flight, 0.5 s at most here (the test generator looks ahead 0 s)
+MAX_LOST_FRAMES = 15
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +176,11 @@ def test_a_worker_killed_and_restarted_mid_stream_is_ridden_out(build, tmp_path)
     assert all(b > a for a, b in zip(seqs, seqs[1:]))  # in order, none twice
     c = counters(out)
     assert c["restarts"] == 1 and c["reopened"] == 1 and c["control_timeouts"] == 0
+    # the one jump allowed: the frames of the audio the killed worker took with it (PROTOCOL.md, "Reconnecting
+    # after a worker restart"), at most what it had received but not yet turned into frames (its look-ahead and
+    # jitter buffer) and the 0.1 s grid the new one resumes on; the audio that waited for the new worker all shows
+    gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:])]
+    assert sum(gaps) <= MAX_LOST_FRAMES, [(a, b) for a, b in zip(seqs, seqs[1:]) if b - a > 1]
     assert any(s > 45 for s in seqs)  # the new worker answered, from where the audio stood
     assert frames[-1]["weights"][BROW] == np.float32(0.5)  # with the seed the session was opened with
 

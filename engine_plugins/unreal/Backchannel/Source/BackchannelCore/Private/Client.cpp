@@ -29,6 +29,7 @@ double seconds_since(Clock::time_point start) {
 constexpr const char* kWorkerStats = "_worker/stats";
 constexpr const char* kMotionSuffix = "/motion";
 constexpr double kUptimeSlack_s = 0.5;  // uptime going back by more than this: a new worker
+constexpr double kStalled_s = 0.25;  // no audio taken this long: the worker went away (bridge/client.py STALLED_S)
 
 // The quoted value of `name = "..."` in a ZeroMQ certificate file, or "".
 std::string certificate_field(const std::string& path, const std::string& name) {
@@ -107,6 +108,10 @@ struct Client::Impl {
 
     std::atomic<bool> running{true};
     std::thread io;
+
+    // the I/O thread's own: audio held after a stall until the worker's stats show the subscription is back
+    Clock::time_point stalled_since{};
+    bool hold_for_stats = false;
 
     explicit Impl(ClientOptions o) : opt(std::move(o)) {
         if (!opt.all_sessions) subscription_changes.emplace_back(kWorkerStats, true);
@@ -243,6 +248,9 @@ struct Client::Impl {
             apply_keys(*sock, opt.keys);
         }
         sub.set(zmq::sockopt::rcvhwm, 100000);  // bursts of frames (audio sent faster than real time) are kept
+        // audio waits in our queue, not in a pipe to a worker that is gone: a restarted worker gets it only when
+        // send_queued lets it go, after the subscription is back (PROTOCOL.md, "Reconnecting after a worker restart")
+        push.set(zmq::sockopt::immediate, 1);
         push.connect(opt.endpoints.audio_in);
         sub.connect(opt.endpoints.motion_out);
         BodyDecoder decoder;
@@ -293,11 +301,13 @@ struct Client::Impl {
         subscription_changes.clear();
     }
 
-    // true when audio is still waiting (no worker takes it now)
+    // true when audio is still waiting (no worker takes it now, or held until the subscription is back)
     bool send_queued(zmq::socket_t& push) {
         size_t sent = 0;
         bool backlog = false;
-        {
+        if (hold_for_stats) {
+            backlog = true;  // after a stall: a new worker would publish this audio's frames before our SUB listens
+        } else {
             std::lock_guard<std::mutex> lock(qm);
             while (!queue.empty()) {
                 zmq::send_result_t ok;
@@ -313,6 +323,14 @@ struct Client::Impl {
                 queue.pop_front();
                 ++sent;
             }
+        }
+        if (!backlog || sent) {
+            stalled_since = Clock::time_point{};
+        } else if (!hold_for_stats) {
+            // no worker took anything for a while: it went away (a restart) or never came; whoever takes the audio
+            // next, its frames are only sent once its stats reached our SUB (then every subscription has too)
+            if (stalled_since == Clock::time_point{}) stalled_since = Clock::now();
+            else if (seconds_since(stalled_since) >= kStalled_s) hold_for_stats = true;
         }
         const uint64_t lost = dropped.exchange(0);
         if (sent || lost) {
@@ -353,6 +371,10 @@ struct Client::Impl {
                 return;
             }
             ++counters.worker_stats;
+            if (hold_for_stats) {
+                hold_for_stats = false;  // this worker's stats reached us: so will the frames of the held audio
+                stalled_since = Clock::time_point{};
+            }
             if (reopen_failed) {
                 reopen_failed = false;
                 restart_pending = true;
