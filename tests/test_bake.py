@@ -92,7 +92,19 @@ def test_unreal_curve_table_rows_are_named_curves_over_the_key_times(baked):
     assert list(table)[:52] == list(ARKIT_NAMES)
     for k, name in enumerate(ARKIT_NAMES):
         assert table[name] == pytest.approx(weights[:, k], abs=1e-4)
-    assert table["HeadPitch"] == pytest.approx(np.degrees(baked["motion"]["head"][:, 0]), abs=1e-3)
+    # head and eyes as Live Link Face sends them (its names, radians / pi, roll negated): the live path's conversion
+    from backchannel.bridge.outputs.livelink import ROTATION_NAMES, curve_values
+    from backchannel.bridge.outputs.files import read_motion
+
+    motion = read_motion(baked["out"] / "line.jsonl").motion
+    live = np.array([curve_values(row)[52:] for row in motion])
+    assert list(table)[52:] == list(ROTATION_NAMES)
+    for k, name in enumerate(ROTATION_NAMES):
+        assert table[name] == pytest.approx(live[:, k], abs=1e-5)
+    head = baked["motion"]["head"]  # pitch, yaw, roll in radians, read as plain JSON
+    assert table["HeadPitch"] == pytest.approx(head[:, 0] / np.pi, abs=1e-5)
+    assert table["HeadRoll"] == pytest.approx(-head[:, 2] / np.pi, abs=1e-5)
+    assert np.ptp(table["HeadYaw"]) > 0  # the head moves
 
 
 def segment_counts(segments: list[float]) -> tuple[int, int]:
