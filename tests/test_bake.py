@@ -2,6 +2,7 @@
 plain JSON and CSV for the others) and checked against the motion file the same bake writes; batches that resume;
 bad input refused in one line before anything slow."""
 import csv
+from pathlib import Path
 import json
 import re
 
@@ -212,6 +213,23 @@ def test_plot_draws_any_motion_file(baked, tmp_path, capsys):
     assert "90 frames" in capsys.readouterr().out
     with Image.open(png) as image:
         assert image.size[1] > 300
+    # no --png: beside the motion file, but never over a file that is there already
+    motion = tmp_path / "m.csv"
+    motion.write_bytes((baked["out"] / "line.csv").read_bytes())
+    assert main(["plot", str(motion)]) == 0
+    assert f"wrote {tmp_path / 'm.png'}" in capsys.readouterr().out
+    before = (tmp_path / "m.png").read_bytes()
+    assert main(["plot", str(motion)]) == 2
+    assert "m.png exists" in capsys.readouterr().err and (tmp_path / "m.png").read_bytes() == before
+
+
+def test_a_silent_line_is_refused_in_good_grammar(tmp_path, capsys):
+    import soundfile as sf
+
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), SAMPLE_RATE)
+    assert main(["bake", "--self", str(tmp_path / "empty.wav"), "--out", str(tmp_path / "x.anim"),
+                 "--generator", "baseline"]) == 2
+    assert "empty.wav holds no audio" in capsys.readouterr().err
 
 
 def test_script_lines_share_a_timeline_and_hear_each_other(baked, tmp_path):
@@ -389,3 +407,29 @@ def test_an_unwritable_output_is_refused_before_generating(baked, tmp_path, caps
         assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert str(out) in err and err.count("\n") == 1 and ".tmp" not in err
+
+
+def test_script_mistakes_are_named(baked, tmp_path, capsys):
+    script = tmp_path / "s.csv"
+    script.write_text(f"speaker,file,partner\nguard,{baked['line']},\nhero,{baked['partner']},gaurd\n")
+    assert main(["bake", "--batch", str(script), "--out-dir", str(tmp_path / "o"), "--generator", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: partner 'gaurd'" in err and err.count("\n") == 1
+    broken = tmp_path / "s.json"
+    broken.write_text('[{"speaker": "guard", "file": "a.wav"},]')
+    assert main(["bake", "--batch", str(broken), "--out-dir", str(tmp_path / "o"), "--generator", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "not valid JSON" in err and err.count("\n") == 1
+
+
+def test_folder_batch_names_outputs_after_recordings_with_spaces(baked, tmp_path, capsys):
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    for name in ("take 1", "take_1", "what? (final)"):
+        (folder / f"{name}.wav").write_bytes(baked["line"].read_bytes())
+    out = tmp_path / "o"
+    assert main(["bake", "--batch", str(folder), "--out-dir", str(out), "--to", ".tsv", "--generator", "baseline"]) == 0
+    index = json.loads((out / "bake.json").read_text())
+    assert [(Path(l["file"]).name, l["id"]) for l in index["lines"]] == [
+        ("take 1.wav", "take_1"), ("take_1.wav", "take_1-2"), ("what? (final).wav", "what_final_")]
+    assert sorted(p.name for p in out.glob("*.tsv")) == ["take_1-2.tsv", "take_1.tsv", "what_final_.tsv"]
