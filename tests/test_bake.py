@@ -433,3 +433,10 @@ def test_folder_batch_names_outputs_after_recordings_with_spaces(baked, tmp_path
     assert [(Path(l["file"]).name, l["id"]) for l in index["lines"]] == [
         ("take 1.wav", "take_1"), ("take_1.wav", "take_1-2"), ("what? (final).wav", "what_final_")]
     assert sorted(p.name for p in out.glob("*.tsv")) == ["take_1-2.tsv", "take_1.tsv", "what_final_.tsv"]
+
+
+@pytest.mark.parametrize("name", ["a: b", "x #1", "[c]", "it's", "true", "007", "Line 01"])
+def test_unity_clip_names_read_back_as_written(baked, tmp_path, name):
+    out = tmp_path / f"{name}.anim"
+    assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 0
+    assert unity_clip(out)["m_Name"] == name
