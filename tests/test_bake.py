@@ -75,8 +75,8 @@ def test_unity_clip_under_vrm_names_at_60_fps(baked, tmp_path):
     for name in ("aa", "blink", "happy"):
         keys = curves[name]["curve"]["m_Curve"]
         times, values = np.array([k["time"] for k in keys]), np.array([k["value"] for k in keys])
-        assert times[-1] == pytest.approx((2 * n - 1) / 60, abs=1e-5)
-        assert np.isin(np.round(times * 60, 3), np.arange(2 * n)).all()  # keys on the 60 fps grid
+        assert times[-1] == pytest.approx((n - 1) / 30, abs=1e-5)  # the last frame's time, nothing after it
+        assert np.isin(np.round(times * 60, 3), np.arange(2 * n - 1)).all()  # keys on the 60 fps grid
         # the 30 fps frames, each on every other 60 fps key
         played = np.interp(np.arange(n) / 30, times, values)
         assert played == pytest.approx(expected[:, rig_map("vrm1").targets.index(name)], abs=2e-3)
@@ -440,3 +440,35 @@ def test_unity_clip_names_read_back_as_written(baked, tmp_path, name):
     out = tmp_path / f"{name}.anim"
     assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 0
     assert unity_clip(out)["m_Name"] == name
+
+
+def test_60_fps_assets_last_as_long_as_30_fps_ones(baked, tmp_path):
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.outputs.files import read_motion
+
+    block = read_motion(baked["out"] / "line.jsonl")
+    at30, at60 = Take.from_block(block, 30), Take.from_block(block, 60)
+    assert at60.duration == pytest.approx(at30.duration) and len(at60.motion) == 2 * len(block) - 1
+    assert at60.motion[::2] == pytest.approx(at30.motion, abs=1e-6)  # the frames themselves on every other key
+    for fps in (30, 60):
+        out = tmp_path / f"l{fps}.motion3.json"
+        assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--fps", str(fps),
+                     "--out", str(out)]) == 0
+    meta30, meta60 = (json.loads((tmp_path / f"l{fps}.motion3.json").read_text())["Meta"] for fps in (30, 60))
+    assert meta60["Duration"] == meta30["Duration"] == pytest.approx((len(block) - 1) / 30, abs=1e-4)
+
+
+def test_a_one_frame_motion3_holds_its_pose_in_a_segment(baked):
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.bake.live2d import motion3
+    from backchannel.bridge.outputs.files import read_motion
+    from backchannel.models.motion import MotionBlock
+
+    block = read_motion(baked["out"] / "line.jsonl")
+    doc = motion3(Take.from_block(MotionBlock(0, block.motion[:1], block.state[:1])))
+    counts = [segment_counts(c["Segments"]) for c in doc["Curves"]]
+    assert all(n_segments == 1 for n_segments, _ in counts)  # Cubism plays no curve without one
+    assert doc["Meta"]["TotalSegmentCount"] == sum(s for s, _ in counts)
+    assert doc["Meta"]["TotalPointCount"] == sum(p for _, p in counts)
+    assert doc["Meta"]["Duration"] == pytest.approx(1 / 30, abs=1e-4)
+    assert all(c["Segments"][1] == c["Segments"][4] for c in doc["Curves"])  # held, not moved

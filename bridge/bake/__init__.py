@@ -72,7 +72,8 @@ class Take:
         if fps == FRAME_RATE or n < 2:
             return cls(name, block.motion.copy(), block.state.copy(), fps)
         source = np.arange(n) / FRAME_RATE
-        times = np.arange(int(round(n * fps / FRAME_RATE))) / fps
+        # keys from the first frame to the last, none past it: the same duration at any rate
+        times = np.arange((n - 1) * fps // FRAME_RATE + 1) / fps
         motion = np.stack([np.interp(times, source, column) for column in block.motion.T], axis=1)
         nearest = np.clip(np.rint(times * FRAME_RATE).astype(int), 0, n - 1)
         return cls(name, motion.astype(np.float32), block.state[nearest], fps)
