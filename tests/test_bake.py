@@ -175,14 +175,14 @@ def test_rhubarb_cues_in_the_documented_tsv_and_json_forms(baked):
     openness = np.clip(w[:, BS["JawOpen"]] - w[:, BS["MouthClose"]], 0, 1) + 0.25 * (
         w[:, BS["MouthLowerDownLeft"]] + w[:, BS["MouthLowerDownRight"]] + w[:, BS["MouthUpperUpLeft"]]
         + w[:, BS["MouthUpperUpRight"]])
+    # each frame's own shape, before short cues are merged into their neighbours
+    wrong = 0
     for k, shape in enumerate(shapes):
-        if shape == "D":
-            assert openness[k] >= 0.45
-        if shape in "AX":
-            assert openness[k] < 0.05
-        if motion["state"][k] != "speaking" and openness[k] < 0.05:
-            assert shape == "X"
+        wrong += (shape == "D" and openness[k] < 0.45) or (shape in "AX" and openness[k] >= 0.05) or (
+            motion["state"][k] != "speaking" and openness[k] < 0.05 and shape != "X")
+    assert wrong <= 0.1 * len(shapes)  # the frames of the merged cues at most
     assert {"D", "X"} <= set(shapes) and len(set(shapes)) >= 4  # the answer's vowels and the silence before it
+    assert all(round(c["end"] - c["start"], 2) >= 0.06 for c in json_cues[:-1])  # none flickers past unseen
 
 
 def test_motion_files_of_the_same_bake_hold_the_same_frames(baked):
@@ -472,3 +472,32 @@ def test_a_one_frame_motion3_holds_its_pose_in_a_segment(baked):
     assert doc["Meta"]["TotalPointCount"] == sum(p for _, p in counts)
     assert doc["Meta"]["Duration"] == pytest.approx(1 / 30, abs=1e-4)
     assert all(c["Segments"][1] == c["Segments"][4] for c in doc["Curves"])  # held, not moved
+
+
+def test_rhubarb_cues_hold_each_shape_long_enough_to_see_at_60_fps(baked, tmp_path):
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.bake.rhubarb import mouth_cues
+    from backchannel.bridge.outputs.files import read_motion
+    from backchannel.calibration.rigs import rhubarb_shapes
+    from backchannel.models.motion import SPEAKING
+
+    block = read_motion(baked["out"] / "line.jsonl")
+    for fps in (30, 60):
+        take = Take.from_block(block, fps)
+        raw = rhubarb_shapes(take.motion, take.state == SPEAKING)
+        assert sum(a != b for a, b in zip(raw, raw[1:])) > 0
+        cues = mouth_cues(take)
+        assert all(round(c["end"] - c["start"], 2) >= 0.06 for c in cues[:-1]), cues  # no 0.01 s cue
+        assert all(a["end"] == b["start"] and a["value"] != b["value"] for a, b in zip(cues, cues[1:]))
+        shown = frame_shapes([(c["start"], c["value"]) for c in cues], len(raw), fps)
+        assert np.mean([a == b for a, b in zip(shown, raw)]) > 0.85  # the shapes are the frames', mostly unmoved
+
+
+def test_rhubarb_g_comes_from_a_lower_lip_under_the_teeth():
+    from backchannel.calibration.rigs import rhubarb_shapes
+    from backchannel.models.motion import MOTION_DIM
+
+    m = np.zeros((3, MOTION_DIM), np.float32)
+    m[:, BS["JawOpen"]] = 0.1  # a little open: not A
+    m[1, BS["MouthRollLower"]] = 0.25  # what the model does on a /v/ (docs/bake-rhubarb.md)
+    assert rhubarb_shapes(m) == ["B", "G", "B"]
