@@ -72,12 +72,13 @@ def assert_same_frames(cpp: list[dict], py: list[dict]):
 
 
 def test_ctest_unit_tests_pass(build):
-    """msgpack round trips and hostile bodies, interpolation and the playhead, the chunker's clock, allocations,
-    and the client's audio side and control timeouts on sockets of the test's own."""
+    """msgpack round trips and hostile bodies, interpolation and the playhead, the chunker's clock, allocations
+    (a tick's sessions(out) and play() included), the audio ring (a producer and a consumer thread), and the
+    client's audio side, its rings and control timeouts on sockets of the test's own."""
     done = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "100% tests passed, 0 tests failed out of 10" in done.stdout
+    assert "100% tests passed, 0 tests failed out of 12" in done.stdout
 
 
 def test_a_wav_through_the_core_comes_back_as_the_motion_python_receives(build, tmp_path):

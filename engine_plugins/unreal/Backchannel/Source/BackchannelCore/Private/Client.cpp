@@ -75,6 +75,7 @@ struct Session {
     FrameBuffer frames;
     Playhead playhead;
     std::unique_ptr<AudioTrackSender> tracks[2];
+    std::shared_ptr<AudioRing> rings[2];  // audio_ring's: drained into `tracks` by the I/O thread
     Clock::time_point track_start[2];
     Session(size_t kept, double delay_s) : frames(kept), playhead(delay_s) {}
 };
@@ -174,6 +175,21 @@ struct Client::Impl {
         return sender->sample_rate() == rate ? sender.get() : nullptr;
     }
 
+    // The rings' audio into their tracks, under `m` (so the one reader at a time a ring allows).
+    std::vector<float> ring_scratch = std::vector<float>(4096);
+    void drain_rings_locked() {
+        for (auto& entry : sessions) drain_locked(entry.first, entry.second);
+    }
+    void drain_locked(const std::string& name, Session& s) {
+        for (int k = 0; k < 2; ++k) {
+            AudioRing* ring = s.rings[k].get();
+            if (!ring || !ring->available()) continue;
+            AudioTrackSender* sender = s.ended ? nullptr : track_locked(name, s, Track(k), ring->sample_rate());
+            while (size_t n = ring->read(ring_scratch.data(), ring_scratch.size()))
+                if (sender) sender->push(ring_scratch.data(), n, 1);  // an ended session's audio goes nowhere
+        }
+    }
+
     // ---- control (lazy pirate: an unanswered request costs the socket, then tries again on a new one)
     ControlReply request(const std::string& type, const std::string& session, const std::string& token,
                          const SessionSettings* settings) {
@@ -260,6 +276,10 @@ struct Client::Impl {
         while (true) {
             if (!running && stop_at == Clock::time_point{}) stop_at = Clock::now() + std::chrono::milliseconds(500);
             apply_subscriptions(sub);
+            {
+                std::lock_guard<std::mutex> lock(m);
+                drain_rings_locked();
+            }
             top_up_silence();
             bool backlog = send_queued(push);
             if (!running && (!backlog || Clock::now() > stop_at)) break;
@@ -467,6 +487,7 @@ ControlReply Client::close(const std::string& session) {
         std::lock_guard<std::mutex> lock(impl_->m);
         if (Session* s = impl_->find(session)) {
             token = s->token;
+            impl_->drain_locked(session, *s);
             for (auto& track : s->tracks)
                 if (track) track->flush();
             s->ended = true;
@@ -493,6 +514,7 @@ void Client::end(const std::string& session) {
     std::lock_guard<std::mutex> lock(impl_->m);
     Session* s = impl_->find(session);
     if (!s || s->ended) return;
+    impl_->drain_locked(session, *s);
     for (auto& track : s->tracks)
         if (track) track->flush();
     std::vector<uint8_t> message;
@@ -512,6 +534,22 @@ std::vector<std::string> Client::sessions() const {
     std::vector<std::string> names;
     for (auto& entry : impl_->sessions) names.push_back(entry.first);
     return names;
+}
+
+void Client::sessions(std::vector<std::string>& out) const {
+    std::lock_guard<std::mutex> lock(impl_->m);
+    out.resize(impl_->sessions.size());  // shrinking keeps the capacity; growing allocates only past it
+    size_t k = 0;
+    for (auto& entry : impl_->sessions) out[k++].assign(entry.first);  // reuses each string's buffer
+}
+
+std::shared_ptr<AudioRing> Client::audio_ring(const std::string& session, Track track, size_t capacity) {
+    std::lock_guard<std::mutex> lock(impl_->m);
+    Session* s = impl_->find(session);
+    if (!s) return nullptr;
+    auto& ring = s->rings[int(track)];
+    if (!ring) ring = std::make_shared<AudioRing>(capacity);
+    return ring;
 }
 
 std::string Client::token(const std::string& session) const {
@@ -583,7 +621,11 @@ bool Client::wait_ready(double timeout_s) {
 
 ClientCounters Client::counters() const {
     std::lock_guard<std::mutex> lock(impl_->m);
-    return impl_->counters;
+    ClientCounters c = impl_->counters;
+    for (auto& entry : impl_->sessions)
+        for (auto& ring : entry.second.rings)
+            if (ring) c.ring_dropped_samples += ring->dropped();
+    return c;
 }
 
 const ClientOptions& Client::options() const { return impl_->opt; }
