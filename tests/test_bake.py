@@ -399,7 +399,7 @@ def test_an_unwritable_output_is_refused_before_generating(baked, tmp_path, caps
     import os
 
     (tmp_path / "afile").write_text("")
-    outs = [tmp_path / "afile" / "sub" / "x.anim"]  # under a regular file
+    outs = [tmp_path / "afile" / "sub" / "x.anim", tmp_path / "afile" / "x.tsv"]  # under a regular file
     if os.geteuid() != 0:  # root writes anywhere (CI): there the regular file is the case
         (tmp_path / "ro").mkdir(mode=0o500)
         outs.append(tmp_path / "ro" / "x.anim")
@@ -407,6 +407,9 @@ def test_an_unwritable_output_is_refused_before_generating(baked, tmp_path, caps
         assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert str(out) in err and err.count("\n") == 1 and ".tmp" not in err
+    assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(tmp_path / "x.tsv"),
+                 "--png", str(tmp_path / "afile" / "x.png")]) == 2  # a preview too
+    assert "afile is a file" in capsys.readouterr().err and not (tmp_path / "x.tsv").exists()
 
 
 def test_script_mistakes_are_named(baked, tmp_path, capsys):

@@ -117,6 +117,9 @@ def _previews(args, first: Path) -> tuple[Path | None, Path | None]:
         import matplotlib  # noqa: F401  (an extra: missing, say so before the slow part)
     if video is not None and video.suffix.lower() != ".mp4":
         raise ValueError(f"--video {video}: write an .mp4")
+    for preview in (png, video):
+        if preview is not None:
+            _check_writable(preview)
     return png, video
 
 
@@ -144,8 +147,11 @@ def _write_all(args, plan, block, audio_name: str | None, own: tuple[float, floa
 
     for path, fmt in plan:
         part = block if own is None or fmt not in SOUND_FORMATS else _span(block, *own)
-        write_asset(path, part, fmt, fps=args.fps, names=args.names, unity_path=args.unity_path,
-                    audio_name=audio_name, head=args.head)
+        try:
+            write_asset(path, part, fmt, fps=args.fps, names=args.names, unity_path=args.unity_path,
+                        audio_name=audio_name, head=args.head)
+        except OSError as e:  # a full disk, a folder gone meanwhile: the user's name, not the temporary's
+            raise ValueError(f"{path}: could not be written ({e.strerror or e})") from None
 
 
 def _span(block, offset_s: float, seconds: float):
