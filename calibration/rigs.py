@@ -164,8 +164,12 @@ def rhubarb_shapes(motion: np.ndarray, speaking: np.ndarray | None = None) -> li
     speaking = np.ones(len(m), bool) if speaking is None else np.asarray(speaking, bool)
     # first match wins, in this order; wide open (D) when none does
     shapes = np.select(
+        # H wants the tongue tip raised behind the teeth (L); ARKit's one tongue shape is TongueOut, past the teeth,
+        # and no generator here moves it: H is only written for motion that shows the tongue, never inferred for L
         [opening < LIPS_SHUT_OPENNESS, m[:, BS["TongueOut"]] > 0.3,
-         (m[:, BS["MouthRollLower"]] > 0.4) & (opening < 0.3),  # the lower lip drawn in under the upper teeth
+         # the lower lip drawn in under the upper teeth (F, V). The model rolls it 0.25-0.4 on a /v/ and under 0.01
+         # elsewhere (docs/bake-rhubarb.md); the baseline never does, so G comes from the model only
+         (m[:, BS["MouthRollLower"]] > 0.15) & (opening < 0.3),
          rounded & (opening < 0.25), rounded, opening < 0.15, opening < 0.45],
         [np.where(speaking, "A", "X"), "H", "G", "F", "E", "B", "C"], "D")
     return [str(shape) for shape in shapes]

@@ -2,6 +2,7 @@
 plain JSON and CSV for the others) and checked against the motion file the same bake writes; batches that resume;
 bad input refused in one line before anything slow."""
 import csv
+from pathlib import Path
 import json
 import re
 
@@ -74,8 +75,8 @@ def test_unity_clip_under_vrm_names_at_60_fps(baked, tmp_path):
     for name in ("aa", "blink", "happy"):
         keys = curves[name]["curve"]["m_Curve"]
         times, values = np.array([k["time"] for k in keys]), np.array([k["value"] for k in keys])
-        assert times[-1] == pytest.approx((2 * n - 1) / 60, abs=1e-5)
-        assert np.isin(np.round(times * 60, 3), np.arange(2 * n)).all()  # keys on the 60 fps grid
+        assert times[-1] == pytest.approx((n - 1) / 30, abs=1e-5)  # the last frame's time, nothing after it
+        assert np.isin(np.round(times * 60, 3), np.arange(2 * n - 1)).all()  # keys on the 60 fps grid
         # the 30 fps frames, each on every other 60 fps key
         played = np.interp(np.arange(n) / 30, times, values)
         assert played == pytest.approx(expected[:, rig_map("vrm1").targets.index(name)], abs=2e-3)
@@ -92,7 +93,19 @@ def test_unreal_curve_table_rows_are_named_curves_over_the_key_times(baked):
     assert list(table)[:52] == list(ARKIT_NAMES)
     for k, name in enumerate(ARKIT_NAMES):
         assert table[name] == pytest.approx(weights[:, k], abs=1e-4)
-    assert table["HeadPitch"] == pytest.approx(np.degrees(baked["motion"]["head"][:, 0]), abs=1e-3)
+    # head and eyes as Live Link Face sends them (its names, radians / pi, roll negated): the live path's conversion
+    from backchannel.bridge.outputs.livelink import ROTATION_NAMES, curve_values
+    from backchannel.bridge.outputs.files import read_motion
+
+    motion = read_motion(baked["out"] / "line.jsonl").motion
+    live = np.array([curve_values(row)[52:] for row in motion])
+    assert list(table)[52:] == list(ROTATION_NAMES)
+    for k, name in enumerate(ROTATION_NAMES):
+        assert table[name] == pytest.approx(live[:, k], abs=1e-5)
+    head = baked["motion"]["head"]  # pitch, yaw, roll in radians, read as plain JSON
+    assert table["HeadPitch"] == pytest.approx(head[:, 0] / np.pi, abs=1e-5)
+    assert table["HeadRoll"] == pytest.approx(-head[:, 2] / np.pi, abs=1e-5)
+    assert np.ptp(table["HeadYaw"]) > 0  # the head moves
 
 
 def segment_counts(segments: list[float]) -> tuple[int, int]:
@@ -162,14 +175,14 @@ def test_rhubarb_cues_in_the_documented_tsv_and_json_forms(baked):
     openness = np.clip(w[:, BS["JawOpen"]] - w[:, BS["MouthClose"]], 0, 1) + 0.25 * (
         w[:, BS["MouthLowerDownLeft"]] + w[:, BS["MouthLowerDownRight"]] + w[:, BS["MouthUpperUpLeft"]]
         + w[:, BS["MouthUpperUpRight"]])
+    # each frame's own shape, before short cues are merged into their neighbours
+    wrong = 0
     for k, shape in enumerate(shapes):
-        if shape == "D":
-            assert openness[k] >= 0.45
-        if shape in "AX":
-            assert openness[k] < 0.05
-        if motion["state"][k] != "speaking" and openness[k] < 0.05:
-            assert shape == "X"
+        wrong += (shape == "D" and openness[k] < 0.45) or (shape in "AX" and openness[k] >= 0.05) or (
+            motion["state"][k] != "speaking" and openness[k] < 0.05 and shape != "X")
+    assert wrong <= 0.1 * len(shapes)  # the frames of the merged cues at most
     assert {"D", "X"} <= set(shapes) and len(set(shapes)) >= 4  # the answer's vowels and the silence before it
+    assert all(round(c["end"] - c["start"], 2) >= 0.06 for c in json_cues[:-1])  # none flickers past unseen
 
 
 def test_motion_files_of_the_same_bake_hold_the_same_frames(baked):
@@ -200,6 +213,23 @@ def test_plot_draws_any_motion_file(baked, tmp_path, capsys):
     assert "90 frames" in capsys.readouterr().out
     with Image.open(png) as image:
         assert image.size[1] > 300
+    # no --png: beside the motion file, but never over a file that is there already
+    motion = tmp_path / "m.csv"
+    motion.write_bytes((baked["out"] / "line.csv").read_bytes())
+    assert main(["plot", str(motion)]) == 0
+    assert f"wrote {tmp_path / 'm.png'}" in capsys.readouterr().out
+    before = (tmp_path / "m.png").read_bytes()
+    assert main(["plot", str(motion)]) == 2
+    assert "m.png exists" in capsys.readouterr().err and (tmp_path / "m.png").read_bytes() == before
+
+
+def test_a_silent_line_is_refused_in_good_grammar(tmp_path, capsys):
+    import soundfile as sf
+
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), SAMPLE_RATE)
+    assert main(["bake", "--self", str(tmp_path / "empty.wav"), "--out", str(tmp_path / "x.anim"),
+                 "--generator", "baseline"]) == 2
+    assert "empty.wav holds no audio" in capsys.readouterr().err
 
 
 def test_script_lines_share_a_timeline_and_hear_each_other(baked, tmp_path):
@@ -315,3 +345,162 @@ def test_batch_previews_one_plot_per_line(baked, tmp_path, capsys):
     assert main(["bake", "--batch", str(script), "--out-dir", str(tmp_path / "o"), "--to", ".tsv",
                  "--png", "one.png"]) == 2
     assert "one of each is written per line" in capsys.readouterr().err
+
+
+def test_batch_resume_rebakes_lines_whose_settings_or_audio_changed(baked, tmp_path, capsys):
+    import os
+
+    partner = tmp_path / "partner.wav"
+    partner.write_bytes(baked["partner"].read_bytes())
+    script = tmp_path / "s.csv"
+    script.write_text(f"speaker,file,id\nguard,{baked['line']},g1\nhero,{partner},h1\n")
+    out = tmp_path / "o"
+    args = ["bake", "--batch", str(script), "--out-dir", str(out), "--to", ".anim", "--generator", "baseline"]
+    assert main(args) == 0 and "baked 2 of 2" in capsys.readouterr().out
+    assert main(args) == 0 and "baked 0 of 2" in capsys.readouterr().out  # nothing changed: nothing to do
+    assert main(args + ["--fps", "60"]) == 0 and "baked 2 of 2" in capsys.readouterr().out
+    index = json.loads((out / "bake.json").read_text())
+    assert [l["settings"]["fps"] for l in index["lines"]] == [60, 60]
+    assert "m_SampleRate: 60" in (out / "g1.anim").read_text()  # the files are what the index says
+    assert main(args + ["--fps", "60", "--seed", "5"]) == 0 and "baked 2 of 2" in capsys.readouterr().out
+    # the hero's recording changes: the hero's line, and the guard's, which hears it as its partner, are redone
+    os.utime(partner, ns=(0, 0))
+    partner.write_bytes(baked["line"].read_bytes())
+    assert main(args + ["--fps", "60", "--seed", "5"]) == 0 and "baked 2 of 2" in capsys.readouterr().out
+
+
+def test_batch_rhubarb_cues_are_timed_from_the_line_s_own_wav(baked, tmp_path):
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"speaker": "hero", "file": str(baked["partner"]), "id": "h1"},
+                                  {"speaker": "guard", "file": str(baked["line"]), "id": "g1", "start": 4.0}]))
+    out = tmp_path / "o"
+    assert main(["bake", "--batch", str(script), "--out-dir", str(out), "--to", ".rhubarb.json", "--to", ".tsv",
+                 "--to", ".jsonl", "--generator", "baseline", "--context", "1"]) == 0
+    line = json.loads((out / "bake.json").read_text())["lines"][1]
+    assert line["line_offset_s"] == pytest.approx(1.0) and line["seconds"] == pytest.approx(3.0)
+    doc = json.loads((out / "g1.rhubarb.json").read_text())
+    assert doc["metadata"]["soundFile"] == "line.wav"
+    assert doc["metadata"]["duration"] == pytest.approx(3.0, abs=0.02)  # the wav's length, not the 5 s window
+    assert doc["mouthCues"][-1]["start"] <= 3.0 + 0.02
+    # the cues, read from the wav's start, match the window's motion shifted by the offset
+    window = read_jsonl(out / "g1.jsonl")
+    assert len(window["weights"]) == 150
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.bake.rhubarb import mouth_cues
+    from backchannel.bridge.outputs.files import read_motion
+    from backchannel.models.motion import MotionBlock
+
+    block = read_motion(out / "g1.jsonl")
+    own = MotionBlock(0, block.motion[30:120], block.state[30:120])
+    assert doc["mouthCues"] == mouth_cues(Take.from_block(own))
+
+
+def test_an_unwritable_output_is_refused_before_generating(baked, tmp_path, capsys):
+    import os
+
+    (tmp_path / "afile").write_text("")
+    outs = [tmp_path / "afile" / "sub" / "x.anim", tmp_path / "afile" / "x.tsv"]  # under a regular file
+    if os.geteuid() != 0:  # root writes anywhere (CI): there the regular file is the case
+        (tmp_path / "ro").mkdir(mode=0o500)
+        outs.append(tmp_path / "ro" / "x.anim")
+    for out in outs:
+        assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and err.count("\n") == 1 and ".tmp" not in err
+    assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(tmp_path / "x.tsv"),
+                 "--png", str(tmp_path / "afile" / "x.png")]) == 2  # a preview too
+    assert "afile is a file" in capsys.readouterr().err and not (tmp_path / "x.tsv").exists()
+
+
+def test_script_mistakes_are_named(baked, tmp_path, capsys):
+    script = tmp_path / "s.csv"
+    script.write_text(f"speaker,file,partner\nguard,{baked['line']},\nhero,{baked['partner']},gaurd\n")
+    assert main(["bake", "--batch", str(script), "--out-dir", str(tmp_path / "o"), "--generator", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: partner 'gaurd'" in err and err.count("\n") == 1
+    broken = tmp_path / "s.json"
+    broken.write_text('[{"speaker": "guard", "file": "a.wav"},]')
+    assert main(["bake", "--batch", str(broken), "--out-dir", str(tmp_path / "o"), "--generator", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "not valid JSON" in err and err.count("\n") == 1
+
+
+def test_folder_batch_names_outputs_after_recordings_with_spaces(baked, tmp_path, capsys):
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    for name in ("take 1", "take_1", "what? (final)"):
+        (folder / f"{name}.wav").write_bytes(baked["line"].read_bytes())
+    out = tmp_path / "o"
+    assert main(["bake", "--batch", str(folder), "--out-dir", str(out), "--to", ".tsv", "--generator", "baseline"]) == 0
+    index = json.loads((out / "bake.json").read_text())
+    assert [(Path(l["file"]).name, l["id"]) for l in index["lines"]] == [
+        ("take 1.wav", "take_1"), ("take_1.wav", "take_1-2"), ("what? (final).wav", "what_final_")]
+    assert sorted(p.name for p in out.glob("*.tsv")) == ["take_1-2.tsv", "take_1.tsv", "what_final_.tsv"]
+
+
+@pytest.mark.parametrize("name", ["a: b", "x #1", "[c]", "it's", "true", "007", "Line 01"])
+def test_unity_clip_names_read_back_as_written(baked, tmp_path, name):
+    out = tmp_path / f"{name}.anim"
+    assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--out", str(out)]) == 0
+    assert unity_clip(out)["m_Name"] == name
+
+
+def test_60_fps_assets_last_as_long_as_30_fps_ones(baked, tmp_path):
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.outputs.files import read_motion
+
+    block = read_motion(baked["out"] / "line.jsonl")
+    at30, at60 = Take.from_block(block, 30), Take.from_block(block, 60)
+    assert at60.duration == pytest.approx(at30.duration) and len(at60.motion) == 2 * len(block) - 1
+    assert at60.motion[::2] == pytest.approx(at30.motion, abs=1e-6)  # the frames themselves on every other key
+    for fps in (30, 60):
+        out = tmp_path / f"l{fps}.motion3.json"
+        assert main(["bake", "--self", str(baked["line"]), "--generator", "baseline", "--fps", str(fps),
+                     "--out", str(out)]) == 0
+    meta30, meta60 = (json.loads((tmp_path / f"l{fps}.motion3.json").read_text())["Meta"] for fps in (30, 60))
+    assert meta60["Duration"] == meta30["Duration"] == pytest.approx((len(block) - 1) / 30, abs=1e-4)
+
+
+def test_a_one_frame_motion3_holds_its_pose_in_a_segment(baked):
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.bake.live2d import motion3
+    from backchannel.bridge.outputs.files import read_motion
+    from backchannel.models.motion import MotionBlock
+
+    block = read_motion(baked["out"] / "line.jsonl")
+    doc = motion3(Take.from_block(MotionBlock(0, block.motion[:1], block.state[:1])))
+    counts = [segment_counts(c["Segments"]) for c in doc["Curves"]]
+    assert all(n_segments == 1 for n_segments, _ in counts)  # Cubism plays no curve without one
+    assert doc["Meta"]["TotalSegmentCount"] == sum(s for s, _ in counts)
+    assert doc["Meta"]["TotalPointCount"] == sum(p for _, p in counts)
+    assert doc["Meta"]["Duration"] == pytest.approx(1 / 30, abs=1e-4)
+    assert all(c["Segments"][1] == c["Segments"][4] for c in doc["Curves"])  # held, not moved
+
+
+def test_rhubarb_cues_hold_each_shape_long_enough_to_see_at_60_fps(baked, tmp_path):
+    from backchannel.bridge.bake import Take
+    from backchannel.bridge.bake.rhubarb import mouth_cues
+    from backchannel.bridge.outputs.files import read_motion
+    from backchannel.calibration.rigs import rhubarb_shapes
+    from backchannel.models.motion import SPEAKING
+
+    block = read_motion(baked["out"] / "line.jsonl")
+    for fps in (30, 60):
+        take = Take.from_block(block, fps)
+        raw = rhubarb_shapes(take.motion, take.state == SPEAKING)
+        assert sum(a != b for a, b in zip(raw, raw[1:])) > 0
+        cues = mouth_cues(take)
+        assert all(round(c["end"] - c["start"], 2) >= 0.06 for c in cues[:-1]), cues  # no 0.01 s cue
+        assert all(a["end"] == b["start"] and a["value"] != b["value"] for a, b in zip(cues, cues[1:]))
+        shown = frame_shapes([(c["start"], c["value"]) for c in cues], len(raw), fps)
+        assert np.mean([a == b for a, b in zip(shown, raw)]) > 0.85  # the shapes are the frames', mostly unmoved
+
+
+def test_rhubarb_g_comes_from_a_lower_lip_under_the_teeth():
+    from backchannel.calibration.rigs import rhubarb_shapes
+    from backchannel.models.motion import MOTION_DIM
+
+    m = np.zeros((3, MOTION_DIM), np.float32)
+    m[:, BS["JawOpen"]] = 0.1  # a little open: not A
+    m[1, BS["MouthRollLower"]] = 0.25  # what the model does on a /v/ (docs/bake-rhubarb.md)
+    assert rhubarb_shapes(m) == ["B", "G", "B"]

@@ -152,3 +152,36 @@ def test_a_leftover_under_this_very_pid_is_overwritten_not_appended_to(tmp_path)
     block = MotionBlock(0, np.zeros((2, MOTION_DIM), np.float32), [0, 0])
     assert len(read_motion(write_motion(path, block))) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["m.jsonl"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as Linux delivers them")
+def test_sigterm_landing_in_a_weakref_callback_still_ends_the_process(tmp_path):
+    """Python ignores an exception raised inside a weakref callback; a SIGTERM whose SystemExit lands there must
+    still end the process, with the temporary of the file being written removed."""
+    out = tmp_path / "out.txt"
+    program = textwrap.dedent(f"""
+        import time, weakref
+        from backchannel.models.atomic import replacing, sigterm_exits
+
+        class Thing:
+            pass
+
+        def callback(ref):
+            print("in callback", flush=True)
+            time.sleep(10)  # SIGTERM arrives here: its SystemExit is raised inside the callback
+
+        with sigterm_exits(), replacing({str(out)!r}) as tmp:
+            tmp.write_text("partial")
+            thing = Thing()
+            ref = weakref.ref(thing, callback)
+            del thing
+            print("carried on", flush=True)
+            time.sleep(10)
+            tmp.write_text("whole")
+    """)
+    proc = start([sys.executable, "-c", program])
+    assert proc.stdout.readline().strip() == "in callback"
+    proc.send_signal(signal.SIGTERM)
+    out_text, err = proc.communicate(timeout=5)
+    assert proc.returncode == 143, (out_text, err)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary

@@ -27,6 +27,9 @@ from .helpers import WORKER_COMMAND, collect
 from .test_hardening import free_ports
 
 BROW = BS["BrowInnerUp"]  # the test generator shows a session's seed there: (seed % 10) / 10
+# a worker killed mid-stream takes with it the frames of the audio it had but had not yet published: its
+# look-ahead and jitter buffer (40 ms) and the chunk in flight, 0.5 s at most here (the test generator looks ahead 0 s)
+MAX_LOST_FRAMES = 15
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +72,13 @@ def assert_same_frames(cpp: list[dict], py: list[dict]):
 
 
 def test_ctest_unit_tests_pass(build):
-    """msgpack round trips and hostile bodies, interpolation and the playhead, the chunker's clock, allocations,
-    and the client's audio side and control timeouts on sockets of the test's own."""
+    """msgpack round trips and hostile bodies, interpolation and the playhead, the chunker's clock, allocations
+    (a tick's sessions(out) and play() included), the audio ring (a producer and a consumer thread), and the
+    client's audio side, its rings and control timeouts on sockets of the test's own."""
     done = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "100% tests passed, 0 tests failed out of 10" in done.stdout
+    assert "100% tests passed, 0 tests failed out of 12" in done.stdout
 
 
 def test_a_wav_through_the_core_comes_back_as_the_motion_python_receives(build, tmp_path):
@@ -173,6 +177,11 @@ def test_a_worker_killed_and_restarted_mid_stream_is_ridden_out(build, tmp_path)
     assert all(b > a for a, b in zip(seqs, seqs[1:]))  # in order, none twice
     c = counters(out)
     assert c["restarts"] == 1 and c["reopened"] == 1 and c["control_timeouts"] == 0
+    # the one jump allowed: the frames of the audio the killed worker took with it (PROTOCOL.md, "Reconnecting
+    # after a worker restart"), at most what it had received but not yet turned into frames (its look-ahead and
+    # jitter buffer) and the 0.1 s grid the new one resumes on; the audio that waited for the new worker all shows
+    gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:])]
+    assert sum(gaps) <= MAX_LOST_FRAMES, [(a, b) for a, b in zip(seqs, seqs[1:]) if b - a > 1]
     assert any(s > 45 for s in seqs)  # the new worker answered, from where the audio stood
     assert frames[-1]["weights"][BROW] == np.float32(0.5)  # with the seed the session was opened with
 

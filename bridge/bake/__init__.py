@@ -26,6 +26,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 MOTION_FORMATS = ("jsonl", "csv", "npz")  # the generator's own frames, at its own rate
 RIG_FORMATS = ("glb", "gltf", "unity", "unreal")  # blendshape weights under a rig's names (--names)
 FRAME_RATES = (30, 60)
+SOUND_FORMATS = ("rhubarb-tsv", "rhubarb-json")  # cue times from the start of the sound file the line names
 
 
 def format_of(path: str | Path, given: str | None = None) -> str:
@@ -71,7 +72,8 @@ class Take:
         if fps == FRAME_RATE or n < 2:
             return cls(name, block.motion.copy(), block.state.copy(), fps)
         source = np.arange(n) / FRAME_RATE
-        times = np.arange(int(round(n * fps / FRAME_RATE))) / fps
+        # keys from the first frame to the last, none past it: the same duration at any rate
+        times = np.arange((n - 1) * fps // FRAME_RATE + 1) / fps
         motion = np.stack([np.interp(times, source, column) for column in block.motion.T], axis=1)
         nearest = np.clip(np.rint(times * FRAME_RATE).astype(int), 0, n - 1)
         return cls(name, motion.astype(np.float32), block.state[nearest], fps)

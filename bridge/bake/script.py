@@ -45,7 +45,8 @@ def read_lines(source: str | Path, gap_s: float = 0.25) -> list[Line]:
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             raise ValueError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) to bake")
-        rows = [{"speaker": p.stem, "file": p.name, "id": p.stem} for p in files]
+        ids = _folder_ids([p.stem for p in files])
+        rows = [{"speaker": p.stem, "file": p.name, "id": i} for p, i in zip(files, ids)]
         return _place(rows, source, gap_s, alone=True)
     if not source.is_file():
         raise ValueError(f"{source}: no such folder or script")
@@ -53,7 +54,10 @@ def read_lines(source: str | Path, gap_s: float = 0.25) -> list[Line]:
         with source.open(newline="") as f:
             rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
     elif source.suffix.lower() == ".json":
-        data = json.loads(source.read_text())
+        try:
+            data = json.loads(source.read_text())
+        except ValueError as e:  # json's message gives the line and column, not the file
+            raise ValueError(f"{source}: not valid JSON ({e})") from None
         rows = data.get("lines") if isinstance(data, dict) else data
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ValueError(f"{source}: a JSON script is a list of lines (objects), or {{\"lines\": [...]}}")
@@ -62,6 +66,18 @@ def read_lines(source: str | Path, gap_s: float = 0.25) -> list[Line]:
     if not rows:
         raise ValueError(f"{source}: the script has no lines")
     return _place(rows, source.parent, gap_s)
+
+
+def _folder_ids(stems: list[str]) -> list[str]:
+    """A plain file name per recording, from its own (`take 1 (final)` -> `take_1_final_`), unique in the folder."""
+    ids: list[str] = []
+    for stem in stems:
+        base = re.sub(r"[^\w.-]+", "_", stem).strip(".") or "line"
+        name, n = base, 2
+        while name in ids:
+            name, n = f"{base}-{n}", n + 1
+        ids.append(name)
+    return ids
 
 
 def _place(rows: list[dict], folder: Path, gap_s: float, alone: bool = False) -> list[Line]:
@@ -90,6 +106,11 @@ def _place(rows: list[dict], folder: Path, gap_s: float, alone: bool = False) ->
         line = Line(line_id, speaker, path, partner, start, load_audio(path), alone)
         lines.append(line)
         cursor = max(cursor, line.end)
+    speakers = {line.speaker for line in lines}
+    for n, line in enumerate(lines, 1):
+        if line.partner is not None and line.partner not in speakers:  # a typo would give a partner track of silence
+            raise ValueError(f"line {n}: partner {line.partner!r} says no line in this script (speakers: "
+                             f"{', '.join(sorted(speakers))})")
     return lines
 
 

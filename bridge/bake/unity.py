@@ -5,6 +5,7 @@ frames as sampled; keys that lie on the line between their neighbours are left o
 of a generic YAML writer."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,14 @@ def _curve(times: np.ndarray, values: np.ndarray, attribute: str, path: str) -> 
     return "\n".join(lines) + "\n"
 
 
+def yaml_scalar(text: str) -> str:
+    """`text` as one YAML scalar: plain where that reads back as the same string, else single-quoted ('' for ')."""
+    if re.fullmatch(r"[A-Za-z_][\w.\- ]*[\w.\-]|[A-Za-z_]", text) and text.lower() not in (
+            "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"):
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
 def check_renderer_path(renderer_path: str) -> None:
     """A transform path that stays one plain YAML scalar."""
     if any(c in renderer_path for c in ":\n#{}[]&*!|>'\"%@`,") or renderer_path != renderer_path.strip():
@@ -115,7 +124,7 @@ def write_anim(path: str | Path, take: Take, rig: str, renderer_path: str) -> Pa
     times = take.times
     curves = "".join(_curve(times, np.round(weights[:, k], 4), f"blendShape.{name}", renderer_path)
                      for k, name in enumerate(rigmap.targets))
-    text = (HEADER.format(name=take.name) + "  m_FloatCurves:\n" + curves
+    text = (HEADER.format(name=yaml_scalar(take.name)) + "  m_FloatCurves:\n" + curves
             + FOOTER.format(fps=take.fps, stop=f"{take.duration:.6g}")
             + "  m_EditorCurves:\n" + curves + TAIL)  # the editor's copy, shown in the Animation window
     with replacing(path) as tmp:

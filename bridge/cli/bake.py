@@ -3,6 +3,7 @@ three.js, Live2D and Rhubarb's integrations import as they are (docs/bake.md). T
 path `run` uses; the writers are bridge/bake/."""
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from pathlib import Path
@@ -76,7 +77,24 @@ def _plan(args, outs: list[str]) -> list[tuple[Path, str]]:
         check_asset(path, fmt, args.fps, args.names)
         if fmt == "unity":
             check_renderer_path(args.unity_path)
+        _check_writable(path)
     return plan
+
+
+def _check_writable(path: Path) -> None:
+    """The folder `path` goes in can be made and written: said now, in the user's terms, not after the slow part
+    as an errno about a temporary."""
+    import os
+
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; name the file to write")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists: the missing ones are made inside it
+    if not folder.is_dir():
+        raise ValueError(f"{path}: cannot be written, {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot be written, no permission to write in {folder}")
 
 
 def _check_head(args) -> None:
@@ -99,6 +117,9 @@ def _previews(args, first: Path) -> tuple[Path | None, Path | None]:
         import matplotlib  # noqa: F401  (an extra: missing, say so before the slow part)
     if video is not None and video.suffix.lower() != ".mp4":
         raise ValueError(f"--video {video}: write an .mp4")
+    for preview in (png, video):
+        if preview is not None:
+            _check_writable(preview)
     return png, video
 
 
@@ -118,12 +139,54 @@ def _beside(path: Path, suffix: str) -> Path:
     return path.with_name(clip_name(path) + suffix)
 
 
-def _write_all(args, plan, block, audio_name: str | None) -> None:
-    from backchannel.bridge.bake import write_asset
+def _write_all(args, plan, block, audio_name: str | None, own: tuple[float, float] | None = None) -> None:
+    """Every asset of the plan. `own` = (offset_s, seconds): where the named audio (`audio_name`) lies in the block
+    when the block holds more (a batch line's context): formats that name their sound file (Rhubarb's) hold only
+    that span, their times from the start of that file."""
+    from backchannel.bridge.bake import SOUND_FORMATS, write_asset
 
     for path, fmt in plan:
-        write_asset(path, block, fmt, fps=args.fps, names=args.names, unity_path=args.unity_path,
-                    audio_name=audio_name, head=args.head)
+        part = block if own is None or fmt not in SOUND_FORMATS else _span(block, *own)
+        try:
+            write_asset(path, part, fmt, fps=args.fps, names=args.names, unity_path=args.unity_path,
+                        audio_name=audio_name, head=args.head)
+        except OSError as e:  # a full disk, a folder gone meanwhile: the user's name, not the temporary's
+            raise ValueError(f"{path}: could not be written ({e.strerror or e})") from None
+
+
+def _span(block, offset_s: float, seconds: float):
+    """The frames of `block` from offset_s for seconds (at the generator's rate), renumbered from 0."""
+    from backchannel.models.motion import FRAME_RATE, MotionBlock
+
+    a = min(int(round(offset_s * FRAME_RATE)), len(block))
+    b = min(a + max(int(round(seconds * FRAME_RATE)), 1), len(block))
+    return MotionBlock(0, block.motion[a:b], block.state[a:b])
+
+
+def _fingerprint(args, endings: list[str], seed: int, self_audio, other_audio, offset: float) -> str:
+    """What a line's assets depend on: the settings that shape them and the audio they were made from (both
+    tracks of its window, so a partner's line that changed counts too). A line is resumed only when it matches."""
+    def file_key(path):
+        stat = Path(path).stat()
+        return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+    settings = {"generator": args.generator, "seed": seed, "style": args.style, "fps": args.fps, "names": args.names,
+                "unity_path": args.unity_path, "head": file_key(args.head) if args.head else None,
+                "endings": sorted(endings), "png": args.png is not None,
+                "video": [args.video is not None, args.portrait, getattr(args, "size", None)],
+                "offset": round(offset, 4)}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for audio in (self_audio, other_audio):
+        digest.update(audio.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _old_index(path: Path) -> dict[str, dict]:
+    """The lines a previous run's bake.json describes, by id (none when it is missing or unreadable)."""
+    try:
+        return {line["id"]: line for line in json.loads(path.read_text())["lines"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def bake_line(args) -> int:
@@ -180,7 +243,7 @@ def bake_batch(args) -> int:
     style = generation_style(args)
     out_dir = Path(args.out_dir)
     endings = args.to or [".glb"]
-    _plan(args, [f"x{e}" for e in endings])  # the endings and settings, checked before reading any audio
+    _plan(args, [str(out_dir / f"x{e}") for e in endings])  # endings, settings, the folder: before any audio
     _check_head(args)
     if args.png or args.video:
         raise ValueError("with --batch, --png and --video take no file name: one of each is written per line")
@@ -188,27 +251,51 @@ def bake_batch(args) -> int:
     renderer = _renderer(args) if args.video is not None or args.portrait else None
     lines = read_lines(args.batch, args.gap)
     generator = make_generator(args.generator)
-    manifest, baked = [], 0
+    index_path = out_dir / "bake.json"
+    old = _old_index(index_path)
+    # bake.json is rewritten as each line changes, so it only ever lists files made with the settings it names
+    done: dict[str, dict] = {line.id: old[line.id] for line in lines if line.id in old}
+    order = [line.id for line in lines]
+
+    def write_index() -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with replacing(index_path) as tmp:
+            tmp.write_text(json.dumps({"source": str(args.batch), "lines": [done[i] for i in order if i in done]},
+                                      indent=1) + "\n")
+
+    baked = 0
     for line in tqdm(lines, unit="line", desc="bake", disable=None):
         plan = _plan(args, [str(out_dir / f"{line.id}{e}") for e in endings])
         png, video = _previews(args, plan[0][0])
         wanted = [p for p, _ in plan] + [p for p in (png, video) if p is not None]
         self_audio, other_audio, offset = tracks_for(line, lines, args.context)
         seed = (args.seed + zlib.crc32(line.id.encode())) % 2 ** 31  # per line, stable when lines move
-        manifest.append({"id": line.id, "speaker": line.speaker, "file": str(line.file), "start_s": round(line.start, 4),
-                         "line_offset_s": round(offset, 4), "seconds": round(len(self_audio) / SAMPLE_RATE, 4),
-                         "seed": seed, "outputs": [p.name for p in wanted]})
-        if not args.force and all(p.is_file() for p in wanted):  # each written whole or not at all: done
+        seconds = len(line.audio) / SAMPLE_RATE
+        entry = {"id": line.id, "speaker": line.speaker, "file": str(line.file), "start_s": round(line.start, 4),
+                 "line_offset_s": round(offset, 4), "seconds": round(seconds, 4),
+                 "window_s": round(len(self_audio) / SAMPLE_RATE, 4), "seed": seed,
+                 "settings": {"generator": args.generator or generator.name, "fps": args.fps,
+                              "names": args.names or "arkit", "unity_path": args.unity_path, "head": args.head,
+                              "style": args.style},
+                 "fingerprint": _fingerprint(args, endings, seed, self_audio, other_audio, offset),
+                 "outputs": [p.name for p in wanted]}
+        previous = done.get(line.id, {})
+        if (not args.force and previous.get("fingerprint") == entry["fingerprint"]
+                and all(p.is_file() for p in wanted)):  # the same inputs and settings, each file whole: done
+            done[line.id] = entry
             continue
+        if done.pop(line.id, None) is not None:
+            write_index()  # its files are about to change: unlisted until they all have
         block, _ = motion_from_tracks(generator, self_audio, other_audio, seed, style, line.id)
-        _write_all(args, plan, block, line.file.name)
+        _write_all(args, plan, block, line.file.name, own=(offset, seconds))
         if png is not None:
             plot_motion(block, png, {"self": self_audio, "other": other_audio}, line.id)
         if renderer is not None:
             render_video(renderer, block, self_audio, other_audio, video)
+        done[line.id] = entry
+        write_index()
         baked += 1
-    with replacing(out_dir / "bake.json") as tmp:
-        tmp.write_text(json.dumps({"source": str(args.batch), "fps": args.fps, "lines": manifest}, indent=1) + "\n")
-    print(f"baked {baked} of {len(lines)} lines into {out_dir} ({len(lines) - baked} already there); "
-          f"index: {out_dir / 'bake.json'}")
+    write_index()
+    print(f"baked {baked} of {len(lines)} lines into {out_dir} ({len(lines) - baked} already there with the same "
+          f"settings and audio); index: {index_path}")
     return 0

@@ -76,7 +76,8 @@ def load_tracks(sources: dict):
     tracks = [load_audio(sources[t][0], channel=sources[t][1]) if t in sources else np.zeros(0, np.float32)
               for t in ("self", "other")]
     if not any(len(x) for x in tracks):
-        raise ValueError(f"{' and '.join(path for path, _ in sources.values())} hold no audio: nothing to animate")
+        names = [path for path, _ in sources.values()]
+        raise ValueError(f"{' and '.join(names)} {'holds' if len(names) == 1 else 'hold'} no audio: nothing to animate")
     return tracks
 
 

@@ -35,11 +35,23 @@ VERSION = 6
 VALUES = 61
 
 
+ROTATION_NAMES = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
+                  "RightEyePitch", "RightEyeRoll")
+
+
+def rotation_curves(motion: np.ndarray) -> np.ndarray:
+    """Motion rows (T, MOTION_DIM) -> (T, 9) head and eye rotations as Live Link Face's curves (ROTATION_NAMES):
+    radians / pi, roll negated, no eye roll. The baked Unreal curve table shares it (bridge/bake/unreal.py)."""
+    motion = np.asarray(motion, np.float64).reshape(-1, np.shape(motion)[-1])
+    pitch, yaw, roll = (motion[:, HEAD_ROTATION] / math.pi).T
+    left_yaw, left_pitch, right_yaw, right_pitch = (motion[:, GAZE] / math.pi).T
+    none = np.zeros(len(motion))
+    return np.stack([yaw, pitch, -roll, left_yaw, left_pitch, none, right_yaw, right_pitch, none], axis=1)
+
+
 def curve_values(row: np.ndarray) -> list[float]:
     """One motion row -> the 61 Live Link Face values."""
-    pitch, yaw, roll = (float(v) / math.pi for v in row[HEAD_ROTATION])
-    left_yaw, left_pitch, right_yaw, right_pitch = (float(v) / math.pi for v in row[GAZE])
-    return [*map(float, row[BLENDSHAPES]), yaw, pitch, -roll, left_yaw, left_pitch, 0.0, right_yaw, right_pitch, 0.0]
+    return [*map(float, row[BLENDSHAPES]), *map(float, rotation_curves(row)[0])]
 
 
 def packet(device_id: str, subject: str, frame: int, values: list[float]) -> bytes:

@@ -68,7 +68,8 @@ void FBackchannelLiveLinkSource::Update()
 	LastUpdate = Now;
 	const TArray<FName>& Names = PropertyNames();
 	backchannel::MotionFrame Frame;
-	for (const std::string& Session : Core->sessions())
+	Core->sessions(SessionNames);  // into the kept vector: no allocation per tick once it has held them all
+	for (const std::string& Session : SessionNames)
 	{
 		if (!Core->play(Session, DeltaSeconds, Frame))
 		{

@@ -128,12 +128,13 @@ void UBackchannelVoiceComponent::StartTaps()
 		Microphone = MakeShared<Audio::FAudioCapture>();
 		Audio::FAudioCaptureDeviceParams Params;
 		Params.DeviceIndex = MicrophoneDevice;
-		const bool bOpened = Microphone->OpenAudioCaptureStream(Params,
-			[Client, Name](const void* InAudio, int32 NumFrames, int32 NumChannels, int32 SampleRate, double StreamTime, bool bOverflow)
+		// the capture device's thread writes the session's partner ring: no lock, never behind socket work
+		std::shared_ptr<backchannel::AudioRing> Ring = Client->audio_ring(Name, backchannel::Track::Other);
+		const bool bOpened = Ring && Microphone->OpenAudioCaptureStream(Params,
+			[Ring](const void* InAudio, int32 NumFrames, int32 NumChannels, int32 SampleRate, double StreamTime, bool bOverflow)
 			{
-				// float32 samples (the capture's default encoding), on the capture device's thread
-				Client->send_audio(Name, backchannel::Track::Other, static_cast<const float*>(InAudio), size_t(NumFrames),
-					NumChannels, SampleRate);
+				// float32 samples (the capture's default encoding)
+				Ring->write(static_cast<const float*>(InAudio), size_t(NumFrames), NumChannels, SampleRate);
 			},
 			MicrophoneFramesPerCallback);
 		if (!bOpened || !Microphone->StartStream())

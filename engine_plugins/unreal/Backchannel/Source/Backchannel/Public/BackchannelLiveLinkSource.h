@@ -8,6 +8,9 @@
 #include "ILiveLinkSource.h"
 #include "Backchannel/Client.h"
 
+#include <string>
+#include <vector>
+
 class ILiveLinkClient;
 
 class BACKCHANNEL_API FBackchannelLiveLinkSource : public ILiveLinkSource
@@ -36,6 +39,7 @@ private:
 	FGuid SourceGuid;
 	TSharedPtr<backchannel::Client, ESPMode::ThreadSafe> Core;
 	TSet<FName> Subjects;  // those whose static data was pushed
+	std::vector<std::string> SessionNames;  // reused by every Update
 	double LastUpdate = 0.0;
 	FString Endpoint;
 };

@@ -29,6 +29,7 @@ double seconds_since(Clock::time_point start) {
 constexpr const char* kWorkerStats = "_worker/stats";
 constexpr const char* kMotionSuffix = "/motion";
 constexpr double kUptimeSlack_s = 0.5;  // uptime going back by more than this: a new worker
+constexpr double kStalled_s = 0.25;  // no audio taken this long: the worker went away (bridge/client.py STALLED_S)
 
 // The quoted value of `name = "..."` in a ZeroMQ certificate file, or "".
 std::string certificate_field(const std::string& path, const std::string& name) {
@@ -74,6 +75,7 @@ struct Session {
     FrameBuffer frames;
     Playhead playhead;
     std::unique_ptr<AudioTrackSender> tracks[2];
+    std::shared_ptr<AudioRing> rings[2];  // audio_ring's: drained into `tracks` by the I/O thread
     Clock::time_point track_start[2];
     Session(size_t kept, double delay_s) : frames(kept), playhead(delay_s) {}
 };
@@ -107,6 +109,10 @@ struct Client::Impl {
 
     std::atomic<bool> running{true};
     std::thread io;
+
+    // the I/O thread's own: audio held after a stall until the worker's stats show the subscription is back
+    Clock::time_point stalled_since{};
+    bool hold_for_stats = false;
 
     explicit Impl(ClientOptions o) : opt(std::move(o)) {
         if (!opt.all_sessions) subscription_changes.emplace_back(kWorkerStats, true);
@@ -167,6 +173,21 @@ struct Client::Impl {
             s.track_start[int(track)] = Clock::now();
         }
         return sender->sample_rate() == rate ? sender.get() : nullptr;
+    }
+
+    // The rings' audio into their tracks, under `m` (so the one reader at a time a ring allows).
+    std::vector<float> ring_scratch = std::vector<float>(4096);
+    void drain_rings_locked() {
+        for (auto& entry : sessions) drain_locked(entry.first, entry.second);
+    }
+    void drain_locked(const std::string& name, Session& s) {
+        for (int k = 0; k < 2; ++k) {
+            AudioRing* ring = s.rings[k].get();
+            if (!ring || !ring->available()) continue;
+            AudioTrackSender* sender = s.ended ? nullptr : track_locked(name, s, Track(k), ring->sample_rate());
+            while (size_t n = ring->read(ring_scratch.data(), ring_scratch.size()))
+                if (sender) sender->push(ring_scratch.data(), n, 1);  // an ended session's audio goes nowhere
+        }
     }
 
     // ---- control (lazy pirate: an unanswered request costs the socket, then tries again on a new one)
@@ -243,6 +264,9 @@ struct Client::Impl {
             apply_keys(*sock, opt.keys);
         }
         sub.set(zmq::sockopt::rcvhwm, 100000);  // bursts of frames (audio sent faster than real time) are kept
+        // audio waits in our queue, not in a pipe to a worker that is gone: a restarted worker gets it only when
+        // send_queued lets it go, after the subscription is back (PROTOCOL.md, "Reconnecting after a worker restart")
+        push.set(zmq::sockopt::immediate, 1);
         push.connect(opt.endpoints.audio_in);
         sub.connect(opt.endpoints.motion_out);
         BodyDecoder decoder;
@@ -252,6 +276,10 @@ struct Client::Impl {
         while (true) {
             if (!running && stop_at == Clock::time_point{}) stop_at = Clock::now() + std::chrono::milliseconds(500);
             apply_subscriptions(sub);
+            {
+                std::lock_guard<std::mutex> lock(m);
+                drain_rings_locked();
+            }
             top_up_silence();
             bool backlog = send_queued(push);
             if (!running && (!backlog || Clock::now() > stop_at)) break;
@@ -293,11 +321,13 @@ struct Client::Impl {
         subscription_changes.clear();
     }
 
-    // true when audio is still waiting (no worker takes it now)
+    // true when audio is still waiting (no worker takes it now, or held until the subscription is back)
     bool send_queued(zmq::socket_t& push) {
         size_t sent = 0;
         bool backlog = false;
-        {
+        if (hold_for_stats) {
+            backlog = true;  // after a stall: a new worker would publish this audio's frames before our SUB listens
+        } else {
             std::lock_guard<std::mutex> lock(qm);
             while (!queue.empty()) {
                 zmq::send_result_t ok;
@@ -313,6 +343,14 @@ struct Client::Impl {
                 queue.pop_front();
                 ++sent;
             }
+        }
+        if (!backlog || sent) {
+            stalled_since = Clock::time_point{};
+        } else if (!hold_for_stats) {
+            // no worker took anything for a while: it went away (a restart) or never came; whoever takes the audio
+            // next, its frames are only sent once its stats reached our SUB (then every subscription has too)
+            if (stalled_since == Clock::time_point{}) stalled_since = Clock::now();
+            else if (seconds_since(stalled_since) >= kStalled_s) hold_for_stats = true;
         }
         const uint64_t lost = dropped.exchange(0);
         if (sent || lost) {
@@ -353,6 +391,10 @@ struct Client::Impl {
                 return;
             }
             ++counters.worker_stats;
+            if (hold_for_stats) {
+                hold_for_stats = false;  // this worker's stats reached us: so will the frames of the held audio
+                stalled_since = Clock::time_point{};
+            }
             if (reopen_failed) {
                 reopen_failed = false;
                 restart_pending = true;
@@ -445,6 +487,7 @@ ControlReply Client::close(const std::string& session) {
         std::lock_guard<std::mutex> lock(impl_->m);
         if (Session* s = impl_->find(session)) {
             token = s->token;
+            impl_->drain_locked(session, *s);
             for (auto& track : s->tracks)
                 if (track) track->flush();
             s->ended = true;
@@ -471,6 +514,7 @@ void Client::end(const std::string& session) {
     std::lock_guard<std::mutex> lock(impl_->m);
     Session* s = impl_->find(session);
     if (!s || s->ended) return;
+    impl_->drain_locked(session, *s);
     for (auto& track : s->tracks)
         if (track) track->flush();
     std::vector<uint8_t> message;
@@ -490,6 +534,22 @@ std::vector<std::string> Client::sessions() const {
     std::vector<std::string> names;
     for (auto& entry : impl_->sessions) names.push_back(entry.first);
     return names;
+}
+
+void Client::sessions(std::vector<std::string>& out) const {
+    std::lock_guard<std::mutex> lock(impl_->m);
+    out.resize(impl_->sessions.size());  // shrinking keeps the capacity; growing allocates only past it
+    size_t k = 0;
+    for (auto& entry : impl_->sessions) out[k++].assign(entry.first);  // reuses each string's buffer
+}
+
+std::shared_ptr<AudioRing> Client::audio_ring(const std::string& session, Track track, size_t capacity) {
+    std::lock_guard<std::mutex> lock(impl_->m);
+    Session* s = impl_->find(session);
+    if (!s) return nullptr;
+    auto& ring = s->rings[int(track)];
+    if (!ring) ring = std::make_shared<AudioRing>(capacity);
+    return ring;
 }
 
 std::string Client::token(const std::string& session) const {
@@ -561,7 +621,11 @@ bool Client::wait_ready(double timeout_s) {
 
 ClientCounters Client::counters() const {
     std::lock_guard<std::mutex> lock(impl_->m);
-    return impl_->counters;
+    ClientCounters c = impl_->counters;
+    for (auto& entry : impl_->sessions)
+        for (auto& ring : entry.second.rings)
+            if (ring) c.ring_dropped_samples += ring->dropped();
+    return c;
 }
 
 const ClientOptions& Client::options() const { return impl_->opt; }

@@ -8,6 +8,7 @@
 // settings, so the new worker resumes it where its audio stands.
 #pragma once
 
+#include "Backchannel/AudioRing.h"
 #include "Backchannel/FrameBuffer.h"
 #include "Backchannel/Protocol.h"
 
@@ -67,6 +68,7 @@ struct ClientCounters {
     uint64_t worker_restarts = 0;  // seen as the worker's uptime going back
     uint64_t reopened = 0;  // sessions opened again after a restart
     uint64_t control_timeouts = 0;
+    uint64_t ring_dropped_samples = 0;  // audio an audio_ring could not hold (its reader fell a whole ring behind)
     uint64_t bad_total() const {
         uint64_t n = bad_multipart;
         for (uint64_t c : bad_bodies) n += c;
@@ -98,6 +100,8 @@ class Client {
     void end(const std::string& session);
     void remove(const std::string& session);
     std::vector<std::string> sessions() const;
+    // The same names into `out`, its strings and capacity reused: no allocation once it has held as many (a tick).
+    void sessions(std::vector<std::string>& out) const;
     std::string token(const std::string& session) const;
 
     // ---- audio: any thread. Interleaved floats, mixed to mono; a track's rate is fixed by its first call.
@@ -105,6 +109,11 @@ class Client {
     bool send_audio(const std::string& session, Track track, const float* samples, size_t frames, int channels,
                     int sample_rate);
     bool send_silence(const std::string& session, Track track, size_t frames, int sample_rate);
+    // For an audio render or capture thread: the session track's ring (AudioRing.h), written without a lock and
+    // drained by the client's own thread into the track (within its 10 ms poll). One writer thread per ring; the
+    // first write's rate fixes the track's. Null for a session not added. Keep it while writing: the client's copy
+    // goes with remove(), the ring lives on until the writer lets go of it too.
+    std::shared_ptr<AudioRing> audio_ring(const std::string& session, Track track, size_t capacity = 1 << 16);
     // Seconds of audio handed over for a track (its clock), -1 if it has not started.
     double audio_time(const std::string& session, Track track) const;
 
