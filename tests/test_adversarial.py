@@ -1,7 +1,10 @@
 """A live worker under a hostile client's traffic, with a legit session streaming beside it in real time: the
 flood of one-sample chunks after holes, a chunk far ahead (the amplifier), decode bombs, a hijacker with the legit
 session's name. Bounded: a few seconds of traffic on 127.0.0.1. The legit session loses no frame and no audio to
-it, and every control request is answered without the stall the flood once caused (11 s)."""
+it, and every control request is answered without the stall the flood once caused (11 s). The attacker is a
+process of its own, as it would be: a thread beside the legit sender would starve it of the GIL and make its own
+audio late, which the worker rightly re-aligns."""
+import multiprocessing
 import threading
 import time
 
@@ -24,7 +27,7 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def attack(endpoint: str, victim: str, stop: threading.Event) -> None:
+def attack(endpoint: str, victim: str, stop) -> None:
     push = push_socket(endpoint)
     one = np.full(1, 0.1)
     try:
@@ -53,8 +56,9 @@ def test_a_hostile_client_neither_stalls_the_worker_nor_touches_a_legit_session(
             receiver.wait_ready()
             token = control.call("open", session="legit")["token"]
             rss_before = rss_mb(worker["pid"])
-            stop, replies = threading.Event(), []
-            attacker = threading.Thread(target=attack, args=(worker["audio_in"], "legit", stop))
+            spawn = multiprocessing.get_context("spawn")
+            stop, replies = spawn.Event(), []
+            attacker = spawn.Process(target=attack, args=(worker["audio_in"], "legit", stop))
 
             def legit():
                 chunks = audio_chunks("legit", {"self": a, "other": b}, SAMPLE_RATE, token=token)

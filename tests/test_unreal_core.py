@@ -173,7 +173,9 @@ def test_a_worker_killed_and_restarted_mid_stream_is_ridden_out(build, tmp_path)
     assert tool.returncode == 0, out[-2000:] + err + log[-2000:]
     frames = frames_by_session(out)["phoenix"]
     seqs = [f["seq"] for f in frames]
-    assert seqs[0] == 0 and seqs[-1] == 149  # to the audio's end
+    # to the audio's end; one frame more where the new worker re-aligned the partner (its held audio arrives in a
+    # burst beside the voice's): the partner's tail then lands past the voice's end, and is animated
+    assert seqs[0] == 0 and seqs[-1] in (149, 150)
     assert all(b > a for a, b in zip(seqs, seqs[1:]))  # in order, none twice
     c = counters(out)
     assert c["restarts"] == 1 and c["reopened"] == 1 and c["control_timeouts"] == 0
