@@ -315,9 +315,11 @@ class BaselineStream(MotionStream):
             row[BS[f"NoseSneer{side}"]] += 0.08 * ex * a * effort
             row[BS[f"MouthFrown{side}"]] += 0.12 * ex * a * effort
             row[BS[f"EyeWide{side}"]] += 0.2 * ex * self.emphasis
-        # lips meeting with the jaw a little open (Apple's MouthClose), and a held stop filling the cheeks
-        meet = float(np.clip(1.0 - o / 0.4, 0.0, 1.0)) if speaking else 0.0
-        row[BS["MouthClose"]] = row[BS["JawOpen"]] * meet
+        # a closure inside speech keeps the jaw a little open behind the lips (Apple's MouthClose closes them against
+        # it: the lips' opening stays as it was), and a held stop fills the cheeks
+        behind = 0.08 * float(np.clip(1.0 - o / 0.1, 0.0, 1.0)) if speaking else 0.0
+        row[BS["JawOpen"]] += behind
+        row[BS["MouthClose"]] = behind
         self.closed = self.closed + 1 if speaking and o < 0.1 else 0
         self.puff += (0.5 if self.closed < 3 else 0.3) * (min(0.15, 0.04 * max(0, self.closed - 2)) - self.puff)
         row[BS["CheekPuff"]] = self.puff
