@@ -211,9 +211,11 @@ def self_voice(clip: EvalClip) -> str:
 def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True,
              by_voice: bool = False) -> dict[str, dict]:
     """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling).
-    `by_voice` adds summaries per self voice under "by_voice" (with each voice's clip count)."""
+    `by_voice` adds summaries per self voice under "by_voice" (with each voice's clip count). Peers (peers.PEERS:
+    other tools, whole clips, the own voice only) are scored as generators are."""
     from tqdm import tqdm
 
+    from backchannel.models.evaluation.peers import PEERS
     from backchannel.models.generator import generate, make_generator
 
     results = {}
@@ -224,6 +226,8 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
             run = lambda clip, s: (clip.motion, clip.state)  # noqa: E731
             if any(c.motion is None for c in clips):
                 raise ValueError("the clips carry no reference motion to score as 'labels'")
+        elif name in PEERS:
+            run = lambda clip, s, peer=PEERS[name]: peer(clip.self_audio)  # noqa: E731 (no seed: deterministic)
         else:
             gen = make_generator(spec)
 
@@ -238,7 +242,7 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
             summary["by_voice"] = {v: {**summarise([m for m, w in zip(per_clip, voices) if w == v]),
                                        "clips": voices.count(v)} for v in sorted(set(voices))}
         diverse = [c for c in clips if c.self_speech][:DIVERSITY_CLIPS]
-        if name != "labels" and diverse:
+        if name != "labels" and name not in PEERS and diverse:
             div = [seed_diversity(run, c, (seed, seed + 1)) for c in diverse]
             summary["head_diff_deg"] = float(np.mean([d["head_diff_deg"] for d in div]))
             summary["lip_r_min_over_seeds"] = float(np.nanmin([r for d in div for r in d["lip_r_per_seed"]]))
