@@ -29,7 +29,7 @@ from backchannel.bridge.jitter import Aligner
 from backchannel.bridge.protocol import ProtocolError
 from backchannel.bridge.security import MOTION_DOMAIN, Gatekeeper, is_local
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
-from backchannel.models.generator import Generator, MotionStream, Style, make_generator, parse_spec
+from backchannel.models.generator import Generator, MotionStream, Style, make_generator, parse_spec, session_seed
 from backchannel.models.motion import (
     ARKIT_NAMES,
     FRAME_RATE,
@@ -62,7 +62,7 @@ class WorkerConfig:
     # what sessions may choose besides the default, loaded at start (a client must not make the worker load a
     # model: that blocks the loop for seconds and holds hundreds of MB); None: the default and baseline
     generators: tuple[str, ...] | None = None
-    seed: int = 0
+    seed: int = 0  # the base of sessions' seeds: one not given its own gets this mixed with its name
     style: dict = field(default_factory=dict)
     jitter_ms: float = 40.0
     idle_timeout_s: float = 30.0
@@ -561,7 +561,7 @@ class Worker:
             raise ProtocolError("too_many_sessions", f"already serving {len(self.sessions)} sessions (max_sessions)")
         gen = self._generator(generator) if generator else self.default_generator
         try:
-            session = Session(name, gen, self.config.seed if seed is None else seed,
+            session = Session(name, gen, session_seed(self.config.seed, name) if seed is None else seed,
                               self.config.style if style is None else style, self.config, now, token)
         except Exception as e:  # the generator could not open a stream (a bad style value...)
             raise ProtocolError("generator_error", f"{gen.name} cannot open a stream: {type(e).__name__}: {e}") from None

@@ -2,10 +2,14 @@
 
 Speaking: voice activity on the self track gates the mouth; the self track's level (normalised to the speaker's own
 running peak, so recording level does not matter) opens the jaw, its spectral balance picks rounded or spread lips,
-and loudness rises bring emphasis (a small head dip, brow lift). The partner track never reaches the mouth.
-Listening: the partner track's phrase ends bring nods (sometimes with a brow raise), long partner turns bring small
-backchannel nods, and a smile grows while listening. Always: blinks, gaze saccades (averted more while speaking),
-idle head sway. Everything is decided frame by frame in order from a seeded generator, so the output does not depend
+and loudness rises bring emphasis (a small head dip, brow lift, wider eyes). The partner track never reaches the
+mouth. Listening: the partner track's phrase ends bring nods (sometimes with a brow raise), long partner turns bring
+small backchannel nods, and a smile grows while listening. Always: blinks, gaze saccades (averted more while
+speaking), idle head sway. The rest of the face follows the same cues (see `_expression`): the smile brings cheeks,
+squints, dimples and a little sneer; sustained loud speech lowers the brows; attentive listening lifts the inner
+brows; the lips meet and press inside speech and at its phrase ends, the cheeks fill a little on held stops, hissy
+sounds tuck the lower lip and bring the jaw forward, and the jaw and mouth drift sideways a little, each face with
+its own asymmetry. Everything is decided frame by frame in order from a seeded generator, so the output does not depend
 on how the audio was chunked.
 """
 from __future__ import annotations
@@ -90,6 +94,11 @@ def bump(seconds: float, cycles: int = 1) -> np.ndarray:
 
 BLINK = np.array([0.45, 0.95, 1.0, 0.75, 0.4, 0.15], np.float32)
 PITCH, YAW, ROLL = HEAD_ROTATION.start, HEAD_ROTATION.start + 1, HEAD_ROTATION.start + 2
+SIDES = ("Left", "Right")
+# at an own phrase end the lips close and press, the chin lifts a little (a face finishing a sentence)
+PHRASE_END = {BS["MouthPressLeft"]: 0.25, BS["MouthPressRight"]: 0.25, BS["MouthShrugLower"]: 0.3,
+              BS["MouthRollLower"]: 0.12, BS["MouthRollUpper"]: 0.1, BS["MouthFrownLeft"]: 0.1,
+              BS["MouthFrownRight"]: 0.1}
 
 
 class BaselineStream(MotionStream):
@@ -120,6 +129,16 @@ class BaselineStream(MotionStream):
         self.missed_phrase_end = False
         sway_rng = np.random.default_rng(seed + 7919)
         self.sway = (sway_rng.uniform(0.05, 0.25, (3, 2)), sway_rng.uniform(0, 2 * np.pi, (3, 2)))
+        # the rest of the face draws from its own generator, so the blinks, saccades and nods above keep theirs
+        self.face_rng = np.random.default_rng(seed + 15485863)
+        self.asymmetry = self.face_rng.uniform(0.8, 1.0, 2)  # left, right: no face is symmetric
+        self.drift = (self.face_rng.uniform(0.08, 0.3, 2), self.face_rng.uniform(0, 2 * np.pi, 2))  # jaw, mouth
+        self.effort = 0.0  # slow average of the own voice's level: sustained loud speech
+        self.attention = 0.0  # grows while the partner speaks and the avatar listens
+        self.fricative = 0.0  # hiss (a high spectral centroid at a low level): f, v, s, sh
+        self.closed = 0  # frames the lips have been together inside own speech
+        self.puff = 0.0
+        self.partner_was_active = False
 
     # ---- stream plumbing -------------------------------------------------------------------------------------
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
@@ -166,7 +185,7 @@ class BaselineStream(MotionStream):
     def _frame(self, k: int, mel: np.ndarray, p_self: float, p_other: float) -> tuple[np.ndarray, int]:
         row = neutral(1)[0]
         ex = self.style.expressiveness
-        self.speech[0].update(p_self)
+        own_ended = self.speech[0].update(p_self)
         other_ended = self.speech[1].update(p_other)
         speaking, partner = self.speech[0].active, self.speech[1].active
         listening = not speaking and (partner or self.speech[1].since_end < 1.5 * FRAME_RATE)
@@ -184,8 +203,9 @@ class BaselineStream(MotionStream):
             self.mean_centroid += max(0.02, 1.0 / self.speech_frames) * (centroid - self.mean_centroid)
             round_t = float(np.clip((self.mean_centroid - centroid) / 0.08, 0.0, 1.0))
             spread_t = float(np.clip((centroid - self.mean_centroid) / 0.08, 0.0, 1.0))
+            hiss_t = float(np.clip((centroid - self.mean_centroid - 0.05) / 0.1, 0.0, 1.0)) * (1.0 - open_t)
         else:
-            open_t = round_t = spread_t = 0.0
+            open_t = round_t = spread_t = hiss_t = 0.0
         target = np.array([open_t, round_t, spread_t], np.float32)
         rate = np.where(target > self.mouth, 0.75, 0.6)  # open fast, close a little slower
         self.mouth += rate * (target - self.mouth)
@@ -206,6 +226,7 @@ class BaselineStream(MotionStream):
         self.emphasis += 0.15 * (rise - self.emphasis)  # a head dip takes a few frames, not one
         row[PITCH] += 0.07 * ex * self.emphasis
         row[BS["BrowInnerUp"]] += 0.3 * ex * self.emphasis
+        self._expression(row, k, speaking, listening, partner, own_ended, open_t, hiss_t)
 
         # listening: nods at the partner's phrase ends, small nods through long partner turns, a growing smile
         if other_ended >= 0.5 * FRAME_RATE and not speaking:
@@ -225,6 +246,12 @@ class BaselineStream(MotionStream):
         row[BS["MouthSmileRight"]] += max(0.0, self.smile)
         row[BS["MouthFrownLeft"]] += max(0.0, -self.smile)
         row[BS["MouthFrownRight"]] += max(0.0, -self.smile)
+        smile = max(0.0, self.smile)
+        for side, a in zip(SIDES, self.asymmetry):  # what a smile brings with it, lopsided as a face's own
+            row[BS[f"CheekSquint{side}"]] += 0.45 * a * smile
+            row[BS[f"EyeSquint{side}"]] += 0.35 * a * smile
+            row[BS[f"MouthDimple{side}"]] += 0.3 * a * smile
+            row[BS[f"NoseSneer{side}"]] += 0.12 * a * smile
 
         # eyes: blinks and saccades
         if k >= self.next_blink:
@@ -264,7 +291,52 @@ class BaselineStream(MotionStream):
         self.gestures.append(Gesture(start, bump(0.45 * cycles, cycles), {PITCH: a}))
         if brows:
             self.gestures.append(Gesture(start, bump(0.8), {BS["BrowInnerUp"]: 0.35, BS["BrowOuterUpLeft"]: 0.3,
-                                                            BS["BrowOuterUpRight"]: 0.3}))
+                                                            BS["BrowOuterUpRight"]: 0.3, BS["EyeWideLeft"]: 0.12,
+                                                            BS["EyeWideRight"]: 0.12}))
+
+    def _expression(self, row: np.ndarray, k: int, speaking: bool, listening: bool, partner: bool, own_ended: int,
+                    open_t: float, hiss_t: float) -> None:
+        """Brows, eyes, cheeks and the lips' smaller moves, from the same cues as the rest (level, spectral balance,
+        roles); small weights, so no shape sits high for long."""
+        ex, o, r = self.style.expressiveness, float(self.mouth[0]), float(self.mouth[1])
+        t = k / FRAME_RATE
+        # sustained loud speech: brows down, eyes narrowed, mouth corners down a little (effort)
+        self.effort += (0.04 if speaking else 0.02) * ((open_t if speaking else 0.0) - self.effort)
+        effort = float(np.clip((self.effort - 0.25) / 0.35, 0.0, 1.0))
+        # attentive listening: inner brows up while the partner talks; a new turn widens the eyes for a moment
+        self.attention += (0.03 if listening and partner else 0.05) * (float(listening and partner) - self.attention)
+        if partner and not self.partner_was_active and not speaking and self.face_rng.random() < 0.5:
+            self.gestures.append(Gesture(k, bump(0.6), {BS["EyeWideLeft"]: 0.15, BS["EyeWideRight"]: 0.15}))
+        self.partner_was_active = partner
+        row[BS["BrowInnerUp"]] += 0.12 * ex * self.attention
+        for side, a in zip(SIDES, self.asymmetry):
+            row[BS[f"BrowDown{side}"]] += 0.3 * ex * a * effort
+            row[BS[f"EyeSquint{side}"]] += 0.12 * ex * a * effort
+            row[BS[f"NoseSneer{side}"]] += 0.08 * ex * a * effort
+            row[BS[f"MouthFrown{side}"]] += 0.12 * ex * a * effort
+            row[BS[f"EyeWide{side}"]] += 0.2 * ex * self.emphasis
+        # a closure inside speech keeps the jaw a little open behind the lips (Apple's MouthClose closes them against
+        # it: the lips' opening stays as it was), and a held stop fills the cheeks
+        behind = 0.08 * float(np.clip(1.0 - o / 0.1, 0.0, 1.0)) if speaking else 0.0
+        row[BS["JawOpen"]] += behind
+        row[BS["MouthClose"]] = behind
+        self.closed = self.closed + 1 if speaking and o < 0.1 else 0
+        self.puff += (0.5 if self.closed < 3 else 0.3) * (min(0.15, 0.04 * max(0, self.closed - 2)) - self.puff)
+        row[BS["CheekPuff"]] = self.puff
+        # hiss: the lower lip tucks (f, v), the upper lip lifts, the jaw comes forward (s, sh)
+        self.fricative += 0.5 * (hiss_t - self.fricative)
+        row[BS["MouthRollLower"]] += 0.3 * self.fricative
+        row[BS["MouthShrugUpper"]] += 0.15 * self.fricative + 0.12 * r
+        row[BS["JawForward"]] += 0.1 * self.fricative + 0.06 * r
+        # own phrase ends: the lips press shut (most of the time)
+        if own_ended and self.face_rng.random() < 0.7:
+            self.gestures.append(Gesture(k, bump(0.7), dict(PHRASE_END)))
+        # the jaw drifts sideways as it works, the mouth drifts to one side at rest (slow, per face)
+        (f_jaw, f_mouth), (p_jaw, p_mouth) = self.drift
+        jaw = 0.12 * ex * o * np.sin(2 * np.pi * f_jaw * t + p_jaw)
+        mouth = 0.06 * ex * (0.4 if speaking else 1.0) * np.sin(2 * np.pi * f_mouth * t + p_mouth)
+        row[BS["JawLeft" if jaw > 0 else "JawRight"]] += abs(jaw)
+        row[BS["MouthLeft" if mouth > 0 else "MouthRight"]] += abs(mouth)
 
     @staticmethod
     def _eye_shapes(row: np.ndarray, yaw: float, pitch: float) -> None:

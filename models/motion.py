@@ -42,6 +42,9 @@ BS = {name: i for i, name in enumerate(ARKIT_NAMES)}  # name -> column
 BLENDSHAPES = slice(0, 52)
 HEAD_ROTATION = slice(52, 55)
 HEAD_TRANSLATION = slice(55, 58)
+# the most a head turns or tilts in conversation (the labels' 99.9th percentile is 7-12 degrees): the model bends its
+# rotation softly towards it (models/infp/generator.py soft_limit), and eval counts the time spent close to it
+HEAD_LIMIT_DEG = 11.0
 HEAD_POSE = slice(52, 58)  # rotation and translation
 GAZE = slice(58, 62)
 MOTION_DIM = 62

@@ -80,3 +80,18 @@ def test_seeds_differ_but_lips_do_not(dialogue):
     m2 = generate(gen, dialogue.self_audio, dialogue.other_audio, seed=2)
     assert np.abs(m1.motion[:, 52:55] - m2.motion[:, 52:55]).mean() > 0.005
     np.testing.assert_allclose(m1.motion[:, BS["JawOpen"]], m2.motion[:, BS["JawOpen"]], atol=1e-6)
+
+
+def test_the_baseline_moves_most_of_the_face_and_holds_no_shape_high(dialogue, motion):
+    from backchannel.models.evaluation.metrics import shapes_moving
+
+    moving = shapes_moving(motion.motion)
+    assert moving.mean() >= 0.8, f"only {moving.sum()} of 52 shapes move"
+    for name in ("CheekSquintLeft", "EyeSquintRight", "BrowDownLeft", "MouthClose", "MouthPressLeft",
+                 "MouthDimpleRight", "CheekPuff", "NoseSneerLeft", "MouthShrugLower", "EyeWideLeft"):
+        assert moving[BS[name]], f"{name} never moves"
+    # within a person's range: no shape sits past half for more than a tenth of the conversation
+    assert (motion.motion[:, :52] > 0.5).mean(0).max() < 0.1
+    # the smile brings the cheeks and squints, so they move with it
+    smile, cheek = motion.motion[:, BS["MouthSmileLeft"]], motion.motion[:, BS["CheekSquintLeft"]]
+    assert np.corrcoef(smile, cheek)[0, 1] > 0.8

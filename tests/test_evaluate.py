@@ -124,8 +124,8 @@ def test_the_table_says_where_a_generator_beats_the_baseline_and_which_targets_i
     verdict = table[table.index("- **model** against the baseline"):]
     assert "better on 3: P/B/M closed; role F1; partner leak\n" in verdict
     assert "worse on 1: jitter, head (deg)\n" in verdict
-    # the hand-made motion: P/B/M 3 of 4, role F1 below 1 (three frames late), the rest on target
-    assert verdict.endswith("targets missed: P/B/M closed\n")
+    # the hand-made motion: P/B/M 3 of 4, role F1 below 1 (three frames late), never a blink, the rest on target
+    assert verdict.endswith("targets missed: P/B/M closed; blinks a minute\n")
     assert "**labels**" not in table and "**baseline**" not in table  # neither is judged against the baseline
     assert "against the baseline" not in markdown_table({"model": ours})  # nothing to judge against
     assert "- **model[sampler_steps=2]** against the baseline" in markdown_table({"baseline[]": worse, "model[sampler_steps=2]": ours})
@@ -136,7 +136,8 @@ def test_every_metric_in_the_table_has_a_direction_or_is_left_out_on_purpose():
     from backchannel.models.evaluation.report import COLUMNS
 
     undirected = {key for key, _, _ in COLUMNS} - HIGHER_IS_BETTER - LOWER_IS_BETTER
-    assert undirected == {"nods_at_random"}  # judged through the contrast; a new metric must choose a side
+    # nods at random are judged through the contrast, blinks against a person's range; a new metric must choose a side
+    assert undirected == {"nods_at_random", "blinks_per_minute"}
     assert not HIGHER_IS_BETTER & LOWER_IS_BETTER
 
 
@@ -264,3 +265,47 @@ def test_evaluate_reports_the_mean_seed_head_difference_and_the_worst_seeds_lip_
     assert s["head_diff_deg"] == pytest.approx(2.0, rel=1e-5)
     assert s["lip_r_min_over_seeds"] == pytest.approx(-1.0, abs=1e-5)
     assert s["lip_envelope_r"] == pytest.approx(1.0, abs=1e-5)  # seed 0 is what the main metrics score
+
+
+def test_blinks_are_counted_once_each_with_hysteresis_and_reported_per_minute(clip):
+    motion, state = motion_following(clip)
+    lids = np.zeros(N, np.float32)
+    for k in (20, 80, 140, 200, 260):  # five blinks over 10 s: 30 a minute
+        lids[k:k + 5] = [0.4, 0.9, 1.0, 0.6, 0.2]
+    lids[100:110] = [0.55, 0.45, 0.55, 0.45, 0.55, 0.45, 0.55, 0.4, 0.35, 0.1]  # one lid flutter near half: one blink
+    lids[230:240] = 0.45  # half closed, never past 0.5: no blink
+    motion[:, BS["EyeBlinkLeft"]] = motion[:, BS["EyeBlinkRight"]] = lids
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    assert s["blinks_per_minute"] == pytest.approx(6 * 60 / SECONDS)
+    one_eye = motion.copy()
+    one_eye[:, BS["EyeBlinkRight"]] = 0.0  # a wink (the lids' mean at most 0.5) is not a blink
+    assert summarise([clip_metrics(clip, one_eye, state, np.random.default_rng(0))])["blinks_per_minute"] == 0.0
+
+
+def test_time_the_head_spends_near_its_limit_is_counted(clip):
+    from backchannel.models.motion import HEAD_LIMIT_DEG
+
+    motion, state = motion_following(clip)
+    motion[30:90, 52] = np.radians(0.95 * HEAD_LIMIT_DEG)  # pitch parked at the limit for 2 s (60 frames)
+    motion[150:153, 53] = np.radians(-0.92 * HEAD_LIMIT_DEG)  # a turn the other way, 3 frames
+    motion[200:260, 54] = np.radians(0.85 * HEAD_LIMIT_DEG)  # a tilt short of the last 10%: not counted
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    assert s["head_near_limit"] == pytest.approx(63 / N) and s["counts"]["head_near_limit"] == (63, N)
+    assert "| head within 10% of its limit, >= 9.9 deg (frames) | < 2.0% | 21.0% (63/300) |" in markdown_table({"g": s})
+
+
+def test_the_share_of_shapes_that_move_counts_only_shapes_that_change(clip):
+    motion, state = motion_following(clip)  # JawOpen moves with the voice; every other shape is still
+    motion[:, BS["MouthSmileLeft"]] = 0.6  # held, however high: not moving
+    motion[:, BS["BrowInnerUp"]] = 0.2 * (np.arange(N) % 60 < 30)  # raised and lowered every 2 s
+    motion[:, BS["CheekPuff"]] = 0.001 * np.sin(np.arange(N))  # a tremor below the threshold
+    motion[:, BS["EyeBlinkLeft"]] = np.linspace(0, 0.1, N)  # a slow drift over the clip moves
+    s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
+    assert s["shapes_moving"] == pytest.approx(3 / 52)
+    long = np.concatenate([motion, motion])  # a second clip, twice as long, where all 52 move: weighed by frames
+    long[:, :52] += np.random.default_rng(1).uniform(0, 0.1, (2 * N, 52))
+    clip2 = EvalClip("long", np.tile(clip.self_audio, 2), np.tile(clip.other_audio, 2), np.tile(clip.state, 2),
+                     [], [], [], [])
+    pooled = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0)),
+                        clip_metrics(clip2, long, np.tile(state, 2), np.random.default_rng(0))])
+    assert pooled["shapes_moving"] == pytest.approx((3 * N + 52 * 2 * N) / (52 * 3 * N))

@@ -336,7 +336,7 @@ def corpus(tmp_path):
     (["--split", "val", "--generator", " , "], "--generator ' , ' names no generator"),
     (["--split", "val", "--generator", "model[sampler_steps=2"], "'model[sampler_steps=2': options go in brackets"),
     (["--split", "val", "--generator", "labels,nonsense"], "unknown generator 'nonsense'; choose from baseline, "
-                                                           "model or labels"),
+                                                           "model, labels or a peer (openfacefx-energy, "),
     (["--split", "val", "--generator", "baseline[a=1]x"], "options go in brackets"),
 ])
 def test_eval_checks_its_arguments_before_making_the_output_folder(args, message, corpus, tmp_path, capsys):

@@ -14,7 +14,7 @@ from backchannel.bridge.client import ControlClient, MotionReceiver, audio_chunk
 from backchannel.bridge.latency import synthetic_dialogue
 from backchannel.bridge.outputs.files import read_motion
 from backchannel.models.audio import SAMPLE_RATE, decode_pcm, encode_pcm, load_audio, resample, save_audio
-from backchannel.models.generator import Style, generate
+from backchannel.models.generator import Style, generate, session_seed
 from backchannel.models.motion import ARKIT_NAMES, BS, STATES, frame_count
 
 from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket, stream
@@ -301,8 +301,9 @@ def test_default_generator_serve_and_run_give_the_same_frames(tmp_path):
     save_audio(tmp_path / "other.wav", dialogue.other_audio)
     cli = [sys.executable, "-m", "backchannel.bridge.cli"]
     files = ["--self", str(tmp_path / "self.wav"), "--other", str(tmp_path / "other.wav")]
-    ran = subprocess.run([*cli, "run", *files, "--out", str(tmp_path / "run.jsonl")], capture_output=True, text=True,
-                         timeout=120)
+    seed = session_seed(0, "real")  # what the worker gives a session that chose none: its seed 0 mixed with the name
+    ran = subprocess.run([*cli, "run", *files, "--seed", str(seed), "--out", str(tmp_path / "run.jsonl")],
+                         capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     with spawn_worker() as ep:
         describe = ControlClient(ep["control"]).call("describe")

@@ -13,7 +13,8 @@ def register(commands) -> None:
     p.add_argument("--data", required=True, help="corpus folder")
     p.add_argument("--split", action="append", default=None, help="split(s) to score (default: test, test-real)")
     p.add_argument("--generator", default="model,baseline",
-                   help="comma list: model, baseline, labels (the clips' own motion), or options in brackets "
+                   help="comma list: model, baseline, labels (the clips' own motion), the peers "
+                        "openfacefx-energy and pocketsphinx-openfacefx (the `peers` extra), or options in brackets "
                         "separated by ';', e.g. model[sampler_steps=2] or model[noise_correlation=0.9;backend=torch]")
     p.add_argument("--clips", type=int, default=None, help="at most this many clips per split")
     p.add_argument("--seed", type=int, default=0)
@@ -28,6 +29,7 @@ def eval_command(args) -> int:
 
     from backchannel.models.corpus.dataset import Corpus
     from backchannel.models.evaluation.metrics import eval_clip, evaluate
+    from backchannel.models.evaluation.peers import PEERS
     from backchannel.models.evaluation.report import markdown_table, plot_results, plot_voices, voice_table
     from backchannel.models.generator import GENERATORS, parse_spec, split_specs
 
@@ -49,8 +51,9 @@ def eval_command(args) -> int:
                          "model[sampler_steps=2]")
     for spec in generators:  # a bad spec fails now, not after minutes of scoring the ones before it
         name, _ = parse_spec(spec)
-        if name not in GENERATORS and name != "labels":
-            raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))} or labels")
+        if name not in GENERATORS and name != "labels" and name not in PEERS:
+            raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))}, labels or "
+                             f"a peer ({', '.join(PEERS)})")
     out = Path(args.out)
     report, everything = [], {}
     for split in splits:

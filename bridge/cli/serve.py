@@ -55,7 +55,7 @@ def register(commands) -> None:
     p.add_argument("--generators", type=lambda text: tuple(filter(None, (s.strip() for s in text.split(",")))),
                    metavar="A,B", help="what sessions may choose besides the default, loaded at start (default: "
                                        "baseline); a client can never make the worker load a generator")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="base seed: a session not given one gets it mixed with its name (default 0)")
     p.add_argument("--style", type=json_object, metavar="JSON", help='default style, e.g. {"expressiveness": 1.2}')
     p.add_argument("--jitter-ms", type=float, help="jitter deadline (default 40)")
     p.add_argument("--idle-timeout-s", type=float, help="close sessions silent this long (default 30)")

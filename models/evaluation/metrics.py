@@ -22,13 +22,18 @@ from backchannel.models.measures import (
     phones_shut,
     spans_mask,
 )
-from backchannel.models.motion import BLENDSHAPES, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
+from backchannel.models.motion import BLENDSHAPES, BS, FRAME_RATE, HEAD_LIMIT_DEG, HEAD_ROTATION, LISTENING, SPEAKING
 from backchannel.models.phones import is_tongue_closure, is_vowel
 
 log = logging.getLogger(__name__)
 
 MAX_SWITCH_S = 1.0  # a switch the generator has not followed within this long counts as this late
 HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversational range (labels' 99.9th pct: 7-12)
+# what a viewer sees: blinks (both lids past half closed, counted again once they reopen past BLINK_OFF), a head
+# within 10% of its limit, and which of the 52 shapes move at all (std over a clip above MOVING_STD)
+BLINK_ON, BLINK_OFF = 0.5, 0.3
+NEAR_LIMIT_DEG = 0.9 * HEAD_LIMIT_DEG
+MOVING_STD = 0.01
 DIVERSITY_CLIPS = 6  # clips run with a second seed (the first with own speech): 3 minutes of each seed's motion
 
 
@@ -65,6 +70,29 @@ def switch_latencies(pred: np.ndarray, ref: np.ndarray) -> list[float]:
     return out
 
 
+def blink_count(motion: np.ndarray) -> int:
+    """Blinks: the mean of both lids rising above BLINK_ON (one eye shut is a wink), each counted once until it
+    falls below BLINK_OFF."""
+    lids = (motion[:, BS["EyeBlinkLeft"]] + motion[:, BS["EyeBlinkRight"]]) / 2
+    count, shut = 0, False
+    for lid in lids:
+        if not shut and lid > BLINK_ON:
+            count, shut = count + 1, True
+        elif shut and lid < BLINK_OFF:
+            shut = False
+    return count
+
+
+def head_near_limit(motion: np.ndarray) -> np.ndarray:
+    """(T,) frames where the head is turned, nodded or tilted within 10% of HEAD_LIMIT_DEG (or past it)."""
+    return (np.degrees(np.abs(motion[:, HEAD_ROTATION])) >= NEAR_LIMIT_DEG).any(1)
+
+
+def shapes_moving(motion: np.ndarray) -> np.ndarray:
+    """(52,) which blendshapes move over the clip: std above MOVING_STD (a shape held at any value does not)."""
+    return motion[:, BLENDSHAPES].std(0) > MOVING_STD if len(motion) else np.zeros(52, bool)
+
+
 def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.random.Generator) -> dict:
     """Raw counts and sums for one clip; `summarise` turns a list of them into the reported figures."""
     n = min(len(motion), len(clip.state))
@@ -96,12 +124,16 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
         "nods_at_random": (int(nods_after(moments, nods).sum()), len(moments)),
         "jitter": (float(accel[:, BLENDSHAPES].sum()), float(accel[:, HEAD_ROTATION].sum()), len(accel)),
         "head_out": (int((np.degrees(np.abs(motion[:, HEAD_ROTATION])) > HEAD_RANGE_DEG).any(1).sum()), n),
+        "head_near": (int(head_near_limit(motion).sum()), n),
+        "blinks": (blink_count(motion), n),
+        "moving": (int(shapes_moving(motion).sum()) * n, 52 * n),  # weighed by the clip's frames
     }
 
 
 # rates over countable events, shown with their counts (reported metric: clip_metrics key of (hits, events))
 COUNTED = {"pbm_closure": "bilabial", "vowel_closure": "vowel", "tongue_closure": "tongue",
-           "nods_after_phrase_ends": "nods_after_ends", "nods_at_random": "nods_at_random"}
+           "nods_after_phrase_ends": "nods_after_ends", "nods_at_random": "nods_at_random",
+           "head_near_limit": "head_near"}
 
 
 def summarise(per_clip: list[dict]) -> dict:
@@ -121,6 +153,8 @@ def summarise(per_clip: list[dict]) -> dict:
         "jitter_blendshapes": total("jitter", 0) / jitter_frames / 52,
         "jitter_head_deg": np.degrees(total("jitter", 1) / jitter_frames / 3),
         "head_out_of_range": ratio("head_out", 0, 1),
+        "blinks_per_minute": total("blinks", 0) / max(1, total("blinks", 1)) * FRAME_RATE * 60,
+        "shapes_moving": ratio("moving", 0, 1),
         **{key: ratio(raw, 0, 1) for key, raw in COUNTED.items()},
         # what those rates are of: 17 of 32 and 170 of 320 read alike as rates, not as evidence
         "counts": {key: (total(raw, 0), total(raw, 1)) for key, raw in COUNTED.items()},
@@ -145,11 +179,13 @@ TARGETS = {
     "switch_latency_ms": ("<=", 200.0),
     "partner_leak": ("<=", 0.15),
     "nods_after_phrase_ends": (">=", 0.6),
+    "blinks_per_minute": ("in", (10.0, 25.0)),  # people blink 10-25 times a minute in conversation
+    "head_near_limit": ("<", 0.02),
 }
 HIGHER_IS_BETTER = {"lip_envelope_r", "pbm_closure", "role_f1", "nods_after_phrase_ends", "head_diff_deg",
-                    "nod_contrast", "lip_r_min_over_seeds"}
+                    "nod_contrast", "lip_r_min_over_seeds", "shapes_moving"}
 LOWER_IS_BETTER = {"vowel_closure", "tongue_closure", "switch_latency_ms", "partner_leak", "jitter_blendshapes",
-                   "jitter_head_deg", "head_out_of_range"}
+                   "jitter_head_deg", "head_out_of_range", "head_near_limit"}
 # nods at random moments have no better direction of their own (people nod then too); the contrast judges them
 
 
@@ -175,9 +211,11 @@ def self_voice(clip: EvalClip) -> str:
 def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progress: bool = True,
              by_voice: bool = False) -> dict[str, dict]:
     """Summaries per generator spec; "labels" scores the clips' own reference motion (the corpus's ceiling).
-    `by_voice` adds summaries per self voice under "by_voice" (with each voice's clip count)."""
+    `by_voice` adds summaries per self voice under "by_voice" (with each voice's clip count). Peers (peers.PEERS:
+    other tools, whole clips, the own voice only) are scored as generators are."""
     from tqdm import tqdm
 
+    from backchannel.models.evaluation.peers import PEERS
     from backchannel.models.generator import generate, make_generator
 
     results = {}
@@ -188,6 +226,8 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
             run = lambda clip, s: (clip.motion, clip.state)  # noqa: E731
             if any(c.motion is None for c in clips):
                 raise ValueError("the clips carry no reference motion to score as 'labels'")
+        elif name in PEERS:
+            run = lambda clip, s, peer=PEERS[name]: peer(clip.self_audio)  # noqa: E731 (no seed: deterministic)
         else:
             gen = make_generator(spec)
 
@@ -202,7 +242,7 @@ def evaluate(clips: list[EvalClip], generators: list[str], seed: int = 0, progre
             summary["by_voice"] = {v: {**summarise([m for m, w in zip(per_clip, voices) if w == v]),
                                        "clips": voices.count(v)} for v in sorted(set(voices))}
         diverse = [c for c in clips if c.self_speech][:DIVERSITY_CLIPS]
-        if name != "labels" and diverse:
+        if name != "labels" and name not in PEERS and diverse:
             div = [seed_diversity(run, c, (seed, seed + 1)) for c in diverse]
             summary["head_diff_deg"] = float(np.mean([d["head_diff_deg"] for d in div]))
             summary["lip_r_min_over_seeds"] = float(np.nanmin([r for d in div for r in d["lip_r_per_seed"]]))

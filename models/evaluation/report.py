@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from backchannel.models.evaluation.metrics import HEAD_RANGE_DEG, HIGHER_IS_BETTER, LOWER_IS_BETTER, TARGETS
+from backchannel.models.evaluation.metrics import (
+    HEAD_RANGE_DEG,
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    NEAR_LIMIT_DEG,
+    TARGETS,
+)
 from backchannel.models.generator import parse_spec
 
 COLUMNS = [
@@ -22,6 +28,9 @@ COLUMNS = [
     ("jitter_blendshapes", "jitter, shapes", "{:.4f}"),
     ("jitter_head_deg", "jitter, head (deg)", "{:.3f}"),
     ("head_out_of_range", f"head beyond {HEAD_RANGE_DEG:.0f} deg (frames)", "{:.1%}"),
+    ("head_near_limit", f"head within 10% of its limit, >= {NEAR_LIMIT_DEG:.1f} deg (frames)", "{:.1%}"),
+    ("blinks_per_minute", "blinks a minute", "{:.1f}"),
+    ("shapes_moving", "shapes that move (of 52)", "{:.0%}"),
 ]
 
 
@@ -45,8 +54,7 @@ def markdown_table(results: dict[str, dict], title: str = "") -> str:
     for key, label, fmt in COLUMNS:
         target = TARGETS.get(key)
         cells = [table_cell(results[n], key, fmt) for n in names]
-        lines.append(f"| {label} | {target[0] + ' ' + fmt.format(target[1]) if target else ''} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {target_text(target, fmt)} | " + " | ".join(cells) + " |")
     # the default generator changes only when another beats the baseline on every metric
     baseline = next((n for n in names if parse_spec(n)[0] == "baseline"), None)  # "baseline", or with options
     if baseline:
@@ -87,8 +95,20 @@ def against_baseline(name: str, ours: dict, baseline: dict) -> str:
             f"  - worse on {len(worse)}: {listed(worse)}\n  - targets missed: {listed(missed)}")
 
 
-def meets(value: float, op: str, target: float) -> bool:
-    return bool(np.isfinite(value)) and (value >= target if op == ">=" else value <= target)
+def target_text(target: tuple | None, fmt: str) -> str:
+    if target is None:
+        return ""
+    op, goal = target
+    return "-".join(fmt.format(g) for g in goal) if op == "in" else f"{op} {fmt.format(goal)}"
+
+
+def meets(value: float, op: str, target) -> bool:
+    """value against a TARGETS entry: >=, <=, < a number, or "in" a (low, high) range."""
+    if not np.isfinite(value):
+        return False
+    if op == "in":
+        return target[0] <= value <= target[1]
+    return value >= target if op == ">=" else value <= target if op == "<=" else value < target
 
 
 def plot_results(results: dict[str, dict], path, title: str = "") -> None:
@@ -107,7 +127,8 @@ def plot_results(results: dict[str, dict], path, title: str = "") -> None:
         vals = [results[n].get(key, np.nan) for n in names]
         ax.bar(range(len(names)), vals, color=colours)
         if key in TARGETS:
-            ax.axhline(TARGETS[key][1], color="k", ls="--", lw=1)
+            for goal in np.atleast_1d(TARGETS[key][1]):  # a range has two lines
+                ax.axhline(goal, color="k", ls="--", lw=1)
         ax.set_title(label + (" (higher better)" if key in HIGHER_IS_BETTER else ""), fontsize=8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
@@ -137,7 +158,8 @@ def plot_voices(results: dict[str, dict], path, title: str = "") -> None:
             vals = [results[name]["by_voice"][v].get(key, np.nan) for v in voices]
             ax.bar(np.arange(len(voices)) + (k - (len(names) - 1) / 2) * width, vals, width, color=colour, label=name)
         if key in TARGETS:
-            ax.axhline(TARGETS[key][1], color="k", ls="--", lw=1)
+            for goal in np.atleast_1d(TARGETS[key][1]):  # a range has two lines
+                ax.axhline(goal, color="k", ls="--", lw=1)
         ax.set_title(label + (" (higher better)" if key in HIGHER_IS_BETTER else ""), fontsize=9)
         ax.set_xticks(range(len(voices)), [v.split(":")[-1] for v in voices], fontsize=8)
         ax.tick_params(axis="y", labelsize=7)

@@ -37,6 +37,7 @@ from backchannel.models.measures import mouth_openness
 from backchannel.models.motion import (
     BS,
     FRAME_RATE,
+    HEAD_LIMIT_DEG,
     HEAD_POSE,
     HEAD_ROTATION,
     MOTION_DIM,
@@ -58,7 +59,7 @@ HEAD_GAINS = np.array([1.5, 3.5, 1.8, 1.5, 1.5, 1.5])
 HEAD_FILTERS = [butter(2, f / (FRAME_RATE / 2)) for f in HEAD_CUTOFF_HZ]  # (b, a) per column
 # Last, each rotation bends smoothly (tanh, slope 1 at the knee) from HEAD_KNEE_DEG towards HEAD_LIMIT_DEG: people
 # rarely turn further in conversation (the labels' 99.9th percentile is 7-12 degrees).
-HEAD_KNEE_DEG, HEAD_LIMIT_DEG = 7.0, 11.0
+HEAD_KNEE_DEG = 7.0  # towards models.motion.HEAD_LIMIT_DEG
 # The mouth shown while the avatar speaks opens with its voice's loudness (features.RelativeLevel, 0..1, scales the
 # opening the model draws, as the baseline's does), never shutting lips it left apart (they stay at least
 # min(drawn, MOUTH_APART) open) and never opening lips it shut: speakers open wider as they speak louder, and the
