@@ -283,15 +283,13 @@ def test_blinks_are_counted_once_each_with_hysteresis_and_reported_per_minute(cl
 
 
 def test_time_the_head_spends_near_its_limit_is_counted(clip):
-    from backchannel.models.motion import HEAD_LIMIT_DEG
-
     motion, state = motion_following(clip)
-    motion[30:90, 52] = np.radians(0.95 * HEAD_LIMIT_DEG)  # pitch parked at the limit for 2 s (60 frames)
-    motion[150:153, 53] = np.radians(-0.92 * HEAD_LIMIT_DEG)  # a turn the other way, 3 frames
-    motion[200:260, 54] = np.radians(0.85 * HEAD_LIMIT_DEG)  # a tilt short of the last 10%: not counted
+    motion[30:90, 52] = np.radians(9.8)  # pitch parked where the soft limit holds it, for 2 s (60 frames)
+    motion[150:153, 53] = np.radians(-9.0)  # a turn the other way, 3 frames
+    motion[200:260, 54] = np.radians(8.5)  # a tilt short of the last 10%: not counted
     s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
     assert s["head_near_limit"] == pytest.approx(63 / N) and s["counts"]["head_near_limit"] == (63, N)
-    assert "| head within 10% of its limit, >= 9.9 deg (frames) | < 2.0% | 21.0% (63/300) |" in markdown_table({"g": s})
+    assert "| head within 10% of its limit, >= 8.8 deg (frames) | < 2.0% | 21.0% (63/300) |" in markdown_table({"g": s})
 
 
 def test_the_share_of_shapes_that_move_counts_only_shapes_that_change(clip):

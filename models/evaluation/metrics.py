@@ -22,7 +22,7 @@ from backchannel.models.measures import (
     phones_shut,
     spans_mask,
 )
-from backchannel.models.motion import BLENDSHAPES, BS, FRAME_RATE, HEAD_LIMIT_DEG, HEAD_ROTATION, LISTENING, SPEAKING
+from backchannel.models.motion import BLENDSHAPES, BS, FRAME_RATE, HEAD_ROTATION, LISTENING, SPEAKING
 from backchannel.models.phones import is_tongue_closure, is_vowel
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ HEAD_RANGE_DEG = 10.0  # a head turned or tilted further is out of conversationa
 # what a viewer sees: blinks (both lids past half closed, counted again once they reopen past BLINK_OFF), a head
 # within 10% of its limit, and which of the 52 shapes move at all (std over a clip above MOVING_STD)
 BLINK_ON, BLINK_OFF = 0.5, 0.3
-NEAR_LIMIT_DEG = 0.9 * HEAD_LIMIT_DEG
+# The soft limit bends a head held at its pose bound to about 9.8 degrees (docs/model.md), never 11: "its limit" is
+# where a parked head sits, and within 10% of it is 8.8 degrees or more.
+NEAR_LIMIT_DEG = 8.8
 MOVING_STD = 0.01
 DIVERSITY_CLIPS = 6  # clips run with a second seed (the first with own speech): 3 minutes of each seed's motion
 
@@ -84,7 +86,7 @@ def blink_count(motion: np.ndarray) -> int:
 
 
 def head_near_limit(motion: np.ndarray) -> np.ndarray:
-    """(T,) frames where the head is turned, nodded or tilted within 10% of HEAD_LIMIT_DEG (or past it)."""
+    """(T,) frames where the head is turned, nodded or tilted NEAR_LIMIT_DEG or more: parked at its limit."""
     return (np.degrees(np.abs(motion[:, HEAD_ROTATION])) >= NEAR_LIMIT_DEG).any(1)
 
 
