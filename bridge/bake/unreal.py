@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 
 from backchannel.bridge.bake import Take
 from backchannel.bridge.outputs.livelink import ROTATION_NAMES, rotation_curves
