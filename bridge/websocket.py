@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import itertools
 import logging
 import threading
@@ -32,7 +33,7 @@ import zmq
 from backchannel.bridge import protocol
 from backchannel.bridge.outputs import Sink
 from backchannel.bridge.protocol import ProtocolError
-from backchannel.bridge.security import LOCAL_HOSTS, is_local
+from backchannel.bridge.security import is_local, is_loopback_host
 
 log = logging.getLogger("backchannel.websocket")
 
@@ -250,8 +251,9 @@ class WebSocketDoor(Sink):
             # page may (its origin is the address the browser reached us at, and that must be this machine's)
             host = request.headers.get("Host", "")
             hostname = urlsplit(f"//{host}").hostname or ""
-            if urlsplit(origin).netloc != host or not (hostname in LOCAL_HOSTS or hostname.startswith("127.")
-                                                      or hostname == self.config.host):
+            # (a name is trusted only when it cannot be rebound: localhost or a loopback IP literal)
+            if urlsplit(origin).netloc != host or not (is_loopback_host(hostname) or (
+                    hostname == self.config.host and _is_ip_literal(hostname))):
                 return 403, ("a web page needs the worker's token (serve --ws-token; the viewer takes ?token=...) "
                              "unless it is the door's own page at a loopback address\n")
         if len(self.connections) >= self.config.max_connections:
@@ -371,6 +373,14 @@ class WebSocketDoor(Sink):
                 if conn.wants(session, kind):
                     frame = frame or msgpack.packb(topic.decode()) + body
                     self.dropped += conn.outbox.put(frame)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 def _note(msg: dict) -> dict:

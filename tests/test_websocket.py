@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 
 from backchannel.bridge import protocol
 from backchannel.bridge.client import Received, WebSocketClient, audio_chunks, spawn_worker
+from backchannel.bridge.security import is_local
 from backchannel.bridge.websocket import DoorConfig, WebSocketDoor
 from backchannel.bridge.worker import Worker, WorkerConfig
 
@@ -205,6 +206,21 @@ def test_the_token_and_the_origin_decide_who_connects():
         with connect(w["ws"], origin=f"http://127.0.0.1:{port}") as ws:  # the viewer's own page
             ws.send(protocol.control_request("describe"))
             assert msgpack.unpackb(ws.recv(timeout=5))["ok"]
+        # DNS rebinding: a name the attacker controls, resolved to 127.0.0.1, with the page's own origin
+        for host in (f"127.0.0.1.evil.com:{port}", f"127.attacker.net:{port}", f"localhost.evil.com:{port}"):
+            assert handshake(w["ws"], host, f"http://{host}").startswith(b"HTTP/1.1 403"), host
+        assert handshake(w["ws"], f"localhost:{port}", f"http://localhost:{port}").startswith(b"HTTP/1.1 101")
+        assert handshake(w["ws"], f"127.0.0.2:{port}", f"http://127.0.0.2:{port}").startswith(b"HTTP/1.1 101")
+
+
+def handshake(url: str, host: str, origin: str) -> bytes:
+    """A WebSocket upgrade with the Host and Origin a browser would send after resolving `host`; the status line."""
+    address, port = url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+    with socket.create_connection((address, int(port)), timeout=5) as raw:
+        raw.sendall((f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     f"Origin: {origin}\r\n\r\n").encode())
+        return raw.recv(200)
 
 
 def test_a_door_beyond_loopback_needs_insecure():
@@ -213,6 +229,11 @@ def test_a_door_beyond_loopback_needs_insecure():
     try:
         with pytest.raises(RuntimeError, match="--insecure"):
             WebSocketDoor(worker, DoorConfig("0.0.0.0", 0))
+        for name in ("127.0.0.1.example.com", "127.x.example.com", "localhost.example.com"):  # resolve anywhere
+            assert not is_local(f"tcp://{name}:5555")
+            with pytest.raises(RuntimeError, match="--insecure"):
+                WebSocketDoor(worker, DoorConfig(name, 0))
+        assert is_local("tcp://127.3.4.5:5555") and is_local("tcp://[::1]:5555") and is_local("tcp://localhost:1")
         door = WebSocketDoor(worker, DoorConfig("0.0.0.0", 0, insecure=True))
         door.start()
         door.close()
