@@ -180,9 +180,11 @@ def test_bad_input_is_counted_and_answered_and_the_connection_goes_on(worker):
         deadline = time.time() + 5
         while len(ws.refusals) < 6 and time.time() < deadline:
             ws.receive(0.1)
-        kinds = [r["error"] for r in ws.refusals]
-        assert kinds == ["not_msgpack", "not_msgpack", "not_a_map", "bad_type", "not_msgpack", "bad_rate"]
-        assert ws.refusals[3]["id"] == "d1" and ws.refusals[5]["session"] == "bad"
+        # in any order: the door answers what it cannot read at once, the worker the rest (clients match by id)
+        kinds = sorted(r["error"] for r in ws.refusals)
+        assert kinds == sorted(["not_msgpack", "not_msgpack", "not_a_map", "bad_type", "not_msgpack", "bad_rate"])
+        assert [r["error"] for r in ws.refusals if r.get("id") == "d1"] == ["bad_type"]
+        assert [r["error"] for r in ws.refusals if r.get("session") == "bad"] == ["bad_rate"]
         after = ws.call("stats")
     # what cannot be read as a map is the door's to refuse: the worker only counts what it was handed
     counted = {k: n - before.get(k, 0) for k, n in after["errors"].items() if n != before.get(k, 0)}
