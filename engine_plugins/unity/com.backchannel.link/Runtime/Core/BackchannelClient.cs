@@ -43,7 +43,7 @@ namespace Backchannel.Link
         public const int MaxFrameBytes = 16 << 20;  // a rendered rgb24 1024 x 1024 frame is 3 MiB
         readonly Uri url;
         // waiting to be sent, oldest first; `gate` guards it and `inFlight` (the one being written: it goes back to the
-        // front if the write fails). `wake` is signalled on every enqueue; the send loop rechecks the list itself.
+        // front if the write fails). `wake` is signalled on enqueue; the send loop empties the list before waiting.
         readonly LinkedList<Outgoing> outgoing = new LinkedList<Outgoing>();
         readonly object gate = new object();
         Outgoing inFlight;
@@ -199,7 +199,7 @@ namespace Backchannel.Link
                     for (var old = outgoing.First; old != null; old = old.Next)
                         if (!old.Value.Control) { outgoing.Remove(old); DroppedWhileAway++; break; }
             }
-            wake.Release();
+            if (wake.CurrentCount == 0) wake.Release();  // one pending signal is enough: the loop drains all
             return node;
         }
 
