@@ -43,9 +43,11 @@ MAX_SUBSCRIPTIONS = 4096  # session x topic pairs per connection (and names in o
 # the door's own SUB on the worker's PUB: room for 10 s of 16 sessions' four topics at 30 fps before the worker's
 # PUB drops for it (counted as `missed`, from motion seq gaps)
 DOOR_SUB_HWM = 20000
-# a connection's incoming side: websockets holds up to MAX_QUEUE received messages of at most max_size bytes
-# (max_size: 2x max_message_bytes, so a message just over the limit is still read and answered `oversize`)
-MAX_QUEUE = 4
+# a connection's incoming side: websockets holds up to MAX_QUEUE received messages (and one being read) of at most
+# max_message_bytes + OVER_LIMIT bytes: a message a little over the limit is still read and answered `oversize`;
+# a larger one closes the connection (1009)
+MAX_QUEUE = 2
+OVER_LIMIT = 64 << 10
 VIEWER = Path(__file__).parent / "viewer"
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),
@@ -202,9 +204,7 @@ class WebSocketDoor(Sink):
             try:
                 server = await serve(self._connection, self.config.host, self.config.port,
                                      process_request=self._http, compression=None,
-                                     # up to 2x max_message_bytes is refused as `oversize`, answered; beyond that
-                                     # the connection is closed (1009); at most MAX_QUEUE such messages wait
-                                     max_size=2 * self.max_message_bytes, max_queue=MAX_QUEUE,
+                                     max_size=self.max_message_bytes + OVER_LIMIT, max_queue=MAX_QUEUE,
                                      logger=_QuietLog(logging.getLogger("websockets.server"), {}))
             except OSError as e:
                 self.failure = e

@@ -207,8 +207,8 @@ def test_large_requests_get_their_own_id_and_kind_back(worker):
         # a control request with a list past the worker's limits: the worker's refusal, tagged with the id
         reply = ws.request("open", session="listy", style=list(range(300)))
         assert (reply["error"], reply["answers"]) == ("not_msgpack", "open")
-        # over max_message_bytes (1 MiB): answered by the door, never handed to the worker as audio
-        ws.send(protocol.audio_message("big", "self", 0, 0.0, np.zeros(600_000), 16000))
+        # just over max_message_bytes (1 MiB): answered by the door, never handed to the worker as audio
+        ws.send(protocol.audio_message("big", "self", 0, 0.0, np.zeros(530_000), 16000))
         assert ws.call("describe")["protocol"] == 1
         deadline = time.time() + 5
         while not ws.refusals and time.time() < deadline:
