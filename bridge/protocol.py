@@ -70,8 +70,8 @@ ERROR_KINDS = {
     "generator_error": "the generator failed: on this session's audio (the session was closed), or to open a stream "
                        "for open / set (the request was refused and nothing changed)",
     "session_failed": "audio or a request for a session closed after a failure, before its client sent end or open",
-    "bad_subscription": "a WebSocket subscribe names a topic other than motion, latent, frame and stats, or more "
-                        "than 4096 session-topic pairs on one connection",
+    "bad_subscription": "a WebSocket subscribe names a topic other than motion, latent, frame and stats, more "
+                        "than 4096 sessions, or more than 4096 session-topic pairs on one connection",
     "internal_error": "the worker failed on this message (a bug: the log has the trace); nothing else is affected",
     "no_replica": "a scale-out ingress (docs/scale.md) has no live replica for the session, or its replica did not "
                   "answer",
