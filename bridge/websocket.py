@@ -409,7 +409,6 @@ class WebSocketDoor(Sink):
                     frame = frame or msgpack.packb(topic.decode()) + body
                     self.dropped += conn.outbox.put(frame)
 
-
     def _count_missed(self, session: str, body: bytes) -> None:
         """Motion frames the worker published that never reached the door (its SUB's queue was full): seq gaps."""
         try:

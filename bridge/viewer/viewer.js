@@ -98,6 +98,8 @@
   function workerStats(body) {
     const select = $("session");
     const known = new Set(body.sessions);
+    for (const name of Object.keys(progress)) if (!known.has(name)) delete progress[name];
+    follow(body.sessions);
     for (const option of [...select.options]) if (option.value && !known.has(option.value) && option.value !== pinned) option.remove();
     for (const name of body.sessions) {
       if (![...select.options].some((o) => o.value === name)) select.add(new Option(name, name));
@@ -105,8 +107,6 @@
     if (picked && ![...select.options].some((o) => o.value === picked)) select.add(new Option(picked, picked));
     select.value = picked;
     for (const name of Object.keys(stats)) if (!known.has(name)) delete stats[name];
-    for (const name of Object.keys(progress)) if (!known.has(name)) delete progress[name];
-    follow(body.sessions);
     const cpu = body.uptime_s > 0 ? ` · CPU ${body.cpu_s.toFixed(1)} s` : "";
     const door = (body.outputs || {}).websocket;
     $("worker").textContent = `worker: ${body.sessions.length} sessions · ${body.frames} frames · up ` +
