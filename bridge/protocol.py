@@ -31,6 +31,8 @@ SESSION_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # no "/" (topics 
 WORKER_TOPIC = "_worker"  # the worker's own stats topic; the session rule keeps it out of session names
 MAX_SEQ = 2 ** 63 - 1
 TOKEN_RULE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # a session's owner token: long enough that guessing is hopeless
+# the lanes of the worker's in-process socket for the WebSocket door (Worker.serve_door, bridge/websocket.py)
+DOOR_AUDIO, DOOR_CONTROL = b"audio", b"control"
 MAX_STYLE_KEYS = 32  # a style map holds a few knobs; a longer one is refused before anything is checked
 
 # kind -> what the sender did wrong; every rejected message is counted under exactly one kind
@@ -68,8 +70,8 @@ ERROR_KINDS = {
     "generator_error": "the generator failed: on this session's audio (the session was closed), or to open a stream "
                        "for open / set (the request was refused and nothing changed)",
     "session_failed": "audio or a request for a session closed after a failure, before its client sent end or open",
-    "bad_subscription": "a WebSocket subscribe names a topic other than motion, latent, frame and stats, or more "
-                        "than 4096 session-topic pairs on one connection",
+    "bad_subscription": "a WebSocket subscribe names a topic other than motion, latent, frame and stats, more "
+                        "than 4096 sessions, or more than 4096 session-topic pairs on one connection",
     "internal_error": "the worker failed on this message (a bug: the log has the trace); nothing else is affected",
     "no_replica": "a scale-out ingress (docs/scale.md) has no live replica for the session, or its replica did not "
                   "answer",
@@ -101,13 +103,13 @@ class AudioChunk:
         return len(self.samples) / self.rate
 
 
-def unpack_map(raw: bytes, max_bytes: int) -> dict:
+def unpack_map(raw: bytes, max_bytes: int, max_array_len: int = 256) -> dict:
     if len(raw) > max_bytes:
         raise ProtocolError("oversize", f"{len(raw)} bytes is over the limit of {max_bytes}")
     try:
         # no message of the protocol holds more than a few dozen items or long strings: the limits make msgpack
         # refuse a container header claiming a million items before it builds anything
-        msg = msgpack.unpackb(raw, raw=False, max_str_len=4096, max_bin_len=max_bytes, max_array_len=256,
+        msg = msgpack.unpackb(raw, raw=False, max_str_len=4096, max_bin_len=max_bytes, max_array_len=max_array_len,
                               max_map_len=64, max_ext_len=0)
     except Exception as e:  # msgpack raises several types (ExtraData, FormatError, UnicodeDecodeError...)
         raise ProtocolError("not_msgpack", f"cannot decode msgpack: {type(e).__name__}: {str(e)[:80]}") from None

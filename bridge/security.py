@@ -7,6 +7,7 @@ alone). The worker takes the folder and accepts the clients whose public keys ar
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -17,13 +18,24 @@ from backchannel.bridge.protocol import SESSION_RULE
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
+def is_loopback_host(host: str) -> bool:
+    """A name in LOCAL_HOSTS or an IP literal that is loopback (127.0.0.0/8, ::1). Any other name is not, however it
+    starts: `127.0.0.1.evil.com` resolves wherever its owner says (DNS rebinding)."""
+    if host in LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def is_local(endpoint: str) -> bool:
     """Loopback TCP, or a transport that never leaves the machine (inproc, ipc)."""
     scheme, _, rest = endpoint.partition("://")
     if scheme in ("inproc", "ipc"):
         return True
     host = re.sub(r":[^:\]]*$", "", rest)  # drop the port
-    return scheme == "tcp" and (host in LOCAL_HOSTS or host.startswith("127."))
+    return scheme == "tcp" and is_loopback_host(host)
 
 
 def make_keys(folder: str | Path, clients: list[str]) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import itertools
 import logging
 import threading
@@ -31,15 +32,22 @@ import zmq
 
 from backchannel.bridge import protocol
 from backchannel.bridge.outputs import Sink
-from backchannel.bridge.protocol import ProtocolError
-from backchannel.bridge.security import LOCAL_HOSTS, is_local
+from backchannel.bridge.protocol import DOOR_AUDIO, DOOR_CONTROL, ProtocolError
+from backchannel.bridge.security import is_local, is_loopback_host
 
 log = logging.getLogger("backchannel.websocket")
 
-DOOR_AUDIO, DOOR_CONTROL = b"audio", b"control"  # the worker's door lanes (Worker.serve_door)
 TOPICS = ("motion", "latent", "frame", "stats")
 EVERY_SESSION = "*"  # in a subscription: every session, and the worker's own stats (`_worker`)
-MAX_SUBSCRIPTIONS = 4096  # session x topic pairs per connection
+MAX_SUBSCRIPTIONS = 4096  # session x topic pairs per connection (and names in one subscribe's `sessions`)
+# the door's own SUB on the worker's PUB: room for 10 s of 16 sessions' four topics at 30 fps before the worker's
+# PUB drops for it (counted as `missed`, from motion seq gaps)
+DOOR_SUB_HWM = 20000
+# a connection's incoming side: websockets holds up to MAX_QUEUE received messages (and one being read) of at most
+# max_message_bytes + OVER_LIMIT bytes: a message a little over the limit is still read and answered `oversize`;
+# a larger one closes the connection (1009)
+MAX_QUEUE = 2
+OVER_LIMIT = 64 << 10
 VIEWER = Path(__file__).parent / "viewer"
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),
@@ -130,7 +138,9 @@ class WebSocketDoor(Sink):
                       if (VIEWER / name).is_file()}
         self.connections: dict[int, Connection] = {}
         self.numbers = itertools.count(1)
-        self.accepted = self.refused = self.sent = self.dropped = 0
+        self.accepted = self.closed = self.refused = self.sent = self.dropped = self.missed = 0
+        self.sub_prefixes: Counter[bytes] = Counter()  # the in-process SUB's topic prefixes: connections wanting each
+        self.last_seq: dict[str, int] = {}  # session -> the newest motion seq the door saw (for `missed`)
         self.errors: Counter[str] = Counter()  # refused by the door itself (audio and control: the worker's stats)
         self.port: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -159,11 +169,13 @@ class WebSocketDoor(Sink):
                  " with a token" if self.config.token else "")
 
     def send(self, session, block) -> None:
-        """Frames reach the door through the PUB socket (the same bytes a ZeroMQ subscriber gets), not here."""
+        """(Sink's abstract method) Frames reach the door through the PUB socket (the same bytes a ZeroMQ subscriber
+        gets), not here."""
 
     def stats(self) -> dict:
         return {"url": self.url, "connections": len(self.connections), "accepted": self.accepted,
-                "refused": self.refused, "sent": self.sent, "dropped": self.dropped, "errors": dict(self.errors)}
+                "closed": self.closed, "refused": self.refused, "sent": self.sent, "dropped": self.dropped,
+                "missed": self.missed, "topics": len(self.sub_prefixes), "errors": dict(self.errors)}
 
     def close(self) -> None:
         if self.thread is None or not self.thread.is_alive():
@@ -182,6 +194,7 @@ class WebSocketDoor(Sink):
         # the loop sees their descriptor: one wake-up drains every waiting message, with no future per message
         self.to_worker = self.worker_ctx.socket(zmq.DEALER)
         self.from_worker = self.worker_ctx.socket(zmq.SUB)
+        self.from_worker.rcvhwm = DOOR_SUB_HWM
         for sock, endpoint, drain in ((self.to_worker, self.door_endpoint, self._replies),
                                       (self.from_worker, self.motion_endpoint, self._pump)):
             sock.linger = 0
@@ -191,9 +204,8 @@ class WebSocketDoor(Sink):
             try:
                 server = await serve(self._connection, self.config.host, self.config.port,
                                      process_request=self._http, compression=None,
-                                     # as the audio socket: up to 4x max_message_bytes is refused as `oversize` by
-                                     # the worker, answered; beyond that the connection is closed (1009)
-                                     max_size=4 * self.max_message_bytes)
+                                     max_size=self.max_message_bytes + OVER_LIMIT, max_queue=MAX_QUEUE,
+                                     logger=_QuietLog(logging.getLogger("websockets.server"), {}))
             except OSError as e:
                 self.failure = e
                 return
@@ -240,9 +252,9 @@ class WebSocketDoor(Sink):
     def _refusal(self, request, url) -> tuple[int, str] | None:
         if self.config.token is not None:
             shown = parse_qs(url.query).get("token", [""])[0]
-            bearer = request.headers.get("Authorization", "")
-            if bearer.startswith("Bearer "):
-                shown = bearer[7:].strip()
+            scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110 11.1)
+                shown = credentials.strip()
             if not hmac.compare_digest(shown.encode(), self.config.token.encode()):
                 return 401, "this worker wants its token: ws://HOST:PORT/?token=... or Authorization: Bearer ...\n"
         elif (origin := request.headers.get("Origin")) is not None:
@@ -250,8 +262,9 @@ class WebSocketDoor(Sink):
             # page may (its origin is the address the browser reached us at, and that must be this machine's)
             host = request.headers.get("Host", "")
             hostname = urlsplit(f"//{host}").hostname or ""
-            if urlsplit(origin).netloc != host or not (hostname in LOCAL_HOSTS or hostname.startswith("127.")
-                                                      or hostname == self.config.host):
+            # (a name is trusted only when it cannot be rebound: localhost or a loopback IP literal)
+            if urlsplit(origin).netloc != host or not (is_loopback_host(hostname) or (
+                    hostname == self.config.host and _is_ip_literal(hostname))):
                 return 403, ("a web page needs the worker's token (serve --ws-token; the viewer takes ?token=...) "
                              "unless it is the door's own page at a loopback address\n")
         if len(self.connections) >= self.config.max_connections:
@@ -264,9 +277,6 @@ class WebSocketDoor(Sink):
         conn = Connection(next(self.numbers), ws, self.config.queue_bytes)
         self.connections[conn.number] = conn
         self.accepted += 1
-        if len(self.connections) == 1:  # the worker's messages flow into this thread only while somebody listens
-            self.from_worker.subscribe(b"")
-            self._pump()
         sender = asyncio.create_task(self._send_all(conn))
         try:
             async for message in ws:
@@ -275,10 +285,9 @@ class WebSocketDoor(Sink):
             pass
         finally:
             del self.connections[conn.number]
+            self.closed += 1
             sender.cancel()
-            if not self.connections:
-                self.from_worker.unsubscribe(b"")
-                self._pump()
+            self._want(conn.subscriptions, add=False)
 
     async def _send_all(self, conn: Connection) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -298,9 +307,16 @@ class WebSocketDoor(Sink):
             self._refuse(conn, ProtocolError("not_msgpack", "a text frame: send msgpack maps in binary frames"), {})
             return
         try:
-            msg = protocol.unpack_map(message, 4 * self.max_message_bytes)
-        except ProtocolError:
-            msg = {}
+            # the worker's limits, but a list may be as long as a subscribe's `sessions` may (the worker applies
+            # its own limits to what it is handed)
+            msg = protocol.unpack_map(message, self.max_message_bytes, max_array_len=MAX_SUBSCRIPTIONS)
+        except ProtocolError as e:  # answered here (nothing the worker could not read is passed on to it), with
+            note = _salvage_note(message) if e.kind == "not_msgpack" else {}  # the request's type and id if readable
+            if note.get("answers") in ("subscribe", "unsubscribe"):
+                e = ProtocolError("bad_subscription", f"a subscription past the limits (at most {MAX_SUBSCRIPTIONS} "
+                                                      f"sessions, names of 64 characters): {e}")
+            self._refuse(conn, e, note)
+            return
         kind = msg.get("type")
         note = _note(msg)
         if kind in ("subscribe", "unsubscribe"):
@@ -332,6 +348,8 @@ class WebSocketDoor(Sink):
         if sessions != EVERY_SESSION:
             if not isinstance(sessions, list):
                 raise ProtocolError("wrong_type", f'sessions must be a list of names or "{EVERY_SESSION}"')
+            if len(sessions) > MAX_SUBSCRIPTIONS:
+                raise ProtocolError("bad_subscription", f"more than {MAX_SUBSCRIPTIONS} sessions in one subscribe")
             for name in sessions:
                 if name != protocol.WORKER_TOPIC:
                     protocol.check_session(name)
@@ -345,10 +363,27 @@ class WebSocketDoor(Sink):
             if len(conn.subscriptions | pairs) > MAX_SUBSCRIPTIONS:
                 raise ProtocolError("bad_subscription", f"more than {MAX_SUBSCRIPTIONS} session-topic pairs on one "
                                                         "connection (subscribe to \"*\" instead)")
-            conn.subscriptions |= pairs
+            changed = pairs - conn.subscriptions
+            conn.subscriptions |= changed
         else:
-            conn.subscriptions -= pairs
+            changed = pairs & conn.subscriptions
+            conn.subscriptions -= changed
+        self._want(changed, add)
         return {"subscriptions": sorted(map(list, conn.subscriptions))}
+
+    def _want(self, pairs, add: bool) -> None:
+        """The in-process SUB carries the union of what connections subscribed to, nothing more: a topic prefix is
+        subscribed when its first connection wants it and dropped with its last ("*" wants everything)."""
+        for session, kind in pairs:
+            prefix = b"" if session == EVERY_SESSION else f"{session}/{kind}".encode()
+            self.sub_prefixes[prefix] += 1 if add else -1
+            if add and self.sub_prefixes[prefix] == 1:
+                self.from_worker.subscribe(prefix)
+            elif not add and self.sub_prefixes[prefix] == 0:
+                del self.sub_prefixes[prefix]
+                self.from_worker.unsubscribe(prefix)
+        if pairs:
+            self._pump()
 
     def _replies(self) -> None:
         """The worker's answers: to the connection that asked, with the request's type (and id) beside them."""
@@ -366,11 +401,60 @@ class WebSocketDoor(Sink):
         while self.from_worker.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             topic, body = self.from_worker.recv_multipart(zmq.NOBLOCK)
             session, _, kind = topic.decode().partition("/")
+            if kind == "motion":
+                self._count_missed(session, body)
             frame = None
             for conn in self.connections.values():
                 if conn.wants(session, kind):
                     frame = frame or msgpack.packb(topic.decode()) + body
                     self.dropped += conn.outbox.put(frame)
+
+    def _count_missed(self, session: str, body: bytes) -> None:
+        """Motion frames the worker published that never reached the door (its SUB's queue was full): seq gaps."""
+        try:
+            seq = msgpack.unpackb(body)["seq"]
+        except Exception:  # the worker's own bytes: never expected, never fatal
+            return
+        last = self.last_seq.get(session)
+        if last is not None and seq > last + 1:
+            self.missed += seq - last - 1
+        if len(self.last_seq) >= 100_000 and session not in self.last_seq:
+            self.last_seq.clear()  # bounded: only gaps inside one run of a session matter
+        self.last_seq[session] = seq
+
+
+def _salvage_note(raw: bytes) -> dict:
+    """The `type` and `id` of a map too large to decode whole (its other values are skipped, never built)."""
+    unpacker = msgpack.Unpacker(raw=False, max_str_len=4096, max_bin_len=len(raw), max_array_len=64, max_map_len=64,
+                                max_ext_len=0)
+    unpacker.feed(raw)
+    found = {}
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key in ("type", "id"):
+                found[key] = unpacker.unpack()
+            else:
+                unpacker.skip()
+    except Exception:  # whatever could be read is what the reply repeats
+        pass
+    return _note(found)
+
+
+class _QuietLog(logging.LoggerAdapter):
+    """websockets logs every connection's open and close at INFO; here they are DEBUG (the door counts them in
+    `accepted` and `closed`)."""
+
+    def log(self, level, msg, *args, **kwargs):  # websockets wraps this in adapters of its own, which call log()
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 def _note(msg: dict) -> dict:

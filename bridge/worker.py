@@ -26,7 +26,7 @@ import zmq
 from backchannel.bridge import protocol
 from backchannel.bridge.governor import Governor, Telemetry, load_tiers, nvml_id
 from backchannel.bridge.jitter import Aligner
-from backchannel.bridge.protocol import ProtocolError
+from backchannel.bridge.protocol import DOOR_CONTROL, ProtocolError
 from backchannel.bridge.security import MOTION_DOMAIN, Gatekeeper, is_local
 from backchannel.models.audio import MAX_RATE, MIN_RATE, PCM_FORMATS, SAMPLE_RATE
 from backchannel.models.generator import Generator, MotionStream, Style, make_generator, parse_spec, session_seed
@@ -42,7 +42,6 @@ from backchannel.models.motion import (
 
 log = logging.getLogger("backchannel.worker")
 _LOCAL_AUDIO_NUMBERS = itertools.count()  # one in-process endpoint name per worker in this process
-DOOR_AUDIO, DOOR_CONTROL = b"audio", b"control"  # the door socket's two lanes (see serve_door)
 
 SWITCH_GRID = SAMPLE_RATE // 10  # 1600 samples = 3 frames: the finest grid where frames and samples both align
 WARM_UP = SAMPLE_RATE  # audio a stream opened by `set` is fed before its frames count (its VAD, levels, model state)
@@ -306,12 +305,7 @@ class Worker:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return True
-            try:
-                session = self.ingest(parts, time.time())
-            except Exception as e:  # a bug must cost one message, not the worker
-                log.exception("failed on an audio message")
-                self.reject(ProtocolError("internal_error", f"{type(e).__name__}: {e}"))
-                continue
+            session, _ = self.take_audio(parts, time.time())
             if self._sender_ahead(session):
                 return False
         return False
@@ -338,17 +332,8 @@ class Worker:
             if lane == DOOR_CONTROL:
                 reply = self.handle_control(parts, now)
             else:
-                reply = None
-                try:
-                    session = self.accept_audio(parts, now)
-                except ProtocolError as e:
-                    self.reject(e, self.sessions.get(e.session))
-                    reply = protocol.reply_error(e)
-                except Exception as e:  # a bug must cost one message, not the worker
-                    log.exception("failed on an audio message")
-                    error = ProtocolError("internal_error", f"{type(e).__name__}: {e}")
-                    self.reject(error)
-                    reply = protocol.reply_error(error)
+                session, error = self.take_audio(parts, now)
+                reply = None if error is None else protocol.reply_error(error)
             if reply is not None:
                 self.door.send_multipart([peer, connection, ref, reply])
             if self._sender_ahead(session):
@@ -402,11 +387,21 @@ class Worker:
 
     def ingest(self, parts: list[bytes], now: float) -> Session | None:
         """One audio message; returns the session it added audio to, if any. A refused one is counted."""
+        return self.take_audio(parts, now)[0]
+
+    def take_audio(self, parts: list[bytes], now: float) -> tuple[Session | None, ProtocolError | None]:
+        """One audio message: the session it added audio to, or the error it was refused with (counted, on the
+        session it names where that one is open). A bug costs this message alone (`internal_error`)."""
         try:
-            return self.accept_audio(parts, now)
+            return self.accept_audio(parts, now), None
         except ProtocolError as e:
-            self.reject(e, self.sessions.get(e.session))  # on the session it names, where that one is open
-            return None
+            self.reject(e, self.sessions.get(e.session))
+            return None, e
+        except Exception as e:
+            log.exception("failed on an audio message")
+            error = ProtocolError("internal_error", f"{type(e).__name__}: {e}")
+            self.reject(error)
+            return None, error
 
     def accept_audio(self, parts: list[bytes], now: float) -> Session | None:
         """One audio message, or a ProtocolError naming the session it was refused for (the caller counts it)."""

@@ -153,6 +153,28 @@ def test_the_core_rides_out_a_worker_restart(built, tmp_path):
     assert breaks[0] > 20 and seqs[breaks[0] - 1] - 6 <= resumed[0] <= seqs[breaks[0] - 1] + 30
 
 
+def test_dispose_sends_the_queued_end_so_the_name_is_free_again(built):
+    with spawn_worker("--ws", "127.0.0.1:0", command=WORKER_COMMAND) as w:
+        assert "reopened unity-npc3" in run_check(built, "endreopen", w["ws"], "unity-npc3")
+
+
+def test_the_session_opener_waits_for_the_worker_and_takes_up_only_its_own_session(built):
+    audio, motion, control, ws = free_ports(4)
+    check = subprocess.Popen(["mono", str(built / "check.exe"), "opener", f"ws://127.0.0.1:{ws}/", "late-npc"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert check.stdout.readline() == "waiting\n"  # no worker yet: the opener retries, sending nothing
+        time.sleep(0.5)
+        with spawn_worker("--audio-in", f"tcp://127.0.0.1:{audio}", "--motion-out", f"tcp://127.0.0.1:{motion}",
+                          "--control", f"tcp://127.0.0.1:{control}", "--ws", f"127.0.0.1:{ws}", command=WORKER_COMMAND):
+            out, _ = check.communicate(timeout=40)
+    finally:
+        check.kill()
+    assert check.returncode == 0, out
+    assert re.search(r"opened late-npc after \d+ tries", out)
+    assert "adopted late-npc True" in out and "refused: not_owner" in out and "orphans 0" in out
+
+
 def test_the_unity_scripts_type_check_against_stand_in_unity_types(built):
     """Our MonoBehaviours, Editor menu and sample, compiled (warnings as errors) against tests/unity_stubs: what
     Unity alone can check (that the stand-ins match Unity's real API, behaviour in a scene) is not checked here."""

@@ -4,6 +4,7 @@ conversation, and a screenshot is written."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 import time
 
@@ -117,3 +118,66 @@ def test_the_viewer_opens_a_session_with_the_browser_microphone_as_the_partner(t
                 time.sleep(0.1)
     assert session.startswith("browser-") and count > 60 and "listening" in states, (session, count, states)
     assert closed  # the worker closed the page's session when it stopped
+
+
+def stream_in_real_time(url: str, session: str, seconds: float) -> threading.Thread:
+    """A client that opens `session` and talks in real time on a thread (quietly stopping if its worker goes)."""
+    from backchannel.bridge.client import WebSocketClient, audio_chunks
+    from backchannel.bridge.protocol import end_message
+
+    t = np.arange(int(seconds * RATE)) / RATE
+    voice = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+
+    def run():
+        try:
+            with WebSocketClient(url) as client:
+                token = client.call("open", session=session)["token"]
+                started = time.time()
+                for chunk in audio_chunks(session, {"self": voice, "other": np.zeros_like(voice)}, RATE, token=token):
+                    time.sleep(max(0.0, chunk.end - 0.1 - (time.time() - started)))
+                    client.send(chunk.message)
+                client.send(end_message(session, token))
+        except Exception:  # the worker stopped under it: that is the test's doing
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(condition, timeout_s: float):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    return condition()
+
+
+def test_the_viewer_follows_a_live_session_across_a_worker_restart_unless_pinned(tmp_path):
+    from backchannel.bridge.client import WebSocketClient
+
+    from .test_unity import free_ports
+
+    audio, motion, control, ws = free_ports(4)
+    flags = ("--audio-in", f"tcp://127.0.0.1:{audio}", "--motion-out", f"tcp://127.0.0.1:{motion}",
+             "--control", f"tcp://127.0.0.1:{control}", "--ws", f"127.0.0.1:{ws}", "--stats-interval-s", "0.25")
+    page = f"http://127.0.0.1:{ws}/"
+    with chromium(tmp_path / "profile", size=(1280, 800)) as driver:
+        picked = lambda: driver.find_element("id", "session").get_attribute("value")  # noqa: E731
+        counted = lambda: int(driver.find_element("id", "frame-count").text)  # noqa: E731
+        with spawn_worker(*flags, command=WORKER_COMMAND), WebSocketClient(f"ws://127.0.0.1:{ws}/") as idle:
+            idle.call("open", session="aaa-idle")  # first in the list, and never fed
+            driver.get(page)
+            assert wait_for(lambda: picked() == "aaa-idle", 15), picked()
+            talker = stream_in_real_time(f"ws://127.0.0.1:{ws}/", "live-1", 4.0)
+            assert wait_for(lambda: picked() == "live-1" and counted() > 10, 15), (picked(), counted())
+            talker.join(10)
+        with spawn_worker(*flags, command=WORKER_COMMAND):  # the old sessions are gone with the old worker
+            talker = stream_in_real_time(f"ws://127.0.0.1:{ws}/", "live-2", 6.0)
+            assert wait_for(lambda: picked() == "live-2" and counted() > 10, 20), (picked(), counted())
+            driver.get(page + "?session=ghost")  # pinned: it waits for that one, whatever else is live
+            waiting = wait_for(lambda: driver.find_element("id", "waiting").text, 10)
+            assert waiting == "waiting for session ghost" and picked() == "ghost"
+            driver.save_screenshot(str(tmp_path / "waiting.png"))
+            talker.join(10)

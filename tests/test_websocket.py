@@ -3,11 +3,14 @@ sessions on one connection, a client that never reads holding up nobody, bad inp
 may connect."""
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -18,6 +21,7 @@ from websockets.sync.client import connect
 
 from backchannel.bridge import protocol
 from backchannel.bridge.client import Received, WebSocketClient, audio_chunks, spawn_worker
+from backchannel.bridge.security import is_local
 from backchannel.bridge.websocket import DoorConfig, WebSocketDoor
 from backchannel.bridge.worker import Worker, WorkerConfig
 
@@ -176,14 +180,57 @@ def test_bad_input_is_counted_and_answered_and_the_connection_goes_on(worker):
         deadline = time.time() + 5
         while len(ws.refusals) < 6 and time.time() < deadline:
             ws.receive(0.1)
-        kinds = [r["error"] for r in ws.refusals]
-        assert kinds == ["not_msgpack", "not_msgpack", "not_a_map", "bad_type", "not_msgpack", "bad_rate"]
-        assert ws.refusals[3]["id"] == "d1" and ws.refusals[5]["session"] == "bad"
+        # in any order: the door answers what it cannot read at once, the worker the rest (clients match by id)
+        kinds = sorted(r["error"] for r in ws.refusals)
+        assert kinds == sorted(["not_msgpack", "not_msgpack", "not_a_map", "bad_type", "not_msgpack", "bad_rate"])
+        assert [r["error"] for r in ws.refusals if r.get("id") == "d1"] == ["bad_type"]
+        assert [r["error"] for r in ws.refusals if r.get("session") == "bad"] == ["bad_rate"]
         after = ws.call("stats")
+    # what cannot be read as a map is the door's to refuse: the worker only counts what it was handed
     counted = {k: n - before.get(k, 0) for k, n in after["errors"].items() if n != before.get(k, 0)}
-    assert counted == {"not_msgpack": 2, "not_a_map": 1, "bad_type": 1, "bad_rate": 1, "bad_seed": 1}
-    assert after["outputs"]["websocket"]["errors"]["not_msgpack"] >= 1  # the text frame: refused by the door
-    assert after["outputs"]["websocket"]["errors"]["bad_subscription"] >= 1
+    assert counted == {"bad_type": 1, "bad_rate": 1, "bad_seed": 1}
+    door = after["outputs"]["websocket"]["errors"]
+    assert door["not_msgpack"] >= 3 and door["not_a_map"] >= 1 and door["bad_subscription"] >= 1
+
+
+def test_large_requests_get_their_own_id_and_kind_back(worker):
+    with WebSocketClient(worker["ws"]) as ws:
+        before = ws.call("stats")["errors"]
+        # (request() returns only the reply carrying its request's id)
+        names = [f"s{k}" for k in range(4096)]  # the documented limit, in one subscribe
+        reply = ws.request("subscribe", sessions=names, topics=["stats"])
+        assert reply["ok"] and len(reply["subscriptions"]) == 4096
+        reply = ws.request("subscribe", sessions=[*names, "s4096"], topics=["stats"])
+        assert (reply["error"], reply["answers"]) == ("bad_subscription", "subscribe")
+        reply = ws.request("unsubscribe", sessions=names, topics=["stats"])
+        assert reply["ok"] and reply["subscriptions"] == []
+        # a control request with a list past the worker's limits: the worker's refusal, tagged with the id
+        reply = ws.request("open", session="listy", style=list(range(300)))
+        assert (reply["error"], reply["answers"]) == ("not_msgpack", "open")
+        # just over max_message_bytes (1 MiB): answered by the door, never handed to the worker as audio
+        ws.send(protocol.audio_message("big", "self", 0, 0.0, np.zeros(530_000), 16000))
+        assert ws.call("describe")["protocol"] == 1
+        deadline = time.time() + 5
+        while not ws.refusals and time.time() < deadline:
+            ws.receive(0.1)
+        assert ws.refusals[0]["error"] == "oversize"
+        after = ws.call("stats")
+    assert {k: n - before.get(k, 0) for k, n in after["errors"].items() if n != before.get(k, 0)} == {"not_msgpack": 1}
+
+
+def test_the_door_subscribes_in_process_only_to_what_its_connections_want(worker):
+    def topics():
+        with WebSocketClient(worker["ws"]) as probe:
+            return probe.call("stats")["outputs"]["websocket"]["topics"]
+
+    base = topics()
+    with WebSocketClient(worker["ws"]) as a, WebSocketClient(worker["ws"]) as b:
+        a.subscribe(["x", "y"], ["motion"])
+        b.subscribe(["x"], ["motion", "stats"])
+        assert a.call("stats")["outputs"]["websocket"]["topics"] == base + 3  # x/motion, y/motion, x/stats
+        a.subscribe("*", ["stats"])
+        assert a.call("stats")["outputs"]["websocket"]["topics"] == base + 4  # and everything
+    assert topics() == base
 
 
 def test_the_token_and_the_origin_decide_who_connects():
@@ -193,6 +240,10 @@ def test_the_token_and_the_origin_decide_who_connects():
             pass
         with WebSocketClient(w["ws"], token=token) as ws:
             assert ws.call("describe")["protocol"] == 1
+        for scheme in ("Bearer", "bearer", "BEARER"):  # auth schemes are case-insensitive
+            with connect(w["ws"], additional_headers={"Authorization": f"{scheme} {token}"}) as ws:
+                ws.send(protocol.control_request("describe"))
+                assert msgpack.unpackb(ws.recv(timeout=5))["ok"]
         # the viewer page itself holds no secret; nothing else is served
         assert b"<html" in urllib.request.urlopen("http" + w["ws"][2:]).read().lower()
         with pytest.raises(urllib.error.HTTPError, match="404"):
@@ -205,6 +256,56 @@ def test_the_token_and_the_origin_decide_who_connects():
         with connect(w["ws"], origin=f"http://127.0.0.1:{port}") as ws:  # the viewer's own page
             ws.send(protocol.control_request("describe"))
             assert msgpack.unpackb(ws.recv(timeout=5))["ok"]
+        # DNS rebinding: a name the attacker controls, resolved to 127.0.0.1, with the page's own origin
+        for host in (f"127.0.0.1.evil.com:{port}", f"127.attacker.net:{port}", f"localhost.evil.com:{port}"):
+            assert handshake(w["ws"], host, f"http://{host}").startswith(b"HTTP/1.1 403"), host
+        assert handshake(w["ws"], f"localhost:{port}", f"http://localhost:{port}").startswith(b"HTTP/1.1 101")
+        assert handshake(w["ws"], f"127.0.0.2:{port}", f"http://127.0.0.2:{port}").startswith(b"HTTP/1.1 101")
+
+
+def handshake(url: str, host: str, origin: str) -> bytes:
+    """A WebSocket upgrade with the Host and Origin a browser would send after resolving `host`; the status line."""
+    address, port = url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+    with socket.create_connection((address, int(port)), timeout=5) as raw:
+        raw.sendall((f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     f"Origin: {origin}\r\n\r\n").encode())
+        return raw.recv(200)
+
+
+def test_the_protocol_documents_websocket_example_runs_as_written(worker):
+    text = (Path(__file__).parent.parent / "engine_plugins" / "PROTOCOL.md").read_text()
+    section = text[text.index("## WebSocket"):]
+    code = section[section.index("```python\n") + 10:]
+    code = code[:code.index("```")]
+    assert code.count("ws://127.0.0.1:8765/") == 1
+    scope: dict = {}
+    run = threading.Thread(target=exec, args=(compile(code.replace("ws://127.0.0.1:8765/", worker["ws"]),
+                                                      "PROTOCOL.md", "exec"), scope), daemon=True)
+    run.start()
+    run.join(20)  # well before the worker's idle timeout (30 s): an example that waits for that one never ends here
+    assert not run.is_alive(), "the example waits for a frame that does not come"
+    assert scope["topic"] == "npc-7/motion" and scope["frame"]["seq"] == 0
+
+
+def test_connections_are_counted_not_logged(caplog):
+    worker = Worker(WorkerConfig(audio_in="tcp://127.0.0.1:*", motion_out="tcp://127.0.0.1:*",
+                                 control="tcp://127.0.0.1:*"), energy_factory)
+    door = WebSocketDoor(worker, DoorConfig("127.0.0.1", 0))
+    try:
+        door.start()
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                with connect(door.url):
+                    pass
+            deadline = time.time() + 5
+            while door.stats()["closed"] < 3 and time.time() < deadline:
+                time.sleep(0.02)
+        assert door.stats()["accepted"] == door.stats()["closed"] == 3
+        assert not [r for r in caplog.records if r.name.startswith("websockets") and r.levelno >= logging.INFO]
+    finally:
+        door.close()
+        worker.close()
 
 
 def test_a_door_beyond_loopback_needs_insecure():
@@ -213,6 +314,11 @@ def test_a_door_beyond_loopback_needs_insecure():
     try:
         with pytest.raises(RuntimeError, match="--insecure"):
             WebSocketDoor(worker, DoorConfig("0.0.0.0", 0))
+        for name in ("127.0.0.1.example.com", "127.x.example.com", "localhost.example.com"):  # resolve anywhere
+            assert not is_local(f"tcp://{name}:5555")
+            with pytest.raises(RuntimeError, match="--insecure"):
+                WebSocketDoor(worker, DoorConfig(name, 0))
+        assert is_local("tcp://127.3.4.5:5555") and is_local("tcp://[::1]:5555") and is_local("tcp://localhost:1")
         door = WebSocketDoor(worker, DoorConfig("0.0.0.0", 0, insecure=True))
         door.start()
         door.close()

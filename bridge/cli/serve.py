@@ -30,9 +30,11 @@ def register(commands) -> None:
                    help="allow binding beyond loopback without --curve (anyone who reaches the ports may use it)")
     p.add_argument("--ws", metavar="HOST:PORT", help="also serve protocol v1 over WebSocket, and the live viewer page "
                                                      "at http://HOST:PORT/ (port 0: any free one)")
-    p.add_argument("--ws-token", metavar="TOKEN", help="a secret every WebSocket client must show (?token=TOKEN)")
+    p.add_argument("--ws-token", metavar="TOKEN", help="a secret every WebSocket client must show (?token=TOKEN): "
+                                                       "16-128 of A-Z a-z 0-9 _ -")
     p.add_argument("--ws-queue-kb", type=int, metavar="KB", help="what may wait for one slow WebSocket client before "
-                                                                  "its oldest messages are dropped (default 8192)")
+                                                                  "its oldest messages are dropped (default 8192; "
+                                                                  "replies may hold as much again)")
     p.add_argument("--livelink", metavar="HOST:PORT", help="also send Live Link Face UDP packets (Unreal's port is 11111)")
     p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace listens on 39539)")
     p.add_argument("--vmc-names", choices=("arkit", "vrm0", "vrm1"),

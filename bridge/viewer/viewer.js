@@ -10,7 +10,12 @@
                   ["BrowInnerUp", "#a78bfa"], ["pitch", "#34d399"], ["yaw", "#f472b6"]];
   const HISTORY = 150;  // frames of curves shown: 5 s at 30 fps
   let names = null;  // blendshape name -> index, from describe
-  let picked = params.get("session") || "";
+  // ?session=NAME pins the page to that session (it waits for it); otherwise the page follows a live session: one
+  // whose frame count grew in the last LIVE_MS, in preference to an idle one, and another when its own goes away
+  const pinned = params.get("session") || "";
+  const LIVE_MS = 3000;
+  let picked = pinned, auto = !pinned;  // auto: picked by the page, not the user
+  const progress = {};  // session -> [frames, when that count last grew (performance.now)]
   let ws = null;
   let frames = 0, history = [], arrivals = [], latencies = [], stats = {};
   let lastFrame = null, portraitUrl = null;
@@ -77,17 +82,31 @@
     renderTable();
   }
 
+  const isLive = (name, now) => name in progress && now - progress[name][1] < LIVE_MS;
+
+  function follow(sessions) {
+    const now = performance.now(), gone = picked && !sessions.includes(picked);
+    if (pinned && picked === pinned) {
+      $("waiting").textContent = gone ? `waiting for session ${pinned}` : "";
+      return;
+    }
+    if (picked && !gone && !(auto && !isLive(picked, now))) return;  // the user's pick, or a live one: kept
+    const next = sessions.find((name) => isLive(name, now)) || (picked && !gone ? picked : sessions[0] || "");
+    if (next !== picked) { auto = true; pick(next); }
+  }
+
   function workerStats(body) {
     const select = $("session");
     const known = new Set(body.sessions);
-    for (const option of [...select.options]) if (option.value && !known.has(option.value) && option.value !== picked) option.remove();
+    for (const name of Object.keys(progress)) if (!known.has(name)) delete progress[name];
+    follow(body.sessions);
+    for (const option of [...select.options]) if (option.value && !known.has(option.value) && option.value !== pinned) option.remove();
     for (const name of body.sessions) {
       if (![...select.options].some((o) => o.value === name)) select.add(new Option(name, name));
     }
     if (picked && ![...select.options].some((o) => o.value === picked)) select.add(new Option(picked, picked));
     select.value = picked;
     for (const name of Object.keys(stats)) if (!known.has(name)) delete stats[name];
-    if (!picked && body.sessions.length) pick(body.sessions[0]);
     const cpu = body.uptime_s > 0 ? ` · CPU ${body.cpu_s.toFixed(1)} s` : "";
     const door = (body.outputs || {}).websocket;
     $("worker").textContent = `worker: ${body.sessions.length} sessions · ${body.frames} frames · up ` +
@@ -96,7 +115,10 @@
   }
 
   function sessionStats(session, body) {
-    if (body.closed) delete stats[session]; else stats[session] = body;
+    if (body.closed) { delete stats[session]; delete progress[session]; } else stats[session] = body;
+    const seen = progress[session];
+    if (!body.closed && (!seen || body.frames > seen[0]))
+      progress[session] = [body.frames, seen ? performance.now() : -Infinity];  // first sight: not live yet
     if (session === picked) $("generator").textContent = `${body.generator} (seed ${body.seed})`;
     renderTable();
   }
@@ -110,7 +132,7 @@
       for (const text of [s.session, s.generator, s.frames, s.audio_s.toFixed(1), lat, errors]) {
         const td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
       }
-      tr.onclick = () => pick(s.session);
+      tr.onclick = () => { auto = false; pick(s.session); };
       return tr;
     });
     $("sessions").replaceChildren(...rows);
@@ -227,7 +249,7 @@
     const span = document.createElement("span"); span.style.color = color;
     span.textContent = name === "pitch" || name === "yaw" ? `head ${name}` : name; return span;
   }));
-  $("session").onchange = (event) => pick(event.target.value);
+  $("session").onchange = (event) => { auto = false; pick(event.target.value); };
   $("mic").onclick = () => (mic ? stopMic() : startMic());
 
   // the microphone as the partner's voice of a session this page opens (its own: others' sessions belong to their
@@ -264,6 +286,7 @@
     source.connect(node); node.connect(context.destination);  // a processor runs only when connected (it outputs silence)
     mic = { session, token: opened.token, stream, context };
     $("mic").textContent = "stop microphone";
+    auto = false;
     pick(session);
   }
 

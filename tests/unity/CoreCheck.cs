@@ -4,6 +4,10 @@
 //   stream URL OUT N SELF.wav OTHER.wav         N sessions on one connection, audio as fast as the worker takes it
 //   reconnect URL OUT NAME SELF.wav OTHER.wav   one session in real time, through a worker restart
 //   rigmap RIG WEIGHTS.txt                      each line's 52 ARKit weights through BlendshapeMap.Named(RIG)
+//   endreopen URL NAME                          open, end, dispose; a new client opens the same name
+//   opener URL NAME                             held requests survive the held-audio limit; SessionOpener waits
+//                                               for a worker (started after this), takes up its own session, and
+//                                               refuses one under another token
 // OUT gets one JSON line per motion frame received: session, seq, t, state, and the body's numbers as sent.
 using System;
 using System.Collections.Concurrent;
@@ -28,6 +32,8 @@ static class CoreCheck
                 case "stream": return Stream(args[1], args[2], int.Parse(args[3]), args[4], args[5], false);
                 case "reconnect": return Stream(args[1], args[2], 1, args[4], args[5], true, args[3]);
                 case "rigmap": return RigMap(args[1], args[2]);
+                case "endreopen": return EndReopen(args[1], args[2]);
+                case "opener": return Opener(args[1], args[2]);
             }
             Console.Error.WriteLine("unknown mode " + args[0]);
             return 2;
@@ -84,8 +90,87 @@ static class CoreCheck
         var first = (Dictionary<string, object>)MsgPack.Decode(messages[1]);
         if (messages.Count != 3 || (long)first["seq"] != 1 || (double)first["t"] != 0.02 || ((byte[])first["pcm"]).Length != 1920)
         { Console.WriteLine("chunker wrong"); return 1; }
+        foreach (var size in new[] { new long[] { -2, -2 }, new long[] { 0, 5 }, new long[] { -1, 3 } })
+        {
+            var body = new Dictionary<string, object> { { "seq", 0L }, { "state", "idle" }, { "format", size[1] == 3 ? "jpeg" : "rgb24" },
+                                                        { "width", size[0] }, { "height", size[1] }, { "data", new byte[12] } };
+            try { RenderedFrame.FromBody(body); Console.WriteLine("ACCEPTED a " + size[0] + "x" + size[1] + " frame"); return 1; }
+            catch (ProtocolException) { }
+        }
+        // the audio ring: wraps around, drops a block that does not fit whole, hands back what went in
+        var ring = new AudioRing(10);
+        var got = new List<float>();
+        var scratch = new float[10];
+        float next = 0;
+        for (int round = 0; round < 7; round++)
+        {
+            var block = Enumerable.Range(0, 4).Select(i => next + i).ToArray();
+            if (ring.Write(block, 0, 4)) next += 4;
+            if (round % 3 == 2) { int n = ring.Read(scratch, 0, scratch.Length); got.AddRange(scratch.Take(n)); }
+        }
+        got.AddRange(scratch.Take(ring.Read(scratch, 0, scratch.Length)));
+        if (!got.SequenceEqual(Enumerable.Range(0, (int)next).Select(i => (float)i)) || ring.Dropped != 8)
+        { Console.WriteLine("ring wrong: " + string.Join(",", got) + " dropped " + ring.Dropped); return 1; }
         Console.WriteLine("selftest ok");
         return 0;
+    }
+
+    static int EndReopen(string url, string name)
+    {
+        var first = new BackchannelClient(url);
+        first.Start();
+        var session = first.Open(name).Result;
+        first.End(session);
+        first.Dispose();  // what BackchannelAvatar.OnDestroy, then BackchannelLink.OnDestroy, do: the end must go out
+        using (var second = new BackchannelClient(url))
+        {
+            second.Start();
+            var again = new SessionOpener(second, name).Open(CancellationToken.None).Result;
+            Console.WriteLine("reopened " + again.Name);
+        }
+        return 0;
+    }
+
+    static int Opener(string url, string name)
+    {
+        using (var client = new BackchannelClient(url) { MaxHeldMessages = 5 })
+        {
+            // while no worker is connected: a request, then more audio than is held; the request survives
+            var held = client.Request("describe", null, 60000);
+            for (int k = 0; k < 20; k++) client.Send(new byte[] { 0xc1 });
+            if (client.Queued != 5 || client.DroppedWhileAway != 16) { Console.WriteLine("held " + client.Queued + " dropped " + client.DroppedWhileAway); return 1; }
+            // a try that times out with no worker is withdrawn, not left to open the session later
+            try { client.Open(name + "-orphan", null, 100).Wait(); Console.WriteLine("opened without a worker?"); return 1; }
+            catch (AggregateException e) when (e.GetBaseException() is TimeoutException) { }
+            if (client.Queued != 4) { Console.WriteLine("the timed-out open is still queued"); return 1; }  // (one more audio went for it)
+            var opener = new SessionOpener(client, name);
+            opener.Retrying += why => { };
+            Console.WriteLine("waiting"); Console.Out.Flush();
+            client.Start();
+            var session = opener.Open(CancellationToken.None).Result;
+            if ((long)held.Result["protocol"] != 1) return 1;
+            Console.WriteLine("opened " + session.Name + " after " + opener.Tries + " tries");
+            // our own restart, the first open's reply lost: the same token takes it up
+            using (var restarted = new BackchannelClient(url))
+            {
+                restarted.Start();
+                var again = new SessionOpener(restarted, name, new SessionOptions { Token = session.Token }).Open(CancellationToken.None).Result;
+                Console.WriteLine("adopted " + again.Name + " " + (again.Token == session.Token));
+                try
+                {
+                    new SessionOpener(restarted, name).Open(CancellationToken.None).Wait();
+                    Console.WriteLine("took a session under another token"); return 1;
+                }
+                catch (AggregateException e) when (e.GetBaseException() is ProtocolException)
+                {
+                    Console.WriteLine("refused: " + ((ProtocolException)e.GetBaseException()).Kind);
+                }
+                restarted.End(again);
+                var open = (List<object>)restarted.Call("stats").Result["sessions"];
+                Console.WriteLine("orphans " + open.Count(k => (string)k == name + "-orphan"));
+            }
+            return 0;
+        }
     }
 
     static int RigMap(string rig, string path)

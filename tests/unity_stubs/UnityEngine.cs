@@ -10,6 +10,10 @@ namespace UnityEngine
         public string name { get; set; }
         public static T FindObjectOfType<T>() where T : Object { return null; }
         public static void Destroy(Object obj) { }
+        public static bool operator ==(Object x, Object y) { return ReferenceEquals(x, y); }
+        public static bool operator !=(Object x, Object y) { return !ReferenceEquals(x, y); }
+        public override bool Equals(object other) { return ReferenceEquals(this, other); }
+        public override int GetHashCode() { return 0; }
     }
 
     public class Component : Object

@@ -32,7 +32,9 @@ namespace Backchannel.Link.Editor
         {
             var link = Object.FindObjectOfType<BackchannelLink>();
             var url = link != null ? link.url : "ws://127.0.0.1:8765/";
-            Application.OpenURL("http" + url.Substring(2));
+            var token = link != null && !string.IsNullOrEmpty(link.doorToken)
+                ? (url.Contains("?") ? "&" : "?") + "token=" + System.Uri.EscapeDataString(link.doorToken) : "";
+            Application.OpenURL("http" + url.Substring(2) + token);  // the page passes ?token= on to its WebSocket
         }
     }
 }

@@ -42,8 +42,13 @@ namespace Backchannel.Link
     {
         public const int MaxFrameBytes = 16 << 20;  // a rendered rgb24 1024 x 1024 frame is 3 MiB
         readonly Uri url;
-        readonly ConcurrentQueue<byte[]> outgoing = new ConcurrentQueue<byte[]>();
-        readonly SemaphoreSlim queued = new SemaphoreSlim(0);
+        // waiting to be sent, oldest first; `gate` guards it and `inFlight` (the one being written: it goes back to the
+        // front if the write fails). `wake` is signalled on enqueue; the send loop empties the list before waiting.
+        readonly LinkedList<Outgoing> outgoing = new LinkedList<Outgoing>();
+        readonly object gate = new object();
+        Outgoing inFlight;
+        readonly SemaphoreSlim wake = new SemaphoreSlim(0);
+        readonly ConcurrentDictionary<long, bool> quiet = new ConcurrentDictionary<long, bool>();
         readonly ConcurrentDictionary<long, TaskCompletionSource<Dictionary<string, object>>> waiting =
             new ConcurrentDictionary<long, TaskCompletionSource<Dictionary<string, object>>>();
         readonly ConcurrentDictionary<string, BackchannelSession> sessions = new ConcurrentDictionary<string, BackchannelSession>();
@@ -51,12 +56,12 @@ namespace Backchannel.Link
         readonly CancellationTokenSource stopping = new CancellationTokenSource();
         readonly Stopwatch clock = Stopwatch.StartNew();
         long ids;
-        int held;
         volatile ClientWebSocket socket;
         Task loop;
 
         public int MaxHeldMessages = 3000;  // kept while no worker is connected (30 s of one session's two tracks)
-        public long DroppedWhileAway;  // held messages dropped beyond MaxHeldMessages
+        public long DroppedWhileAway;  // held audio dropped beyond MaxHeldMessages (requests and end never are)
+        public int FlushTimeoutMs = 1000;  // Dispose waits this long for queued messages (a session's end) to go out
         public long BadFrames;  // frames from the worker this client could not read (logged through Error)
         public int Connections;  // how many times a connection opened
         public bool IsConnected { get { var s = socket; return s != null && s.State == WebSocketState.Open; } }
@@ -95,11 +100,17 @@ namespace Backchannel.Link
             long id = Interlocked.Increment(ref ids);
             var reply = new TaskCompletionSource<Dictionary<string, object>>(TaskCreationOptions.RunContinuationsAsynchronously);
             waiting[id] = reply;
-            Enqueue(Protocol.Request(type, id, fields));
+            var node = Enqueue(Protocol.Request(type, id, fields), true);
             var done = await Task.WhenAny(reply.Task, Task.Delay(timeoutMs)).ConfigureAwait(false);
             TaskCompletionSource<Dictionary<string, object>> gone;
             waiting.TryRemove(id, out gone);
-            if (done != reply.Task) throw new TimeoutException(type + ": no reply within " + timeoutMs + " ms");
+            if (done != reply.Task)
+            {
+                // never sent (no worker): withdraw it, so no request its caller gave up on (an open) goes out later
+                bool withdrawn = false;
+                lock (gate) if (node.List != null) { outgoing.Remove(node); withdrawn = true; }
+                throw new TimeoutException(type + ": no reply within " + timeoutMs + " ms" + (withdrawn ? " (not sent: no worker connected)" : ""));
+            }
             return reply.Task.Result;
         }
 
@@ -107,16 +118,31 @@ namespace Backchannel.Link
         {
             var reply = await Request(type, fields, timeoutMs).ConfigureAwait(false);
             if (!(reply.ContainsKey("ok") && reply["ok"] is bool && (bool)reply["ok"]))
-                throw new ProtocolException(type + ": " + Describe(reply));
+            {
+                object kind;
+                reply.TryGetValue("error", out kind);
+                throw new ProtocolException(type + ": " + Describe(reply), kind as string);
+            }
             return reply;
         }
 
-        /// <summary>Open a session (its token is kept, and sent again after a reconnection).</summary>
-        public async Task<BackchannelSession> Open(string name, SessionOptions options = null)
+        /// <summary>Open a session (its token is kept, and sent again after a reconnection). One try: SessionOpener
+        /// retries while the worker is away.</summary>
+        public async Task<BackchannelSession> Open(string name, SessionOptions options = null, int timeoutMs = 5000)
         {
             var session = new BackchannelSession(name, options ?? new SessionOptions());
-            var reply = await Call("open", OpenFields(session)).ConfigureAwait(false);
+            var reply = await Call("open", OpenFields(session), timeoutMs).ConfigureAwait(false);
             session.Token = Protocol.Str(reply, "token");
+            sessions[name] = session;
+            return session;
+        }
+
+        /// <summary>Take up a session the worker already has under `token` (an open whose reply was lost, or one this
+        /// client made before a reconnection): a `set` with no changes succeeds only for the token's holder.</summary>
+        public async Task<BackchannelSession> Adopt(string name, SessionOptions options, string token, int timeoutMs = 5000)
+        {
+            await Call("set", new Dictionary<string, object> { { "session", name }, { "token", token } }, timeoutMs).ConfigureAwait(false);
+            var session = new BackchannelSession(name, options) { Token = token };
             sessions[name] = session;
             return session;
         }
@@ -132,29 +158,56 @@ namespace Backchannel.Link
         /// <summary>Send the session's end (its last frames and closing stats follow) and forget it.</summary>
         public void End(BackchannelSession session)
         {
-            Enqueue(Protocol.End(session.Name, session.Token));
+            Enqueue(Protocol.End(session.Name, session.Token), true);
             BackchannelSession gone;
             sessions.TryRemove(session.Name, out gone);
         }
 
-        /// <summary>Queue a message (audio from AudioChunker, ...). While no worker is connected it is held, the
-        /// oldest dropped beyond MaxHeldMessages, and sent in order once one is.</summary>
-        public void Send(byte[] message) { Enqueue(message); }
+        /// <summary>Queue an audio message (from AudioChunker). While no worker is connected it is held, the oldest
+        /// audio dropped beyond MaxHeldMessages, and sent in order once one is.</summary>
+        public void Send(byte[] message) { Enqueue(message, false); }
 
         public void Send(IEnumerable<byte[]> messages)
         {
-            foreach (var m in messages) Enqueue(m);
+            foreach (var m in messages) Enqueue(m, false);
         }
 
-        void Enqueue(byte[] message)
+        /// <summary>Messages waiting to be sent (held while no worker is connected).</summary>
+        public int Queued { get { lock (gate) return outgoing.Count + (inFlight != null ? 1 : 0); } }
+
+        /// <summary>Wait (up to `timeoutMs`) until every queued message was handed to the socket; false if some were
+        /// not (no worker connected, or it is that far behind).</summary>
+        public bool Flush(int timeoutMs)
         {
-            outgoing.Enqueue(message);
-            if (Interlocked.Increment(ref held) > MaxHeldMessages && !IsConnected)
+            var deadline = clock.ElapsedMilliseconds + timeoutMs;
+            while (Queued > 0)
             {
-                byte[] old;
-                if (outgoing.TryDequeue(out old)) { Interlocked.Decrement(ref held); Interlocked.Increment(ref DroppedWhileAway); }
+                if (!IsConnected || clock.ElapsedMilliseconds >= deadline) return false;
+                Thread.Sleep(2);
             }
-            queued.Release();
+            return true;
+        }
+
+        LinkedListNode<Outgoing> Enqueue(byte[] message, bool control)
+        {
+            LinkedListNode<Outgoing> node;
+            lock (gate)
+            {
+                node = outgoing.AddLast(new Outgoing(message, control));
+                if (outgoing.Count > MaxHeldMessages && !IsConnected)
+                    // the oldest audio goes; requests and ends are few and each one matters
+                    for (var old = outgoing.First; old != null; old = old.Next)
+                        if (!old.Value.Control) { outgoing.Remove(old); DroppedWhileAway++; break; }
+            }
+            if (wake.CurrentCount == 0) wake.Release();  // one pending signal is enough: the loop drains all
+            return node;
+        }
+
+        sealed class Outgoing
+        {
+            public readonly byte[] Message;
+            public readonly bool Control;
+            public Outgoing(byte[] message, bool control) { Message = message; Control = control; }
         }
 
         static Dictionary<string, object> OpenFields(BackchannelSession s)
@@ -212,6 +265,7 @@ namespace Backchannel.Link
                 {
                     socket = null;
                     ws.Dispose();
+                    ForgetQuiet();
                 }
                 if (stop.IsCancellationRequested) break;
                 try { await Task.Delay(backoffMs, stop).ConfigureAwait(false); } catch (TaskCanceledException) { break; }
@@ -238,27 +292,45 @@ namespace Backchannel.Link
         {
             long id = Interlocked.Increment(ref ids);
             waiting[id] = new TaskCompletionSource<Dictionary<string, object>>();
+            quiet[id] = true;
             return id;
+        }
+
+        /// <summary>A lost connection takes the quiet requests' replies with it: drop their entries (failed, so
+        /// nothing waits on them) rather than keep one per reconnection forever.</summary>
+        void ForgetQuiet()
+        {
+            foreach (var id in quiet.Keys)
+            {
+                bool unused;
+                TaskCompletionSource<Dictionary<string, object>> entry;
+                quiet.TryRemove(id, out unused);
+                if (waiting.TryRemove(id, out entry))
+                    entry.TrySetCanceled();  // nobody awaits it: cancelled, not an unobserved exception
+            }
         }
 
         async Task Pump(ClientWebSocket ws, CancellationToken stop)
         {
             while (!stop.IsCancellationRequested && ws.State == WebSocketState.Open)
             {
-                await queued.WaitAsync(stop).ConfigureAwait(false);
-                byte[] message;
-                if (!outgoing.TryPeek(out message)) continue;
+                Outgoing next;
+                lock (gate)
+                {
+                    next = outgoing.First != null ? outgoing.First.Value : null;
+                    if (next != null) { outgoing.RemoveFirst(); inFlight = next; }
+                }
+                if (next == null) { await wake.WaitAsync(stop).ConfigureAwait(false); continue; }
                 try
                 {
-                    await Write(ws, message, stop).ConfigureAwait(false);
+                    await Write(ws, next.Message, stop).ConfigureAwait(false);
                 }
                 catch
                 {
-                    queued.Release();  // not sent: it stays first in line for the next connection
+                    lock (gate) { outgoing.AddFirst(next); inFlight = null; }  // first in line for the next connection
                     throw;
                 }
-                outgoing.TryDequeue(out message);
-                Interlocked.Decrement(ref held);
+                lock (gate) inFlight = null;
             }
         }
 
@@ -304,7 +376,9 @@ namespace Backchannel.Link
             {
                 object id;
                 TaskCompletionSource<Dictionary<string, object>> reply;
-                if (message.Body.TryGetValue("id", out id) && id is long && waiting.TryRemove((long)id, out reply))
+                bool wasQuiet;
+                if (message.Body.TryGetValue("id", out id) && id is long) quiet.TryRemove((long)id, out wasQuiet);
+                if (id is long && waiting.TryRemove((long)id, out reply))
                     reply.TrySetResult(message.Body);
                 else if (message.Body.ContainsKey("ok") && message.Body["ok"] is bool && !(bool)message.Body["ok"])
                 {
@@ -345,8 +419,10 @@ namespace Backchannel.Link
             if (handler != null) handler(text);
         }
 
+        /// <summary>Send what is queued (a session's end: bounded by FlushTimeoutMs), then close.</summary>
         public void Dispose()
         {
+            Flush(FlushTimeoutMs);
             stopping.Cancel();
             var ws = socket;
             try

@@ -7,7 +7,8 @@ namespace Backchannel.Link
 {
     public sealed class ProtocolException : Exception
     {
-        public ProtocolException(string message) : base(message) { }
+        public readonly string Kind;  // the worker's error kind (session_exists, ...) when it refused a request
+        public ProtocolException(string message, string kind = null) : base(message) { Kind = kind; }
     }
 
     public static class Protocol
@@ -192,6 +193,7 @@ namespace Backchannel.Link
                 Data = body.ContainsKey("data") ? body["data"] as byte[] : null,
             };
             if (frame.Data == null) throw new ProtocolException("frame without data bytes");
+            if (frame.Width <= 0 || frame.Height <= 0) throw new ProtocolException("frame whose width or height is not positive");
             if (frame.Format == "rgb24" && (long)frame.Width * frame.Height * 3 != frame.Data.Length)
                 throw new ProtocolException("rgb24 frame whose size is not width x height x 3");
             return frame;

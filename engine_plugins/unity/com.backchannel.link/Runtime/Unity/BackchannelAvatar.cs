@@ -4,6 +4,7 @@
 // starts or stops speaking and listening.
 using System;
 using System.Collections.Generic;
+using System.Threading;
 using UnityEngine;
 using UnityEngine.Events;
 
@@ -62,7 +63,12 @@ namespace Backchannel.Link.Unity
         public string State { get; private set; }
 
         AudioChunker ownVoice, partner;
-        readonly object audioGate = new object();
+        // audio waits here (the own voice comes from the audio thread) until LateUpdate chunks and sends it
+        readonly AudioRing ownRing = new AudioRing(48000 * 2), partnerRing = new AudioRing(48000 * 2);
+        float[] drained = new float[48000 * 2];
+        volatile int ownChannels, ownRate, partnerChannels, partnerRate;
+        readonly CancellationTokenSource destroyed = new CancellationTokenSource();
+        byte[] flipped;
         BlendshapeMap map;
         int[][] shapeIndices;  // per face, per map target: the mesh's blendshape index (-1: none)
         Quaternion headRest, leftRest, rightRest;
@@ -78,26 +84,45 @@ namespace Backchannel.Link.Unity
             if (head != null) headRest = head.localRotation;
             if (leftEye != null) leftRest = leftEye.localRotation;
             if (rightEye != null) rightRest = rightEye.localRotation;
-            link.Client.Frame += (session, frame) => { if (session.Name == sessionName) pendingFrame = frame; };
+            link.Client.Frame += OnFrame;
             Open();
         }
 
+        void OnFrame(BackchannelSession session, RenderedFrame frame)
+        {
+            if (session.Name == sessionName) pendingFrame = frame;
+        }
+
+        /// <summary>Subscribe, then open through SessionOpener: it retries while the worker is away or restarting
+        /// (this may run before the worker is up) and takes up the session if an earlier try's reply was lost.</summary>
         async void Open()
         {
             var style = new Dictionary<string, object> { { "smile", (double)smile }, { "expressiveness", (double)expressiveness } };
+            var client = link.Client;
+            var topics = portraitTarget != null ? new[] { "motion", "stats", "frame" } : new[] { "motion", "stats" };
             try
             {
-                var topics = portraitTarget != null ? new[] { "motion", "stats", "frame" } : new[] { "motion", "stats" };
-                await link.Client.Subscribe(new[] { sessionName }, topics);
-                Session = await link.Client.Open(sessionName, new SessionOptions
+                // kept by the client and restored on every (re)connection: its reply is not waited for
+                Subscribe(client, topics);
+                var session = await new SessionOpener(client, sessionName, new SessionOptions
                 {
                     Generator = string.IsNullOrEmpty(generator) ? null : generator, Seed = seed, Style = style,
-                });
+                }).Open(destroyed.Token);
+                if (destroyed.IsCancellationRequested) client.End(session);  // destroyed while the reply was on its way
+                else Session = session;
             }
+            catch (OperationCanceledException) { }
             catch (Exception e)
             {
                 Debug.LogError("Backchannel: cannot open session " + sessionName + ": " + e.Message);
             }
+        }
+
+        async void Subscribe(BackchannelClient client, string[] topics)
+        {
+            try { await client.Subscribe(new[] { sessionName }, topics); }
+            catch (TimeoutException) { }  // no worker yet: sent again when one connects
+            catch (Exception e) { Debug.LogWarning("Backchannel: subscribe " + sessionName + ": " + e.Message); }
         }
 
         BlendshapeMap BuildMap()
@@ -138,19 +163,33 @@ namespace Backchannel.Link.Unity
 
         // --- audio: called from the audio thread (AudioSourceTap) or the main thread (MicrophoneCapture) --------------
 
-        public void PushOwnVoice(float[] data, int channels, int rate) { Push(ref ownVoice, "self", data, channels, rate); }
-
-        public void PushPartner(float[] data, int channels, int rate) { Push(ref partner, "other", data, channels, rate); }
-
-        void Push(ref AudioChunker chunker, string track, float[] data, int channels, int rate)
+        /// <summary>Any thread, no allocation: into a ring that LateUpdate drains (what does not fit is dropped whole).</summary>
+        public void PushOwnVoice(float[] data, int channels, int rate)
         {
-            var session = Session;
+            ownChannels = channels; ownRate = rate;
+            ownRing.Write(data, 0, data.Length - data.Length % channels);
+        }
+
+        public void PushPartner(float[] data, int channels, int rate)
+        {
+            partnerChannels = channels; partnerRate = rate;
+            partnerRing.Write(data, 0, data.Length - data.Length % channels);
+        }
+
+        /// <summary>The main thread: what the rings hold, chunked and queued on the client.</summary>
+        void SendAudio(BackchannelSession session)
+        {
+            Drain(session, ownRing, ref ownVoice, "self", ownChannels, ownRate);
+            Drain(session, partnerRing, ref partner, "other", partnerChannels, partnerRate);
+        }
+
+        void Drain(BackchannelSession session, AudioRing ring, ref AudioChunker chunker, string track, int channels, int rate)
+        {
+            int n = ring.Read(drained, 0, drained.Length);  // whole blocks: the writer puts whole frames in
+            if (n == 0) return;
             if (session == null) return;  // not open yet: nothing to stamp it with
-            lock (audioGate)
-            {
-                if (chunker == null) chunker = session.Track(track, rate, channels);
-                link.Client.Send(chunker.Push(data, 0, data.Length - data.Length % channels));
-            }
+            if (chunker == null) chunker = session.Track(track, rate, channels);
+            link.Client.Send(chunker.Push(drained, 0, n - n % channels));
         }
 
         // --- frames ---------------------------------------------------------------------------------------------
@@ -158,6 +197,7 @@ namespace Backchannel.Link.Unity
         void LateUpdate()
         {
             var session = Session;
+            SendAudio(session);
             if (session == null) return;
             var frame = session.Buffer.Sample(link.Client.Now);
             if (frame != null)
@@ -204,13 +244,18 @@ namespace Backchannel.Link.Unity
 
         void ShowPortrait(RenderedFrame frame)
         {
-            if (Portrait == null || Portrait.width != frame.Width || Portrait.height != frame.Height)
+            // one texture, reused: LoadImage resizes it for a jpeg; a raw frame of another size needs a new one, and
+            // the old one is destroyed (a Texture2D lives until it is, whatever refers to it)
+            if (Portrait == null || (frame.Format != "jpeg" && (Portrait.width != frame.Width || Portrait.height != frame.Height)))
+            {
+                if (Portrait != null) Destroy(Portrait);
                 Portrait = new Texture2D(frame.Width, frame.Height, TextureFormat.RGB24, false);
+            }
             if (frame.Format == "jpeg") ImageConversion.LoadImage(Portrait, frame.Data);
             else
             {
                 // rgb24 rows run top to bottom; a Texture2D's run bottom to top
-                var flipped = new byte[frame.Data.Length];
+                if (flipped == null || flipped.Length != frame.Data.Length) flipped = new byte[frame.Data.Length];
                 int row = frame.Width * 3;
                 for (int y = 0; y < frame.Height; y++) Buffer.BlockCopy(frame.Data, y * row, flipped, (frame.Height - 1 - y) * row, row);
                 Portrait.LoadRawTextureData(flipped);
@@ -221,15 +266,17 @@ namespace Backchannel.Link.Unity
 
         void OnDestroy()
         {
+            destroyed.Cancel();  // an open still trying stops (or ends what it opened)
+            if (Portrait != null) Destroy(Portrait);
+            if (link == null || link.Client == null) return;
+            link.Client.Frame -= OnFrame;
             var session = Session;
-            if (session == null || link == null || link.Client == null) return;
-            lock (audioGate)
+            if (session == null) return;
+            SendAudio(session);
+            foreach (var chunker in new[] { ownVoice, partner })
             {
-                foreach (var chunker in new[] { ownVoice, partner })
-                {
-                    var last = chunker != null ? chunker.Flush() : null;
-                    if (last != null) link.Client.Send(last);
-                }
+                var last = chunker != null ? chunker.Flush() : null;
+                if (last != null) link.Client.Send(last);
             }
             link.Client.End(session);
         }
