@@ -105,7 +105,7 @@ def test_the_viewer_opens_a_session_with_the_browser_microphone_as_the_partner(t
             while driver.find_element("id", "status").text != "connected" and time.time() < deadline:
                 time.sleep(0.05)
             driver.find_element("id", "mic").click()
-            states = set()
+            states, count = set(), 0
             while time.time() < deadline + 10 and not ("listening" in states and count > 60):
                 count = int(driver.find_element("id", "frame-count").text)
                 states.add(driver.find_element("id", "state").text)
