@@ -14,7 +14,7 @@ from backchannel.bridge.client import ControlClient, MotionReceiver, audio_chunk
 from backchannel.bridge.latency import synthetic_dialogue
 from backchannel.bridge.outputs.files import read_motion
 from backchannel.models.audio import SAMPLE_RATE, decode_pcm, encode_pcm, load_audio, resample, save_audio
-from backchannel.models.generator import Style, generate, session_seed
+from backchannel.models.generator import Style, generate
 from backchannel.models.motion import ARKIT_NAMES, BS, STATES, frame_count
 
 from .helpers import WORKER_COMMAND, EnergyGenerator, collect, push_socket, stream
@@ -295,20 +295,22 @@ def test_idle_sessions_time_out_and_shutdown_flushes_open_sessions():
 
 
 def test_default_generator_serve_and_run_give_the_same_frames(tmp_path):
-    """The shipped default generator on real speech, through the real commands: serve + send vs run."""
+    """The shipped default generator on real speech, through the real commands: serve + send vs run, with the same
+    seed (send opens the session with it)."""
     dialogue = two_track_dialogue()
     save_audio(tmp_path / "self.wav", dialogue.self_audio)
     save_audio(tmp_path / "other.wav", dialogue.other_audio)
     cli = [sys.executable, "-m", "backchannel.bridge.cli"]
     files = ["--self", str(tmp_path / "self.wav"), "--other", str(tmp_path / "other.wav")]
-    seed = session_seed(0, "real")  # what the worker gives a session that chose none: its seed 0 mixed with the name
+    seed = 7
     ran = subprocess.run([*cli, "run", *files, "--seed", str(seed), "--out", str(tmp_path / "run.jsonl")],
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     with spawn_worker() as ep:
         describe = ControlClient(ep["control"]).call("describe")
         sent = subprocess.run([*cli, "send", "--to", ep["audio_in"], "--motion-out", ep["motion_out"], "--session",
-                               "real", *files, "--format", "f32le", "--out", str(tmp_path / "served.jsonl")],
+                               "real", *files, "--format", "f32le", "--out", str(tmp_path / "served.jsonl"),
+                               "--control", ep["control"], "--seed", str(seed)],
                               capture_output=True, text=True, timeout=120)
     assert sent.returncode == 0, sent.stderr
     assert describe["generator"]["name"] == "baseline"

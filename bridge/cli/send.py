@@ -23,6 +23,10 @@ def register(commands) -> None:
                    help="the worker's motion endpoint (for --out)")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for a worker that does not take audio, and for the last frames (with --out)")
+    p.add_argument("--seed", type=int, help="open the session with this seed (default: the worker's, mixed with the "
+                                            "session's name, as for any session opened by its first audio)")
+    p.add_argument("--control", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                   help="the worker's control endpoint (for --seed)")
     p.add_argument("--token", metavar="TOKEN", help="the session's owner token (16-128 of A-Z a-z 0-9 _ -; default: a "
                                                     "new one): the worker refuses this session's audio without it")
     add_key_arguments(p)
@@ -101,6 +105,11 @@ def stream(args, ctx, tracks: dict, chunks: list) -> int:
     push.setsockopt(zmq.IMMEDIATE, 1)
     push.setsockopt(zmq.SNDTIMEO, int(args.timeout * 1000))
     push.connect(args.to)
+    if args.seed is not None:  # opened first, with this client's token: its audio then finds the session seeded
+        from backchannel.bridge.client import ControlClient
+
+        with ControlClient(args.control, args.timeout, ctx, args.keys) as control:
+            control.call("open", session=args.session, seed=args.seed, token=args.token)
     seconds = max(len(a) for a in tracks.values()) / args.rate
     start = time.time()
     try:
