@@ -7,7 +7,12 @@ setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
-demo: setup
+# The demo needs only the core and its previews (no torch, no system packages): a light setup of its own, which
+# the full one satisfies too.
+$(VENV)/.demo-ready: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh --demo
+
+demo: $(VENV)/.demo-ready
 	$(VENV)/bin/backchannel demo
 
 test: setup

@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine: the Debian packages Backchannel uses (when this user may install them), then .venv
 # with the CPU build of torch and the project in editable mode. Safe to re-run.
+# `--demo`: only what `make demo` needs (the core with its preview plots and video), no system packages, no torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --demo ]; then
+    PYTHON=${PYTHON:-python3}
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[render,bake]"
+    touch .venv/.demo-ready
+    echo "setup: ready for the demo (.venv/bin/backchannel); \`make test\` sets up the rest"
+    exit 0
+fi
 
 # espeak-ng/festival (+ its kal voice, only "recommended" by festival)/flite: corpus voices;
 # libportaudio2: --mic capture; libasound2-plugins: the ALSA null device
@@ -57,5 +68,5 @@ if command -v npm >/dev/null 2>&1; then
 else
     echo "setup: no npm; the glTF validator and three.js tests will be skipped" >&2
 fi
-touch .venv/.setup-done
+touch .venv/.setup-done .venv/.demo-ready
 echo "setup: ready (.venv/bin/backchannel)"
