@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from backchannel.bridge.cli.common import GENERATOR_HELP
+from backchannel.bridge.cli.common import GENERATOR_HELP, GENERATOR_SPEC_HELP
 
 
 def _audio(args):
@@ -47,8 +47,9 @@ def register(commands) -> None:
                            ("capacity", "how many real-time sessions one generator (or, --sockets, one worker) "
                                         "holds at 30 fps")):
         k = kinds.add_parser(name, help=helptext, description=None if name == "latency" else CAPACITY_HELP)
-        k.add_argument("--generator", help="the worker's " + GENERATOR_HELP + (
-            " (default: model in process, the worker's default with --sockets)" if name == "capacity" else ""))
+        k.add_argument("--generator", help="the worker's " + (
+            GENERATOR_SPEC_HELP + " (default: model in process, the worker's default with --sockets)"
+            if name == "capacity" else GENERATOR_HELP))
         k.add_argument("--seconds", type=float, help="audio per session (default 20 for latency, 10 for capacity "
                                                      "over sockets, 5 in process)")
         k.add_argument("--chunk-ms", type=float, default=None if name == "capacity" else 20.0,
@@ -86,8 +87,8 @@ def register(commands) -> None:
                                      "while, from --load-from to --load-to seconds, --hogs processes each keep a core "
                                      "busy; prints frames per second per session and the worker's tier every quarter "
                                      "second, and draws them (--png).")
-    c.add_argument("--generator", default="model", help="the worker's " + GENERATOR_HELP + " (default model)")
-    c.add_argument("--sessions", type=int, default=4)
+    c.add_argument("--generator", default="model", help="the worker's " + GENERATOR_SPEC_HELP + " (default model)")
+    c.add_argument("--sessions", type=int, default=4, help="real-time sessions streamed at once (default 4)")
     c.add_argument("--seconds", type=float, default=40.0, help="audio per session")
     c.add_argument("--load-from", type=float, default=10.0, help="seconds into the stream the load starts")
     c.add_argument("--load-to", type=float, default=25.0, help="seconds into the stream the load stops")

@@ -5,8 +5,10 @@ import argparse
 import json
 
 # every command that runs one generator takes the same spec (models.generator.parse_spec)
-GENERATOR_HELP = ('motion generator, "baseline" or "model", with options in brackets if any, e.g. '
-                  '"model[temperature=0.5;sampler_steps=2]" (default: the shipped default)')
+# The spec alone, for flags whose default is not the shipped default; GENERATOR_HELP for those whose is.
+GENERATOR_SPEC_HELP = ('motion generator, "baseline" or "model", with options in brackets if any, e.g. '
+                       '"model[temperature=0.5;sampler_steps=2]"')
+GENERATOR_HELP = GENERATOR_SPEC_HELP + " (default: the shipped default)"
 
 
 def json_object(text: str) -> dict:

@@ -9,7 +9,7 @@ from backchannel.bridge.cli.common import check_counts
 
 
 def register(commands) -> None:
-    p = commands.add_parser("eval", help="score generators on held-out clips (DESIGN.md section 6 metrics)")
+    p = commands.add_parser("eval", help="score generators on held-out clips (the metrics of docs/model.md, Results)")
     p.add_argument("--data", required=True, help="corpus folder")
     p.add_argument("--split", action="append", default=None, help="split(s) to score (default: test, test-real)")
     p.add_argument("--generator", default="model,baseline",

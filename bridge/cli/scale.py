@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from backchannel.bridge.cli.common import GENERATOR_HELP
+from backchannel.bridge.cli.common import GENERATOR_SPEC_HELP
 
 
 def register(commands) -> None:
@@ -21,7 +21,8 @@ def register(commands) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="allow the ingress and replicas beyond loopback (no CURVE: a private network only)")
     p.add_argument("--host", help="the address replicas bind on (default 127.0.0.1; with --insecure their node's)")
-    p.add_argument("--generator", help="the replicas' " + GENERATOR_HELP + " (model: tiers and load steer placement)")
+    p.add_argument("--generator", help="the replicas' " + GENERATOR_SPEC_HELP +
+                   " (default: the shipped default; model: tiers and load steer placement)")
     p.add_argument("--tier", metavar="NAME", help="pin the model's tier on every replica")
     p.add_argument("--tiers", metavar="FILE.toml", help="another tier table")
     p.add_argument("--device", help="where each replica runs the model: cpu, cuda, cuda:N")

@@ -1,4 +1,4 @@
-"""Quality, measured: the metrics of DESIGN.md section 6 for any generator, side by side, on held-out clips.
+"""Quality, measured: the metrics of docs/model.md (Results) for any generator, side by side, on held-out clips.
 
 Every metric reads generated motion against what the clip says happened (phones, who spoke when, the partner's
 phrase ends), using the same definitions the corpus checks its own labels with (models.measures).
