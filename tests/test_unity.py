@@ -137,8 +137,15 @@ def test_the_core_rides_out_a_worker_restart(built, tmp_path):
         while "connected 1\n" not in lines and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(1.5)  # the first worker serves 1.5 s of it, then stops
-    with spawn_worker(*flags, command=WORKER_COMMAND):
-        check.wait(40)
+    with spawn_worker(*flags, command=WORKER_COMMAND) as second:
+        try:
+            check.wait(40)
+        except subprocess.TimeoutExpired:
+            check.kill()
+            check.wait()
+            reader.join(5)
+            pytest.fail("the check tool never exited; its output:\n" + "".join(lines) +
+                        "\nthe second worker's log:\n" + Path(second["log"]).read_text()[-5000:])
         reader.join(5)
     assert check.returncode == 0, "".join(lines)
     assert "connected 2\n" in lines, lines
