@@ -57,6 +57,7 @@ namespace Backchannel.Link
         readonly Stopwatch clock = Stopwatch.StartNew();
         long ids;
         volatile ClientWebSocket socket;
+        volatile bool disposing;
         Task loop;
 
         public int MaxHeldMessages = 3000;  // kept while no worker is connected (30 s of one session's two tracks)
@@ -245,6 +246,9 @@ namespace Backchannel.Link
             while (!stop.IsCancellationRequested)
             {
                 var ws = new ClientWebSocket();
+                // ends this connection's send loop with it: one left waiting on `wake` would take the signal meant
+                // for the next connection's, and a last message (a session's end) would sit unsent
+                var connection = CancellationTokenSource.CreateLinkedTokenSource(stop);
                 try
                 {
                     await ws.ConnectAsync(url, stop).ConfigureAwait(false);
@@ -255,7 +259,7 @@ namespace Backchannel.Link
                     Connections++;
                     var handler = Connected;
                     if (handler != null) handler(Connections);
-                    await Task.WhenAny(receiving, Pump(ws, stop)).ConfigureAwait(false);
+                    await Task.WhenAny(receiving, Pump(ws, stop, connection.Token)).ConfigureAwait(false);
                 }
                 catch (Exception e)
                 {
@@ -264,10 +268,12 @@ namespace Backchannel.Link
                 finally
                 {
                     socket = null;
+                    connection.Cancel();
+                    connection.Dispose();
                     ws.Dispose();
                     ForgetQuiet();
                 }
-                if (stop.IsCancellationRequested) break;
+                if (stop.IsCancellationRequested || disposing) break;
                 try { await Task.Delay(backoffMs, stop).ConfigureAwait(false); } catch (TaskCanceledException) { break; }
                 backoffMs = Math.Min(2000, backoffMs * 2);
             }
@@ -310,7 +316,7 @@ namespace Backchannel.Link
             }
         }
 
-        async Task Pump(ClientWebSocket ws, CancellationToken stop)
+        async Task Pump(ClientWebSocket ws, CancellationToken stop, CancellationToken gone)
         {
             while (!stop.IsCancellationRequested && ws.State == WebSocketState.Open)
             {
@@ -320,7 +326,7 @@ namespace Backchannel.Link
                     next = outgoing.First != null ? outgoing.First.Value : null;
                     if (next != null) { outgoing.RemoveFirst(); inFlight = next; }
                 }
-                if (next == null) { await wake.WaitAsync(stop).ConfigureAwait(false); continue; }
+                if (next == null) { await wake.WaitAsync(gone).ConfigureAwait(false); continue; }
                 try
                 {
                     await Write(ws, next.Message, stop).ConfigureAwait(false);
@@ -419,16 +425,26 @@ namespace Backchannel.Link
             if (handler != null) handler(text);
         }
 
-        /// <summary>Send what is queued (a session's end: bounded by FlushTimeoutMs), then close.</summary>
+        /// <summary>Send what is queued (a session's end: bounded by FlushTimeoutMs), then close. Every step is
+        /// bounded: an engine disposes this on its main thread.</summary>
         public void Dispose()
         {
             Flush(FlushTimeoutMs);
-            stopping.Cancel();
+            disposing = true;  // no reconnection from here on
             var ws = socket;
             try
             {
+                // the polite close first: cancelling aborts the socket, so after it there is nothing left to close
                 if (ws != null && ws.State == WebSocketState.Open)
                     ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None).Wait(1000);
+            }
+            catch (Exception) { }  // it went away meanwhile (thrown at once or from the task): nothing to close
+            try
+            {
+                // on a pool thread: Cancel runs the token's callbacks (the socket's abort) and the continuations they
+                // release inline, and those wait on the socket's own locks; on the disposing thread that could block
+                // it for good
+                Task.Run(() => stopping.Cancel()).Wait(1000);
                 if (loop != null) loop.Wait(2000);
             }
             catch (AggregateException) { }
