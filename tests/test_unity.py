@@ -160,6 +160,24 @@ def test_the_core_rides_out_a_worker_restart(built, tmp_path):
     assert breaks[0] > 20 and seqs[breaks[0] - 1] - 6 <= resumed[0] <= seqs[breaks[0] - 1] + 30
 
 
+def test_a_request_after_an_idle_reconnection_goes_out(built):
+    """Nothing is queued while the worker is away: the first connection's send loop, left waiting, once took the
+    wake-up meant for the new connection's, and the request sat unsent (as a session's last `end` could)."""
+    audio, motion, control, ws = free_ports(4)
+    flags = ("--audio-in", f"tcp://127.0.0.1:{audio}", "--motion-out", f"tcp://127.0.0.1:{motion}",
+             "--control", f"tcp://127.0.0.1:{control}", "--ws", f"127.0.0.1:{ws}")
+    check = subprocess.Popen(["mono", str(built / "check.exe"), "idlereconnect", f"ws://127.0.0.1:{ws}/"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with spawn_worker(*flags, command=WORKER_COMMAND):
+            assert check.stdout.readline() == "connected 1\n"
+        with spawn_worker(*flags, command=WORKER_COMMAND):
+            out, _ = check.communicate(timeout=60)
+    finally:
+        check.kill()
+    assert check.returncode == 0 and "connected 2\ndescribed 1\n" in out, out
+
+
 def test_dispose_sends_the_queued_end_so_the_name_is_free_again(built):
     with spawn_worker("--ws", "127.0.0.1:0", command=WORKER_COMMAND) as w:
         assert "reopened unity-npc3" in run_check(built, "endreopen", w["ws"], "unity-npc3")

@@ -5,6 +5,8 @@
 //   reconnect URL OUT NAME SELF.wav OTHER.wav   one session in real time, through a worker restart
 //   rigmap RIG WEIGHTS.txt                      each line's 52 ARKit weights through BlendshapeMap.Named(RIG)
 //   endreopen URL NAME                          open, end, dispose; a new client opens the same name
+//   idlereconnect URL                           connects, waits for a second connection (nothing queued while
+//                                               away), then one request: it must go out on the new connection
 //   opener URL NAME                             held requests survive the held-audio limit; SessionOpener waits
 //                                               for a worker (started after this), takes up its own session, and
 //                                               refuses one under another token
@@ -33,6 +35,7 @@ static class CoreCheck
                 case "reconnect": return Stream(args[1], args[2], 1, args[4], args[5], true, args[3]);
                 case "rigmap": return RigMap(args[1], args[2]);
                 case "endreopen": return EndReopen(args[1], args[2]);
+                case "idlereconnect": return IdleReconnect(args[1]);
                 case "opener": return Opener(args[1], args[2]);
             }
             Console.Error.WriteLine("unknown mode " + args[0]);
@@ -129,6 +132,22 @@ static class CoreCheck
             Console.WriteLine("reopened " + again.Name);
         }
         return 0;
+    }
+
+    static int IdleReconnect(string url)
+    {
+        using (var client = new BackchannelClient(url))
+        {
+            var connected = new SemaphoreSlim(0);
+            client.Connected += n => { Console.WriteLine("connected " + n); Console.Out.Flush(); connected.Release(); };
+            client.Start();
+            if (!connected.Wait(20000) || !connected.Wait(60000)) { Console.WriteLine("no reconnection"); return 1; }
+            // the only message queued after the reconnection: a send loop left from the first connection must not
+            // take its wake-up
+            var reply = client.Request("describe", null, 5000).Result;
+            Console.WriteLine("described " + reply["protocol"]);
+            return 0;
+        }
     }
 
     static int Opener(string url, string name)
