@@ -40,6 +40,12 @@ def _capacity_line(r: dict) -> str:
             f"{'' if r['latency_ok'] else ', p95 over target'}")
 
 
+def add_dialogue_arguments(p) -> None:
+    """The two tracks a streaming bench sends (read by _audio)."""
+    p.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
+    p.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+
+
 def register(commands) -> None:
     p = commands.add_parser("bench", help="measure latency, capacity, cost under load and over time")
     kinds = p.add_subparsers(dest="bench", metavar="KIND", required=True)
@@ -56,8 +62,7 @@ def register(commands) -> None:
                        help="audio per message, as a game would send (default 20" +
                        ("; --sockets only: in process the load generator feeds 1/30 s ticks)" if name == "capacity"
                         else ")"))
-        k.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
-        k.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+        add_dialogue_arguments(k)
         if name == "capacity":
             k.add_argument("--sessions", help="comma-separated session counts to try (default 1,8,32,128 in "
                                               "process, 1,2,4,8,12,16 over sockets)")
@@ -79,8 +84,7 @@ def register(commands) -> None:
     w.add_argument("--seconds", type=float, help="audio per session (default 20)")
     w.add_argument("--rounds", type=int, default=2, help="ZeroMQ / WebSocket turns of the one-session run")
     w.add_argument("--chunk-ms", type=float, default=20.0)
-    w.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
-    w.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+    add_dialogue_arguments(w)
     w.set_defaults(func=websocket_command)
     c = kinds.add_parser("contention", help="real-time sessions while a competing CPU load comes and goes",
                          description="Streams --sessions sessions in real time through a worker serving the model "
@@ -94,8 +98,7 @@ def register(commands) -> None:
     c.add_argument("--load-to", type=float, default=25.0, help="seconds into the stream the load stops")
     c.add_argument("--hogs", type=int, default=1, help="busy processes (cores) of competing load")
     c.add_argument("--chunk-ms", type=float, default=20.0)
-    c.add_argument("--self", dest="self_audio", metavar="SELF.wav", help="default: a synthetic dialogue")
-    c.add_argument("--other", dest="other_audio", metavar="OTHER.wav")
+    add_dialogue_arguments(c)
     c.add_argument("--png", default="out/bench-contention.png", help="the picture of fps, tier and load over time")
     c.set_defaults(func=contention_command)
     g = kinds.add_parser("ingress", help="the scale-out ingress's CPU at many sessions' real-time traffic",
