@@ -9,7 +9,7 @@ from backchannel.bridge.client import ControlClient, MotionReceiver
 from backchannel.bridge.latency import synthetic_dialogue
 from backchannel.models.motion import FRAME_RATE
 
-from .test_scale import collect_until_closed, stream_realtime
+from .test_scale import assert_moved_sessions_resumed, collect_until_closed, stream_realtime
 
 ray = pytest.importorskip("ray", reason="ray[serve] is not installed (pip install 'backchannel[scale]')")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Serve's own, on pydantic 2
@@ -59,15 +59,7 @@ def test_sessions_spread_over_the_replicas_and_a_killed_one_s_sessions_resume_on
     finally:
         receiver.close()
     assert closed == set(sessions)
-    total = int(seconds * FRAME_RATE)
-    for s in sessions:
-        got = seqs[s]
-        assert got == sorted(set(got)), f"{s}: frames out of order or twice"
-        if s in moved:
-            assert got[0] == 0 and got[-1] == total - 1
-            assert 0 < total - len(got) < 2.5 * FRAME_RATE, f"{s}: {total - len(got)} frames missing"
-        else:
-            assert got == list(range(total)), f"{s} lost frames on the surviving replica"
+    assert_moved_sessions_resumed(seqs, moved, int(seconds * FRAME_RATE))
     after = ingress.stats.remote().result()
     assert after["moved"] == {s: 1 for s in moved}
     assert victim not in {r["id"] for r in after["replicas"]}
