@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from backchannel.bridge import protocol
+from backchannel.bridge.latency import percentiles
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.generator import make_generator
 from backchannel.models.motion import FRAME_RATE
@@ -56,14 +57,12 @@ def measure_ticks(generator, self_audio: np.ndarray, other_audio: np.ndarray, se
     ticks = np.array(tick_ms)
     busy_s = ticks.sum() / 1000
     per_session_fps = frames / sessions / busy_s  # frames a session gets per second of the generator's time
-    p50, p95, p99 = np.percentile(ticks, [50, 95, 99])
-    return {"sessions": sessions, "ticks": len(ticks), "frames": frames,
-            "tick_ms": {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(ticks.max()),
-                        "mean": float(ticks.mean())},
+    tick = {**percentiles(ticks), "mean": float(ticks.mean())}
+    return {"sessions": sessions, "ticks": len(ticks), "frames": frames, "tick_ms": tick,
             "ms_per_frame": 1000 * busy_s / max(frames, 1),  # generator time per session-frame
             "fps_sustainable": per_session_fps,
             "cpu_share": cpu_s / busy_s,  # CPU time over wall time while ticking (threads and waits show here)
-            "holds_30fps": bool(p95 <= TICK_BUDGET_MS)}
+            "holds_30fps": bool(tick["p95"] <= TICK_BUDGET_MS)}
 
 
 def largest_holding(rows: list[dict]) -> tuple[int, float | None]:
