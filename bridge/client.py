@@ -73,7 +73,30 @@ def send_chunks(sock, chunks: list[Chunk], realtime: bool, progress: bool = Fals
     return sent
 
 
-class ControlClient:
+class _Requester:
+    """What every control client shares over its own `request` (the reply map) and `close`."""
+
+    def request(self, kind: str, **fields) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def call(self, kind: str, **fields) -> dict:
+        """Like request, but an error reply raises."""
+        reply = self.request(kind, **fields)
+        if not reply.get("ok"):
+            raise RuntimeError(f"{kind}: {reply.get('error')}: {reply.get('message')}")
+        return reply
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ControlClient(_Requester):
     """REQ socket to the worker's control endpoint. A lost reply never wedges it: the socket is remade. Use it in a
     `with` block (or call close) so the socket does not outlive it."""
 
@@ -98,23 +121,10 @@ class ControlClient:
             raise RuntimeError(f"no answer from the worker at {self.endpoint} within {self.timeout_s:g} s")
         return protocol.unpack(self.sock.recv())
 
-    def call(self, kind: str, **fields) -> dict:
-        """Like request, but an error reply raises."""
-        reply = self.request(kind, **fields)
-        if not reply.get("ok"):
-            raise RuntimeError(f"{kind}: {reply.get('error')}: {reply.get('message')}")
-        return reply
-
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-    def __enter__(self) -> "ControlClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass
@@ -163,7 +173,7 @@ class MotionReceiver:
         self.sock.close()
 
 
-class WebSocketClient:
+class WebSocketClient(_Requester):
     """Protocol v1 over the worker's WebSocket door (`serve --ws`): audio, control and motion on one connection.
     Published messages that arrive while a request waits for its reply are kept for `receive`; replies that answer
     no request of this client's (a refused audio chunk's) are kept in `refusals`."""
@@ -194,12 +204,6 @@ class WebSocketClient:
             elif message is not None:
                 self.refusals.append(message)
         raise RuntimeError(f"no answer to {kind} within {self.timeout_s:g} s")
-
-    def call(self, kind: str, **fields) -> dict:
-        reply = self.request(kind, **fields)
-        if not reply.get("ok"):
-            raise RuntimeError(f"{kind}: {reply.get('error')}: {reply.get('message')}")
-        return reply
 
     def subscribe(self, sessions: list[str] | str = "*", topics: list[str] | None = None) -> dict:
         return self.call("subscribe", sessions=sessions, **({"topics": topics} if topics else {}))
@@ -234,12 +238,6 @@ class WebSocketClient:
 
     def close(self) -> None:
         self.ws.close()
-
-    def __enter__(self) -> "WebSocketClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def frames_to_block(bodies: list[dict]) -> MotionBlock:
