@@ -4,6 +4,7 @@ evaluation scores generated motion with them, so both are judged by the same rul
 - mouth openness and the "lips shut" predicate, from the ARKit weights alone;
 - which frames lie inside a timed phone or speech segment;
 - P/B/M closure: the share of bilabial phones during which the lips are shut on some frame;
+- lip rounding (pucker + funnel) over a class of phones' frames;
 - nods: downward head-pitch excursions that come back, and the share of events followed by one.
 """
 from __future__ import annotations
@@ -83,6 +84,26 @@ def phones_shut(motion: np.ndarray, phones, which=is_bilabial_closure) -> tuple[
             total += 1
             closed += bool(shut[ks].any())
     return closed, total
+
+
+def lip_rounding(motion: np.ndarray) -> np.ndarray:
+    """(T,) how rounded the lips are: ARKit MouthPucker (protruded, u, w) plus MouthFunnel (open rounding, o)."""
+    m = np.asarray(motion, np.float32)
+    return m[:, BS["MouthPucker"]] + m[:, BS["MouthFunnel"]]
+
+
+def phones_mean(values: np.ndarray, phones, which) -> tuple[float, int]:
+    """(sum, count) over the phones in `phones` ((start, end, ipa) spans) that `which` picks of each phone's mean
+    of the per-frame `values` (its frames as phones_shut reads them): sum / count weighs every phone equally."""
+    total, count = 0.0, 0
+    for start, end, name in phones:
+        if not which(name):
+            continue
+        ks = span_frames(start, end, len(values))
+        if len(ks):
+            total += float(np.mean(values[ks]))
+            count += 1
+    return total, count
 
 
 def nod_frames(motion: np.ndarray) -> np.ndarray:

@@ -127,6 +127,27 @@ def is_tongue_closure(name: str) -> bool:
     return clean_ipa(name) in TONGUE_CLOSURES
 
 
+# Rounding contrast (model eval): lips a viewer should see rounded -- rounded vowels of any height and the labial
+# glides (w, ʍ, ɥ) -- against lips drawn back on the spread vowels (front, unrounded, short of fully open: i, ɪ, e,
+# ɛ, æ; "a" opens the jaw more than it spreads). Diphthongs count only when every part is of the class (oʊ is
+# rounded, eɪ spread, aʊ and ɔɪ neither).
+ROUNDED = frozenset(ch for ch, (_, _, rounded) in _VOWELS.items() if rounded) | frozenset("wʍɥ")
+SPREAD_VOWELS = frozenset(ch for ch, (height, front, rounded) in _VOWELS.items()
+                          if not rounded and front >= 0.9 and height < 1.0)
+
+
+def is_rounded(name: str) -> bool:
+    """True for rounded vowels, rounded diphthongs and w-like glides: phones whose lips pucker or funnel."""
+    s = clean_ipa(name)
+    return bool(s) and all(ch in ROUNDED for ch in s)
+
+
+def is_spread_vowel(name: str) -> bool:
+    """True for the front unrounded vowels (i, ɪ, e, ɛ, æ and diphthongs of them): lips spread, never rounded."""
+    s = clean_ipa(name)
+    return bool(s) and all(ch in SPREAD_VOWELS for ch in s)
+
+
 def is_vowel(name: str) -> bool:
     """True for plain vowels and vowel sequences (diphthongs): phones where the lips have no reason to meet."""
     parts = articulations(name)

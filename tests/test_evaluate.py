@@ -107,9 +107,10 @@ def test_table_lists_every_generator(clip):
     motion, state = motion_following(clip)
     s = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0))])
     table = markdown_table({"hand": s, "again": s})
-    assert "| lip-envelope r | >= 0.700 |" in table and table.count("|") > 40 and "again" in table
+    # lip-envelope r is shown, never gated: a loudness follower scores it higher than the labels
+    assert "| lip-envelope r | reported only |" in table and table.count("|") > 40 and "again" in table
     # rates over few events carry their counts: how much one more or one fewer would move them
-    assert "| P/B/M closed | >= 90.0% | 75.0% (3/4) | 75.0% (3/4) |" in table
+    assert "| P/B/M closed | >= 85.0% | 75.0% (3/4) | 75.0% (3/4) |" in table
     assert "| nods after phrase ends | >= 60.0% | 66.7% (2/3) |" in table
 
 
@@ -124,8 +125,10 @@ def test_the_table_says_where_a_generator_beats_the_baseline_and_which_targets_i
     verdict = table[table.index("- **model** against the baseline"):]
     assert "better on 3: P/B/M closed; role F1; partner leak\n" in verdict
     assert "worse on 1: jitter, head (deg)\n" in verdict
-    # the hand-made motion: P/B/M 3 of 4, role F1 below 1 (three frames late), never a blink, the rest on target
-    assert verdict.endswith("targets missed: P/B/M closed; blinks a minute\n")
+    # the hand-made motion: P/B/M 3 of 4, no tongue closures (no place discrimination), no rounded or spread phones,
+    # nods after phrase ends that also follow the calm moments before them (contrast 1), never a blink
+    assert verdict.endswith("targets missed: P/B/M closed; place discrimination (points); rounding contrast (x); "
+                            "nod contrast (x); blinks a minute\n")
     assert "**labels**" not in table and "**baseline**" not in table  # neither is judged against the baseline
     assert "against the baseline" not in markdown_table({"model": ours})  # nothing to judge against
     assert "- **model[sampler_steps=2]** against the baseline" in markdown_table({"baseline[]": worse, "model[sampler_steps=2]": ours})
@@ -137,7 +140,8 @@ def test_every_metric_in_the_table_has_a_direction_or_is_left_out_on_purpose():
 
     undirected = {key for key, _, _ in COLUMNS} - HIGHER_IS_BETTER - LOWER_IS_BETTER
     # nods at random are judged through the contrast, blinks against a person's range; a new metric must choose a side
-    assert undirected == {"nods_at_random", "blinks_per_minute"}
+    # and the two means behind the rounding contrast are its parts, not goals of their own
+    assert undirected == {"nods_at_random", "blinks_per_minute", "rounded_lips", "spread_lips"}
     assert not HIGHER_IS_BETTER & LOWER_IS_BETTER
 
 

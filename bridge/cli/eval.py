@@ -19,7 +19,8 @@ def register(commands) -> None:
     p.add_argument("--clips", type=int, default=None, help="at most this many clips per split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by-voice", action="store_true",
-                   help="also tabulate the lip metrics per self voice (e.g. each recorded speaker of test-real)")
+                   help="also tabulate the lip metrics per self voice (e.g. each recorded speaker of test-real), "
+                        "beside the same figures pooled over every voice")
     p.add_argument("--out", default="out/eval", help="folder for the markdown table, JSON and PNG")
     p.set_defaults(func=eval_command)
 
@@ -28,9 +29,11 @@ def eval_command(args) -> int:
     from itertools import islice
 
     from backchannel.models.corpus.dataset import Corpus
+    from backchannel.models.corpus.voices import REAL_TEST_SPLIT
     from backchannel.models.evaluation.metrics import eval_clip, evaluate
     from backchannel.models.evaluation.peers import PEERS
     from backchannel.models.evaluation.report import markdown_table, plot_results, plot_voices, voice_table
+    from backchannel.models.evaluation.rule import default_verdict, rule_section, synthetic_voices
     from backchannel.models.generator import GENERATORS, parse_spec, split_specs
 
     check_counts(args, 1, "clips")
@@ -66,6 +69,12 @@ def eval_command(args) -> int:
         if args.by_voice:
             report.append(voice_table(results, split))
             plot_voices(results, out / f"eval-{split}-voices.png", split)
+        if split == REAL_TEST_SPLIT:  # the default rule reads real voices never trained on
+            report.append(rule_section(results, split))
+            judged = [g for g in results if parse_spec(g)[0] == "model"] if not synthetic_voices(results) else []
+            for spec in judged:
+                verdict = default_verdict(results, spec)
+                results[spec]["default_rule"] = {"default": verdict.default, "failed": verdict.failed}
         plot_results(results, out / f"eval-{split}.png", title)
         everything[split] = results
     (out / "eval.md").write_text("\n".join(report))
