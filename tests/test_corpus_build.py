@@ -249,7 +249,7 @@ def test_eval_command_scores_generators_on_a_corpus(corpus, tmp_path):
     assert labels["pbm_closure"] == 1.0 and labels["role_f1"] == pytest.approx(1.0)  # the corpus's own motion
     closed, total = labels["counts"]["pbm_closure"]
     assert closed == total > 0 and baseline["counts"]["pbm_closure"][1] == total  # same phones, both judged
-    assert f"| P/B/M closed | >= 90.0% | 100.0% ({total}/{total}) |" in (tmp_path / "eval.md").read_text()
+    assert f"| P/B/M closed | >= 85.0% | 100.0% ({total}/{total}) |" in (tmp_path / "eval.md").read_text()
     assert (tmp_path / f"eval-{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     voices = {c.meta["voices"]["self"]["id"] for c in Corpus(corpus).clips(split)}  # --by-voice: a row per voice
     assert set(labels["by_voice"]) == voices

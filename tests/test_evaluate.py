@@ -311,3 +311,102 @@ def test_the_share_of_shapes_that_move_counts_only_shapes_that_change(clip):
     pooled = summarise([clip_metrics(clip, motion, state, np.random.default_rng(0)),
                         clip_metrics(clip2, long, np.tile(state, 2), np.random.default_rng(0))])
     assert pooled["shapes_moving"] == pytest.approx((3 * N + 52 * 2 * N) / (52 * 3 * N))
+
+
+# ---- what a viewer sees of the lips: place discrimination and rounding contrast ----------------------------------
+def lips_clip(name: str, phones: list, voice: str = "recorded:ana") -> EvalClip:
+    """A silent 10 s clip with timed phones, its own motion (the mouth open at 0.5, no rounding) to script on."""
+    silence = np.zeros(SECONDS * SAMPLE_RATE, np.float32)
+    motion = still_motion()
+    motion[:, BS["JawOpen"]] = 0.5
+    return EvalClip(name, silence, silence, np.full(N, IDLE, np.int8), phones, [], [], [], motion=motion,
+                    meta={"voices": {"self": {"id": voice}}})
+
+
+def phone_at(k: int, ipa: str) -> tuple:
+    """A 0.1 s phone in the k-th half second (apart from every other, so no frame is shared)."""
+    return (0.5 * k + 0.2, 0.5 * k + 0.3, ipa)
+
+
+def scored(clip: EvalClip) -> dict:
+    return summarise([clip_metrics(clip, clip.motion, clip.state, np.random.default_rng(0))])
+
+
+def test_place_discrimination_is_pbm_shut_minus_tongue_closures_shut_in_points():
+    """Four P/B/M (three shut) and four T/D/K/N (one shut): 75% - 25% = 50 points. Vowels, s and the affricate do
+    not count however shut; without phones of either kind there is no figure."""
+    from backchannel.models.measures import span_frames
+
+    ipa = ["p", "b", "m", "mː", "t", "d", "kʰ", "n", "a", "s", "tʃ"]
+    clip = lips_clip("place", [phone_at(k, p) for k, p in enumerate(ipa)])
+    for k in (0, 1, 3, 6, 8, 9, 10):  # p, b, mː; k; and the a, s, tʃ
+        clip.motion[span_frames(*phone_at(k, "")[:2], N)[1], BS["JawOpen"]] = 0.0  # lips meet on one frame
+    s = scored(clip)
+    assert s["counts"]["pbm_closure"] == (3, 4) and s["counts"]["tongue_closure"] == (1, 4)
+    assert s["place_discrimination"] == pytest.approx(50.0)
+    clip.motion[:, BS["JawOpen"]] = 0.0  # lips shut throughout: they shut on every closure alike
+    assert scored(clip)["place_discrimination"] == pytest.approx(0.0)
+    no_tongue = lips_clip("no tongue", [phone_at(0, "p"), phone_at(1, "a")])
+    assert np.isnan(scored(no_tongue)["place_discrimination"])
+
+
+def test_rounding_contrast_is_pucker_and_funnel_on_rounded_phones_over_spread_vowels():
+    """Rounded phones (u, oʊ, w) at 0.8, 0.4 and a per-frame 0.2..1.0 ramp (mean 0.6): 0.6 on average; spread vowels
+    (i, ɛ, æ) at 0.1, 0.2, 0.3: 0.2; contrast 3. Open and central vowels (a, ə), rounded to the full, are neither."""
+    from backchannel.models.measures import span_frames
+
+    rounding = {"u": 0.8, "oʊ": 0.4, "w": None, "i": 0.1, "ɛ": 0.2, "æ": 0.3, "a": 1.0, "ə": 1.0}
+    phones = [phone_at(k, p) for k, p in enumerate(rounding)]
+    clip = lips_clip("rounding", phones)
+    for (start, end, p), value in zip(phones, rounding.values()):
+        ks = span_frames(start, end, N)
+        if value is None:  # the w's frames ramp: its mean, not its peak, counts
+            value = np.linspace(0.2, 1.0, len(ks))
+        clip.motion[ks, BS["MouthPucker"]] = 0.75 * np.asarray(value)
+        clip.motion[ks, BS["MouthFunnel"]] = 0.25 * np.asarray(value)
+    s = scored(clip)
+    assert s["rounded_lips"] == pytest.approx(0.6, rel=1e-5) and s["spread_lips"] == pytest.approx(0.2, rel=1e-5)
+    assert s["rounding_contrast"] == pytest.approx(3.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("phones, spread_rounding", [
+    ([phone_at(0, "u"), phone_at(1, "i")], 0.004),  # spread vowels at 0.004: shown as 0.00, no ratio over it
+    ([phone_at(0, "u"), phone_at(1, "a")], 0.0),  # no spread vowel at all
+    ([phone_at(0, "a"), phone_at(1, "i")], 0.1),  # no rounded phone at all
+])
+def test_rounding_contrast_has_no_figure_over_nothing(phones, spread_rounding):
+    clip = lips_clip("nothing to divide by", phones)
+    clip.motion[:, BS["MouthPucker"]] = spread_rounding
+    clip.motion[:10, BS["MouthPucker"]] = 0.8  # the first phone (0.2-0.3 s: frames 6-9) rounded
+    assert np.isnan(scored(clip)["rounding_contrast"])
+
+
+def test_figures_pool_counts_across_voices_not_their_rates():
+    """ana: 1 of 1 P/B/M and 0 of 1 T/D/K/G/N shut (100 points), rounding 0.8 over 0.2 (4x); ben: 1 of 3 and 3 of 3
+    (-66.7 points), rounding 0.2 over 0.2 (1x). Pooled: 2 of 4 and 3 of 4 (-25 points, not the voices' mean 16.7),
+    (0.8 + 3 * 0.2) / 4 = 0.35 over 0.2 (1.75x, not 2.5x), in the pooled row of the voice table."""
+    from backchannel.models.evaluation.metrics import evaluate
+    from backchannel.models.evaluation.report import voice_table
+    from backchannel.models.measures import span_frames
+
+    def voice(name, pbm_shut, tongue_shut, rounded):
+        ipa = ["p"] * len(pbm_shut) + ["t"] * len(tongue_shut) + ["u"] * len(rounded) + ["i"]
+        clip = lips_clip(name, [phone_at(k, p) for k, p in enumerate(ipa)], f"recorded:{name}")
+        for k, shut in enumerate(pbm_shut + tongue_shut):
+            if shut:
+                clip.motion[span_frames(*phone_at(k, "")[:2], N), BS["JawOpen"]] = 0.0
+        for k, value in enumerate(rounded + [0.2], start=len(pbm_shut) + len(tongue_shut)):
+            clip.motion[span_frames(*phone_at(k, "")[:2], N), BS["MouthPucker"]] = value
+        return clip
+
+    clips = [voice("ana", [True], [False], [0.8]), voice("ben", [True, False, False], [True] * 3, [0.2] * 3)]
+    labels = evaluate(clips, ["labels"], progress=False, by_voice=True)["labels"]
+    ana, ben = labels["by_voice"]["recorded:ana"], labels["by_voice"]["recorded:ben"]
+    assert ana["place_discrimination"] == pytest.approx(100.0) and ana["rounding_contrast"] == pytest.approx(4.0)
+    assert ben["place_discrimination"] == pytest.approx(-200 / 3) and ben["rounding_contrast"] == pytest.approx(1.0)
+    assert labels["place_discrimination"] == pytest.approx(-25.0)
+    assert labels["rounding_contrast"] == pytest.approx(1.75)
+    assert labels["voices"] == {"recorded:ana": 1, "recorded:ben": 1}
+    table = voice_table({"labels": labels}, "test-real")
+    assert "| recorded:ben | 1 | labels | " in table and "| -66.7 | 1.00 |" in table
+    assert "| all 2 pooled | 2 | labels | " in table and "| -25.0 | 1.75 |" in table
