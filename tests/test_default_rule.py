@@ -38,7 +38,8 @@ def test_each_missed_target_is_named_with_the_figure_and_the_goal():
 
 def test_the_model_must_beat_every_peer_not_only_the_baseline():
     ahead_on_place = dict(PEER, place_discrimination=80.5)  # a peer whose lips tell place apart better
-    results = {"baseline": BASELINE, "model": MODEL, "openfacefx-energy": PEER, "pocketsphinx-openfacefx": ahead_on_place}
+    results = {"baseline": BASELINE, "model": MODEL, "openfacefx-energy": PEER,
+               "pocketsphinx-openfacefx": ahead_on_place}
     assert default_verdict(results).failed == ["place discrimination 80.0 not above pocketsphinx-openfacefx's 80.5"]
     results["pocketsphinx-openfacefx"] = dict(PEER, role_f1=0.99, nod_contrast=float("nan"))  # nan: nothing to beat
     assert default_verdict(results).failed == ["role F1 0.970 not above pocketsphinx-openfacefx's 0.990"]

@@ -78,11 +78,11 @@ def voice_table(results: dict[str, dict], title: str = "") -> str:
     lines.append("| voice | clips | generator | " + " | ".join(label for _, label, _ in VOICE_COLUMNS) + " |")
     lines.append("|---|---|---|" + "---|" * len(VOICE_COLUMNS))
     clips = {voice: row["clips"] for voice, row in next(iter(results.values()))["by_voice"].items()}
-    rows = [(voice, n_clips, lambda summary, voice=voice: summary["by_voice"][voice]) for voice, n_clips in clips.items()]
-    rows.append((f"all {len(clips)} pooled", sum(clips.values()), lambda summary: summary))
-    for voice, n_clips, pick in rows:
+    pooled = f"all {len(clips)} pooled"
+    for voice, n_clips in [*clips.items(), (pooled, sum(clips.values()))]:
         for n, (name, summary) in enumerate(results.items()):
-            cells = [table_cell(pick(summary), key, fmt) for key, _, fmt in VOICE_COLUMNS]
+            row = summary if voice == pooled else summary["by_voice"][voice]
+            cells = [table_cell(row, key, fmt) for key, _, fmt in VOICE_COLUMNS]
             lines.append(f"| {voice if n == 0 else ''} | {n_clips if n == 0 else ''} | {name} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
