@@ -409,4 +409,4 @@ def test_figures_pool_counts_across_voices_not_their_rates():
     assert labels["voices"] == {"recorded:ana": 1, "recorded:ben": 1}
     table = voice_table({"labels": labels}, "test-real")
     assert "| recorded:ben | 1 | labels | " in table and "| -66.7 | 1.00 |" in table
-    assert "| all 2 pooled | 2 | labels | " in table and "| -25.0 | 1.75 |" in table
+    assert "| pooled, 2 voices | 2 | labels | " in table and "| -25.0 | 1.75 |" in table

@@ -78,7 +78,7 @@ def voice_table(results: dict[str, dict], title: str = "") -> str:
     lines.append("| voice | clips | generator | " + " | ".join(label for _, label, _ in VOICE_COLUMNS) + " |")
     lines.append("|---|---|---|" + "---|" * len(VOICE_COLUMNS))
     clips = {voice: row["clips"] for voice, row in next(iter(results.values()))["by_voice"].items()}
-    pooled = f"all {len(clips)} pooled"
+    pooled = f"pooled, {len(clips)} voice{'s' * (len(clips) != 1)}"
     for voice, n_clips in [*clips.items(), (pooled, sum(clips.values()))]:
         for n, (name, summary) in enumerate(results.items()):
             row = summary if voice == pooled else summary["by_voice"][voice]
