@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.blinks import Blinks
 from backchannel.models.frontend.features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, mel_frame_for, power_db
 from backchannel.models.frontend.vad import WINDOW, WINDOW_S, VadStream
 from backchannel.models.generator import Generator, MotionStream, Style
@@ -92,7 +93,6 @@ def bump(seconds: float, cycles: int = 1) -> np.ndarray:
     return np.sin(np.linspace(0, np.pi * cycles, n)) ** 2
 
 
-BLINK = np.array([0.45, 0.95, 1.0, 0.75, 0.4, 0.15], np.float32)
 PITCH, YAW, ROLL = HEAD_ROTATION.start, HEAD_ROTATION.start + 1, HEAD_ROTATION.start + 2
 SIDES = ("Left", "Right")
 # at an own phrase end the lips close and press, the chin lifts a little (a face finishing a sentence)
@@ -121,7 +121,7 @@ class BaselineStream(MotionStream):
         self.sway_gain = 1.0
         self.smile = 0.0
         self.gestures: list[Gesture] = []
-        self.next_blink = self._blink_gap()
+        self.blinks = Blinks(self.rng, self.style.blink_rate)
         self.next_saccade = self._saccade_gap()
         self.gaze = np.zeros(2, np.float32)  # target yaw, pitch
         self.gaze_now = np.zeros(2, np.float32)
@@ -176,9 +176,6 @@ class BaselineStream(MotionStream):
         return MotionBlock(first, np.array(rows, np.float32).reshape(-1, MOTION_DIM), states)
 
     # ---- behaviour ---------------------------------------------------------------------------------------------
-    def _blink_gap(self) -> int:
-        return int(self.rng.exponential(3.2 / max(self.style.blink_rate, 0.05)) * FRAME_RATE) + 6
-
     def _saccade_gap(self) -> int:
         return int(self.rng.exponential(1.6) * FRAME_RATE) + 8
 
@@ -254,15 +251,13 @@ class BaselineStream(MotionStream):
             row[BS[f"NoseSneer{side}"]] += 0.12 * a * smile
 
         # eyes: blinks and saccades
-        if k >= self.next_blink:
-            self.gestures.append(Gesture(k, BLINK, {BS["EyeBlinkLeft"]: 1.0, BS["EyeBlinkRight"]: 1.0}))
-            self.next_blink = k + self._blink_gap()
+        row[BS["EyeBlinkLeft"]] = row[BS["EyeBlinkRight"]] = self.blinks.lid(k, self.style.blink_rate)
         if k >= self.next_saccade:
             spread = (0.22, 0.1) if speaking and self.rng.random() < 0.45 else (0.05, 0.03) if listening else (0.15, 0.08)
             self.gaze = (self.rng.uniform(-1, 1, 2) * spread).astype(np.float32)
             self.next_saccade = k + self._saccade_gap()
             if self.rng.random() < 0.25:
-                self.next_blink = min(self.next_blink, k + 1)
+                self.blinks.cue(k)
         self.gaze_now += 0.6 * (self.gaze - self.gaze_now)
         yaw, pitch = (float(v) for v in self.gaze_now)
         row[GAZE] = (yaw, pitch, yaw, pitch)

@@ -159,3 +159,26 @@ def test_every_tier_s_sampler_steps_run_from_the_shipped_graphs_without_an_expor
         assert gen.backend == "onnx" and gen.engine.folder == GRAPHS and gen.sampling.sampler_steps == steps
     with pytest.raises(ValueError, match="holds no frame step for"):
         OnnxEngine(GRAPHS, Sampling(3))
+
+
+def test_the_model_blinks_at_a_person_s_rate_and_each_face_at_its_own_times(dialogue):
+    """The blink stage blinks 10-25 times a minute as eval counts them, over a minute streamed the way a worker feeds
+    three sessions; each seed blinks at its own times."""
+    from backchannel.models.evaluation.metrics import blink_count
+    from backchannel.models.infp.generator import LIDS
+
+    gen = ModelGenerator()  # the shipped graphs, as served
+    a, b = (np.tile(x, 3) for x in (dialogue.self_audio, dialogue.other_audio))  # 69 s
+    streams = [gen.open_stream(seed=s) for s in (0, 1, 2)]
+    pieces = [[] for _ in streams]
+    step = SAMPLE_RATE // 5
+    for i in range(0, len(a), step):
+        for got, block in zip(pieces, gen.feed_many([(s, a[i:i + step], b[i:i + step]) for s in streams])):
+            got.append(block)
+    motions = [MotionBlock.concat(got + [s.flush()]).motion for got, s in zip(pieces, streams)]
+    minutes = len(a) / SAMPLE_RATE / 60
+    rates = [blink_count(m) / minutes for m in motions]
+    assert all(10 <= r <= 25 for r in rates), rates
+    shut = [(m[:, LIDS].mean(1) > 0.5) for m in motions]
+    for x, y in ((0, 1), (0, 2), (1, 2)):
+        assert (shut[x] & shut[y]).sum() < 0.5 * min(shut[x].sum(), shut[y].sum())  # not in unison

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
 
 from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.blinks import Blinks
 from backchannel.models.frontend.features import (
     HOP,
     N_MELS,
@@ -40,6 +41,8 @@ from backchannel.models.motion import (
     HEAD_LIMIT_DEG,
     HEAD_POSE,
     HEAD_ROTATION,
+    IDLE,
+    LISTENING,
     MOTION_DIM,
     SPEAKING,
     MotionBlock,
@@ -67,6 +70,17 @@ HEAD_KNEE_DEG = 7.0  # towards models.motion.HEAD_LIMIT_DEG
 LOUDNESS_CHANNELS = [BS[name] for name in (  # scaling them by g in [0, 1] scales mouth_openness by g
     "JawOpen", "MouthClose", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight")]
 MOUTH_APART = 0.08  # above measures.LIPS_SHUT_OPENNESS: lips visibly apart
+# Blinks (models.blinks), which the network, sampled near its likeliest motion, never draws: each face blinks at its
+# own rate (BLINK_SCALE, log-uniform, drawn from the session's seed), faster while speaking than while listening,
+# and a turn it held TURN_S or more that ends may bring a blink on. People blink about 17 times a minute at rest and
+# 26 in conversation (Bentivoglio et al. 1997, Mov Disord 12(6)); listeners' blinks gather at the speaker's pauses
+# (Nakano & Kitazawa 2010, Exp Brain Res 205). Gaps less irregular than a Poisson process's (BLINK_REGULARITY): a
+# 30 s clip's count then says more of the face's rate. Set so that eval counts 10-25 a minute (the labels 19-23).
+BLINK_RATES = {IDLE: 0.6, SPEAKING: 0.85, LISTENING: 0.6}  # Blinks' rate per role: 11 and 15 a minute before cues
+BLINK_SCALE = (0.8, 1.25)
+BLINK_REGULARITY = 3.0
+TURN_BLINK, TURN_S = 0.3, 0.5
+LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -88,6 +102,11 @@ class ModelStream(MotionStream):
         self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
         self.style_vec = gen.style_vector(style)
+        # blinks draw from a generator of their own, so the sampler's noise is the seed's whether they show or not
+        blink_rng = np.random.default_rng([seed, 1])
+        self.blink_rate = float(np.exp(blink_rng.uniform(*np.log(BLINK_SCALE)))) * style.blink_rate
+        self.blinks = Blinks(blink_rng, self.blink_rate * BLINK_RATES[IDLE], BLINK_REGULARITY)
+        self.role, self.role_frames = IDLE, 0  # the last frame's role, and for how many frames it has held
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
         self.audio_past = [np.repeat(r[-1:], cfg.guide_window - cfg.chunk, 0) for r in self.rows]
@@ -148,13 +167,30 @@ class ModelStream(MotionStream):
             motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
         self.level_rows.drop_before(int(rows[-1]) + 1)
 
+    def show_blinks(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+        """In place: the lids the network drew, or a blink's (Blinks) where it closes them further; at this face's
+        rate for each frame's role, the end of a turn (held TURN_S or more) bringing one on with chance TURN_BLINK."""
+        if not self.gen.blinks:
+            return
+        for i, role in enumerate(state.tolist()):
+            k = first + i
+            lid = self.blinks.lid(k, self.blink_rate * BLINK_RATES[role])
+            if role != self.role:
+                if self.role != IDLE and self.role_frames >= TURN_S * FRAME_RATE and \
+                        self.blinks.rng.random() < TURN_BLINK:
+                    self.blinks.cue(k)
+                self.role, self.role_frames = role, 0
+            self.role_frames += 1
+            motion[i, LIDS] = np.maximum(motion[i, LIDS], lid)
+
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
 
     def snapshot(self):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
-                     level_rows=copy.copy(self.level_rows), level=copy.copy(self.level))
+                     level_rows=copy.copy(self.level_rows), level=copy.copy(self.level),
+                     blinks=copy.deepcopy(self.blinks))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
         return attrs, parts, self.rng.bit_generator.state
 
@@ -181,7 +217,7 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", sampler_steps: int | None = None,
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
-                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True,
+                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True, blinks: bool = True,
                  precision: str = "fp32", compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
         shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
@@ -199,6 +235,7 @@ class ModelGenerator(Generator):
         self.smooth_head = bool(smooth_head)  # the head stage (show_head); off: the head as sampled
         self.head_gain = float(head_gain)  # scales the head pose shown, as the style's expressiveness does after it
         self.follow_loudness = bool(follow_loudness)  # the mouth opens with the voice's loudness (show_mouth)
+        self.blinks = bool(blinks)  # blinks over the network's lids (show_blinks)
         self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
             if not value >= 0 or not np.isfinite(value):
@@ -217,7 +254,7 @@ class ModelGenerator(Generator):
                 "chunk_frames": self.cfg.chunk, "backend": self.backend, "device": self.device,
                 "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
-                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness}
+                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness, "blinks": self.blinks}
 
     def style_vector(self, style: Style) -> np.ndarray:
         """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
@@ -300,6 +337,7 @@ class ModelGenerator(Generator):
                 continue
             z, motion, state = made[i]
             s.show_mouth(motion, state, first)
+            s.show_blinks(motion, state, first)
             apply_style(motion, s.style)
             blocks.append(MotionBlock(first, motion, state.astype(np.int8), z))
         return blocks
@@ -389,7 +427,7 @@ def soft_limit(x: np.ndarray, knee: float, limit: float) -> np.ndarray:
 
 def apply_style(motion: np.ndarray, style: Style) -> None:
     """The knobs the model honours after generation: expressiveness scales head motion, smile shifts the mouth.
-    (Its blinks come from the network; `blink_rate` is a baseline knob.)"""
+    (`blink_rate` scales the blinks' rate: ModelStream.show_blinks.)"""
     motion[:, HEAD_POSE] *= style.expressiveness
     if style.smile:
         for side in ("Left", "Right"):
