@@ -5,8 +5,8 @@ never blinks, so its output stage draws them from here too).
 A blink starts when its frame comes; the gap to the next is drawn then, so a frame's lids depend only on the frames
 before it (streaming, causal). The gap is gamma-distributed, mean MEAN_GAP_S at rate 1, plus the length of a blink:
 at rate 1 about 18 blinks a minute. Its shape, `regularity`, is 1 by default (exponential: a Poisson process with a
-blink's length of dead time); higher, the gaps vary less (coefficient of variation 1 / sqrt(regularity)). A cue (a gaze shift, a turn that ends) brings the next blink forward to the next
-frame: people blink at such moments.
+blink's length of dead time); higher, the gaps vary less (coefficient of variation 1 / sqrt(regularity)). A cue (a
+gaze shift, a turn that ends) brings the next blink forward to the next frame: people blink at such moments.
 """
 from __future__ import annotations
 

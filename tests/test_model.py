@@ -261,7 +261,10 @@ def test_following_loudness_needs_the_look_ahead_that_holds_each_frame_s_level()
     short_sighted = small_model(lookahead_samples=160)  # 10 ms: the level frame centred on a frame ends later
     with pytest.raises(ValueError, match="look-ahead"):
         ModelGenerator(model=short_sighted, backend="torch")
-    assert not ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False).follow_loudness
+    with pytest.raises(ValueError, match="look-ahead"):
+        ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False)
+    without = ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False, expression=False)
+    assert not without.follow_loudness and not without.expression
 
 
 def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
@@ -273,7 +276,8 @@ def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(s
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
         model.codec.decoder[-1].bias[HEAD_POSE.start] += 50.0
     a, b = short
-    out = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=1)
+    as_remembered = dict(smooth_head=False, follow_loudness=False, blinks=False, expression=False)  # stages 1-3 only
+    out = generate(ModelGenerator(model=model, backend="torch", **as_remembered), a, b, seed=1)
     scaled = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=1)
     mean, std = (x[HEAD_POSE].numpy() for x in (model.codec.motion_mean, model.codec.motion_std))
     np.testing.assert_allclose(out.motion[:, HEAD_POSE.start], mean[0] + POSE_BOUND_STD * std[0], atol=1e-5)  # held

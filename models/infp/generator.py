@@ -18,6 +18,7 @@ from scipy.signal import butter, lfilter, lfilter_zi
 
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.blinks import Blinks
+from backchannel.models.expression import EXPRESSION_SHAPES, Expression
 from backchannel.models.frontend.features import (
     HOP,
     N_MELS,
@@ -98,7 +99,7 @@ class ModelStream(MotionStream):
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
         self.head_filter: list[np.ndarray] | None = None  # the head filters' states, per pose column (smooth_head)
-        # the self track's level (dB) per feature row, preroll first (follow_loudness)
+        # the self track's level (dB) per feature row, preroll first (follow_loudness, expression)
         self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
         self.style_vec = gen.style_vector(style)
@@ -107,6 +108,7 @@ class ModelStream(MotionStream):
         self.blink_rate = float(np.exp(blink_rng.uniform(*np.log(BLINK_SCALE)))) * style.blink_rate
         self.blinks = Blinks(blink_rng, self.blink_rate * BLINK_RATES[IDLE], BLINK_REGULARITY)
         self.role, self.role_frames = IDLE, 0  # the last frame's role, and for how many frames it has held
+        self.expression = Expression(np.random.default_rng([seed, 2]))  # brows, cheeks... around the lips (show_face)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
         self.audio_past = [np.repeat(r[-1:], cfg.guide_window - cfg.chunk, 0) for r in self.rows]
@@ -155,17 +157,46 @@ class ModelStream(MotionStream):
         bound (POSE_BOUND_STD) again; unless smooth_head is off, its rotation softly limited (HEAD_LIMIT_DEG)."""
         show_heads(self.gen, [self], [motion])
 
-    def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+    def voice(self, state: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """The self track's level (dB) centred on each new frame, and on the frames where the model speaks that
+        level against the voice's running peak (RelativeLevel, 0..1; 0 elsewhere)."""
+        if not (self.gen.follow_loudness or self.gen.expression) or not len(state):
+            return np.zeros(0), np.zeros(0)
+        rows = mel_frame_for(np.arange(first, first + len(state)))
+        db = np.array([self.level_rows[j] for j in rows], np.float64)
+        loud = np.zeros(len(state))
+        for i in np.flatnonzero(state == SPEAKING):
+            loud[i] = self.level.update(float(db[i]))
+        self.level_rows.drop_before(int(rows[-1]) + 1)
+        return db, loud
+
+    def show_mouth(self, motion: np.ndarray, state: np.ndarray, loud: np.ndarray) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
-        (LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
+        (`loud`, LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
         if not self.gen.follow_loudness or not len(motion):
             return
-        rows = mel_frame_for(np.arange(first, first + len(motion)))
         opening = mouth_openness(motion)
         for i in np.flatnonzero(state == SPEAKING):
             keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
-            motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
-        self.level_rows.drop_before(int(rows[-1]) + 1)
+            motion[i, LOUDNESS_CHANNELS] *= max(float(loud[i]), keep_apart)
+
+    def show_face(self, motion: np.ndarray, state: np.ndarray, db: np.ndarray, loud: np.ndarray) -> None:
+        """In place: the baseline's expression around the lips (models.expression: emphasis, effort, attention,
+        the smile's lines) from the model's role, its own voice's level and the smile it shows; each of those shapes
+        the larger of it and what the network drew. The lips' shapes are left as the network drew them."""
+        if not self.gen.expression:
+            return
+        ex = self.style.expressiveness
+        smiles = motion[:, [BS["MouthSmileLeft"], BS["MouthSmileRight"]]].mean(1)
+        for i, role in enumerate(state.tolist()):
+            row = np.zeros(MOTION_DIM, np.float32)
+            speaking, listening = role == SPEAKING, role == LISTENING
+            self.expression.emphasise(float(db[i]), speaking)
+            # the role is all the model reports of the partner: listening is while or just after the partner talks
+            self.expression.brows(row, speaking, listening, listening, float(loud[i]) ** 1.3, ex)
+            self.expression.smile_lines(row, float(smiles[i]))
+            motion[i, EXPRESSION_SHAPES] = np.maximum(motion[i, EXPRESSION_SHAPES],
+                                                      np.clip(row[EXPRESSION_SHAPES], 0.0, 1.0))
 
     def show_blinks(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
         """In place: the lids the network drew, or a blink's (Blinks) where it closes them further; at this face's
@@ -190,7 +221,7 @@ class ModelStream(MotionStream):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
                      level_rows=copy.copy(self.level_rows), level=copy.copy(self.level),
-                     blinks=copy.deepcopy(self.blinks))
+                     blinks=copy.deepcopy(self.blinks), expression=copy.deepcopy(self.expression))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
         return attrs, parts, self.rng.bit_generator.state
 
@@ -218,7 +249,7 @@ class ModelGenerator(Generator):
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
                  smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True, blinks: bool = True,
-                 precision: str = "fp32", compile: str = "off"):
+                 expression: bool = True, precision: str = "fp32", compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
         shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
         `precision` (fp32, bf16, fp16) and `compile` (torch.compile's mode, CUDA only): engines.TorchEngine's."""
@@ -236,6 +267,7 @@ class ModelGenerator(Generator):
         self.head_gain = float(head_gain)  # scales the head pose shown, as the style's expressiveness does after it
         self.follow_loudness = bool(follow_loudness)  # the mouth opens with the voice's loudness (show_mouth)
         self.blinks = bool(blinks)  # blinks over the network's lids (show_blinks)
+        self.expression = bool(expression)  # the baseline's brows, cheeks... around the lips (show_face)
         self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
             if not value >= 0 or not np.isfinite(value):
@@ -243,9 +275,9 @@ class ModelGenerator(Generator):
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         self.lookahead_s = self.cfg.lookahead_s
-        if self.follow_loudness and self.cfg.lookahead_samples < (WIN + HOP) // 2:
-            raise ValueError("follow_loudness reads the level centred on each frame: weights with at least "
-                             f"{(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
+        if (self.follow_loudness or self.expression) and self.cfg.lookahead_samples < (WIN + HOP) // 2:
+            raise ValueError("follow_loudness and expression read the level centred on each frame: weights with at "
+                             f"least {(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
         self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
         self.rest = self.facts.rest_latent
 
@@ -254,7 +286,8 @@ class ModelGenerator(Generator):
                 "chunk_frames": self.cfg.chunk, "backend": self.backend, "device": self.device,
                 "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
-                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness, "blinks": self.blinks}
+                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness, "blinks": self.blinks,
+                "expression": self.expression}
 
     def style_vector(self, style: Style) -> np.ndarray:
         """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
@@ -290,7 +323,7 @@ class ModelGenerator(Generator):
         """New feature rows (stream, self rows, other rows) through the encoder: one call per track for all the
         streams with as many new rows (live sessions fed alike all have), not one per stream and track: at 8
         sessions, about a tenth less worker time (docs/benchmarks.md; the VAD is batched the same way)."""
-        if self.follow_loudness:  # the self track's level, for the mouth shown (show_mouth)
+        if self.follow_loudness or self.expression:  # the self track's level, for show_mouth and show_face
             for stream, rows_self, _ in items:
                 stream.level_rows.extend(level_db(rows_self[:, :N_MELS]))
         for track in (SELF, OTHER):
@@ -336,9 +369,11 @@ class ModelGenerator(Generator):
                 blocks.append(MotionBlock.empty(first))
                 continue
             z, motion, state = made[i]
-            s.show_mouth(motion, state, first)
+            db, loud = s.voice(state, first)
+            s.show_mouth(motion, state, loud)
             s.show_blinks(motion, state, first)
             apply_style(motion, s.style)
+            s.show_face(motion, state, db, loud)
             blocks.append(MotionBlock(first, motion, state.astype(np.int8), z))
         return blocks
 
