@@ -10,7 +10,7 @@ and `_expression`): the smile brings cheeks, squints, dimples and a little sneer
 brows; attentive listening lifts the inner brows; the lips meet and press inside speech and at its phrase ends,
 the cheeks fill a little on held stops, hissy sounds tuck the lower lip and bring the jaw forward, and the jaw and
 mouth drift sideways a little, each face with its own asymmetry. Everything is decided frame by frame in order from
-a seeded generator, so the output does not depend on how the audio was chunked. Blinks: models/blinks.py.
+a seeded generator, so the output does not depend on how the audio was chunked. Blinks and looks: models/eyes.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backchannel.models.audio import SAMPLE_RATE
-from backchannel.models.blinks import Blinks
+from backchannel.models.eyes import Blinks, Gaze, eye_shapes
 from backchannel.models.expression import Expression
 from backchannel.models.frontend.features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, mel_frame_for, power_db
 from backchannel.models.frontend.vad import WINDOW, WINDOW_S, VadStream
@@ -120,9 +120,7 @@ class BaselineStream(MotionStream):
         self.smile = 0.0
         self.gestures: list[Gesture] = []
         self.blinks = Blinks(self.rng, self.style.blink_rate)
-        self.next_saccade = self._saccade_gap()
-        self.gaze = np.zeros(2, np.float32)  # target yaw, pitch
-        self.gaze_now = np.zeros(2, np.float32)
+        self.gaze = Gaze(self.rng)
         self.turn_nod_at = 0
         self.missed_phrase_end = False
         sway_rng = np.random.default_rng(seed + 7919)
@@ -172,9 +170,6 @@ class BaselineStream(MotionStream):
         return MotionBlock(first, np.array(rows, np.float32).reshape(-1, MOTION_DIM), states)
 
     # ---- behaviour ---------------------------------------------------------------------------------------------
-    def _saccade_gap(self) -> int:
-        return int(self.rng.exponential(1.6) * FRAME_RATE) + 8
-
     def _frame(self, k: int, mel: np.ndarray, p_self: float, p_other: float) -> tuple[np.ndarray, int]:
         row = neutral(1)[0]
         ex = self.style.expressiveness
@@ -239,16 +234,11 @@ class BaselineStream(MotionStream):
 
         # eyes: blinks and saccades
         row[BS["EyeBlinkLeft"]] = row[BS["EyeBlinkRight"]] = self.blinks.lid(k, self.style.blink_rate)
-        if k >= self.next_saccade:
-            spread = (0.22, 0.1) if speaking and self.rng.random() < 0.45 else (0.05, 0.03) if listening else (0.15, 0.08)
-            self.gaze = (self.rng.uniform(-1, 1, 2) * spread).astype(np.float32)
-            self.next_saccade = k + self._saccade_gap()
-            if self.rng.random() < 0.25:
-                self.blinks.cue(k)
-        self.gaze_now += 0.6 * (self.gaze - self.gaze_now)
-        yaw, pitch = (float(v) for v in self.gaze_now)
+        if self.gaze.look(k, speaking, listening) and self.rng.random() < 0.25:
+            self.blinks.cue(k)
+        yaw, pitch = (float(v) for v in self.gaze.now)
         row[GAZE] = (yaw, pitch, yaw, pitch)
-        self._eye_shapes(row, yaw, pitch)
+        eye_shapes(row, yaw, pitch)
 
         # head: idle sway always, larger while speaking
         t = k / FRAME_RATE
@@ -308,17 +298,6 @@ class BaselineStream(MotionStream):
         mouth = 0.06 * ex * (0.4 if speaking else 1.0) * np.sin(2 * np.pi * f_mouth * t + p_mouth)
         row[BS["JawLeft" if jaw > 0 else "JawRight"]] += abs(jaw)
         row[BS["MouthLeft" if mouth > 0 else "MouthRight"]] += abs(mouth)
-
-    @staticmethod
-    def _eye_shapes(row: np.ndarray, yaw: float, pitch: float) -> None:
-        """ARKit eye-look shapes from gaze (+yaw: the avatar's left, so the left eye looks out)."""
-        h, v = np.clip(abs(yaw) / 0.6, 0, 1), np.clip(abs(pitch) / 0.5, 0, 1)
-        left_out = yaw > 0
-        row[BS["EyeLookOutLeft" if left_out else "EyeLookInLeft"]] = h
-        row[BS["EyeLookInRight" if left_out else "EyeLookOutRight"]] = h
-        down = pitch > 0
-        row[BS["EyeLookDownLeft" if down else "EyeLookUpLeft"]] = v
-        row[BS["EyeLookDownRight" if down else "EyeLookUpRight"]] = v
 
 
 class BaselineGenerator(Generator):

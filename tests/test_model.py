@@ -276,7 +276,7 @@ def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(s
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
         model.codec.decoder[-1].bias[HEAD_POSE.start] += 50.0
     a, b = short
-    as_remembered = dict(smooth_head=False, follow_loudness=False, blinks=False, expression=False)  # stages 1-3 only
+    as_remembered = dict(smooth_head=False, follow_loudness=False, blinks=False, gaze=False, expression=False)
     out = generate(ModelGenerator(model=model, backend="torch", **as_remembered), a, b, seed=1)
     scaled = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=1)
     mean, std = (x[HEAD_POSE].numpy() for x in (model.codec.motion_mean, model.codec.motion_std))

@@ -185,21 +185,26 @@ def test_the_model_blinks_at_a_person_s_rate_and_each_face_at_its_own_times(dial
 
 
 def test_the_face_around_the_lips_follows_the_role_and_the_voice_and_leaves_the_lips_to_the_network(dialogue, talk):
-    """The expression stage (the baseline's models.expression) moves brows, eyes, cheeks and mouth corners the network
-    leaves still: effort lowers the brows while speaking, attention lifts them while listening. Every other channel,
-    the lips' among them, stays as it is with expression=false."""
+    """The face stages move what the network leaves still: the baseline's looks (models.eyes.Gaze) and its
+    expression (models.expression): effort lowers the brows while speaking, attention lifts them while listening, the
+    eyes look away more while speaking. Every other channel, the lips' among them, is as with the stages off."""
     from backchannel.models.evaluation.metrics import shapes_moving
     from backchannel.models.expression import EXPRESSION_SHAPES
-    from backchannel.models.motion import MOTION_DIM
+    from backchannel.models.eyes import EYE_LOOK_SHAPES
+    from backchannel.models.infp.generator import LIDS
+    from backchannel.models.motion import GAZE, MOTION_DIM
 
-    plain = generate(ModelGenerator(backend="torch", expression=False), dialogue.self_audio, dialogue.other_audio,
-                     seed=0)
+    plain = generate(ModelGenerator(backend="torch", blinks=False, gaze=False, expression=False), dialogue.self_audio,
+                     dialogue.other_audio, seed=0)
     rest = np.ones(MOTION_DIM, bool)
-    rest[EXPRESSION_SHAPES] = False
+    rest[EXPRESSION_SHAPES + EYE_LOOK_SHAPES + LIDS] = rest[GAZE] = False
     np.testing.assert_array_equal(talk.motion[:, rest], plain.motion[:, rest])
-    assert (talk.motion[:, EXPRESSION_SHAPES] >= plain.motion[:, EXPRESSION_SHAPES]).all()  # the larger of the two
-    assert shapes_moving(talk.motion).sum() >= shapes_moving(plain.motion).sum() + 8
+    shapes = EXPRESSION_SHAPES + EYE_LOOK_SHAPES
+    assert (talk.motion[:, shapes] >= plain.motion[:, shapes]).all()  # the larger of the stage's and the network's
+    assert shapes_moving(talk.motion).sum() >= shapes_moving(plain.motion).sum() + 16
     speaking, listening = talk.state == SPEAKING, talk.state == LISTENING
     brows_down, brows_up = (talk.motion[:, BS[name]] for name in ("BrowDownLeft", "BrowInnerUp"))
     assert brows_down[speaking].mean() > brows_down[listening].mean() + 0.03
     assert brows_up[listening].mean() > plain.motion[listening, BS["BrowInnerUp"]].mean() + 0.03
+    looks = np.abs(talk.motion[:, GAZE] - plain.motion[:, GAZE]).mean(1)
+    assert looks[speaking].mean() > 1.5 * looks[listening].mean() and np.degrees(looks.max()) > 3

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
 
 from backchannel.models.audio import SAMPLE_RATE
-from backchannel.models.blinks import Blinks
+from backchannel.models.eyes import EYE_LOOK_SHAPES, Blinks, Gaze, eye_shapes
 from backchannel.models.expression import EXPRESSION_SHAPES, Expression
 from backchannel.models.frontend.features import (
     HOP,
@@ -39,6 +39,7 @@ from backchannel.models.measures import mouth_openness
 from backchannel.models.motion import (
     BS,
     FRAME_RATE,
+    GAZE,
     HEAD_LIMIT_DEG,
     HEAD_POSE,
     HEAD_ROTATION,
@@ -71,7 +72,7 @@ HEAD_KNEE_DEG = 7.0  # towards models.motion.HEAD_LIMIT_DEG
 LOUDNESS_CHANNELS = [BS[name] for name in (  # scaling them by g in [0, 1] scales mouth_openness by g
     "JawOpen", "MouthClose", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight")]
 MOUTH_APART = 0.08  # above measures.LIPS_SHUT_OPENNESS: lips visibly apart
-# Blinks (models.blinks), which the network, sampled near its likeliest motion, never draws: each face blinks at its
+# Blinks (models.eyes), which the network, sampled near its likeliest motion, never draws: each face blinks at its
 # own rate (BLINK_SCALE, log-uniform, drawn from the session's seed), faster while speaking than while listening,
 # and a turn it held TURN_S or more that ends may bring a blink on. People blink about 17 times a minute at rest and
 # 26 in conversation (Bentivoglio et al. 1997, Mov Disord 12(6)); listeners' blinks gather at the speaker's pauses
@@ -109,6 +110,7 @@ class ModelStream(MotionStream):
         self.blinks = Blinks(blink_rng, self.blink_rate * BLINK_RATES[IDLE], BLINK_REGULARITY)
         self.role, self.role_frames = IDLE, 0  # the last frame's role, and for how many frames it has held
         self.expression = Expression(np.random.default_rng([seed, 2]))  # brows, cheeks... around the lips (show_face)
+        self.gaze = Gaze(np.random.default_rng([seed, 3]))  # the baseline's looks (show_gaze)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
         self.audio_past = [np.repeat(r[-1:], cfg.guide_window - cfg.chunk, 0) for r in self.rows]
@@ -180,6 +182,19 @@ class ModelStream(MotionStream):
             keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
             motion[i, LOUDNESS_CHANNELS] *= max(float(loud[i]), keep_apart)
 
+    def show_gaze(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+        """In place: the baseline's looks (eyes.Gaze: saccades, wide more often while speaking) added to the gaze the
+        network drew, which barely moves; the eye-look shapes of the gaze shown (eyes.eye_shapes), each the larger of
+        it and the network's."""
+        if not self.gen.gaze:
+            return
+        for i, role in enumerate(state.tolist()):
+            self.gaze.look(first + i, role == SPEAKING, role == LISTENING)
+            motion[i, GAZE] += np.tile(self.gaze.now, 2)  # left eye's yaw, pitch, then the right's
+            row = np.zeros(MOTION_DIM, np.float32)
+            eye_shapes(row, *(float(v) for v in motion[i, GAZE].reshape(2, 2).mean(0)))
+            motion[i, EYE_LOOK_SHAPES] = np.maximum(motion[i, EYE_LOOK_SHAPES], row[EYE_LOOK_SHAPES])
+
     def show_face(self, motion: np.ndarray, state: np.ndarray, db: np.ndarray, loud: np.ndarray) -> None:
         """In place: the baseline's expression around the lips (models.expression: emphasis, effort, attention,
         the smile's lines) from the model's role, its own voice's level and the smile it shows; each of those shapes
@@ -221,7 +236,8 @@ class ModelStream(MotionStream):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
                      level_rows=copy.copy(self.level_rows), level=copy.copy(self.level),
-                     blinks=copy.deepcopy(self.blinks), expression=copy.deepcopy(self.expression))
+                     blinks=copy.deepcopy(self.blinks), expression=copy.deepcopy(self.expression),
+                     gaze=copy.deepcopy(self.gaze))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
         return attrs, parts, self.rng.bit_generator.state
 
@@ -249,7 +265,7 @@ class ModelGenerator(Generator):
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
                  smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True, blinks: bool = True,
-                 expression: bool = True, precision: str = "fp32", compile: str = "off"):
+                 gaze: bool = True, expression: bool = True, precision: str = "fp32", compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
         shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
         `precision` (fp32, bf16, fp16) and `compile` (torch.compile's mode, CUDA only): engines.TorchEngine's."""
@@ -267,6 +283,7 @@ class ModelGenerator(Generator):
         self.head_gain = float(head_gain)  # scales the head pose shown, as the style's expressiveness does after it
         self.follow_loudness = bool(follow_loudness)  # the mouth opens with the voice's loudness (show_mouth)
         self.blinks = bool(blinks)  # blinks over the network's lids (show_blinks)
+        self.gaze = bool(gaze)  # the baseline's looks over the network's gaze (show_gaze)
         self.expression = bool(expression)  # the baseline's brows, cheeks... around the lips (show_face)
         self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
@@ -287,7 +304,7 @@ class ModelGenerator(Generator):
                 "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
                 "head_gain": self.head_gain, "follow_loudness": self.follow_loudness, "blinks": self.blinks,
-                "expression": self.expression}
+                "gaze": self.gaze, "expression": self.expression}
 
     def style_vector(self, style: Style) -> np.ndarray:
         """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
@@ -372,6 +389,7 @@ class ModelGenerator(Generator):
             db, loud = s.voice(state, first)
             s.show_mouth(motion, state, loud)
             s.show_blinks(motion, state, first)
+            s.show_gaze(motion, state, first)
             apply_style(motion, s.style)
             s.show_face(motion, state, db, loud)
             blocks.append(MotionBlock(first, motion, state.astype(np.int8), z))
