@@ -21,6 +21,11 @@ EXPRESSION_SHAPES = [BS[name] for name in ("BrowInnerUp", "CheekSquintLeft", "Ch
      for side in SIDES]
 
 
+def clip01(x: float) -> float:
+    """x within 0..1 (np.clip takes microseconds on a single number, and this runs every frame)."""
+    return min(max(x, 0.0), 1.0)
+
+
 class Expression:
     """One face's expression around the lips. Per frame, in order: `emphasise` with the own voice's level, then
     `brows`, then `smile_lines`; each adds to a motion row. Its lopsidedness is drawn from `rng` (two numbers)."""
@@ -36,7 +41,7 @@ class Expression:
         """Follows the own voice's level (dB, any frame); returns the emphasis, 0..1 (a head dip can follow it)."""
         self.fast_db += 0.5 * (db - self.fast_db)
         self.slow_db += 0.05 * (db - self.slow_db)
-        rise = float(np.clip((self.fast_db - self.slow_db - 4.0) / 10.0, 0.0, 1.0)) if speaking else 0.0
+        rise = clip01((self.fast_db - self.slow_db - 4.0) / 10.0) if speaking else 0.0
         self.emphasis += 0.15 * (rise - self.emphasis)  # a brow lift takes a few frames, not one
         return self.emphasis
 
@@ -47,7 +52,7 @@ class Expression:
         ex = expressiveness
         row[BS["BrowInnerUp"]] += 0.3 * ex * self.emphasis
         self.effort += (0.04 if speaking else 0.02) * ((opening if speaking else 0.0) - self.effort)
-        effort = float(np.clip((self.effort - 0.25) / 0.35, 0.0, 1.0))
+        effort = clip01((self.effort - 0.25) / 0.35)
         self.attention += (0.03 if listening and partner else 0.05) * (float(listening and partner) - self.attention)
         row[BS["BrowInnerUp"]] += 0.12 * ex * self.attention
         for side, a in zip(SIDES, self.asymmetry):

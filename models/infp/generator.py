@@ -190,9 +190,11 @@ class ModelStream(MotionStream):
             return
         for i, role in enumerate(state.tolist()):
             self.gaze.look(first + i, role == SPEAKING, role == LISTENING)
-            motion[i, GAZE] += np.tile(self.gaze.now, 2)  # left eye's yaw, pitch, then the right's
+            yaw, pitch = (float(v) for v in self.gaze.now)
+            motion[i, GAZE] += (yaw, pitch, yaw, pitch)  # left eye's yaw, pitch, then the right's
             row = np.zeros(MOTION_DIM, np.float32)
-            eye_shapes(row, *(float(v) for v in motion[i, GAZE].reshape(2, 2).mean(0)))
+            left_yaw, left_pitch, right_yaw, right_pitch = (float(v) for v in motion[i, GAZE])
+            eye_shapes(row, (left_yaw + right_yaw) / 2, (left_pitch + right_pitch) / 2)
             motion[i, EYE_LOOK_SHAPES] = np.maximum(motion[i, EYE_LOOK_SHAPES], row[EYE_LOOK_SHAPES])
 
     def show_face(self, motion: np.ndarray, state: np.ndarray, db: np.ndarray, loud: np.ndarray) -> None:
