@@ -5,12 +5,12 @@ running peak, so recording level does not matter) opens the jaw, its spectral ba
 and loudness rises bring emphasis (a small head dip, brow lift, wider eyes). The partner track never reaches the
 mouth. Listening: the partner track's phrase ends bring nods (sometimes with a brow raise), long partner turns bring
 small backchannel nods, and a smile grows while listening. Always: blinks, gaze saccades (averted more while
-speaking), idle head sway. The rest of the face follows the same cues (see `_expression`): the smile brings cheeks,
-squints, dimples and a little sneer; sustained loud speech lowers the brows; attentive listening lifts the inner
-brows; the lips meet and press inside speech and at its phrase ends, the cheeks fill a little on held stops, hissy
-sounds tuck the lower lip and bring the jaw forward, and the jaw and mouth drift sideways a little, each face with
-its own asymmetry. Everything is decided frame by frame in order from a seeded generator, so the output does not depend
-on how the audio was chunked.
+speaking), idle head sway. The rest of the face follows the same cues (models/expression.py, shared with the model,
+and `_expression`): the smile brings cheeks, squints, dimples and a little sneer; sustained loud speech lowers the
+brows; attentive listening lifts the inner brows; the lips meet and press inside speech and at its phrase ends,
+the cheeks fill a little on held stops, hissy sounds tuck the lower lip and bring the jaw forward, and the jaw and
+mouth drift sideways a little, each face with its own asymmetry. Everything is decided frame by frame in order from
+a seeded generator, so the output does not depend on how the audio was chunked. Blinks and looks: models/eyes.py.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.eyes import Blinks, Gaze, eye_shapes
+from backchannel.models.expression import Expression
 from backchannel.models.frontend.features import N_MELS, WIN, LogMel, RelativeLevel, Rolling, mel_frame_for, power_db
 from backchannel.models.frontend.vad import WINDOW, WINDOW_S, VadStream
 from backchannel.models.generator import Generator, MotionStream, Style
@@ -92,9 +94,7 @@ def bump(seconds: float, cycles: int = 1) -> np.ndarray:
     return np.sin(np.linspace(0, np.pi * cycles, n)) ** 2
 
 
-BLINK = np.array([0.45, 0.95, 1.0, 0.75, 0.4, 0.15], np.float32)
 PITCH, YAW, ROLL = HEAD_ROTATION.start, HEAD_ROTATION.start + 1, HEAD_ROTATION.start + 2
-SIDES = ("Left", "Right")
 # at an own phrase end the lips close and press, the chin lifts a little (a face finishing a sentence)
 PHRASE_END = {BS["MouthPressLeft"]: 0.25, BS["MouthPressRight"]: 0.25, BS["MouthShrugLower"]: 0.3,
               BS["MouthRollLower"]: 0.12, BS["MouthRollUpper"]: 0.1, BS["MouthFrownLeft"]: 0.1,
@@ -113,28 +113,22 @@ class BaselineStream(MotionStream):
         self.next = 0  # next frame to emit
         self.speech = (Activity(hangover_s=0.15), Activity(hangover_s=0.25))
         self.level = RelativeLevel()  # the avatar's own speech level against its running peak
-        self.fast_db = self.slow_db = -80.0  # level followers for emphasis
         self.mouth = np.zeros(3, np.float32)  # smoothed open, round, spread
         self.mean_centroid = 0.0
         self.speech_frames = 0
-        self.emphasis = 0.0
         self.sway_gain = 1.0
         self.smile = 0.0
         self.gestures: list[Gesture] = []
-        self.next_blink = self._blink_gap()
-        self.next_saccade = self._saccade_gap()
-        self.gaze = np.zeros(2, np.float32)  # target yaw, pitch
-        self.gaze_now = np.zeros(2, np.float32)
+        self.blinks = Blinks(self.rng, self.style.blink_rate)
+        self.gaze = Gaze(self.rng)
         self.turn_nod_at = 0
         self.missed_phrase_end = False
         sway_rng = np.random.default_rng(seed + 7919)
         self.sway = (sway_rng.uniform(0.05, 0.25, (3, 2)), sway_rng.uniform(0, 2 * np.pi, (3, 2)))
         # the rest of the face draws from its own generator, so the blinks, saccades and nods above keep theirs
         self.face_rng = np.random.default_rng(seed + 15485863)
-        self.asymmetry = self.face_rng.uniform(0.8, 1.0, 2)  # left, right: no face is symmetric
+        self.expression = Expression(self.face_rng)  # brows, eyes, cheeks: emphasis, effort, attention, smile lines
         self.drift = (self.face_rng.uniform(0.08, 0.3, 2), self.face_rng.uniform(0, 2 * np.pi, 2))  # jaw, mouth
-        self.effort = 0.0  # slow average of the own voice's level: sustained loud speech
-        self.attention = 0.0  # grows while the partner speaks and the avatar listens
         self.fricative = 0.0  # hiss (a high spectral centroid at a low level): f, v, s, sh
         self.closed = 0  # frames the lips have been together inside own speech
         self.puff = 0.0
@@ -176,12 +170,6 @@ class BaselineStream(MotionStream):
         return MotionBlock(first, np.array(rows, np.float32).reshape(-1, MOTION_DIM), states)
 
     # ---- behaviour ---------------------------------------------------------------------------------------------
-    def _blink_gap(self) -> int:
-        return int(self.rng.exponential(3.2 / max(self.style.blink_rate, 0.05)) * FRAME_RATE) + 6
-
-    def _saccade_gap(self) -> int:
-        return int(self.rng.exponential(1.6) * FRAME_RATE) + 8
-
     def _frame(self, k: int, mel: np.ndarray, p_self: float, p_other: float) -> tuple[np.ndarray, int]:
         row = neutral(1)[0]
         ex = self.style.expressiveness
@@ -219,14 +207,10 @@ class BaselineStream(MotionStream):
         if speaking and o < 0.1:  # a closure inside speech: press the lips
             row[BS["MouthPressLeft"]] = row[BS["MouthPressRight"]] = 0.3 * (1 - o / 0.1)
 
-        # emphasis: a quick rise of the speaker's level over its slow average
-        self.fast_db += 0.5 * (db - self.fast_db)
-        self.slow_db += 0.05 * (db - self.slow_db)
-        rise = float(np.clip((self.fast_db - self.slow_db - 4.0) / 10.0, 0.0, 1.0)) if speaking else 0.0
-        self.emphasis += 0.15 * (rise - self.emphasis)  # a head dip takes a few frames, not one
-        row[PITCH] += 0.07 * ex * self.emphasis
-        row[BS["BrowInnerUp"]] += 0.3 * ex * self.emphasis
-        self._expression(row, k, speaking, listening, partner, own_ended, open_t, hiss_t)
+        # emphasis: a quick rise of the speaker's level over its slow average dips the head (the brows: Expression)
+        row[PITCH] += 0.07 * ex * self.expression.emphasise(db, speaking)
+        self.expression.brows(row, speaking, listening, partner, open_t, ex)
+        self._expression(row, k, speaking, partner, own_ended, hiss_t)
 
         # listening: nods at the partner's phrase ends, small nods through long partner turns, a growing smile
         if other_ended >= 0.5 * FRAME_RATE and not speaking:
@@ -246,27 +230,15 @@ class BaselineStream(MotionStream):
         row[BS["MouthSmileRight"]] += max(0.0, self.smile)
         row[BS["MouthFrownLeft"]] += max(0.0, -self.smile)
         row[BS["MouthFrownRight"]] += max(0.0, -self.smile)
-        smile = max(0.0, self.smile)
-        for side, a in zip(SIDES, self.asymmetry):  # what a smile brings with it, lopsided as a face's own
-            row[BS[f"CheekSquint{side}"]] += 0.45 * a * smile
-            row[BS[f"EyeSquint{side}"]] += 0.35 * a * smile
-            row[BS[f"MouthDimple{side}"]] += 0.3 * a * smile
-            row[BS[f"NoseSneer{side}"]] += 0.12 * a * smile
+        self.expression.smile_lines(row, max(0.0, self.smile))
 
         # eyes: blinks and saccades
-        if k >= self.next_blink:
-            self.gestures.append(Gesture(k, BLINK, {BS["EyeBlinkLeft"]: 1.0, BS["EyeBlinkRight"]: 1.0}))
-            self.next_blink = k + self._blink_gap()
-        if k >= self.next_saccade:
-            spread = (0.22, 0.1) if speaking and self.rng.random() < 0.45 else (0.05, 0.03) if listening else (0.15, 0.08)
-            self.gaze = (self.rng.uniform(-1, 1, 2) * spread).astype(np.float32)
-            self.next_saccade = k + self._saccade_gap()
-            if self.rng.random() < 0.25:
-                self.next_blink = min(self.next_blink, k + 1)
-        self.gaze_now += 0.6 * (self.gaze - self.gaze_now)
-        yaw, pitch = (float(v) for v in self.gaze_now)
+        row[BS["EyeBlinkLeft"]] = row[BS["EyeBlinkRight"]] = self.blinks.lid(k, self.style.blink_rate)
+        if self.gaze.look(k, speaking, listening) and self.rng.random() < 0.25:
+            self.blinks.cue(k)
+        yaw, pitch = (float(v) for v in self.gaze.now)
         row[GAZE] = (yaw, pitch, yaw, pitch)
-        self._eye_shapes(row, yaw, pitch)
+        eye_shapes(row, yaw, pitch)
 
         # head: idle sway always, larger while speaking
         t = k / FRAME_RATE
@@ -294,27 +266,16 @@ class BaselineStream(MotionStream):
                                                             BS["BrowOuterUpRight"]: 0.3, BS["EyeWideLeft"]: 0.12,
                                                             BS["EyeWideRight"]: 0.12}))
 
-    def _expression(self, row: np.ndarray, k: int, speaking: bool, listening: bool, partner: bool, own_ended: int,
-                    open_t: float, hiss_t: float) -> None:
-        """Brows, eyes, cheeks and the lips' smaller moves, from the same cues as the rest (level, spectral balance,
-        roles); small weights, so no shape sits high for long."""
+    def _expression(self, row: np.ndarray, k: int, speaking: bool, partner: bool, own_ended: int,
+                    hiss_t: float) -> None:
+        """The lips' smaller moves and a new turn's wide eyes, from the same cues as the rest (level, spectral
+        balance, roles); small weights, so no shape sits high for long. (Brows and smile lines: Expression.)"""
         ex, o, r = self.style.expressiveness, float(self.mouth[0]), float(self.mouth[1])
         t = k / FRAME_RATE
-        # sustained loud speech: brows down, eyes narrowed, mouth corners down a little (effort)
-        self.effort += (0.04 if speaking else 0.02) * ((open_t if speaking else 0.0) - self.effort)
-        effort = float(np.clip((self.effort - 0.25) / 0.35, 0.0, 1.0))
-        # attentive listening: inner brows up while the partner talks; a new turn widens the eyes for a moment
-        self.attention += (0.03 if listening and partner else 0.05) * (float(listening and partner) - self.attention)
+        # a new partner turn widens the eyes for a moment
         if partner and not self.partner_was_active and not speaking and self.face_rng.random() < 0.5:
             self.gestures.append(Gesture(k, bump(0.6), {BS["EyeWideLeft"]: 0.15, BS["EyeWideRight"]: 0.15}))
         self.partner_was_active = partner
-        row[BS["BrowInnerUp"]] += 0.12 * ex * self.attention
-        for side, a in zip(SIDES, self.asymmetry):
-            row[BS[f"BrowDown{side}"]] += 0.3 * ex * a * effort
-            row[BS[f"EyeSquint{side}"]] += 0.12 * ex * a * effort
-            row[BS[f"NoseSneer{side}"]] += 0.08 * ex * a * effort
-            row[BS[f"MouthFrown{side}"]] += 0.12 * ex * a * effort
-            row[BS[f"EyeWide{side}"]] += 0.2 * ex * self.emphasis
         # a closure inside speech keeps the jaw a little open behind the lips (Apple's MouthClose closes them against
         # it: the lips' opening stays as it was), and a held stop fills the cheeks
         behind = 0.08 * float(np.clip(1.0 - o / 0.1, 0.0, 1.0)) if speaking else 0.0
@@ -337,17 +298,6 @@ class BaselineStream(MotionStream):
         mouth = 0.06 * ex * (0.4 if speaking else 1.0) * np.sin(2 * np.pi * f_mouth * t + p_mouth)
         row[BS["JawLeft" if jaw > 0 else "JawRight"]] += abs(jaw)
         row[BS["MouthLeft" if mouth > 0 else "MouthRight"]] += abs(mouth)
-
-    @staticmethod
-    def _eye_shapes(row: np.ndarray, yaw: float, pitch: float) -> None:
-        """ARKit eye-look shapes from gaze (+yaw: the avatar's left, so the left eye looks out)."""
-        h, v = np.clip(abs(yaw) / 0.6, 0, 1), np.clip(abs(pitch) / 0.5, 0, 1)
-        left_out = yaw > 0
-        row[BS["EyeLookOutLeft" if left_out else "EyeLookInLeft"]] = h
-        row[BS["EyeLookInRight" if left_out else "EyeLookOutRight"]] = h
-        down = pitch > 0
-        row[BS["EyeLookDownLeft" if down else "EyeLookUpLeft"]] = v
-        row[BS["EyeLookDownRight" if down else "EyeLookUpRight"]] = v
 
 
 class BaselineGenerator(Generator):

@@ -261,7 +261,10 @@ def test_following_loudness_needs_the_look_ahead_that_holds_each_frame_s_level()
     short_sighted = small_model(lookahead_samples=160)  # 10 ms: the level frame centred on a frame ends later
     with pytest.raises(ValueError, match="look-ahead"):
         ModelGenerator(model=short_sighted, backend="torch")
-    assert not ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False).follow_loudness
+    with pytest.raises(ValueError, match="look-ahead"):
+        ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False)
+    without = ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False, expression=False)
+    assert not without.follow_loudness and not without.expression
 
 
 def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
@@ -273,7 +276,8 @@ def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(s
     with torch.no_grad():  # a decoder that tilts the head far beyond anything in training
         model.codec.decoder[-1].bias[HEAD_POSE.start] += 50.0
     a, b = short
-    out = generate(ModelGenerator(model=model, backend="torch", smooth_head=False), a, b, seed=1)
+    as_remembered = dict(smooth_head=False, follow_loudness=False, blinks=False, gaze=False, expression=False)
+    out = generate(ModelGenerator(model=model, backend="torch", **as_remembered), a, b, seed=1)
     scaled = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=1)
     mean, std = (x[HEAD_POSE].numpy() for x in (model.codec.motion_mean, model.codec.motion_std))
     np.testing.assert_allclose(out.motion[:, HEAD_POSE.start], mean[0] + POSE_BOUND_STD * std[0], atol=1e-5)  # held
@@ -590,3 +594,37 @@ def test_frames_of_the_avatars_own_p_b_m_phones_weigh_like_replies(dialogue):
     assert loss(4.0, 4.0, none, none) == pytest.approx(plain, rel=1e-5)
     assert loss(1.0, 4.0, none, some) == pytest.approx(loss(4.0, 1.0, some, none), rel=1e-5)
     assert loss(1.0, 4.0, none, some) != pytest.approx(plain, rel=1e-3)
+
+
+def test_blinks_show_over_the_network_s_lids_and_switch_off_to_give_them_back(dialogue):
+    """The blink stage closes the lids further than the network drew them, as often as the style's blink_rate asks,
+    and touches nothing else; `blinks=false` shows the network's lids. Its frames hear no audio after their own: a
+    stream fed everything at once (the stage sees every frame of the call together) blinks before a cut as one whose
+    audio turns to noise after it."""
+    from backchannel.models.generator import Style
+    from backchannel.models.infp.generator import LIDS
+
+    from .helpers import frames_due
+
+    model = small_model()
+    a, b = dialogue.self_audio[:12 * SAMPLE_RATE], dialogue.other_audio[:12 * SAMPLE_RATE]
+    often = Style(blink_rate=3.0)  # about 30 a minute: a few blinks in these 12 s
+    run = lambda gen, x, y: generate(gen, x, y, seed=3, style=often, chunk_s=20)  # noqa: E731
+    on = run(ModelGenerator(model=model, backend="torch"), a, b)
+    off = run(ModelGenerator(model=model, backend="torch", blinks=False), a, b)
+    rest = np.ones(MOTION_DIM, bool)
+    rest[LIDS] = False
+    np.testing.assert_array_equal(on.motion[:, rest], off.motion[:, rest])
+    assert (on.motion[:, LIDS] >= off.motion[:, LIDS]).all() and on.motion[:, LIDS].max() == 1.0
+    blinking = (on.motion[:, LIDS] > off.motion[:, LIDS]).any(1)
+    rarely = generate(ModelGenerator(model=model, backend="torch"), a, b, seed=3, chunk_s=20)  # blink_rate 1
+    assert (rarely.motion[:, LIDS] > off.motion[:, LIDS]).any(1).sum() < blinking.sum()
+
+    cut = 8 * SAMPLE_RATE
+    noise = np.random.default_rng(0).normal(0, 0.3, len(a) - cut).astype(np.float32)
+    noisy = run(ModelGenerator(model=model, backend="torch"), np.concatenate([a[:cut], noise]),
+                np.concatenate([b[:cut], noise]))
+    due = frames_due(cut, model.cfg.lookahead_samples)
+    assert blinking[:due].sum() >= 12  # something to compare: two blinks or more
+    np.testing.assert_allclose(noisy.motion[:due], on.motion[:due], atol=1e-5)
+    assert np.abs(noisy.motion[due:] - on.motion[due:]).max() > 1e-2  # the noise was heard after the cut

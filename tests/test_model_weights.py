@@ -159,3 +159,52 @@ def test_every_tier_s_sampler_steps_run_from_the_shipped_graphs_without_an_expor
         assert gen.backend == "onnx" and gen.engine.folder == GRAPHS and gen.sampling.sampler_steps == steps
     with pytest.raises(ValueError, match="holds no frame step for"):
         OnnxEngine(GRAPHS, Sampling(3))
+
+
+def test_the_model_blinks_at_a_person_s_rate_and_each_face_at_its_own_times(dialogue):
+    """The blink stage blinks 10-25 times a minute as eval counts them, over a minute streamed the way a worker feeds
+    three sessions; each seed blinks at its own times."""
+    from backchannel.models.evaluation.metrics import blink_count
+    from backchannel.models.infp.generator import LIDS
+
+    gen = ModelGenerator()  # the shipped graphs, as served
+    a, b = (np.tile(x, 3) for x in (dialogue.self_audio, dialogue.other_audio))  # 69 s
+    streams = [gen.open_stream(seed=s) for s in (0, 1, 2)]
+    pieces = [[] for _ in streams]
+    step = SAMPLE_RATE // 5
+    for i in range(0, len(a), step):
+        for got, block in zip(pieces, gen.feed_many([(s, a[i:i + step], b[i:i + step]) for s in streams])):
+            got.append(block)
+    motions = [MotionBlock.concat(got + [s.flush()]).motion for got, s in zip(pieces, streams)]
+    minutes = len(a) / SAMPLE_RATE / 60
+    rates = [blink_count(m) / minutes for m in motions]
+    assert all(10 <= r <= 25 for r in rates), rates
+    shut = [(m[:, LIDS].mean(1) > 0.5) for m in motions]
+    for x, y in ((0, 1), (0, 2), (1, 2)):
+        assert (shut[x] & shut[y]).sum() < 0.5 * min(shut[x].sum(), shut[y].sum())  # not in unison
+
+
+def test_the_face_around_the_lips_follows_the_role_and_the_voice_and_leaves_the_lips_to_the_network(dialogue, talk):
+    """The face stages move what the network leaves still: the baseline's looks (models.eyes.Gaze) and its
+    expression (models.expression): effort lowers the brows while speaking, attention lifts them while listening, the
+    eyes look away more while speaking. Every other channel, the lips' among them, is as with the stages off."""
+    from backchannel.models.evaluation.metrics import shapes_moving
+    from backchannel.models.expression import EXPRESSION_SHAPES
+    from backchannel.models.eyes import EYE_LOOK_SHAPES
+    from backchannel.models.infp.generator import LIDS
+    from backchannel.models.motion import GAZE, MOTION_DIM
+
+    plain = generate(ModelGenerator(backend="torch", blinks=False, gaze=False, expression=False), dialogue.self_audio,
+                     dialogue.other_audio, seed=0)
+    rest = np.ones(MOTION_DIM, bool)
+    rest[EXPRESSION_SHAPES + EYE_LOOK_SHAPES + LIDS] = rest[GAZE] = False
+    np.testing.assert_array_equal(talk.motion[:, rest], plain.motion[:, rest])
+    shapes = EXPRESSION_SHAPES + EYE_LOOK_SHAPES
+    assert (talk.motion[:, shapes] >= plain.motion[:, shapes]).all()  # the larger of the stage's and the network's
+    assert shapes_moving(talk.motion).sum() >= shapes_moving(plain.motion).sum() + 16
+    speaking, listening = talk.state == SPEAKING, talk.state == LISTENING
+    brows_down, brows_up = (talk.motion[:, BS[name]] for name in ("BrowDownLeft", "BrowInnerUp"))
+    assert brows_down[speaking].mean() > brows_down[listening].mean() + 0.03
+    assert brows_up[listening].mean() > plain.motion[listening, BS["BrowInnerUp"]].mean() + 0.03
+    looks = np.abs(talk.motion[:, GAZE] - plain.motion[:, GAZE]).mean(1)
+    assert looks[speaking].mean() > 1.5 * looks[listening].mean() and np.degrees(looks.max()) > 3

@@ -17,6 +17,8 @@ import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
 
 from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.eyes import EYE_LOOK_SHAPES, Blinks, Gaze, eye_shapes
+from backchannel.models.expression import EXPRESSION_SHAPES, Expression
 from backchannel.models.frontend.features import (
     HOP,
     N_MELS,
@@ -37,9 +39,12 @@ from backchannel.models.measures import mouth_openness
 from backchannel.models.motion import (
     BS,
     FRAME_RATE,
+    GAZE,
     HEAD_LIMIT_DEG,
     HEAD_POSE,
     HEAD_ROTATION,
+    IDLE,
+    LISTENING,
     MOTION_DIM,
     SPEAKING,
     MotionBlock,
@@ -67,6 +72,17 @@ HEAD_KNEE_DEG = 7.0  # towards models.motion.HEAD_LIMIT_DEG
 LOUDNESS_CHANNELS = [BS[name] for name in (  # scaling them by g in [0, 1] scales mouth_openness by g
     "JawOpen", "MouthClose", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight")]
 MOUTH_APART = 0.08  # above measures.LIPS_SHUT_OPENNESS: lips visibly apart
+# Blinks (models.eyes), which the network, sampled near its likeliest motion, never draws: each face blinks at its
+# own rate (BLINK_SCALE, log-uniform, drawn from the session's seed), faster while speaking than while listening,
+# and a turn it held TURN_S or more that ends may bring a blink on. People blink about 17 times a minute at rest and
+# 26 in conversation (Bentivoglio et al. 1997, Mov Disord 12(6)); listeners' blinks gather at the speaker's pauses
+# (Nakano & Kitazawa 2010, Exp Brain Res 205). Gaps less irregular than a Poisson process's (BLINK_REGULARITY): a
+# 30 s clip's count then says more of the face's rate. Set so that eval counts 10-25 a minute (the labels 19-23).
+BLINK_RATES = {IDLE: 0.6, SPEAKING: 0.85, LISTENING: 0.6}  # Blinks' rate per role: 11 and 15 a minute before cues
+BLINK_SCALE = (0.8, 1.25)
+BLINK_REGULARITY = 3.0
+TURN_BLINK, TURN_S = 0.3, 0.5
+LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -84,10 +100,17 @@ class ModelStream(MotionStream):
         self.k = 0  # next frame to generate
         self.prev = np.repeat(gen.rest[None], cfg.prev_frames, 0)  # (P, L) latents already shown
         self.head_filter: list[np.ndarray] | None = None  # the head filters' states, per pose column (smooth_head)
-        # the self track's level (dB) per feature row, preroll first (follow_loudness)
+        # the self track's level (dB) per feature row, preroll first (follow_loudness, expression)
         self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
         self.style_vec = gen.style_vector(style)
+        # blinks draw from a generator of their own, so the sampler's noise is the seed's whether they show or not
+        blink_rng = np.random.default_rng([seed, 1])
+        self.blink_rate = float(np.exp(blink_rng.uniform(*np.log(BLINK_SCALE)))) * style.blink_rate
+        self.blinks = Blinks(blink_rng, self.blink_rate * BLINK_RATES[IDLE], BLINK_REGULARITY)
+        self.role, self.role_frames = IDLE, 0  # the last frame's role, and for how many frames it has held
+        self.expression = Expression(np.random.default_rng([seed, 2]))  # brows, cheeks... around the lips (show_face)
+        self.gaze = Gaze(np.random.default_rng([seed, 3]))  # the baseline's looks (show_gaze)
         self.encode(silence_rows(PREROLL_ROWS), silence_rows(PREROLL_ROWS))
         # encoder outputs of the guide window's frames before the next chunk: the preroll's silence at first
         self.audio_past = [np.repeat(r[-1:], cfg.guide_window - cfg.chunk, 0) for r in self.rows]
@@ -136,17 +159,77 @@ class ModelStream(MotionStream):
         bound (POSE_BOUND_STD) again; unless smooth_head is off, its rotation softly limited (HEAD_LIMIT_DEG)."""
         show_heads(self.gen, [self], [motion])
 
-    def show_mouth(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+    def voice(self, state: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """The self track's level (dB) centred on each new frame, and on the frames where the model speaks that
+        level against the voice's running peak (RelativeLevel, 0..1; 0 elsewhere)."""
+        if not (self.gen.follow_loudness or self.gen.expression) or not len(state):
+            return np.zeros(0), np.zeros(0)
+        rows = mel_frame_for(np.arange(first, first + len(state)))
+        db = np.array([self.level_rows[j] for j in rows], np.float64)
+        loud = np.zeros(len(state))
+        for i in np.flatnonzero(state == SPEAKING):
+            loud[i] = self.level.update(float(db[i]))
+        self.level_rows.drop_before(int(rows[-1]) + 1)
+        return db, loud
+
+    def show_mouth(self, motion: np.ndarray, state: np.ndarray, loud: np.ndarray) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
-        (LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
+        (`loud`, LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
         if not self.gen.follow_loudness or not len(motion):
             return
-        rows = mel_frame_for(np.arange(first, first + len(motion)))
         opening = mouth_openness(motion)
         for i in np.flatnonzero(state == SPEAKING):
             keep_apart = min(1.0, MOUTH_APART / max(float(opening[i]), 1e-6))
-            motion[i, LOUDNESS_CHANNELS] *= max(self.level.update(float(self.level_rows[rows[i]])), keep_apart)
-        self.level_rows.drop_before(int(rows[-1]) + 1)
+            motion[i, LOUDNESS_CHANNELS] *= max(float(loud[i]), keep_apart)
+
+    def show_gaze(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+        """In place: the baseline's looks (eyes.Gaze: saccades, wide more often while speaking) added to the gaze the
+        network drew, which barely moves; the eye-look shapes of the gaze shown (eyes.eye_shapes), each the larger of
+        it and the network's."""
+        if not self.gen.gaze:
+            return
+        for i, role in enumerate(state.tolist()):
+            self.gaze.look(first + i, role == SPEAKING, role == LISTENING)
+            yaw, pitch = (float(v) for v in self.gaze.now)
+            motion[i, GAZE] += (yaw, pitch, yaw, pitch)  # left eye's yaw, pitch, then the right's
+            row = np.zeros(MOTION_DIM, np.float32)
+            left_yaw, left_pitch, right_yaw, right_pitch = (float(v) for v in motion[i, GAZE])
+            eye_shapes(row, (left_yaw + right_yaw) / 2, (left_pitch + right_pitch) / 2)
+            motion[i, EYE_LOOK_SHAPES] = np.maximum(motion[i, EYE_LOOK_SHAPES], row[EYE_LOOK_SHAPES])
+
+    def show_face(self, motion: np.ndarray, state: np.ndarray, db: np.ndarray, loud: np.ndarray) -> None:
+        """In place: the baseline's expression around the lips (models.expression: emphasis, effort, attention,
+        the smile's lines) from the model's role, its own voice's level and the smile it shows; each of those shapes
+        the larger of it and what the network drew. The lips' shapes are left as the network drew them."""
+        if not self.gen.expression:
+            return
+        ex = self.style.expressiveness
+        smiles = motion[:, [BS["MouthSmileLeft"], BS["MouthSmileRight"]]].mean(1)
+        for i, role in enumerate(state.tolist()):
+            row = np.zeros(MOTION_DIM, np.float32)
+            speaking, listening = role == SPEAKING, role == LISTENING
+            self.expression.emphasise(float(db[i]), speaking)
+            # the role is all the model reports of the partner: listening is while or just after the partner talks
+            self.expression.brows(row, speaking, listening, listening, float(loud[i]) ** 1.3, ex)
+            self.expression.smile_lines(row, float(smiles[i]))
+            motion[i, EXPRESSION_SHAPES] = np.maximum(motion[i, EXPRESSION_SHAPES],
+                                                      np.clip(row[EXPRESSION_SHAPES], 0.0, 1.0))
+
+    def show_blinks(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+        """In place: the lids the network drew, or a blink's (Blinks) where it closes them further; at this face's
+        rate for each frame's role, the end of a turn (held TURN_S or more) bringing one on with chance TURN_BLINK."""
+        if not self.gen.blinks:
+            return
+        for i, role in enumerate(state.tolist()):
+            k = first + i
+            lid = self.blinks.lid(k, self.blink_rate * BLINK_RATES[role])
+            if role != self.role:
+                if self.role != IDLE and self.role_frames >= TURN_S * FRAME_RATE and \
+                        self.blinks.rng.random() < TURN_BLINK:
+                    self.blinks.cue(k)
+                self.role, self.role_frames = role, 0
+            self.role_frames += 1
+            motion[i, LIDS] = np.maximum(motion[i, LIDS], lid)
 
     def feed(self, self_audio: np.ndarray, other_audio: np.ndarray) -> MotionBlock:
         return self.gen.feed_many([(self, self_audio, other_audio)])[0]
@@ -154,7 +237,9 @@ class ModelStream(MotionStream):
     def snapshot(self):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
-                     level_rows=copy.copy(self.level_rows), level=copy.copy(self.level))
+                     level_rows=copy.copy(self.level_rows), level=copy.copy(self.level),
+                     blinks=copy.deepcopy(self.blinks), expression=copy.deepcopy(self.expression),
+                     gaze=copy.deepcopy(self.gaze))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
         return attrs, parts, self.rng.bit_generator.state
 
@@ -181,8 +266,8 @@ class ModelGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", sampler_steps: int | None = None,
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
-                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True,
-                 precision: str = "fp32", compile: str = "off"):
+                 smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True, blinks: bool = True,
+                 gaze: bool = True, expression: bool = True, precision: str = "fp32", compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
         shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
         `precision` (fp32, bf16, fp16) and `compile` (torch.compile's mode, CUDA only): engines.TorchEngine's."""
@@ -199,6 +284,9 @@ class ModelGenerator(Generator):
         self.smooth_head = bool(smooth_head)  # the head stage (show_head); off: the head as sampled
         self.head_gain = float(head_gain)  # scales the head pose shown, as the style's expressiveness does after it
         self.follow_loudness = bool(follow_loudness)  # the mouth opens with the voice's loudness (show_mouth)
+        self.blinks = bool(blinks)  # blinks over the network's lids (show_blinks)
+        self.gaze = bool(gaze)  # the baseline's looks over the network's gaze (show_gaze)
+        self.expression = bool(expression)  # the baseline's brows, cheeks... around the lips (show_face)
         self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
             if not value >= 0 or not np.isfinite(value):
@@ -206,9 +294,9 @@ class ModelGenerator(Generator):
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), not {noise_correlation}")
         self.lookahead_s = self.cfg.lookahead_s
-        if self.follow_loudness and self.cfg.lookahead_samples < (WIN + HOP) // 2:
-            raise ValueError("follow_loudness reads the level centred on each frame: weights with at least "
-                             f"{(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
+        if (self.follow_loudness or self.expression) and self.cfg.lookahead_samples < (WIN + HOP) // 2:
+            raise ValueError("follow_loudness and expression read the level centred on each frame: weights with at "
+                             f"least {(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
         self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
         self.rest = self.facts.rest_latent
 
@@ -217,7 +305,8 @@ class ModelGenerator(Generator):
                 "chunk_frames": self.cfg.chunk, "backend": self.backend, "device": self.device,
                 "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
-                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness}
+                "head_gain": self.head_gain, "follow_loudness": self.follow_loudness, "blinks": self.blinks,
+                "gaze": self.gaze, "expression": self.expression}
 
     def style_vector(self, style: Style) -> np.ndarray:
         """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
@@ -253,7 +342,7 @@ class ModelGenerator(Generator):
         """New feature rows (stream, self rows, other rows) through the encoder: one call per track for all the
         streams with as many new rows (live sessions fed alike all have), not one per stream and track: at 8
         sessions, about a tenth less worker time (docs/benchmarks.md; the VAD is batched the same way)."""
-        if self.follow_loudness:  # the self track's level, for the mouth shown (show_mouth)
+        if self.follow_loudness or self.expression:  # the self track's level, for show_mouth and show_face
             for stream, rows_self, _ in items:
                 stream.level_rows.extend(level_db(rows_self[:, :N_MELS]))
         for track in (SELF, OTHER):
@@ -299,8 +388,12 @@ class ModelGenerator(Generator):
                 blocks.append(MotionBlock.empty(first))
                 continue
             z, motion, state = made[i]
-            s.show_mouth(motion, state, first)
+            db, loud = s.voice(state, first)
+            s.show_mouth(motion, state, loud)
+            s.show_blinks(motion, state, first)
+            s.show_gaze(motion, state, first)
             apply_style(motion, s.style)
+            s.show_face(motion, state, db, loud)
             blocks.append(MotionBlock(first, motion, state.astype(np.int8), z))
         return blocks
 
@@ -389,7 +482,7 @@ def soft_limit(x: np.ndarray, knee: float, limit: float) -> np.ndarray:
 
 def apply_style(motion: np.ndarray, style: Style) -> None:
     """The knobs the model honours after generation: expressiveness scales head motion, smile shifts the mouth.
-    (Its blinks come from the network; `blink_rate` is a baseline knob.)"""
+    (`blink_rate` scales the blinks' rate: ModelStream.show_blinks.)"""
     motion[:, HEAD_POSE] *= style.expressiveness
     if style.smile:
         for side in ("Left", "Right"):
