@@ -1,0 +1,281 @@
+"""Where the voice says the lips close: place-of-articulation evidence, row by row, from a speech recogniser's
+acoustic model trained on many real speakers.
+
+The motion model's own front end learnt *where* a closure is from synthetic voices; on a real voice it hears that
+the voice stops, not where (docs/experiments.md "A front end that knows where the lips close"). pocketsphinx's
+US-English acoustic model, in its wheel (BSD-2), learnt its phones from real speech: a phonetically-tied mixture
+model, one codebook of 128 Gaussians per phone and stream. This module scores each 10 ms row against the three
+context-independent states of each of its 42 phones, streaming, with the same numbers however the audio is chunked.
+Its MFCCs follow the model's feat.params; the code is ours, checked against pocketsphinx's own senone scores
+(tests/test_phonetic.py).
+
+Row j is pocketsphinx's frame j - 1: its 410-sample window starts at sample (j - 1) * HOP, so it is centred 45
+samples (3 ms) after features.LogMel's row j. It is known once the audio reaches j * HOP + READY_AFTER samples
+(the window's end, then 3 rows more for the deltas).
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from backchannel.models.audio import SAMPLE_RATE
+from backchannel.models.frontend.features import HOP, Rolling
+
+FRAME = 410  # 25.625 ms, pocketsphinx's window at 16 kHz
+N_FFT, N_CEP = 512, 13
+PRE_EMPHASIS = 0.97
+DELTA_ROWS = 3  # the second derivative reads 3 rows either side
+READY_AFTER = FRAME - HOP + DELTA_ROWS * HOP  # samples after j * HOP before row j's scores are known
+LOG_FLOOR = 1e-4  # added to each filter's energy (16-bit units squared) before the log, as pocketsphinx does
+# Live cepstral mean: the model's initial guess (feat.params' cmninit), then the mean of the rows that carry voice
+# (within SPEECH_RANGE of the loudest c0 so far: a conversation's own track is silent while the partner talks, and
+# silence would drag the mean), weighing the guess as CMN_PRIOR rows and forgetting over about CMN_ROWS.
+CMN_INIT = (40.0, 3.0, -1.0)
+CMN_PRIOR, CMN_ROWS = 100, 500
+SPEECH_RANGE = 7.0  # in c0 units (c0 is about 3.6 per 10 dB of level)
+LOG_UNIT = 1024 * np.log(1.0001)  # pocketsphinx's quantised log weights: base 1.0001, shifted by 10 bits
+VAR_FLOOR = 1e-4
+# The model's phones (ARPAbet) by where they close or shape the mouth.
+PLACES = {
+    "bilabial": ("P", "B", "M"), "labiodental": ("F", "V"), "dental": ("TH", "DH"),
+    "alveolar": ("T", "D", "N", "S", "Z", "L"), "postalveolar": ("SH", "ZH", "CH", "JH", "R"),
+    "velar": ("K", "G", "NG"), "glides": ("W", "Y", "HH"),
+    "rounded": ("UW", "UH", "OW", "AO", "OY"), "open": ("AA", "AE", "AH", "AW", "AY"),
+    "spread": ("IY", "IH", "EY", "EH", "ER"), "silence": ("SIL",),
+}
+
+
+def model_dir() -> Path:
+    try:
+        import pocketsphinx
+    except ImportError as e:  # a core dependency: only a broken install lacks it
+        raise RuntimeError("lip_place reads pocketsphinx's acoustic model: pip install pocketsphinx") from e
+    return Path(pocketsphinx.get_model_path()) / "en-us" / "en-us"
+
+
+def read_params(path: Path) -> dict[str, str]:
+    words = path.read_text().split()
+    return {k.lstrip("-"): v for k, v in zip(words[::2], words[1::2])}
+
+
+def read_gaussians(path: Path) -> np.ndarray:
+    """A sphinx-3 binary Gaussian parameter file -> (codebooks, streams, densities, dims)."""
+    raw = path.read_bytes()
+    at = raw.index(b"endhdr\n") + 7
+    if np.frombuffer(raw[at:at + 4], "<u4")[0] != 0x11223344:
+        raise ValueError(f"{path}: not a little-endian sphinx-3 parameter file")
+    n_books, n_streams, n_dens = np.frombuffer(raw[at + 4:at + 16], "<i4")
+    dims = np.frombuffer(raw[at + 16:at + 16 + 4 * n_streams], "<i4")
+    if len(set(dims)) != 1:
+        raise ValueError(f"{path}: streams of unequal width {dims}")
+    start = at + 20 + 4 * n_streams
+    data = np.frombuffer(raw[start:start + 4 * n_books * n_streams * n_dens * dims[0]], "<f4")
+    return data.reshape(n_books, n_streams, n_dens, dims[0]).astype(np.float64)
+
+
+def read_mixture_weights(path: Path, n_streams: int) -> np.ndarray:
+    """pocketsphinx's `sendump`: titled header strings, then uint8 -log weights per (stream, density, senone)."""
+    raw = path.read_bytes()
+    at = 0
+    while (n := int(np.frombuffer(raw[at:at + 4], "<i4")[0])) != 0:
+        at += 4 + n
+    n_dens, n_sen = np.frombuffer(raw[at + 4:at + 12], "<i4")
+    at += 12
+    return np.frombuffer(raw[at:at + n_streams * n_dens * n_sen], "u1").reshape(n_streams, n_dens, n_sen)
+
+
+def phone_names(mdef: Path) -> list[str]:
+    """The context-independent phones of a binary model definition, in senone order (3 senones each, first)."""
+    raw = mdef.read_bytes()
+    at = raw.index(b"END FILE FORMAT DESCRIPTION\n") + 28
+    at += (-at) % 4
+    n_ci = int(np.frombuffer(raw[at:at + 4], "<i4")[0])
+    return [n.decode() for n in raw[at + 40:].split(b"\0")[:n_ci]]
+
+
+class AcousticModel:
+    """The context-independent part of the model, ready for scoring many rows at once."""
+
+    def __init__(self, folder: Path):
+        params = read_params(folder / "feat.params")
+        expected = {"feat": "1s_c_d_dd", "model": "ptm", "transform": "dct", "svspec": "0-12/13-25/26-38"}
+        if any(params.get(k) != v for k, v in expected.items()):
+            raise ValueError(f"{folder}: an acoustic model of another kind than {expected}")
+        self.names = phone_names(folder / "mdef")
+        n = len(self.names)
+        means, var = read_gaussians(folder / "means"), np.maximum(read_gaussians(folder / "variances"), VAR_FLOOR)
+        if means.shape[0] != n:
+            raise ValueError(f"{folder}: {means.shape[0]} codebooks for {n} phones")
+        log_w = -read_mixture_weights(folder / "sendump", means.shape[1])[:, :, :3 * n] * LOG_UNIT  # (S, D, 3n)
+        # log N(x) = x^2 . quad + x . lin + const, as matrices over every (phone, density), per stream
+        self.quad = [(-0.5 / var[:, s]).reshape(-1, var.shape[-1]).T for s in range(means.shape[1])]
+        self.lin = [(means[:, s] / var[:, s]).reshape(-1, var.shape[-1]).T for s in range(means.shape[1])]
+        self.const = [(-0.5 * (np.log(2 * np.pi * var[:, s]) + means[:, s] ** 2 / var[:, s]).sum(-1)).reshape(-1)
+                      for s in range(means.shape[1])]
+        self.log_w = log_w.transpose(0, 2, 1).reshape(means.shape[1], n, 3, -1)  # (S, phone, state, D)
+        self.dims = means.shape[-1]
+        self.filters = mel_filters(float(params["lowerf"]), float(params["upperf"]), int(params["nfilt"]))
+        self.lifter = 1 + int(params["lifter"]) / 2 * np.sin(np.pi * np.arange(N_CEP) / int(params["lifter"]))
+        n_filt = int(params["nfilt"])
+        k, j = np.arange(N_CEP)[:, None], np.arange(n_filt)[None, :]
+        self.dct = np.cos(np.pi * k * (j + 0.5) / n_filt) * np.sqrt(2.0 / n_filt)
+        self.dct[0] *= np.sqrt(0.5)
+        self.window = np.hamming(FRAME)
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def restricted(self, names: list[str]) -> "AcousticModel":
+        """The same model scoring only `names` (a third of the phones costs a third of the time)."""
+        keep = [self.index[n] for n in names]
+        cols = (np.array(keep)[:, None] * (self.quad[0].shape[1] // len(self.names))
+                + np.arange(self.quad[0].shape[1] // len(self.names))).reshape(-1)
+        part = copy.copy(self)
+        part.names, part.index = list(names), {n: i for i, n in enumerate(names)}
+        part.quad = [q[:, cols].astype(np.float32) for q in self.quad]
+        part.lin = [w[:, cols].astype(np.float32) for w in self.lin]
+        part.const = [c[cols].astype(np.float32) for c in self.const]
+        part.log_w = self.log_w[:, keep].astype(np.float32)
+        return part
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(N, 39) features -> (N, phones) log-likelihoods of each phone's likeliest state."""
+        n_rows, n = len(features), len(self.names)
+        if n_rows == 0:
+            return np.zeros((0, n))
+        total = np.zeros((n_rows, n, 3))
+        for s in range(len(self.quad)):
+            x = features[:, s * self.dims:(s + 1) * self.dims].astype(self.quad[s].dtype)
+            ll = ((x * x) @ self.quad[s] + x @ self.lin[s] + self.const[s]).reshape(n_rows, n, 1, -1)
+            # each state's likeliest Gaussian stands for its mixture (pocketsphinx itself sums only the top 4)
+            total += (ll + self.log_w[s][None]).max(-1)  # (N, phone, state)
+        return total.max(-1)
+
+    def places(self, scores: np.ndarray) -> dict[str, np.ndarray]:
+        """Each place's best phone score per row (the places whose phones this model scores)."""
+        return {place: scores[:, [self.index[p] for p in phones]].max(1) for place, phones in PLACES.items()
+                if all(p in self.index for p in phones)}
+
+
+@lru_cache(maxsize=1)
+def acoustic_model() -> AcousticModel:
+    return AcousticModel(model_dir())
+
+
+CLOSURE_PLACES = ("bilabial", "alveolar", "velar")  # what closure_evidence weighs
+
+
+@lru_cache(maxsize=1)
+def closure_model() -> AcousticModel:
+    return acoustic_model().restricted([p for place in CLOSURE_PLACES for p in PLACES[place]])
+
+
+def mel_filters(lowerf: float, upperf: float, n_filt: int) -> np.ndarray:
+    """pocketsphinx's filters: triangles equally spaced on the mel scale, edges on FFT bins, each of unit area."""
+    mel = lambda f: 2595.0 * np.log10(1 + f / 700.0)  # noqa: E731
+    hz = lambda m: 700.0 * (10 ** (m / 2595.0) - 1)  # noqa: E731
+    step = SAMPLE_RATE / N_FFT
+    edges = np.round(hz(np.linspace(mel(lowerf), mel(upperf), n_filt + 2)) / step) * step
+    bins = np.arange(N_FFT // 2 + 1) * step
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    tri = np.maximum(0.0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))
+    return tri * 2.0 / (hi - lo)
+
+
+def closure_evidence(places: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row: how much likelier the lips' closures are than the tongue's (log-likelihood, nats)."""
+    return places["bilabial"] - np.maximum(places["alveolar"], places["velar"])
+
+
+class PhoneticStream:
+    """Streaming phone scores of one track: `process` returns (n, phones) for the rows completed by the audio."""
+
+    def __init__(self) -> None:
+        self.model = acoustic_model()
+        self.buf = np.zeros(HOP, np.float64)  # row 0 reads a row of silence before the stream: row j is frame j - 1
+        self.last = 0.0  # the sample before buf[0], for pre-emphasis
+        self.ceps = np.zeros((0, N_CEP))  # normalised cepstra waiting for their deltas
+        self.rows_out = 0
+        self.mean = np.array(CMN_INIT + (0.0,) * (N_CEP - len(CMN_INIT)))
+        self.weight = float(CMN_PRIOR)
+        self.loudest = -np.inf
+
+    def cepstra(self, x: np.ndarray) -> np.ndarray:
+        """MFCC rows of the whole windows in the audio so far (x in [-1, 1], read on pocketsphinx's 16-bit scale)."""
+        self.buf = np.concatenate([self.buf, np.asarray(x, np.float64) * 32768.0])
+        n = 0 if len(self.buf) < FRAME else 1 + (len(self.buf) - FRAME) // HOP
+        if n == 0:
+            return np.zeros((0, N_CEP))
+        emphasised = self.buf - PRE_EMPHASIS * np.concatenate([[self.last], self.buf[:-1]])
+        idx = np.arange(FRAME)[None, :] + HOP * np.arange(n)[:, None]
+        power = np.abs(np.fft.rfft(emphasised[idx] * self.model.window, N_FFT)) ** 2
+        self.last = self.buf[n * HOP - 1]
+        self.buf = self.buf[n * HOP:]
+        return (np.log(power @ self.model.filters.T + LOG_FLOOR) @ self.model.dct.T) * self.model.lifter
+
+    def normalised(self, ceps: np.ndarray) -> np.ndarray:
+        """Less the live mean of the voiced rows so far."""
+        out = np.empty_like(ceps)
+        for i, c in enumerate(ceps):
+            self.loudest = max(self.loudest, c[0])
+            if c[0] > self.loudest - SPEECH_RANGE:  # (replaced, not edited in place: snapshots share the old)
+                self.weight = min(self.weight + 1, CMN_ROWS)
+                self.mean = self.mean + (c - self.mean) / self.weight
+            out[i] = c - self.mean
+        return out
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """(n, 39) rows: cepstra, their first and second differences (1s_c_d_dd)."""
+        fresh = self.normalised(self.cepstra(x))
+        if self.rows_out == 0 and len(fresh) and not len(self.ceps):  # row 0's past is its own copy
+            self.ceps = np.repeat(fresh[:1], DELTA_ROWS, 0)
+        self.ceps = np.concatenate([self.ceps, fresh])
+        c = self.ceps
+        n = len(c) - 2 * DELTA_ROWS
+        if n <= 0:
+            return np.zeros((0, 3 * N_CEP))
+        t = np.arange(n) + DELTA_ROWS
+        out = np.hstack([c[t], c[t + 2] - c[t - 2], (c[t + 3] - c[t - 1]) - (c[t + 1] - c[t - 3])])
+        self.ceps = self.ceps[n:]
+        self.rows_out += n
+        return out
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        return self.model.scores(self.features(x))
+
+
+class ClosureEvidence:
+    """One track's closure evidence, scored only for the rows asked for: the generator asks about the few frames
+    where the model shuts the lips while speaking, and scoring is most of the cost (features for every row keep the
+    live mean and the deltas whole)."""
+
+    def __init__(self) -> None:
+        self.stream = PhoneticStream()
+        self.rows = Rolling(width=3 * N_CEP)  # features of rows not yet dropped
+
+    @property
+    def end(self) -> int:
+        return self.rows.end
+
+    def feed(self, x: np.ndarray) -> None:
+        self.rows.extend(self.stream.features(x))
+
+    def mean_over(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        """The evidence averaged over each [lo, hi) span of rows (clipped to the rows known), nan for none."""
+        spans = [(max(lo, self.rows.start), min(hi, self.rows.end)) for lo, hi in spans]
+        wanted = sorted({j for lo, hi in spans for j in range(lo, hi)})
+        if not wanted:
+            return np.full(len(spans), np.nan)
+        model = closure_model()
+        evidence = dict(zip(wanted, closure_evidence(model.places(model.scores(self.rows[np.array(wanted)])))))
+        return np.array([np.mean([evidence[j] for j in range(lo, hi)]) if hi > lo else np.nan for lo, hi in spans])
+
+    def drop_before(self, j: int) -> None:
+        self.rows.drop_before(j)
+
+    def copy(self) -> "ClosureEvidence":
+        """An independent copy (every piece of state is replaced, never edited in place, so shallow copies do)."""
+        twin = copy.copy(self)
+        twin.stream, twin.rows = copy.copy(self.stream), copy.copy(self.rows)
+        return twin
