@@ -122,6 +122,36 @@ def test_the_mouth_opens_with_the_voice_loudness_and_keeps_the_model_s_closures(
     assert pearson(shown, envelope) > pearson(drawn, envelope) + 0.03  # measured here: 0.895 against 0.816
 
 
+@pytest.mark.parametrize("bar", [None, 4.5])
+def test_lips_shut_only_where_the_voice_says_they_close(dialogue, talk, bar, monkeypatch):
+    """lip_place parts exactly the speaking frames the network shut whose closure evidence (computed here over the
+    whole track at once) is below the bar, to at least MOUTH_APART; every other frame and channel is as without it.
+    The shipped bar parts few frames of this dialogue, whose closures are mostly its m's and p's; a higher one
+    (4.5 nats) parts more."""
+    import backchannel.models.infp.generator as model_generator
+    from backchannel.models.frontend import phonetic
+    from backchannel.models.frontend.features import mel_frame_for
+
+    if bar is not None:
+        monkeypatch.setattr(model_generator, "CLOSURE_EVIDENCE_MIN", bar)
+        talk = generate(ModelGenerator(backend="torch"), dialogue.self_audio, dialogue.other_audio, seed=0)
+    unplaced = generate(ModelGenerator(backend="torch", lip_place=False), dialogue.self_audio, dialogue.other_audio,
+                        seed=0)
+    assert (unplaced.state == talk.state).all()
+    stream = phonetic.PhoneticStream()
+    scores = np.concatenate([stream.process(dialogue.self_audio), stream.process(np.zeros(SAMPLE_RATE, np.float32))])
+    evidence = phonetic.closure_evidence(stream.model.places(scores))
+    lo, hi = model_generator.PLACE_ROWS
+    near = np.array([evidence[max(0, r + lo):r + hi + 1].mean() for r in mel_frame_for(np.arange(len(talk)))])
+    candidates = (talk.state == SPEAKING) & lips_shut(unplaced.motion)
+    parted = candidates & (near < model_generator.CLOSURE_EVIDENCE_MIN)
+    assert parted.sum() >= (1 if bar is None else 10) and (candidates & ~parted).sum() >= 5
+    changed = np.abs(talk.motion - unplaced.motion).max(1) > 1e-6
+    np.testing.assert_array_equal(changed, parted)
+    assert (mouth_openness(talk.motion)[parted] >= MOUTH_APART - 1e-6).all()
+    assert lips_shut(talk.motion)[candidates & ~parted].all()
+
+
 def test_a_failed_feed_leaves_the_loudness_follower_as_it_was(model_gen, dialogue, monkeypatch):
     import backchannel.models.infp.generator as model_generator
 

@@ -19,6 +19,7 @@ from scipy.signal import butter, lfilter, lfilter_zi
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.eyes import EYE_LOOK_SHAPES, Blinks, Gaze, eye_shapes
 from backchannel.models.expression import EXPRESSION_SHAPES, Expression
+from backchannel.models.frontend.phonetic import READY_AFTER, ClosureEvidence
 from backchannel.models.frontend.features import (
     HOP,
     N_MELS,
@@ -35,7 +36,7 @@ from backchannel.models.generator import Generator, MotionStream, Style
 from backchannel.models.infp.config import OTHER, SELF, ModelConfig, Sampling
 from backchannel.models.infp.engines import OnnxEngine, TorchEngine, exported_samplings
 from backchannel.models.infp.weights import GRAPHS, load_weights
-from backchannel.models.measures import mouth_openness
+from backchannel.models.measures import LIPS_SHUT_OPENNESS, mouth_openness
 from backchannel.models.motion import (
     BS,
     FRAME_RATE,
@@ -83,6 +84,16 @@ BLINK_SCALE = (0.8, 1.25)
 BLINK_REGULARITY = 3.0
 TURN_BLINK, TURN_S = 0.3, 0.5
 LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
+# Lips shut only where the voice says they close (lip_place): the network learnt where a closure is from synthetic
+# voices, and on real ones it shuts the lips on the tongue's stops and nasals too. pocketsphinx's acoustic model,
+# trained on real speech (frontend.phonetic), tells how much likelier the lips' closures (p, b, m) are than the
+# tongue's (t, d, n, k, g) in each 10 ms row. Where the model speaks with its lips shut and the rows about a frame
+# (PLACE_ROWS: 20 ms before to 10 ms after, within the look-ahead) hold less than CLOSURE_EVIDENCE_MIN (nats), the
+# lips part to MOUTH_APART. Chosen on three recorded voices, scored on others (docs/experiments.md "A front end
+# that knows where the lips close").
+CLOSURE_EVIDENCE_MIN = -2.0
+PLACE_ROWS = (-2, 1)
+LIP_SEAL = [BS[name] for name in ("MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper")]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
 
@@ -103,6 +114,7 @@ class ModelStream(MotionStream):
         # the self track's level (dB) per feature row, preroll first (follow_loudness, expression)
         self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
+        self.closure = ClosureEvidence() if gen.lip_place else None  # the self track's (place_lips)
         self.style_vec = gen.style_vector(style)
         # blinks draw from a generator of their own, so the sampler's noise is the seed's whether they show or not
         blink_rng = np.random.default_rng([seed, 1])
@@ -172,6 +184,21 @@ class ModelStream(MotionStream):
         self.level_rows.drop_before(int(rows[-1]) + 1)
         return db, loud
 
+    def place_lips(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
+        """In place: lips the model shut while speaking part to MOUTH_APART where the voice does not say they close
+        (CLOSURE_EVIDENCE_MIN); the seal shapes (press, roll) go with the closure."""
+        if self.closure is None or not len(motion):
+            return
+        rows = mel_frame_for(np.arange(first, first + len(motion)))
+        frames = np.flatnonzero((state == SPEAKING) & (mouth_openness(motion) < LIPS_SHUT_OPENNESS))
+        near = self.closure.mean_over([(rows[i] + PLACE_ROWS[0], rows[i] + PLACE_ROWS[1] + 1) for i in frames])
+        for i in frames[near < CLOSURE_EVIDENCE_MIN]:
+            jaw = max(float(motion[i, BS["JawOpen"]]), MOUTH_APART)
+            motion[i, BS["JawOpen"]] = jaw
+            motion[i, BS["MouthClose"]] = min(float(motion[i, BS["MouthClose"]]), jaw - MOUTH_APART)
+            motion[i, LIP_SEAL] = 0.0
+        self.closure.drop_before(int(rows[-1]) + PLACE_ROWS[0] + 1)
+
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, loud: np.ndarray) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
         (`loud`, LOUDNESS_CHANNELS); lips the model left apart stay at least min(drawn, MOUTH_APART) apart."""
@@ -238,6 +265,7 @@ class ModelStream(MotionStream):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
                      level_rows=copy.copy(self.level_rows), level=copy.copy(self.level),
+                     closure=self.closure and self.closure.copy(),
                      blinks=copy.deepcopy(self.blinks), expression=copy.deepcopy(self.expression),
                      gaze=copy.deepcopy(self.gaze))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
@@ -255,6 +283,8 @@ class ModelStream(MotionStream):
     def flush(self) -> MotionBlock:
         owed = frame_count(self.fed / SAMPLE_RATE)
         self.encode(self.features[SELF].flush(), self.features[OTHER].flush())
+        if self.closure is not None:  # silence past the end completes the last rows' evidence
+            self.closure.feed(np.zeros(READY_AFTER, np.float32))
         pad = silence_rows(self.gen.flush_rows)  # silence past the end completes the last frames' look-ahead
         self.encode(pad, pad)
         return self.gen.generate_ready([self], limit=owed)[0]
@@ -267,7 +297,8 @@ class ModelGenerator(Generator):
                  backend: str = "auto", model=None, noise_correlation: float = NOISE_CORRELATION,
                  partner_guidance: float = 1.0, temperature: float = TEMPERATURE, mouth_history: float | None = None,
                  smooth_head: bool = True, head_gain: float = 1.0, follow_loudness: bool = True, blinks: bool = True,
-                 gaze: bool = True, expression: bool = True, precision: str = "fp32", compile: str = "off"):
+                 gaze: bool = True, expression: bool = True, lip_place: bool = True, precision: str = "fp32",
+                 compile: str = "off"):
         """`weights`: a `motion.pt` (torch), a folder of exported graphs (`backchannel export onnx`), or None for the
         shipped model; `model`: a MotionModel in memory (tests, training). `device` (cpu, cuda, cuda:N),
         `precision` (fp32, bf16, fp16) and `compile` (torch.compile's mode, CUDA only): engines.TorchEngine's."""
@@ -287,6 +318,7 @@ class ModelGenerator(Generator):
         self.blinks = bool(blinks)  # blinks over the network's lids (show_blinks)
         self.gaze = bool(gaze)  # the baseline's looks over the network's gaze (show_gaze)
         self.expression = bool(expression)  # the baseline's brows, cheeks... around the lips (show_face)
+        self.lip_place = bool(lip_place)  # lips shut only where the voice says they close (place_lips)
         self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
             if not value >= 0 or not np.isfinite(value):
@@ -306,7 +338,7 @@ class ModelGenerator(Generator):
                 "precision": self.precision, "noise_correlation": self.noise_correlation,
                 "temperature": self.temperature, "smooth_head": self.smooth_head,
                 "head_gain": self.head_gain, "follow_loudness": self.follow_loudness, "blinks": self.blinks,
-                "gaze": self.gaze, "expression": self.expression}
+                "gaze": self.gaze, "expression": self.expression, "lip_place": self.lip_place}
 
     def style_vector(self, style: Style) -> np.ndarray:
         """From reference motion (Style.extra["reference_motion"]: (N, 62) frames), else "no reference"."""
@@ -331,6 +363,9 @@ class ModelGenerator(Generator):
                 stream.fed += len(a)
             tracks = [f for stream, _, _ in items for f in stream.features]  # each stream's SELF, then OTHER
             rows = process_many(tracks, [x for _, a, b in items for x in (a, b)])
+            if self.lip_place:
+                for stream, a, _ in items:
+                    stream.closure.feed(a)
             self.encode_many([(stream, *rows[2 * i:2 * i + 2]) for i, (stream, _, _) in enumerate(items)])
             return self.generate_ready([stream for stream, _, _ in items], limit=None)
         except Exception:
@@ -389,6 +424,7 @@ class ModelGenerator(Generator):
                 continue
             z, motion, state = made[i]
             db, loud = s.voice(state, first)
+            s.place_lips(motion, state, first)
             s.show_mouth(motion, state, loud)
             s.show_blinks(motion, state, first)
             s.show_gaze(motion, state, first)
