@@ -254,10 +254,6 @@ class ClosureEvidence:
         self.stream = PhoneticStream()
         self.rows = Rolling(width=3 * N_CEP)  # features of rows not yet dropped
 
-    @property
-    def end(self) -> int:
-        return self.rows.end
-
     def feed(self, x: np.ndarray) -> None:
         self.rows.extend(self.stream.features(x))
 
