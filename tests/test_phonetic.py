@@ -126,14 +126,14 @@ def test_streaming_does_not_depend_on_chunks_or_later_audio():
     chunked = np.concatenate([stream.process(audio[a:b]) for a, b in zip(cuts[:-1], cuts[1:])])
     np.testing.assert_allclose(chunked, whole[:len(chunked)], rtol=1e-9, atol=1e-9)
     assert len(chunked) == len(whole)
-    # a row is final once the audio reaches its centre + READY_AFTER: later audio changes nothing before it
+    # row j is final once the audio reaches j * HOP + READY_AFTER, and not before: later audio changes nothing
     cut = 9000
     early = phonetic.PhoneticStream().process(audio[:cut])
     changed = audio.copy()
     changed[cut:] = rng.standard_normal(len(audio) - cut) * 0.5
     late = phonetic.PhoneticStream().process(changed)
     np.testing.assert_allclose(late[:len(early)], early, rtol=1e-9, atol=1e-9)
-    assert (len(early) - 1) * HOP + phonetic.READY_AFTER <= cut
+    assert len(early) == (cut - phonetic.READY_AFTER) // HOP + 1
 
 
 def test_the_live_mean_follows_the_voice_not_the_silence():

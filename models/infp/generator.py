@@ -87,12 +87,12 @@ LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
 # Lips shut only where the voice says they close (lip_place): the network learnt where a closure is from synthetic
 # voices, and on real ones it shuts the lips on the tongue's stops and nasals too. pocketsphinx's acoustic model,
 # trained on real speech (frontend.phonetic), tells how much likelier the lips' closures (p, b, m) are than the
-# tongue's (t, d, n, k, g) in each 10 ms row. Where the model speaks with its lips shut and the rows about a frame
-# (PLACE_ROWS: 20 ms before to 10 ms after, within the look-ahead) hold less than CLOSURE_EVIDENCE_MIN (nats), the
-# lips part to MOUTH_APART. Chosen on three recorded voices, scored on others (docs/experiments.md "A front end
-# that knows where the lips close").
+# tongue's (alveolar t, d, n, s, z, l; velar k, g, ng) in each 10 ms row. Where the model speaks with its lips shut
+# and the rows from 30 ms before to the frame's own (PLACE_ROWS: the last is known by the time the frame is, however
+# the audio is chunked) hold less than CLOSURE_EVIDENCE_MIN (nats) on average, the lips part to MOUTH_APART. Chosen
+# on three recorded voices, scored on others (docs/experiments.md "A front end that knows where the lips close").
 CLOSURE_EVIDENCE_MIN = -2.0
-PLACE_ROWS = (-2, 1)
+PLACE_ROWS = (-3, 0)
 LIP_SEAL = [BS[name] for name in ("MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper")]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
@@ -283,8 +283,8 @@ class ModelStream(MotionStream):
     def flush(self) -> MotionBlock:
         owed = frame_count(self.fed / SAMPLE_RATE)
         self.encode(self.features[SELF].flush(), self.features[OTHER].flush())
-        if self.closure is not None:  # silence past the end completes the last rows' evidence
-            self.closure.feed(np.zeros(READY_AFTER, np.float32))
+        if self.closure is not None:  # silence past the end completes the last frames' rows
+            self.closure.feed(np.zeros(READY_AFTER + 2 * HOP, np.float32))
         pad = silence_rows(self.gen.flush_rows)  # silence past the end completes the last frames' look-ahead
         self.encode(pad, pad)
         return self.gen.generate_ready([self], limit=owed)[0]
