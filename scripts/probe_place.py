@@ -34,7 +34,7 @@ from backchannel.models.corpus import worker
 from backchannel.models.corpus.dataset import Corpus
 from backchannel.models.corpus.recorded import RecordedSpeaker
 from backchannel.models.frontend.features import HOP, log_mel
-from backchannel.models.frontend.phonetic import LOG_UNIT, PLACES, phone_names
+from backchannel.models.frontend.phonetic import PLACES, phone_names, senone_log_scores
 from backchannel.models.phones import is_bilabial_closure, is_tongue_closure, is_vowel
 
 ROWS_PER_S = SAMPLE_RATE // HOP
@@ -65,14 +65,7 @@ class PhoneScores:
         self.decoder.process_raw(pcm, full_utt=False)
         self.decoder.end_utt()
         (log,) = os.listdir(self.dir)
-        raw = Path(self.dir, log).read_bytes()
-        body = raw[raw.index(b"endhdr\n") + 7 + 4:]  # header, then a byte-order word
-        n_sen = int(raw.split(b"n_sen ")[1].split()[0])
-        frames = np.frombuffer(body, "<i2").reshape(-1, n_sen + 1)
-        assert (frames[:, 0] == n_sen).all(), "expected every senone scored"
-        senones = frames[:, 1:1 + 3 * len(self.names)].astype(np.float32).reshape(len(frames), -1, 3)
-        # scores are -log(p) in pocketsphinx's quantised units
-        return -senones.min(2) * LOG_UNIT
+        return senone_log_scores(Path(self.dir, log).read_bytes(), len(self.names)).astype(np.float32)
 
 
 def place_scores(scores: np.ndarray, names: list[str]) -> np.ndarray:

@@ -48,12 +48,7 @@ def pocketsphinx_logs(audio: np.ndarray, tmp_path: Path, cmn: str) -> tuple[np.n
     decoder.end_utt()
     (mfc_file,), (sen_file,) = list(mfc.iterdir()), list(sen.iterdir())
     cepstra = np.frombuffer(mfc_file.read_bytes()[4:], ">f4").reshape(-1, phonetic.N_CEP).astype(np.float64)
-    raw = sen_file.read_bytes()
-    n_sen = int(raw.split(b"n_sen ")[1].split()[0])
-    frames = np.frombuffer(raw[raw.index(b"endhdr\n") + 11:], "<i2").reshape(-1, n_sen + 1)
-    n_phones = len(phonetic.acoustic_model().names)
-    scores = -frames[:, 1:1 + 3 * n_phones].astype(np.float64).reshape(len(frames), n_phones, 3).min(2)
-    return cepstra, scores * phonetic.LOG_UNIT
+    return cepstra, phonetic.senone_log_scores(sen_file.read_bytes(), len(phonetic.acoustic_model().names))
 
 
 def our_cepstra(audio: np.ndarray) -> np.ndarray:
@@ -63,10 +58,8 @@ def our_cepstra(audio: np.ndarray) -> np.ndarray:
 
 
 def with_deltas(cepstra: np.ndarray) -> np.ndarray:
-    padded = np.pad(cepstra, ((3, 3), (0, 0)), mode="edge")
-    t = np.arange(len(cepstra)) + 3
-    return np.hstack([padded[t], padded[t + 2] - padded[t - 2],
-                      (padded[t + 3] - padded[t - 1]) - (padded[t + 1] - padded[t - 3])])
+    """Every row's features, the edges read as their own copies (as pocketsphinx's batch features do)."""
+    return phonetic.with_deltas(np.pad(cepstra, ((3, 3), (0, 0)), mode="edge"))
 
 
 @pytest.mark.parametrize("name", PROMPTS)

@@ -116,7 +116,7 @@ class AcousticModel:
         self.const = [(-0.5 * (np.log(2 * np.pi * var[:, s]) + means[:, s] ** 2 / var[:, s]).sum(-1)).reshape(-1)
                       for s in range(means.shape[1])]
         self.log_w = log_w.transpose(0, 2, 1).reshape(means.shape[1], n, 3, -1)  # (S, phone, state, D)
-        self.dims = means.shape[-1]
+        self.dims, self.densities = means.shape[-1], means.shape[2]
         self.filters = mel_filters(float(params["lowerf"]), float(params["upperf"]), int(params["nfilt"]))
         self.lifter = 1 + int(params["lifter"]) / 2 * np.sin(np.pi * np.arange(N_CEP) / int(params["lifter"]))
         n_filt = int(params["nfilt"])
@@ -129,8 +129,7 @@ class AcousticModel:
     def restricted(self, names: list[str]) -> "AcousticModel":
         """The same model scoring only `names` (a third of the phones costs a third of the time)."""
         keep = [self.index[n] for n in names]
-        cols = (np.array(keep)[:, None] * (self.quad[0].shape[1] // len(self.names))
-                + np.arange(self.quad[0].shape[1] // len(self.names))).reshape(-1)
+        cols = (np.array(keep)[:, None] * self.densities + np.arange(self.densities)).reshape(-1)
         part = copy.copy(self)
         part.names, part.index = list(names), {n: i for i, n in enumerate(names)}
         part.quad = [q[:, cols].astype(np.float32) for q in self.quad]
@@ -183,6 +182,24 @@ def mel_filters(lowerf: float, upperf: float, n_filt: int) -> np.ndarray:
     return tri * 2.0 / (hi - lo)
 
 
+def with_deltas(ceps: np.ndarray) -> np.ndarray:
+    """(n - 6, 39) rows of 1s_c_d_dd features from n cepstral rows: each inner row's cepstrum, its first difference
+    (2 rows either side) and its second (of first differences 1 row either side, each over 2 rows)."""
+    t = np.arange(DELTA_ROWS, len(ceps) - DELTA_ROWS)
+    return np.hstack([ceps[t], ceps[t + 2] - ceps[t - 2], (ceps[t + 3] - ceps[t - 1]) - (ceps[t + 1] - ceps[t - 3])])
+
+
+def senone_log_scores(raw: bytes, n_phones: int) -> np.ndarray:
+    """A pocketsphinx senone log (`senlogdir`, every senone scored) -> (frames, n_phones) log-likelihoods of each
+    context-independent phone's likeliest state, relative to the frame's best senone (nats)."""
+    n_sen = int(raw.split(b"n_sen ")[1].split()[0])
+    frames = np.frombuffer(raw[raw.index(b"endhdr\n") + 11:], "<i2").reshape(-1, n_sen + 1)  # header, byte order
+    if not (frames[:, 0] == n_sen).all():
+        raise ValueError("the senone log does not score every senone (compallsen)")
+    senones = frames[:, 1:1 + 3 * n_phones].astype(np.float64).reshape(len(frames), n_phones, 3)
+    return -senones.min(2) * LOG_UNIT  # stored as -log(p) in pocketsphinx's quantised units
+
+
 def closure_evidence(places: dict[str, np.ndarray]) -> np.ndarray:
     """Per row: how much likelier the lips' closures are than the tongue's (log-likelihood, nats)."""
     return places["bilabial"] - np.maximum(places["alveolar"], places["velar"])
@@ -195,8 +212,7 @@ class PhoneticStream:
         self.model = acoustic_model()
         self.buf = np.zeros(HOP, np.float64)  # row 0 reads a row of silence before the stream: row j is frame j - 1
         self.last = 0.0  # the sample before buf[0], for pre-emphasis
-        self.ceps = np.zeros((0, N_CEP))  # normalised cepstra waiting for their deltas
-        self.rows_out = 0
+        self.ceps = np.zeros((0, N_CEP))  # normalised cepstra waiting for their deltas (empty only before the first)
         self.mean = np.array(CMN_INIT + (0.0,) * (N_CEP - len(CMN_INIT)))
         self.weight = float(CMN_PRIOR)
         self.loudest = -np.inf
@@ -228,17 +244,14 @@ class PhoneticStream:
     def features(self, x: np.ndarray) -> np.ndarray:
         """(n, 39) rows: cepstra, their first and second differences (1s_c_d_dd)."""
         fresh = self.normalised(self.cepstra(x))
-        if self.rows_out == 0 and len(fresh) and not len(self.ceps):  # row 0's past is its own copy
+        if len(fresh) and not len(self.ceps):  # row 0's past is its own copy
             self.ceps = np.repeat(fresh[:1], DELTA_ROWS, 0)
         self.ceps = np.concatenate([self.ceps, fresh])
-        c = self.ceps
-        n = len(c) - 2 * DELTA_ROWS
+        n = len(self.ceps) - 2 * DELTA_ROWS
         if n <= 0:
             return np.zeros((0, 3 * N_CEP))
-        t = np.arange(n) + DELTA_ROWS
-        out = np.hstack([c[t], c[t + 2] - c[t - 2], (c[t + 3] - c[t - 1]) - (c[t + 1] - c[t - 3])])
+        out = with_deltas(self.ceps)
         self.ceps = self.ceps[n:]
-        self.rows_out += n
         return out
 
     def process(self, x: np.ndarray) -> np.ndarray:
