@@ -65,25 +65,24 @@ def phone_frames(phones, frames: int, which=is_bilabial_closure) -> np.ndarray:
     """(frames,) bool: the frames of the phones in `phones` ((start, end, ipa) spans) that `which` picks, as
     phones_shut counts them. Training weighs these frames (ModelConfig.closure_weight)."""
     mask = np.zeros(frames, bool)
-    for start, end, name in phones:
-        if which(name):
-            mask[span_frames(start, end, frames)] = True
+    for ks in frames_per_phone(phones, which, frames):
+        mask[ks] = True
     return mask
 
 
+def frames_per_phone(phones, which, frames: int) -> list[np.ndarray]:
+    """The frame indices of each phone in `phones` ((start, end, ipa) spans) that `which` picks; phones with no
+    frame in the track are left out."""
+    spans = (span_frames(start, end, frames) for start, end, name in phones if which(name))
+    return [ks for ks in spans if len(ks)]
+
+
 def phones_shut(motion: np.ndarray, phones, which=is_bilabial_closure) -> tuple[int, int]:
-    """(shut, total) over the phones in `phones` ((start, end, ipa) spans) that `which` picks (by default the P/B/M
-    closures): a phone counts as shut when the lips are together on at least one of its frames."""
+    """(shut, total) over the phones in `phones` that `which` picks (by default the P/B/M closures): a phone counts
+    as shut when the lips are together on at least one of its frames."""
     shut = lips_shut(motion)
-    closed = total = 0
-    for start, end, name in phones:
-        if not which(name):
-            continue
-        ks = span_frames(start, end, len(shut))
-        if len(ks):
-            total += 1
-            closed += bool(shut[ks].any())
-    return closed, total
+    picked = frames_per_phone(phones, which, len(shut))
+    return sum(bool(shut[ks].any()) for ks in picked), len(picked)
 
 
 def lip_rounding(motion: np.ndarray) -> np.ndarray:
@@ -93,17 +92,10 @@ def lip_rounding(motion: np.ndarray) -> np.ndarray:
 
 
 def phones_mean(values: np.ndarray, phones, which) -> tuple[float, int]:
-    """(sum, count) over the phones in `phones` ((start, end, ipa) spans) that `which` picks of each phone's mean
-    of the per-frame `values` (its frames as phones_shut reads them): sum / count weighs every phone equally."""
-    total, count = 0.0, 0
-    for start, end, name in phones:
-        if not which(name):
-            continue
-        ks = span_frames(start, end, len(values))
-        if len(ks):
-            total += float(np.mean(values[ks]))
-            count += 1
-    return total, count
+    """(sum, count) over the phones in `phones` that `which` picks of each phone's mean of the per-frame `values`
+    (its frames as phones_shut reads them): sum / count weighs every phone equally."""
+    picked = frames_per_phone(phones, which, len(values))
+    return sum(float(np.mean(values[ks])) for ks in picked), len(picked)
 
 
 def nod_frames(motion: np.ndarray) -> np.ndarray:

@@ -90,9 +90,9 @@ def blink_count(motion: np.ndarray) -> int:
     return count
 
 
-def head_near_limit(motion: np.ndarray) -> np.ndarray:
-    """(T,) frames where the head is turned, nodded or tilted NEAR_LIMIT_DEG or more: parked at its limit."""
-    return (np.degrees(np.abs(motion[:, HEAD_ROTATION])) >= NEAR_LIMIT_DEG).any(1)
+def head_turn_deg(motion: np.ndarray) -> np.ndarray:
+    """(T,) how far the head is turned, nodded or tilted, whichever is most (degrees)."""
+    return np.degrees(np.abs(motion[:, HEAD_ROTATION])).max(1)
 
 
 def shapes_moving(motion: np.ndarray) -> np.ndarray:
@@ -110,6 +110,7 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
     env = speech_envelope(clip.self_audio, n)
     closed, bilabials = phones_shut(motion, clip.self_phones)
     rounding = lip_rounding(motion)
+    turn = head_turn_deg(motion)
     nods = nod_frames(motion)
     ends = [t for t in clip.other_phrase_ends if t * FRAME_RATE < n - FRAME_RATE]
     after_end = answer_frames(clip.other_phrase_ends, n)
@@ -134,8 +135,8 @@ def clip_metrics(clip: EvalClip, motion: np.ndarray, state: np.ndarray, rng: np.
         "nods_after_ends": (int(nods_after(ends, nods).sum()), len(ends)),
         "nods_at_random": (int(nods_after(moments, nods).sum()), len(moments)),
         "jitter": (float(accel[:, BLENDSHAPES].sum()), float(accel[:, HEAD_ROTATION].sum()), len(accel)),
-        "head_out": (int((np.degrees(np.abs(motion[:, HEAD_ROTATION])) > HEAD_RANGE_DEG).any(1).sum()), n),
-        "head_near": (int(head_near_limit(motion).sum()), n),
+        "head_out": (int((turn > HEAD_RANGE_DEG).sum()), n),
+        "head_near": (int((turn >= NEAR_LIMIT_DEG).sum()), n),  # parked at its limit
         "blinks": (blink_count(motion), n),
         "moving": (int(shapes_moving(motion).sum()) * n, 52 * n),  # weighed by the clip's frames
     }
