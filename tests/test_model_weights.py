@@ -10,7 +10,7 @@ from backchannel.models.evaluation.metrics import speech_envelope
 from backchannel.models.generator import generate, make_generator
 from backchannel.models.infp.generator import LOUDNESS_CHANNELS, MOUTH_APART, ModelGenerator
 from backchannel.models.infp.weights import GRAPHS, WEIGHTS, load_weights
-from backchannel.models.measures import lips_shut, mouth_openness, pearson, spans_mask
+from backchannel.models.measures import lip_rounding, lips_shut, mouth_openness, pearson, spans_mask
 from backchannel.models.motion import BS, HEAD_ROTATION, LISTENING, SPEAKING, MotionBlock
 
 from .helpers import check_causal_at_cuts
@@ -123,34 +123,51 @@ def test_the_mouth_opens_with_the_voice_loudness_and_keeps_the_model_s_closures(
 
 
 @pytest.mark.parametrize("bar", [None, 4.5])
-def test_lips_shut_only_where_the_voice_says_they_close(dialogue, talk, bar, monkeypatch):
+def test_lips_are_parted_and_rounded_where_the_voice_says(dialogue, talk, bar, monkeypatch):
     """lip_place parts exactly the speaking frames the network shut whose closure evidence (computed here over the
-    whole track at once) is below the bar, to at least MOUTH_APART; every other frame and channel is as without it.
-    The shipped bar parts few frames of this dialogue, whose closures are mostly its m's and p's; a higher one
-    (4.5 nats) parts more."""
+    whole track at once) is below PART_BELOW (none of this synthetic voice's at the shipped bar), to at least
+    MOUTH_APART; rounds the lips where a rounded vowel is
+    likelier, and narrows their rounding where a spread or open one is; every other frame and channel is as without
+    it. A higher bar (4.5 nats) parts more, and a stream fed 32 ms at a time (not a multiple of a row) moves the same
+    frames."""
     import backchannel.models.infp.generator as model_generator
     from backchannel.models.frontend import phonetic
     from backchannel.models.frontend.features import mel_frame_for
 
     if bar is not None:
-        monkeypatch.setattr(model_generator, "CLOSURE_EVIDENCE_MIN", bar)
+        monkeypatch.setattr(model_generator, "PART_BELOW", bar)
         talk = generate(ModelGenerator(backend="torch"), dialogue.self_audio, dialogue.other_audio, seed=0)
     unplaced = generate(ModelGenerator(backend="torch", lip_place=False), dialogue.self_audio, dialogue.other_audio,
                         seed=0)
     assert (unplaced.state == talk.state).all()
     stream = phonetic.PhoneticStream()
     scores = np.concatenate([stream.process(dialogue.self_audio), stream.process(np.zeros(SAMPLE_RATE, np.float32))])
-    evidence = phonetic.closure_evidence(stream.model.places(scores))
+    places = stream.model.places(scores)
     lo, hi = model_generator.PLACE_ROWS
-    near = np.array([evidence[max(0, r + lo):r + hi + 1].mean() for r in mel_frame_for(np.arange(len(talk)))])
-    candidates = (talk.state == SPEAKING) & lips_shut(unplaced.motion)
-    parted = candidates & (near < model_generator.CLOSURE_EVIDENCE_MIN)
-    assert parted.sum() >= (1 if bar is None else 10) and (candidates & ~parted).sum() >= 5
-    changed = np.abs(talk.motion - unplaced.motion).max(1) > 1e-6
-    np.testing.assert_array_equal(changed, parted)
+
+    def near(evidence):
+        return np.array([evidence[max(0, r + lo):r + hi + 1].mean() for r in mel_frame_for(np.arange(len(talk)))])
+    speaking, shut = talk.state == SPEAKING, lips_shut(unplaced.motion)
+    parted = speaking & shut & (near(phonetic.closure_evidence(places)) < model_generator.PART_BELOW)
+    assert (speaking & shut & ~parted).sum() >= 5
+    assert parted.sum() >= 10 or bar is None  # the shipped bar parts none of this synthetic voice's closures
+    np.testing.assert_array_equal(lips_shut(talk.motion), shut & ~parted)
     assert (mouth_openness(talk.motion)[parted] >= MOUTH_APART - 1e-6).all()
-    assert lips_shut(talk.motion)[candidates & ~parted].all()
-    if bar is not None:  # and a stream fed 32 ms at a time (not a multiple of a row) parts the same frames
+    rounding, drawn = lip_rounding(talk.motion), lip_rounding(unplaced.motion)
+    evidence = near(phonetic.rounding_evidence(places))
+    rounded = speaking & (evidence > model_generator.ROUNDED_FULL)
+    spread = speaking & (evidence < model_generator.SPREAD_BELOW)
+    assert rounded.sum() >= 10 and (rounding[rounded] >= model_generator.ROUNDED_MAX - 1e-5).all()
+    assert (drawn[rounded] < model_generator.ROUNDED_MAX).sum() >= 5  # the rounding was added
+    narrowed = np.minimum(drawn[spread], model_generator.SPREAD_MAX)
+    assert spread.sum() >= 10 and (rounding[spread] <= narrowed + 1e-5).all()
+    assert (drawn[spread] > model_generator.SPREAD_MAX).sum() >= 5  # the narrowing was tried
+    lips = np.zeros(talk.motion.shape[1], bool)
+    lips[[BS["JawOpen"], BS["MouthClose"], *model_generator.LIP_SEAL, *model_generator.ROUNDING,
+          *LOUDNESS_CHANNELS]] = True
+    np.testing.assert_array_equal(talk.motion[:, ~lips], unplaced.motion[:, ~lips])  # nothing but the lips moves
+    np.testing.assert_array_equal(talk.motion[~speaking], unplaced.motion[~speaking])  # and only while speaking
+    if bar is not None:
         stream = ModelGenerator(backend="torch").open_stream(seed=0)
         a, b = dialogue.self_audio, dialogue.other_audio
         fed = MotionBlock.concat([stream.feed(a[i:i + 512], b[i:i + 512]) for i in range(0, len(a), 512)]

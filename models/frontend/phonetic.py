@@ -115,8 +115,9 @@ class AcousticModel:
         self.lin = [(means[:, s] / var[:, s]).reshape(-1, var.shape[-1]).T for s in range(means.shape[1])]
         self.const = [(-0.5 * (np.log(2 * np.pi * var[:, s]) + means[:, s] ** 2 / var[:, s]).sum(-1)).reshape(-1)
                       for s in range(means.shape[1])]
-        self.log_w = log_w.transpose(0, 2, 1).reshape(means.shape[1], n, 3, -1)  # (S, phone, state, D)
-        self.dims, self.densities = means.shape[-1], means.shape[2]
+        # each state's mixture weights over its phone's codebook, as matrices: (S, phone, D, state)
+        self.weights = np.exp(log_w).reshape(means.shape[1], -1, n, 3).transpose(0, 2, 1, 3)
+        self.dims = means.shape[-1]
         self.filters = mel_filters(float(params["lowerf"]), float(params["upperf"]), int(params["nfilt"]))
         self.lifter = 1 + int(params["lifter"]) / 2 * np.sin(np.pi * np.arange(N_CEP) / int(params["lifter"]))
         n_filt = int(params["nfilt"])
@@ -126,30 +127,19 @@ class AcousticModel:
         self.window = np.hamming(FRAME)
         self.index = {name: i for i, name in enumerate(self.names)}
 
-    def restricted(self, names: list[str]) -> "AcousticModel":
-        """The same model scoring only `names` (a third of the phones costs a third of the time)."""
-        keep = [self.index[n] for n in names]
-        cols = (np.array(keep)[:, None] * self.densities + np.arange(self.densities)).reshape(-1)
-        part = copy.copy(self)
-        part.names, part.index = list(names), {n: i for i, n in enumerate(names)}
-        part.quad = [q[:, cols].astype(np.float32) for q in self.quad]
-        part.lin = [w[:, cols].astype(np.float32) for w in self.lin]
-        part.const = [c[cols].astype(np.float32) for c in self.const]
-        part.log_w = self.log_w[:, keep].astype(np.float32)
-        return part
-
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """(N, 39) features -> (N, phones) log-likelihoods of each phone's likeliest state."""
+        """(N, 39) features -> (N, phones) log-likelihoods of each phone's likeliest state, every state's mixture
+        summed over its codebook (pocketsphinx sums the 4 nearest Gaussians; the rest add little)."""
         n_rows, n = len(features), len(self.names)
         if n_rows == 0:
             return np.zeros((0, n))
-        total = np.zeros((n_rows, n, 3))
+        total = np.zeros((n, n_rows, 3))
         for s in range(len(self.quad)):
-            x = features[:, s * self.dims:(s + 1) * self.dims].astype(self.quad[s].dtype)
-            ll = ((x * x) @ self.quad[s] + x @ self.lin[s] + self.const[s]).reshape(n_rows, n, 1, -1)
-            # each state's likeliest Gaussian stands for its mixture (pocketsphinx itself sums only the top 4)
-            total += (ll + self.log_w[s][None]).max(-1)  # (N, phone, state)
-        return total.max(-1)
+            x = features[:, s * self.dims:(s + 1) * self.dims]
+            ll = ((x * x) @ self.quad[s] + x @ self.lin[s] + self.const[s]).reshape(n_rows, n, -1).transpose(1, 0, 2)
+            top = ll.max(-1, keepdims=True)  # each codebook's nearest Gaussian, per row
+            total += np.log(np.maximum(np.exp(ll - top) @ self.weights[s], 1e-300)) + top  # (phone, N, state)
+        return total.max(-1).T
 
     def places(self, scores: np.ndarray) -> dict[str, np.ndarray]:
         """Each place's best phone score per row (the places whose phones this model scores)."""
@@ -160,14 +150,6 @@ class AcousticModel:
 @lru_cache(maxsize=1)
 def acoustic_model() -> AcousticModel:
     return AcousticModel(model_dir())
-
-
-CLOSURE_PLACES = ("bilabial", "alveolar", "velar")  # what closure_evidence weighs
-
-
-@lru_cache(maxsize=1)
-def closure_model() -> AcousticModel:
-    return acoustic_model().restricted([p for place in CLOSURE_PLACES for p in PLACES[place]])
 
 
 def mel_filters(lowerf: float, upperf: float, n_filt: int) -> np.ndarray:
@@ -203,6 +185,11 @@ def senone_log_scores(raw: bytes, n_phones: int) -> np.ndarray:
 def closure_evidence(places: dict[str, np.ndarray]) -> np.ndarray:
     """Per row: how much likelier the lips' closures are than the tongue's (log-likelihood, nats)."""
     return places["bilabial"] - np.maximum(places["alveolar"], places["velar"])
+
+
+def rounding_evidence(places: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row: how much likelier a rounded vowel is than a spread or open one (nats)."""
+    return places["rounded"] - np.maximum(places["spread"], places["open"])
 
 
 class PhoneticStream:
@@ -258,32 +245,32 @@ class PhoneticStream:
         return self.model.scores(self.features(x))
 
 
-class ClosureEvidence:
-    """One track's closure evidence, scored only for the rows asked for: the generator asks about the few frames
-    where the model shuts the lips while speaking, and scoring is most of the cost (features for every row keep the
-    live mean and the deltas whole)."""
+class PlaceEvidence:
+    """One track's evidence for each place (PLACES: its best phone's log-likelihood), row by row as the audio
+    completes them, kept until dropped."""
 
     def __init__(self) -> None:
         self.stream = PhoneticStream()
-        self.rows = Rolling(width=3 * N_CEP)  # features of rows not yet dropped
+        self.rows = Rolling(width=len(PLACES), dtype=np.float64)
 
     def feed(self, x: np.ndarray) -> None:
-        self.rows.extend(self.stream.features(x))
+        places = self.stream.model.places(self.stream.process(x))
+        self.rows.extend(np.stack([places[p] for p in PLACES], 1))
 
-    def mean_over(self, spans: list[tuple[int, int]]) -> np.ndarray:
-        """The evidence averaged over each [lo, hi) span of rows (clipped to the rows known), nan for none."""
-        spans = [(max(lo, self.rows.start), min(hi, self.rows.end)) for lo, hi in spans]
-        wanted = sorted({j for lo, hi in spans for j in range(lo, hi)})
-        if not wanted:
-            return np.full(len(spans), np.nan)
-        model = closure_model()
-        evidence = dict(zip(wanted, closure_evidence(model.places(model.scores(self.rows[np.array(wanted)])))))
-        return np.array([np.mean([evidence[j] for j in range(lo, hi)]) if hi > lo else np.nan for lo, hi in spans])
+    def mean_over(self, spans: np.ndarray, measures) -> list[np.ndarray]:
+        """Each of `measures` (places -> per-row evidence, as closure_evidence) averaged over each [lo, hi) row span
+        of (n, 2) `spans`, clipped to the rows known (nan where none is)."""
+        spans = np.clip(np.asarray(spans, np.int64).reshape(-1, 2), self.rows.start, self.rows.end) - self.rows.start
+        places = dict(zip(PLACES, self.rows.data.T))
+        summed = np.cumsum(np.stack([np.concatenate([[0.0], measure(places)]) for measure in measures]), 1)
+        count = spans[:, 1] - spans[:, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return list(np.where(count > 0, (summed[:, spans[:, 1]] - summed[:, spans[:, 0]]) / count, np.nan))
 
     def drop_before(self, j: int) -> None:
         self.rows.drop_before(j)
 
-    def copy(self) -> "ClosureEvidence":
+    def copy(self) -> "PlaceEvidence":
         """An independent copy (every piece of state is replaced, never edited in place, so shallow copies do)."""
         twin = copy.copy(self)
         twin.stream, twin.rows = copy.copy(self.stream), copy.copy(self.rows)

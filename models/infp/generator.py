@@ -19,7 +19,7 @@ from scipy.signal import butter, lfilter, lfilter_zi
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.eyes import EYE_LOOK_SHAPES, Blinks, Gaze, eye_shapes
 from backchannel.models.expression import EXPRESSION_SHAPES, Expression
-from backchannel.models.frontend.phonetic import READY_AFTER, ClosureEvidence
+from backchannel.models.frontend.phonetic import READY_AFTER, PlaceEvidence, closure_evidence, rounding_evidence
 from backchannel.models.frontend.features import (
     HOP,
     N_MELS,
@@ -84,15 +84,22 @@ BLINK_SCALE = (0.8, 1.25)
 BLINK_REGULARITY = 3.0
 TURN_BLINK, TURN_S = 0.3, 0.5
 LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
-# Lips shut only where the voice says they close (lip_place): the network learnt where a closure is from synthetic
-# voices, and on real ones it shuts the lips on the tongue's stops and nasals too. pocketsphinx's acoustic model,
-# trained on real speech (frontend.phonetic), tells how much likelier the lips' closures (p, b, m) are than the
-# tongue's (alveolar t, d, n, s, z, l; velar k, g, ng) in each 10 ms row. Where the model speaks with its lips shut
-# and the rows from 30 ms before to the frame's own (PLACE_ROWS: the last is known by the time the frame is, however
-# the audio is chunked) hold less than CLOSURE_EVIDENCE_MIN (nats) on average, the lips part to MOUTH_APART. Chosen
-# on three recorded voices, scored on others (docs/experiments.md "A front end that knows where the lips close").
-CLOSURE_EVIDENCE_MIN = -2.0
+# Lips placed and rounded by the voice (lip_place): the network learnt where a closure is from synthetic voices, and
+# on real ones it shuts the lips on the tongue's stops and nasals too, and rounds them little. pocketsphinx's acoustic
+# model, trained on real speech (frontend.phonetic), tells row by row (10 ms) how likely each place's sounds are.
+# Averaged over the rows from 30 ms before a frame to its own (PLACE_ROWS: the last is known by the time the frame
+# is, however the audio is chunked), on the frames where the model speaks:
+# - lips it shut part to MOUTH_APART where p, b, m are less likely than the tongue's closures (alveolar t, d, n, s,
+#   z, l; velar k, g, ng) by more than PART_BELOW (nats);
+# - pucker + funnel reach ROUNDED_MAX as a rounded vowel (u, o) grows ROUNDED_FULL likelier than a spread or open
+#   one, and are held to SPREAD_MAX where a spread or open vowel is likelier by more than -SPREAD_BELOW.
+# Chosen on thirteen recorded readers of eleven other languages, scored on English (docs/experiments.md "A front end
+# that knows where the lips close").
 PLACE_ROWS = (-3, 0)
+PART_BELOW = -2.0
+ROUNDED_MAX, ROUNDED_FULL = 0.6, 2.0
+SPREAD_MAX, SPREAD_BELOW = 0.1, -1.0
+ROUNDING = [BS["MouthPucker"], BS["MouthFunnel"]]
 LIP_SEAL = [BS[name] for name in ("MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper")]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
 
@@ -114,7 +121,7 @@ class ModelStream(MotionStream):
         # the self track's level (dB) per feature row, preroll first (follow_loudness, expression)
         self.level_rows = Rolling(dtype=np.float64, start=-PREROLL_ROWS)
         self.level = RelativeLevel()  # the self track's level against its running peak
-        self.closure = ClosureEvidence() if gen.lip_place else None  # the self track's (place_lips)
+        self.places = PlaceEvidence() if gen.lip_place else None  # the self track's (place_lips)
         self.style_vec = gen.style_vector(style)
         # blinks draw from a generator of their own, so the sampler's noise is the seed's whether they show or not
         blink_rng = np.random.default_rng([seed, 1])
@@ -185,19 +192,29 @@ class ModelStream(MotionStream):
         return db, loud
 
     def place_lips(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
-        """In place: lips the model shut while speaking part to MOUTH_APART where the voice does not say they close
-        (CLOSURE_EVIDENCE_MIN); the seal shapes (press, roll) go with the closure."""
-        if self.closure is None or not len(motion):
+        """In place, on the frames where the model speaks: lips parted and rounded where the voice says (PART_BELOW,
+        ROUNDED_MAX, SPREAD_MAX); the seal shapes (press, roll) go with a closure that parts."""
+        if self.places is None or not len(motion):
             return
         rows = mel_frame_for(np.arange(first, first + len(motion)))
-        frames = np.flatnonzero((state == SPEAKING) & (mouth_openness(motion) < LIPS_SHUT_OPENNESS))
-        near = self.closure.mean_over([(rows[i] + PLACE_ROWS[0], rows[i] + PLACE_ROWS[1] + 1) for i in frames])
-        for i in frames[near < CLOSURE_EVIDENCE_MIN]:
+        speaking = np.flatnonzero(state == SPEAKING)
+        spans = np.stack([rows[speaking] + PLACE_ROWS[0], rows[speaking] + PLACE_ROWS[1] + 1], 1)
+        closure, rounding = self.places.mean_over(spans, (closure_evidence, rounding_evidence))
+        self.places.drop_before(int(rows[-1]) + PLACE_ROWS[0] + 1)
+        shut = mouth_openness(motion[speaking]) < LIPS_SHUT_OPENNESS
+        for i in speaking[shut & (closure < PART_BELOW)]:
             jaw = max(float(motion[i, BS["JawOpen"]]), MOUTH_APART)
             motion[i, BS["JawOpen"]] = jaw
             motion[i, BS["MouthClose"]] = min(float(motion[i, BS["MouthClose"]]), jaw - MOUTH_APART)
             motion[i, LIP_SEAL] = 0.0
-        self.closure.drop_before(int(rows[-1]) + PLACE_ROWS[0] + 1)
+        for i, evidence in zip(speaking, rounding):
+            drawn = motion[i, ROUNDING]
+            total = float(drawn.sum())
+            if evidence > 0:  # pucker (u) and funnel (o) shared as the network drew them
+                share = drawn / total if total > 0.02 else np.full(2, 0.5)
+                motion[i, ROUNDING] = np.maximum(drawn, share * ROUNDED_MAX * min(evidence / ROUNDED_FULL, 1.0))
+            elif evidence < SPREAD_BELOW and total > SPREAD_MAX:
+                motion[i, ROUNDING] = drawn * (SPREAD_MAX / total)
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, loud: np.ndarray) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
@@ -265,7 +282,7 @@ class ModelStream(MotionStream):
         """Everything a feed changes (its pieces are replaced, never edited in place), to undo a failed batch."""
         attrs = dict(self.__dict__, rows=list(self.rows), enc_state=list(self.enc_state),
                      level_rows=copy.copy(self.level_rows), level=copy.copy(self.level),
-                     closure=self.closure and self.closure.copy(),
+                     places=self.places and self.places.copy(),
                      blinks=copy.deepcopy(self.blinks), expression=copy.deepcopy(self.expression),
                      gaze=copy.deepcopy(self.gaze))
         parts = [(f.mel.__dict__.copy(), f.vad.__dict__.copy(), f.vad_rows.__dict__.copy()) for f in self.features]
@@ -283,8 +300,8 @@ class ModelStream(MotionStream):
     def flush(self) -> MotionBlock:
         owed = frame_count(self.fed / SAMPLE_RATE)
         self.encode(self.features[SELF].flush(), self.features[OTHER].flush())
-        if self.closure is not None:  # silence past the end completes the last frames' rows
-            self.closure.feed(np.zeros(READY_AFTER + 2 * HOP, np.float32))
+        if self.places is not None:  # silence past the end completes the last frames' rows
+            self.places.feed(np.zeros(READY_AFTER + 2 * HOP, np.float32))
         pad = silence_rows(self.gen.flush_rows)  # silence past the end completes the last frames' look-ahead
         self.encode(pad, pad)
         return self.gen.generate_ready([self], limit=owed)[0]
@@ -318,7 +335,7 @@ class ModelGenerator(Generator):
         self.blinks = bool(blinks)  # blinks over the network's lids (show_blinks)
         self.gaze = bool(gaze)  # the baseline's looks over the network's gaze (show_gaze)
         self.expression = bool(expression)  # the baseline's brows, cheeks... around the lips (show_face)
-        self.lip_place = bool(lip_place)  # lips shut only where the voice says they close (place_lips)
+        self.lip_place = bool(lip_place)  # lips part and round where the voice says (place_lips)
         self.pose_bounds = (self.facts.pose_low, self.facts.pose_high)
         for option, value in (("head_gain", self.head_gain), ("temperature", self.temperature)):
             if not value >= 0 or not np.isfinite(value):
@@ -365,7 +382,7 @@ class ModelGenerator(Generator):
             rows = process_many(tracks, [x for _, a, b in items for x in (a, b)])
             if self.lip_place:
                 for stream, a, _ in items:
-                    stream.closure.feed(a)
+                    stream.places.feed(a)
             self.encode_many([(stream, *rows[2 * i:2 * i + 2]) for i, (stream, _, _) in enumerate(items)])
             return self.generate_ready([stream for stream, _, _ in items], limit=None)
         except Exception:
