@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.frontend.features import HOP, Rolling
@@ -117,7 +118,7 @@ class AcousticModel:
                       for s in range(means.shape[1])]
         # each state's mixture weights over its phone's codebook, as matrices: (S, phone, D, state)
         self.weights = np.exp(log_w).reshape(means.shape[1], -1, n, 3).transpose(0, 2, 1, 3)
-        self.dims = means.shape[-1]
+        self.dims, self.densities = means.shape[-1], means.shape[2]
         self.filters = mel_filters(float(params["lowerf"]), float(params["upperf"]), int(params["nfilt"]))
         self.lifter = 1 + int(params["lifter"]) / 2 * np.sin(np.pi * np.arange(N_CEP) / int(params["lifter"]))
         n_filt = int(params["nfilt"])
@@ -127,6 +128,18 @@ class AcousticModel:
         self.window = np.hamming(FRAME)
         self.index = {name: i for i, name in enumerate(self.names)}
 
+    def restricted(self, names: list[str], dtype=np.float32) -> "AcousticModel":
+        """The same model scoring only `names`, in `dtype`: fewer phones cost less, and float32 about half as much."""
+        keep = [self.index[n] for n in names]
+        cols = (np.array(keep)[:, None] * self.densities + np.arange(self.densities)).reshape(-1)
+        part = copy.copy(self)
+        part.names, part.index = list(names), {n: i for i, n in enumerate(names)}
+        part.quad = [q[:, cols].astype(dtype) for q in self.quad]
+        part.lin = [w[:, cols].astype(dtype) for w in self.lin]
+        part.const = [c[cols].astype(dtype) for c in self.const]
+        part.weights = self.weights[:, keep].astype(dtype)
+        return part
+
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(N, 39) features -> (N, phones) log-likelihoods of each phone's likeliest state, every state's mixture
         summed over its codebook (pocketsphinx sums the 4 nearest Gaussians; the rest add little)."""
@@ -135,7 +148,7 @@ class AcousticModel:
             return np.zeros((0, n))
         total = np.zeros((n, n_rows, 3))
         for s in range(len(self.quad)):
-            x = features[:, s * self.dims:(s + 1) * self.dims]
+            x = features[:, s * self.dims:(s + 1) * self.dims].astype(self.quad[s].dtype)
             ll = ((x * x) @ self.quad[s] + x @ self.lin[s] + self.const[s]).reshape(n_rows, n, -1).transpose(1, 0, 2)
             top = ll.max(-1, keepdims=True)  # each codebook's nearest Gaussian, per row
             total += np.log(np.maximum(np.exp(ll - top) @ self.weights[s], 1e-300)) + top  # (phone, N, state)
@@ -150,6 +163,20 @@ class AcousticModel:
 @lru_cache(maxsize=1)
 def acoustic_model() -> AcousticModel:
     return AcousticModel(model_dir())
+
+
+@lru_cache(maxsize=1)
+def blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+LIP_PLACES = ("bilabial", "alveolar", "velar", "rounded", "spread", "open")  # what the lips' evidence weighs
+
+
+@lru_cache(maxsize=1)
+def lip_model() -> AcousticModel:
+    """The phones of LIP_PLACES alone, in float32: what the lips' evidence needs, at a third of the full cost."""
+    return acoustic_model().restricted([p for place in LIP_PLACES for p in PLACES[place]])
 
 
 def mel_filters(lowerf: float, upperf: float, n_filt: int) -> np.ndarray:
@@ -246,22 +273,21 @@ class PhoneticStream:
 
 
 class PlaceEvidence:
-    """One track's evidence for each place (PLACES: its best phone's log-likelihood), row by row as the audio
+    """One track's evidence for each of LIP_PLACES (its best phone's log-likelihood), row by row as the audio
     completes them, kept until dropped."""
 
     def __init__(self) -> None:
         self.stream = PhoneticStream()
-        self.rows = Rolling(width=len(PLACES), dtype=np.float64)
+        self.rows = Rolling(width=len(LIP_PLACES), dtype=np.float64)
 
     def feed(self, x: np.ndarray) -> None:
-        places = self.stream.model.places(self.stream.process(x))
-        self.rows.extend(np.stack([places[p] for p in PLACES], 1))
+        feed_places([self], [x])
 
     def mean_over(self, spans: np.ndarray, measures) -> list[np.ndarray]:
         """Each of `measures` (places -> per-row evidence, as closure_evidence) averaged over each [lo, hi) row span
         of (n, 2) `spans`, clipped to the rows known (nan where none is)."""
         spans = np.clip(np.asarray(spans, np.int64).reshape(-1, 2), self.rows.start, self.rows.end) - self.rows.start
-        places = dict(zip(PLACES, self.rows.data.T))
+        places = dict(zip(LIP_PLACES, self.rows.data.T))
         summed = np.cumsum(np.stack([np.concatenate([[0.0], measure(places)]) for measure in measures]), 1)
         count = spans[:, 1] - spans[:, 0]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -275,3 +301,15 @@ class PlaceEvidence:
         twin = copy.copy(self)
         twin.stream, twin.rows = copy.copy(self.stream), copy.copy(self.rows)
         return twin
+
+
+def feed_places(tracks: list[PlaceEvidence], audio: list[np.ndarray]) -> None:
+    """Each track's new audio, the rows it completes scored in one call for all of them: a live tick brings each
+    session three or four rows, and one call's overhead outweighs their arithmetic."""
+    features = [track.stream.features(x) for track, x in zip(tracks, audio)]
+    model = lip_model()
+    with blas().limit(limits=1, user_api="blas"):  # its products are small: BLAS's other threads would only spin
+        places = model.places(model.scores(np.concatenate(features)))
+    rows = np.stack([places[p] for p in LIP_PLACES], 1)
+    for track, part in zip(tracks, np.split(rows, np.cumsum([len(f) for f in features])[:-1])):
+        track.rows.extend(part)

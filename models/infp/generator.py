@@ -19,7 +19,8 @@ from scipy.signal import butter, lfilter, lfilter_zi
 from backchannel.models.audio import SAMPLE_RATE
 from backchannel.models.eyes import EYE_LOOK_SHAPES, Blinks, Gaze, eye_shapes
 from backchannel.models.expression import EXPRESSION_SHAPES, Expression
-from backchannel.models.frontend.phonetic import READY_AFTER, PlaceEvidence, closure_evidence, rounding_evidence
+from backchannel.models.frontend.phonetic import (
+    READY_AFTER, PlaceEvidence, closure_evidence, feed_places, rounding_evidence)
 from backchannel.models.frontend.features import (
     HOP,
     N_MELS,
@@ -381,8 +382,7 @@ class ModelGenerator(Generator):
             tracks = [f for stream, _, _ in items for f in stream.features]  # each stream's SELF, then OTHER
             rows = process_many(tracks, [x for _, a, b in items for x in (a, b)])
             if self.lip_place:
-                for stream, a, _ in items:
-                    stream.places.feed(a)
+                feed_places([stream.places for stream, _, _ in items], [a for _, a, _ in items])
             self.encode_many([(stream, *rows[2 * i:2 * i + 2]) for i, (stream, _, _) in enumerate(items)])
             return self.generate_ready([stream for stream, _, _ in items], limit=None)
         except Exception:
