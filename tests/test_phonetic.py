@@ -139,3 +139,47 @@ def test_the_live_mean_follows_the_voice_not_the_silence():
     sparse.features(np.concatenate([w for word in words for w in (word, gap)]))
     assert np.abs(talk.mean - sparse.mean).max() < 0.5
     assert talk.weight > phonetic.CMN_PRIOR
+
+
+def test_the_lips_model_scores_the_full_models_columns():
+    """lip_model is the full model's columns for its phones: exactly in float64, to float32's precision as shipped."""
+    full = phonetic.acoustic_model()
+    features = phonetic.PhoneticStream().features(recording(PROMPTS[0]))
+    names = phonetic.lip_model().names
+    assert len(names) == 27 and set(names) <= set(full.names)
+    expected = full.scores(features)[:, [full.index[n] for n in names]]
+    np.testing.assert_array_equal(full.restricted(names, np.float64).scores(features), expected)
+    np.testing.assert_allclose(phonetic.lip_model().scores(features), expected, atol=1e-3)
+
+
+def test_tracks_fed_together_hold_what_each_fed_alone_would():
+    """feed_places scores every track's new rows in one call: each track's rows are those it gets fed alone, however
+    its audio is cut, tracks that complete no row included."""
+    voices = [recording(name)[:16000] for name in PROMPTS]
+    alone = []
+    for voice in voices:
+        track = phonetic.PlaceEvidence()
+        track.feed(voice)
+        alone.append(track.rows.data)
+    together = [phonetic.PlaceEvidence() for _ in voices]
+    cuts = [0, 100, 333, 5000, 5001, 16000]  # 100 samples complete no row for any track
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        phonetic.feed_places(together, [voice[a:b] for voice in voices])
+    phonetic.feed_places([], [])
+    for track, rows in zip(together, alone):
+        assert track.rows.data.shape == rows.shape == (len(rows), len(phonetic.LIP_PLACES)) and len(rows) > 80
+        np.testing.assert_allclose(track.rows.data, rows, atol=1e-3)
+
+
+def test_evidence_is_averaged_over_the_rows_known():
+    track = phonetic.PlaceEvidence()
+    rows = np.arange(10 * len(phonetic.LIP_PLACES), dtype=np.float64).reshape(10, -1)
+    track.rows.extend(rows)
+    track.drop_before(2)  # rows 2..9 are left
+    bilabial = lambda places: places["bilabial"]  # noqa: E731
+    (means,) = track.mean_over(np.array([[2, 4], [0, 3], [8, 20], [5, 5], [12, 14]]), (bilabial,))
+    column = rows[:, phonetic.LIP_PLACES.index("bilabial")]
+    np.testing.assert_allclose(means[:3], [column[2:4].mean(), column[2:3].mean(), column[8:10].mean()])
+    assert np.isnan(means[3:]).all()  # an empty span, and one past the rows known
+    (none,) = track.mean_over(np.zeros((0, 2)), (bilabial,))
+    assert none.shape == (0,)

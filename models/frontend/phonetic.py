@@ -5,9 +5,10 @@ The motion model's own front end learnt *where* a closure is from synthetic voic
 the voice stops, not where (docs/experiments.md "A front end that knows where the lips close"). pocketsphinx's
 US-English acoustic model, in its wheel (BSD-2), learnt its phones from real speech: a phonetically-tied mixture
 model, one codebook of 128 Gaussians per phone and stream. This module scores each 10 ms row against the three
-context-independent states of each of its 42 phones, streaming, with the same numbers however the audio is chunked.
-Its MFCCs follow the model's feat.params; the code is ours, checked against pocketsphinx's own senone scores
-(tests/test_phonetic.py).
+context-independent states of each of its 42 phones, streaming: the same features however the audio is chunked.
+The lips need only 27 of the phones (lip_model, in float32: its scores move by about 1e-5 nats with how many rows
+one call scores). Its MFCCs follow the model's feat.params; the code is ours, checked against pocketsphinx's own
+senone scores (tests/test_phonetic.py).
 
 Row j is pocketsphinx's frame j - 1: its 410-sample window starts at sample (j - 1) * HOP, so it is centred 45
 samples (3 ms) after features.LogMel's row j. It is known once the audio reaches j * HOP + READY_AFTER samples
@@ -16,6 +17,7 @@ samples (3 ms) after features.LogMel's row j. It is known once the audio reaches
 from __future__ import annotations
 
 import copy
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -110,7 +112,8 @@ class AcousticModel:
         means, var = read_gaussians(folder / "means"), np.maximum(read_gaussians(folder / "variances"), VAR_FLOOR)
         if means.shape[0] != n:
             raise ValueError(f"{folder}: {means.shape[0]} codebooks for {n} phones")
-        log_w = -read_mixture_weights(folder / "sendump", means.shape[1])[:, :, :3 * n] * LOG_UNIT  # (S, D, 3n)
+        raw = read_mixture_weights(folder / "sendump", means.shape[1])[:, :, :3 * n].astype(np.float64)  # (S, D, 3n)
+        log_w = -raw * LOG_UNIT
         # log N(x) = x^2 . quad + x . lin + const, as matrices over every (phone, density), per stream
         self.quad = [(-0.5 / var[:, s]).reshape(-1, var.shape[-1]).T for s in range(means.shape[1])]
         self.lin = [(means[:, s] / var[:, s]).reshape(-1, var.shape[-1]).T for s in range(means.shape[1])]
@@ -151,7 +154,8 @@ class AcousticModel:
             x = features[:, s * self.dims:(s + 1) * self.dims].astype(self.quad[s].dtype)
             ll = ((x * x) @ self.quad[s] + x @ self.lin[s] + self.const[s]).reshape(n_rows, n, -1).transpose(1, 0, 2)
             top = ll.max(-1, keepdims=True)  # each codebook's nearest Gaussian, per row
-            total += np.log(np.maximum(np.exp(ll - top) @ self.weights[s], 1e-300)) + top  # (phone, N, state)
+            mixture = np.exp(ll - top) @ self.weights[s]  # > 0: the nearest Gaussian adds its weight, times 1
+            total += np.log(np.maximum(mixture, np.finfo(mixture.dtype).tiny)) + top  # (phone, N, state)
         return total.max(-1).T
 
     def places(self, scores: np.ndarray) -> dict[str, np.ndarray]:
@@ -163,6 +167,9 @@ class AcousticModel:
 @lru_cache(maxsize=1)
 def acoustic_model() -> AcousticModel:
     return AcousticModel(model_dir())
+
+
+BLAS_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -307,8 +314,11 @@ def feed_places(tracks: list[PlaceEvidence], audio: list[np.ndarray]) -> None:
     """Each track's new audio, the rows it completes scored in one call for all of them: a live tick brings each
     session three or four rows, and one call's overhead outweighs their arithmetic."""
     features = [track.stream.features(x) for track, x in zip(tracks, audio)]
+    if not features:
+        return
     model = lip_model()
-    with blas().limit(limits=1, user_api="blas"):  # its products are small: BLAS's other threads would only spin
+    # its products are small: BLAS's other threads would only spin. The limit is the process's: one caller at a time
+    with BLAS_LOCK, blas().limit(limits=1, user_api="blas"):
         places = model.places(model.scores(np.concatenate(features)))
     rows = np.stack([places[p] for p in LIP_PLACES], 1)
     for track, part in zip(tracks, np.split(rows, np.cumsum([len(f) for f in features])[:-1])):

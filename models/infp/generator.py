@@ -92,14 +92,15 @@ LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
 # is, however the audio is chunked), on the frames where the model speaks:
 # - lips it shut part to MOUTH_APART where p, b, m are less likely than the tongue's closures (alveolar t, d, n, s,
 #   z, l; velar k, g, ng) by more than PART_BELOW (nats);
-# - pucker + funnel reach ROUNDED_MAX as a rounded vowel (u, o) grows ROUNDED_FULL likelier than a spread or open
-#   one, and are held to SPREAD_MAX where a spread or open vowel is likelier by more than -SPREAD_BELOW.
+# - pucker + funnel rise towards ROUNDED_MAX as a rounded vowel (u, o) grows likelier than a spread or open one,
+#   reaching it at ROUNDED_FULL nats; they narrow towards SPREAD_MAX as a spread or open vowel grows likelier,
+#   reaching it at -SPREAD_FULL. Ramps, not steps: the shapes do not jump between neighbouring frames.
 # Chosen on thirteen recorded readers of eleven other languages, scored on English (docs/experiments.md "A front end
 # that knows where the lips close").
 PLACE_ROWS = (-3, 0)
 PART_BELOW = -2.0
 ROUNDED_MAX, ROUNDED_FULL = 0.6, 2.0
-SPREAD_MAX, SPREAD_BELOW = 0.1, -1.0
+SPREAD_MAX, SPREAD_FULL = 0.1, -2.0
 ROUNDING = [BS["MouthPucker"], BS["MouthFunnel"]]
 LIP_SEAL = [BS[name] for name in ("MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper")]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
@@ -194,7 +195,7 @@ class ModelStream(MotionStream):
 
     def place_lips(self, motion: np.ndarray, state: np.ndarray, first: int) -> None:
         """In place, on the frames where the model speaks: lips parted and rounded where the voice says (PART_BELOW,
-        ROUNDED_MAX, SPREAD_MAX); the seal shapes (press, roll) go with a closure that parts."""
+        ROUNDED_FULL, SPREAD_FULL); the seal shapes (press, roll) go with a closure that parts."""
         if self.places is None or not len(motion):
             return
         rows = mel_frame_for(np.arange(first, first + len(motion)))
@@ -214,8 +215,9 @@ class ModelStream(MotionStream):
             if evidence > 0:  # pucker (u) and funnel (o) shared as the network drew them
                 share = drawn / total if total > 0.02 else np.full(2, 0.5)
                 motion[i, ROUNDING] = np.maximum(drawn, share * ROUNDED_MAX * min(evidence / ROUNDED_FULL, 1.0))
-            elif evidence < SPREAD_BELOW and total > SPREAD_MAX:
-                motion[i, ROUNDING] = drawn * (SPREAD_MAX / total)
+            elif evidence < 0 and total > SPREAD_MAX:
+                narrowed = total - min(evidence / SPREAD_FULL, 1.0) * (total - SPREAD_MAX)
+                motion[i, ROUNDING] = drawn * (narrowed / total)
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, loud: np.ndarray) -> None:
         """In place, on the frames where the model speaks: the mouth's opening scaled by the voice's loudness
@@ -347,6 +349,9 @@ class ModelGenerator(Generator):
         if (self.follow_loudness or self.expression) and self.cfg.lookahead_samples < (WIN + HOP) // 2:
             raise ValueError("follow_loudness and expression read the level centred on each frame: weights with at "
                              f"least {(WIN + HOP) // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
+        if self.lip_place and self.cfg.lookahead_samples < READY_AFTER + 3 * HOP // 2:
+            raise ValueError("lip_place reads the phone scores up to each frame's own row: weights with at least "
+                             f"{READY_AFTER + 3 * HOP // 2} samples of look-ahead, not {self.cfg.lookahead_samples}")
         self.flush_rows = int(self.cfg.row_for_frame(self.cfg.chunk)) + 2
         self.rest = self.facts.rest_latent
 
