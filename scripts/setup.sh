@@ -62,6 +62,9 @@ if ! log=$(.venv/bin/python -m pip install -q --no-deps "mediapipe==0.10.14" 2>&
     echo "setup: mediapipe 0.10.14 is not available here; portraits need landmark files (docs/render.md)" >&2
     echo "$log" | tail -n 3 >&2
 fi
+# The pylipsync peer `eval` scores (the `peers` extra brings what it imports, librosa): its metadata pins
+# numpy < 2.4, which its code does not need and this project's numpy (2.4) contradicts.
+.venv/bin/python -m pip install -q --no-deps "pylipsync==0.2.1"
 # The bake tests' independent readers from npm, at the versions tests/js/package-lock.json pins.
 if command -v npm >/dev/null 2>&1; then
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)

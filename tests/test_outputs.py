@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pylivelinkface import FaceBlendShape, PyLiveLinkFace
 from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_server import BlockingOSCUDPServer
 
 from backchannel.bridge.client import MotionReceiver, spawn_worker
 from backchannel.bridge.latency import synthetic_dialogue
@@ -20,13 +20,15 @@ from .helpers import WORKER_COMMAND, collect, next_worker_stats, stream
 
 
 class OscRecorder:
-    """A python-osc UDP server on a free loopback port, recording every message it dispatches."""
+    """A python-osc UDP server on a free loopback port, recording every message it dispatches, in the order the
+    datagrams arrive (one thread: a threading server handles datagrams side by side, and two frames' messages
+    could interleave under load)."""
 
     def __init__(self):
         self.messages = []
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(lambda address, *args: self.messages.append((address, args)))
-        self.server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+        self.server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
         self.thread.start()

@@ -9,7 +9,10 @@ import sys
 
 # optional dependencies (pyproject.toml's extras), by the module a command imports
 EXTRAS = {"torch": "train", "onnx": "train", "matplotlib": "train", "pocketsphinx": "corpus", "cv2": "render",
-          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render", "pygltflib": "bake", "ray": "scale"}
+          "imageio_ffmpeg": "render", "PIL": "render", "mediapipe": "render", "pygltflib": "bake", "ray": "scale",
+          "openfacefx": "peers", "librosa": "peers", "pylipsync": "peers"}
+# where the extra alone does not bring the module (its own pins would break the install: scripts/setup.sh)
+INSTALLS = {"pylipsync": "pip install 'backchannel[peers]' && pip install --no-deps pylipsync==0.2.1"}
 
 COMMAND_MODULES = tuple(f"backchannel.bridge.cli.{name}" for name in (
     "run", "serve", "scale", "send", "keys", "top", "bench", "train", "eval", "export", "data", "landmarks", "demo",
@@ -37,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         root = (e.name or "").partition(".")[0]
         if root not in EXTRAS or args.verbose:
             raise
-        print(f"backchannel {args.command}: error: this needs {root}, an optional dependency: "
-              f"pip install 'backchannel[{EXTRAS[root]}]'", file=sys.stderr)
+        install = INSTALLS.get(root, f"pip install 'backchannel[{EXTRAS[root]}]'")
+        print(f"backchannel {args.command}: error: this needs {root}, an optional dependency: {install}",
+              file=sys.stderr)
         return 2
     # user-facing errors, an unwritable --out among them (OSError): one clear line, no trace
     except (ValueError, OSError, RuntimeError) as e:

@@ -14,8 +14,9 @@ def register(commands) -> None:
     p.add_argument("--split", action="append", default=None, help="split(s) to score (default: test, test-real)")
     p.add_argument("--generator", default="model,baseline",
                    help="comma list: model, baseline, labels (the clips' own motion), the peers "
-                        "openfacefx-energy and pocketsphinx-openfacefx (the `peers` extra), or options in brackets "
-                        "separated by ';', e.g. model[sampler_steps=2] or model[noise_correlation=0.9;backend=torch]")
+                        "openfacefx-energy, pocketsphinx-openfacefx and pylipsync (the `peers` extra), or options "
+                        "in brackets separated by ';', e.g. model[sampler_steps=2] or "
+                        "model[noise_correlation=0.9;backend=torch]")
     p.add_argument("--clips", type=int, default=None, help="at most this many clips per split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by-voice", action="store_true",
@@ -31,7 +32,7 @@ def eval_command(args) -> int:
     from backchannel.models.corpus.dataset import Corpus
     from backchannel.models.corpus.voices import REAL_TEST_SPLIT
     from backchannel.models.evaluation.metrics import eval_clip, evaluate
-    from backchannel.models.evaluation.peers import PEERS
+    from backchannel.models.evaluation.peers import PEERS, check_installed
     from backchannel.models.evaluation.report import markdown_table, plot_results, plot_voices, voice_table
     from backchannel.models.evaluation.rule import default_verdict, rule_section, synthetic_voices
     from backchannel.models.generator import GENERATORS, parse_spec, split_specs
@@ -57,6 +58,8 @@ def eval_command(args) -> int:
         if name not in GENERATORS and name != "labels" and name not in PEERS:
             raise ValueError(f"unknown generator {name!r}; choose from {', '.join(sorted(GENERATORS))}, labels or "
                              f"a peer ({', '.join(PEERS)})")
+        if name in PEERS:
+            check_installed(name)
     out = Path(args.out)
     report, everything = [], {}
     for split in splits:

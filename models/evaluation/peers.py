@@ -12,8 +12,11 @@ moves). Their packages are the `peers` extra, never a runtime dependency; both r
   phone-timestamp adapter (`from_phone_timestamps`) and its coarticulated viseme pipeline
   (`generate_from_alignment`).
 
-pylipsync 0.2.1 (uLipSync's MFCC vowel method) is not here: it needs librosa and numpy < 2.4, which this project's
-numpy (2.4) rules out.
+- `pylipsync`: pylipsync 0.2.1, uLipSync's method in Python, with the profile in its wheel: each 33 ms window's
+  MFCCs against its five vowels' and silence's templates (cosine similarity), the vowels' shares scaled by the
+  window's loudness (log RMS from -2.5 to -1.5, its defaults). Its vowels draw as the viseme set's (aa, ee, ih,
+  oh, ou -> aa, E, I, O, U). Its metadata pins numpy < 2.4, which its code does not need: setup installs it
+  without its dependencies (its own, librosa, comes with the extra).
 """
 from __future__ import annotations
 
@@ -59,9 +62,18 @@ def viseme_matrix() -> tuple[list[str], np.ndarray]:
     return names, w
 
 
+def visemes_to_motion(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, visemes) weights, in viseme_matrix's order -> motion (frames, 62) and roles."""
+    names, w = viseme_matrix()
+    motion = np.zeros((len(weights), MOTION_DIM), np.float32)
+    motion[:, :52] = np.clip(weights @ w, 0.0, 1.0)
+    voiced = np.delete(weights, names.index("sil"), axis=1).sum(1) > SPEAKING_WEIGHT
+    return motion, np.where(voiced, SPEAKING, IDLE).astype(np.int8)
+
+
 def track_to_motion(track, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """An openfacefx FaceTrack (viseme keyframes) sampled at our frame times: motion (frames, 62) and roles."""
-    names, w = viseme_matrix()
+    names = list(VISEME_TO_ARKIT)
     t = np.arange(frames) / FRAME_RATE
     weights = np.zeros((frames, len(names)), np.float32)
     for channel in track.channels:
@@ -69,10 +81,7 @@ def track_to_motion(track, frames: int) -> tuple[np.ndarray, np.ndarray]:
             keys = sorted(channel.keys, key=lambda k: k.time)
             weights[:, names.index(channel.name)] = np.interp(t, [k.time for k in keys], [k.value for k in keys],
                                                               left=0.0, right=0.0)
-    motion = np.zeros((frames, MOTION_DIM), np.float32)
-    motion[:, :52] = np.clip(weights @ w, 0.0, 1.0)
-    voiced = np.delete(weights, names.index("sil"), axis=1).sum(1) > SPEAKING_WEIGHT
-    return motion, np.where(voiced, SPEAKING, IDLE).astype(np.int8)
+    return visemes_to_motion(weights)
 
 
 def _pcm16(audio: np.ndarray) -> np.ndarray:
@@ -117,4 +126,35 @@ def pocketsphinx_openfacefx(self_audio: np.ndarray) -> tuple[np.ndarray, np.ndar
     return track_to_motion(generate_from_alignment(segments, fps=FRAME_RATE, epsilon=0.0), frames)
 
 
-PEERS = {"openfacefx-energy": openfacefx_energy, "pocketsphinx-openfacefx": pocketsphinx_openfacefx}
+VOWEL_TO_VISEME = {"aa": "aa", "ee": "E", "ih": "I", "oh": "O", "ou": "U"}  # pylipsync's vowels (uLipSync's A I U E O)
+
+
+def pylipsync_vowels(self_audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pylipsync's vowel targets, one window a frame (16 kHz is its own rate: nothing is resampled)."""
+    from pylipsync import PhonemeAnalyzer
+
+    frames = frame_count(len(self_audio) / SAMPLE_RATE)
+    names = list(VISEME_TO_ARKIT)
+    weights = np.zeros((frames, len(names)), np.float32)
+    if len(self_audio) >= SAMPLE_RATE // FRAME_RATE:  # it refuses less than a frame's audio
+        segments = PhonemeAnalyzer().extract_phoneme_segments(np.asarray(self_audio, np.float32),
+                                                              sample_rate=SAMPLE_RATE, fps=FRAME_RATE)
+        for k, segment in enumerate(segments[:frames]):
+            for phoneme in segment.phonemes:
+                if phoneme.name in VOWEL_TO_VISEME:
+                    weights[k, names.index(VOWEL_TO_VISEME[phoneme.name])] = phoneme.target
+    return visemes_to_motion(weights)
+
+
+PEERS = {"openfacefx-energy": openfacefx_energy, "pocketsphinx-openfacefx": pocketsphinx_openfacefx,
+         "pylipsync": pylipsync_vowels}
+PEER_PACKAGES = {"openfacefx-energy": "openfacefx", "pocketsphinx-openfacefx": "openfacefx", "pylipsync": "pylipsync"}
+
+
+def check_installed(name: str) -> None:
+    """Raises ModuleNotFoundError, before any scoring, when peer `name`'s package is not installed."""
+    import importlib.util
+
+    package = PEER_PACKAGES[name]
+    if importlib.util.find_spec(package) is None:
+        raise ModuleNotFoundError(f"the peer {name} needs {package}", name=package)
