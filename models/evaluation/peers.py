@@ -3,7 +3,7 @@
 Each reads the avatar's own track only, offline and whole (none streams), and draws the mouth through a viseme
 set; `VISEME_TO_ARKIT` turns those visemes into ARKit weights, so the metrics read them as they read ours. Peers
 move only the mouth: no head, eyes or brows, and no listening (the role they show is speaking wherever their mouth
-moves). Their packages are the `peers` extra, never a runtime dependency; both run offline from their wheels.
+moves). Their packages are the `peers` extra, never a runtime dependency; each runs offline from its wheel.
 
 - `openfacefx-energy`: openfacefx's audio-only energy mode (`generate_from_energy`, its defaults): loudness opens
   `aa`, a little of it spreads into `E` and `O`. It knows no phones (its own docs say it is not lip sync).
