@@ -257,14 +257,17 @@ def test_the_shown_head_bends_beyond_its_knee_towards_its_limit_without_reaching
                                [eps, -eps], rtol=1e-3)  # slope 1 on leaving the knee: no kink
 
 
-def test_following_loudness_needs_the_look_ahead_that_holds_each_frame_s_level():
+def test_stages_that_read_a_frame_s_level_or_phones_need_the_look_ahead_that_holds_them():
     short_sighted = small_model(lookahead_samples=160)  # 10 ms: the level frame centred on a frame ends later
-    with pytest.raises(ValueError, match="look-ahead"):
+    with pytest.raises(ValueError, match="follow_loudness and expression .* look-ahead"):
         ModelGenerator(model=short_sighted, backend="torch")
-    with pytest.raises(ValueError, match="look-ahead"):
+    with pytest.raises(ValueError, match="follow_loudness and expression .* look-ahead"):
         ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False)
-    without = ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False, expression=False)
-    assert not without.follow_loudness and not without.expression
+    with pytest.raises(ValueError, match="lip_place .* at least 970 samples of look-ahead, not 160"):
+        ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False, expression=False)
+    without = ModelGenerator(model=short_sighted, backend="torch", follow_loudness=False, expression=False,
+                             lip_place=False)
+    assert not without.follow_loudness and not without.expression and not without.lip_place
 
 
 def test_the_head_pose_stays_within_the_training_range_as_shown_and_remembered(short):
