@@ -345,16 +345,19 @@ def test_eval_checks_its_arguments_before_making_the_output_folder(args, message
     assert not (tmp_path / "out").exists()
 
 
-def test_eval_names_what_a_missing_peer_needs_before_scoring(corpus, tmp_path, capsys, monkeypatch):
-    import importlib.util
+@pytest.mark.parametrize("missing, install", [
+    ("pylipsync", "pip install 'backchannel[peers]' && pip install --no-deps pylipsync==0.2.1"),
+    ("librosa", "pip install 'backchannel[peers]'"),  # what pylipsync imports, when it went in alone
+])
+def test_eval_names_what_a_missing_peer_needs_before_scoring(missing, install, corpus, tmp_path, capsys, monkeypatch):
+    import sys
 
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pylipsync" else find_spec(name, *a))
+    monkeypatch.delitem(sys.modules, "pylipsync", raising=False)
+    monkeypatch.delitem(sys.modules, "pylipsync.analyzer", raising=False)
+    monkeypatch.setitem(sys.modules, missing, None)  # import raises ModuleNotFoundError
     assert main(["eval", "--data", str(corpus), "--split", "val", "--generator", "labels,pylipsync",
                  "--out", str(tmp_path / "out")]) == 2
-    assert "needs pylipsync, an optional dependency: pip install 'backchannel[peers]' && pip install --no-deps " \
-           "pylipsync==0.2.1" in one_error_line(capsys)
+    assert f"needs {missing}, an optional dependency: {install}" in one_error_line(capsys)
     assert not (tmp_path / "out").exists()
 
 

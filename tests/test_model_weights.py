@@ -150,7 +150,7 @@ def test_lips_are_parted_and_rounded_where_the_voice_says(dialogue, talk, bar, m
     speaking, shut = talk.state == SPEAKING, lips_shut(unplaced.motion)
     closure, rounding = near(phonetic.closure_evidence(places)), near(phonetic.rounding_evidence(places))
     clear = np.abs(closure - model_generator.PART_BELOW) > 1e-3
-    for edge in (0.0, model_generator.ROUNDED_FULL, model_generator.SPREAD_FULL):
+    for edge in (0.0, model_generator.ROUNDED_FULL, -model_generator.SPREAD_FULL):
         clear &= np.abs(rounding - edge) > 1e-3
     parted = speaking & shut & (closure < model_generator.PART_BELOW)
     assert (speaking & shut & ~parted).sum() >= 5
@@ -163,7 +163,7 @@ def test_lips_are_parted_and_rounded_where_the_voice_says(dialogue, talk, bar, m
     share = np.where(total[:, None] > 0.02, drawn / np.maximum(total, 1e-9)[:, None], 0.5)
     ramp_up = np.clip(rounding / model_generator.ROUNDED_FULL, 0, 1)[:, None]
     up = np.maximum(drawn, share * model_generator.ROUNDED_MAX * ramp_up)
-    w = np.clip(rounding / model_generator.SPREAD_FULL, 0, 1)
+    w = np.clip(-rounding / model_generator.SPREAD_FULL, 0, 1)
     narrowed = np.where(total > model_generator.SPREAD_MAX, total - w * (total - model_generator.SPREAD_MAX), total)
     down = drawn * (narrowed / np.maximum(total, 1e-9))[:, None]
     expected = np.where((rounding > 0)[:, None], up, np.where((rounding < 0)[:, None], down, drawn))

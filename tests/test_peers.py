@@ -63,3 +63,37 @@ def test_eval_scores_a_peer_like_a_generator(voice):
     assert results["lip_envelope_r"] > 0.5 and results["blinks_per_minute"] == 0.0
     assert results["head_near_limit"] == 0.0 and 0 < results["shapes_moving"] < 0.2  # the mouth only
     assert "head_diff_deg" not in results  # one run: a peer has no seed
+
+
+def test_every_peer_names_the_package_it_needs():
+    from backchannel.models.evaluation.peers import PEER_PACKAGES
+
+    assert set(PEER_PACKAGES) == set(PEERS)
+
+
+def harmonic_burst(onset_s: float, seconds: float = 0.5) -> np.ndarray:
+    """Silence, then half a second of a 150 Hz voice-like harmonic series from `onset_s`, then a second of silence."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    burst = sum(np.sin(2 * np.pi * f * t) / (i + 1) for i, f in enumerate(range(150, 3000, 150))) * 0.1
+    x = np.zeros(int((onset_s + seconds + 1.0) * SAMPLE_RATE), np.float32)
+    x[int(onset_s * SAMPLE_RATE):int(onset_s * SAMPLE_RATE) + len(burst)] = burst
+    return x
+
+
+def test_pylipsync_frames_keep_our_clock_two_minutes_in():
+    """pylipsync's windows step 533 samples, our frames 533.3: a burst two minutes in opens the mouth on the same
+    frames, counted from its onset, as one half a second in (read by index, they would lag almost two frames)."""
+    spans = []
+    for onset_s in (0.5, 120.0):
+        motion, _ = PEERS["pylipsync"](harmonic_burst(onset_s))
+        open_frames = np.flatnonzero(mouth_openness(motion) > LIPS_SHUT_OPENNESS) - round(onset_s * FRAME_RATE)
+        assert len(open_frames) > 10
+        spans.append((open_frames[0], open_frames[-1]))
+    assert spans[0] == spans[1] and abs(spans[0][0]) <= 1
+
+
+@pytest.mark.parametrize("samples", [0, 100, 532, 533, 534, SAMPLE_RATE])
+def test_pylipsync_on_audio_too_short_or_silent_keeps_the_mouth_shut(samples):
+    motion, state = PEERS["pylipsync"](np.zeros(samples, np.float32))
+    assert len(motion) == len(state) == frame_count(samples / SAMPLE_RATE)
+    assert np.isfinite(motion).all() and not motion.any() and (state == IDLE).all()

@@ -12,11 +12,12 @@ moves). Their packages are the `peers` extra, never a runtime dependency; each r
   phone-timestamp adapter (`from_phone_timestamps`) and its coarticulated viseme pipeline
   (`generate_from_alignment`).
 
-- `pylipsync`: pylipsync 0.2.1, uLipSync's method in Python, with the profile in its wheel: each 33 ms window's
-  MFCCs against its five vowels' and silence's templates (cosine similarity), the vowels' shares scaled by the
-  window's loudness (log RMS from -2.5 to -1.5, its defaults). Its vowels draw as the viseme set's (aa, ee, ih,
-  oh, ou -> aa, E, I, O, U). Its metadata pins numpy < 2.4, which its code does not need: setup installs it
-  without its dependencies (its own, librosa, comes with the extra).
+- `pylipsync`: pylipsync 0.2.1, uLipSync's method in Python, with the profile in its wheel: the MFCCs of a 64 ms
+  window centred on each frame against its five vowels' and silence's templates (cosine similarity); the vowels'
+  shares, scaled by the window's loudness (log RMS from -2.5 to -1.5), unless silence takes 0.3 of them (its
+  defaults). Its vowels draw as the viseme set's (aa, ee, ih, oh, ou -> aa, E, I, O, U). Its metadata pins
+  numpy < 2.4, which its code does not need: setup installs it without its dependencies (librosa comes with the
+  extra; scipy is the core's).
 """
 from __future__ import annotations
 
@@ -126,21 +127,26 @@ def pocketsphinx_openfacefx(self_audio: np.ndarray) -> tuple[np.ndarray, np.ndar
     return track_to_motion(generate_from_alignment(segments, fps=FRAME_RATE, epsilon=0.0), frames)
 
 
-VOWEL_TO_VISEME = {"aa": "aa", "ee": "E", "ih": "I", "oh": "O", "ou": "U"}  # pylipsync's vowels (uLipSync's A I U E O)
+VOWEL_TO_VISEME = {"aa": "aa", "ee": "E", "ih": "I", "oh": "O", "ou": "U"}  # pylipsync's vowels (uLipSync's A E I O U)
 
 
 def pylipsync_vowels(self_audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pylipsync's vowel targets, one window a frame (16 kHz is its own rate: nothing is resampled)."""
+    """pylipsync's vowel targets, each frame's from the window centred nearest its time (16 kHz is its own rate:
+    nothing is resampled). Its windows step a whole number of samples (533), ours 533.3: read by index, they would
+    drift a frame behind every 53 s."""
     from pylipsync import PhonemeAnalyzer
 
     frames = frame_count(len(self_audio) / SAMPLE_RATE)
     names = list(VISEME_TO_ARKIT)
     weights = np.zeros((frames, len(names)), np.float32)
-    if len(self_audio) >= SAMPLE_RATE // FRAME_RATE:  # it refuses less than a frame's audio
+    hop = SAMPLE_RATE // FRAME_RATE
+    if len(self_audio) >= hop:  # it refuses less than one step of audio
         segments = PhonemeAnalyzer().extract_phoneme_segments(np.asarray(self_audio, np.float32),
                                                               sample_rate=SAMPLE_RATE, fps=FRAME_RATE)
-        for k, segment in enumerate(segments[:frames]):
-            for phoneme in segment.phonemes:
+        # window i is centred on sample i * hop + hop / 2; frame k sits at sample k * SAMPLE_RATE / FRAME_RATE
+        nearest = np.round(np.arange(frames) * SAMPLE_RATE / FRAME_RATE / hop - 0.5).astype(int)
+        for k, i in enumerate(np.clip(nearest, 0, len(segments) - 1)):
+            for phoneme in segments[i].phonemes:
                 if phoneme.name in VOWEL_TO_VISEME:
                     weights[k, names.index(VOWEL_TO_VISEME[phoneme.name])] = phoneme.target
     return visemes_to_motion(weights)
@@ -152,9 +158,14 @@ PEER_PACKAGES = {"openfacefx-energy": "openfacefx", "pocketsphinx-openfacefx": "
 
 
 def check_installed(name: str) -> None:
-    """Raises ModuleNotFoundError, before any scoring, when peer `name`'s package is not installed."""
-    import importlib.util
+    """Imports peer `name`'s package, so a missing one (or a missing dependency of it) is named before any scoring:
+    ModuleNotFoundError names the module; an install that does not import is a RuntimeError."""
+    import importlib
 
     package = PEER_PACKAGES[name]
-    if importlib.util.find_spec(package) is None:
-        raise ModuleNotFoundError(f"the peer {name} needs {package}", name=package)
+    try:
+        importlib.import_module(package)
+    except ModuleNotFoundError:
+        raise
+    except ImportError as e:
+        raise RuntimeError(f"the peer {name}'s package {package} does not import: {e}") from e

@@ -94,13 +94,13 @@ LIDS = [BS["EyeBlinkLeft"], BS["EyeBlinkRight"]]
 #   z, l; velar k, g, ng) by more than PART_BELOW (nats);
 # - pucker + funnel rise towards ROUNDED_MAX as a rounded vowel (u, o) grows likelier than a spread or open one,
 #   reaching it at ROUNDED_FULL nats; they narrow towards SPREAD_MAX as a spread or open vowel grows likelier,
-#   reaching it at -SPREAD_FULL. Ramps, not steps: the shapes do not jump between neighbouring frames.
+#   reaching it at SPREAD_FULL nats. Ramps, not steps: the shapes do not jump between neighbouring frames.
 # Chosen on thirteen recorded readers of eleven other languages, scored on English (docs/experiments.md "A front end
 # that knows where the lips close").
 PLACE_ROWS = (-3, 0)
 PART_BELOW = -2.0
 ROUNDED_MAX, ROUNDED_FULL = 0.6, 2.0
-SPREAD_MAX, SPREAD_FULL = 0.1, -2.0
+SPREAD_MAX, SPREAD_FULL = 0.1, 2.0
 ROUNDING = [BS["MouthPucker"], BS["MouthFunnel"]]
 LIP_SEAL = [BS[name] for name in ("MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper")]
 PREROLL_ROWS = 40  # silence the encoder hears before a stream starts, as training windows at a clip's start do
@@ -216,7 +216,7 @@ class ModelStream(MotionStream):
                 share = drawn / total if total > 0.02 else np.full(2, 0.5)
                 motion[i, ROUNDING] = np.maximum(drawn, share * ROUNDED_MAX * min(evidence / ROUNDED_FULL, 1.0))
             elif evidence < 0 and total > SPREAD_MAX:
-                narrowed = total - min(evidence / SPREAD_FULL, 1.0) * (total - SPREAD_MAX)
+                narrowed = total - min(-evidence / SPREAD_FULL, 1.0) * (total - SPREAD_MAX)
                 motion[i, ROUNDING] = drawn * (narrowed / total)
 
     def show_mouth(self, motion: np.ndarray, state: np.ndarray, loud: np.ndarray) -> None:
