@@ -3,7 +3,7 @@ baseline and every peer on place discrimination, role F1 and nod contrast."""
 import pytest
 
 from backchannel.models.evaluation.metrics import TARGETS
-from backchannel.models.evaluation.rule import default_verdict, rule_section
+from backchannel.models.evaluation.rule import default_verdict, rule_section, verdicts
 
 # a model on every target (each a little past it) and two rivals behind it on the three rivalled metrics
 MODEL = {"pbm_closure": 0.9, "tongue_closure": 0.1, "place_discrimination": 80.0, "vowel_closure": 0.05,
@@ -55,10 +55,12 @@ def test_without_a_baseline_or_a_model_there_is_no_default():
 
 
 def test_the_report_section_says_what_it_pools_and_judges_recorded_voices_only():
-    section = rule_section({"baseline": BASELINE, "model": MODEL}, "test-real")
+    results = {"baseline": BASELINE, "model": MODEL}
+    section = rule_section(results, "test-real", verdicts(results))
     assert "Pooled over 2 self voices (recorded:ana, recorded:ben; 5 clips): counts summed across voices" in section
     assert "- **model may become the default: every target met, ahead of baseline**" in section
     synthetic = {name: dict(r, voices={"espeak:m1": 2, "recorded:ana": 1}) for name, r in
                  (("baseline", BASELINE), ("model", MODEL))}
-    section = rule_section(synthetic, "test")
+    assert verdicts(synthetic) == {}
+    section = rule_section(synthetic, "test", verdicts(synthetic))
     assert "Not judged: espeak:m1 is not a recorded voice" in section and "default:" not in section

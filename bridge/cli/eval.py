@@ -34,7 +34,7 @@ def eval_command(args) -> int:
     from backchannel.models.evaluation.metrics import eval_clip, evaluate
     from backchannel.models.evaluation.peers import PEERS, check_installed
     from backchannel.models.evaluation.report import markdown_table, plot_results, plot_voices, voice_table
-    from backchannel.models.evaluation.rule import default_verdict, rule_section, synthetic_voices
+    from backchannel.models.evaluation.rule import rule_section, verdicts
     from backchannel.models.generator import GENERATORS, parse_spec, split_specs
 
     check_counts(args, 1, "clips")
@@ -73,10 +73,9 @@ def eval_command(args) -> int:
             report.append(voice_table(results, split))
             plot_voices(results, out / f"eval-{split}-voices.png", split)
         if split == REAL_TEST_SPLIT:  # the default rule reads real voices never trained on
-            report.append(rule_section(results, split))
-            judged = [g for g in results if parse_spec(g)[0] == "model"] if not synthetic_voices(results) else []
-            for spec in judged:
-                verdict = default_verdict(results, spec)
+            judged = verdicts(results)
+            report.append(rule_section(results, split, judged))
+            for spec, verdict in judged.items():
                 results[spec]["default_rule"] = {"default": verdict.default, "failed": verdict.failed}
         plot_results(results, out / f"eval-{split}.png", title)
         everything[split] = results

@@ -69,14 +69,13 @@ def default_verdict(results: dict[str, dict], candidate: str | None = None) -> V
     if not any(parse_spec(spec)[0] == "baseline" for spec in rivals):
         verdict.failed.append("baseline not scored")
     for key in RIVALLED:
-        ours_shown = shown(key, ours.get(key, float("nan")))
+        value = ours.get(key, float("nan"))
         for rival in rivals:
             theirs = results[rival].get(key, float("nan"))
             if not np.isfinite(theirs):
                 continue
-            value = ours.get(key, float("nan"))
             if not np.isfinite(value) or shown(key, value) == shown(key, theirs) or value < theirs:
-                verdict.failed.append(f"{_LABEL[key][0]} {ours_shown} not above {rival}'s {shown(key, theirs)}")
+                verdict.failed.append(f"{_LABEL[key][0]} {shown(key, value)} not above {rival}'s {shown(key, theirs)}")
     return verdict
 
 
@@ -85,8 +84,15 @@ def synthetic_voices(results: dict[str, dict]) -> list[str]:
     return [v for v in next(iter(results.values())).get("voices", {}) if not v.startswith("recorded:")]
 
 
-def rule_section(results: dict[str, dict], split: str) -> str:
-    """The report's verdict for every model spec scored on `split`, saying what its figures pool."""
+def verdicts(results: dict[str, dict]) -> dict[str, Verdict]:
+    """The verdict on every model spec in `results`; none where any pooled voice is synthetic (not judged)."""
+    if synthetic_voices(results):
+        return {}
+    return {spec: default_verdict(results, spec) for spec in results if parse_spec(spec)[0] == "model"}
+
+
+def rule_section(results: dict[str, dict], split: str, judged: dict[str, Verdict]) -> str:
+    """The report's verdicts (`judged`: verdicts(results)) on `split`, saying what its figures pool."""
     voices = next(iter(results.values())).get("voices", {})
     synthetic = synthetic_voices(results)
     lines = [f"### The default rule ({split})", "",
@@ -98,6 +104,5 @@ def rule_section(results: dict[str, dict], split: str) -> str:
         lines += [f"Not judged: {', '.join(synthetic)} {'is' if len(synthetic) == 1 else 'are'} not a recorded "
                   "voice (the rule reads real voices never trained on: the test-real split).", ""]
         return "\n".join(lines) + "\n"
-    candidates = [spec for spec in results if parse_spec(spec)[0] == "model"]
-    lines += [f"- **{default_verdict(results, spec)}**" for spec in candidates] or ["- no model scored"]
+    lines += [f"- **{verdict}**" for verdict in judged.values()] or ["- no model scored"]
     return "\n".join(lines) + "\n"
