@@ -168,6 +168,15 @@ def test_an_interrupted_save_leaves_the_old_weights_whole(tmp_path, monkeypatch)
 
 # 4. Ctrl-C keeps the steps done and resumes to an unbroken run's weights, each step logged once
 
+@pytest.fixture
+def terminal_ctrl_c():
+    """SIGINT handled as Python does when started from a terminal, whoever started the tests: a shell that runs a
+    job in the background (nohup, &) sets it to ignored, and training rightly keeps an ignored Ctrl-C ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def ctrl_c_at_batch(monkeypatch, n, how="signal"):
     real_batch, calls = training_data.WindowSampler.batch, []
 
@@ -184,7 +193,8 @@ def ctrl_c_at_batch(monkeypatch, n, how="signal"):
 
 
 def test_ctrl_c_saves_the_current_step_and_the_same_command_resumes_to_the_same_weights(run_dir, tmp_path,
-                                                                                          features, capsys):
+                                                                                          features, capsys,
+                                                                                          terminal_ctrl_c):
     straight = tmp_path / "straight"
     shutil.copytree(run_dir, straight)
     assert train(straight) == 0
@@ -202,7 +212,7 @@ def test_ctrl_c_saves_the_current_step_and_the_same_command_resumes_to_the_same_
     assert (run_dir / "motion-losses.jsonl").read_text() == (straight / "motion-losses.jsonl").read_text()
 
 
-def test_a_resumed_run_drops_the_loss_lines_logged_after_its_checkpoint(clips, tmp_path):
+def test_a_resumed_run_drops_the_loss_lines_logged_after_its_checkpoint(clips, tmp_path, terminal_ctrl_c):
     tc = TrainConfig(train_steps=12, batch=2, window_frames=20, warmup=4, checkpoint_every=5)
 
     def fresh():
